@@ -1,0 +1,98 @@
+// Package testenv locates the brokers that adapter tests run against and
+// decides what happens when one is missing: outside CI the test is skipped
+// with instructions; under CI=true it fails, because a green run must mean
+// the adapter was tested.
+package testenv
+
+import (
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// Services as this machine runs them; each can be overridden by environment
+// variable so the same tests run against another server.
+const (
+	DefaultRabbitMQURL = "amqp://guest:guest@127.0.0.1:5672/"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where a missing
+// service is a failure, not a skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Getenv returns the environment variable name, or def when it is unset.
+func Getenv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// RequireTCP makes sure a service answers on addr (host:port). When it does
+// not, the test fails under CI and is skipped elsewhere, naming the service
+// and how to start it.
+func RequireTCP(tb testing.TB, service, addr, howToStart string) {
+	tb.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err == nil {
+		conn.Close()
+		return
+	}
+	msg := service + " is not reachable at " + addr + " (" + err.Error() + "); start it with: " + howToStart +
+		" (scripts/services.sh up does this)"
+	if InCI() {
+		tb.Fatalf("CI=true and %s", msg)
+	}
+	tb.Skipf("skipping: %s", msg)
+}
+
+// RabbitMQ returns the AMQP URL for tests (MSGKIT_TEST_RABBITMQ_URL or the
+// local default), after checking the broker answers.
+func RabbitMQ(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "RabbitMQ", Getenv("MSGKIT_TEST_RABBITMQ_ADDR", "127.0.0.1:5672"), "rabbitmq-server -detached")
+	return Getenv("MSGKIT_TEST_RABBITMQ_URL", DefaultRabbitMQURL)
+}
+
+// Redis returns the Redis URL for tests (MSGKIT_TEST_REDIS_URL or the local
+// default), after checking the server answers.
+func Redis(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "Redis", Getenv("MSGKIT_TEST_REDIS_ADDR", "127.0.0.1:6379"),
+		`redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log`)
+	return Getenv("MSGKIT_TEST_REDIS_URL", DefaultRedisURL)
+}
+
+// Eventually polls cond every interval until it holds or timeout passes,
+// then fails with what. It is for state with no signal to wait on (a broker
+// coming back after a restart), never a replacement for one.
+func Eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Postgres returns a PostgreSQL URL for tests (MSGKIT_TEST_POSTGRES_URL or
+// the local trust-auth server's test database), after checking it answers.
+func Postgres(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "PostgreSQL", Getenv("MSGKIT_TEST_POSTGRES_ADDR", "127.0.0.1:5432"),
+		"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
+	return Getenv("MSGKIT_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+}
+
+// MySQL returns a MySQL/MariaDB DSN for tests (MSGKIT_TEST_MYSQL_DSN or the
+// local server's test database), after checking it answers.
+func MySQL(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "MariaDB", Getenv("MSGKIT_TEST_MYSQL_ADDR", "127.0.0.1:3306"),
+		"start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd")
+	return Getenv("MSGKIT_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
+}

@@ -1,0 +1,318 @@
+package sdk_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+var quiet = sdk.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+func open(t *testing.T, cfg sdk.Config) *sdk.Client {
+	t.Helper()
+	c, err := sdk.Open(context.Background(), cfg, quiet)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func wait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out after 10s waiting for %s", what)
+	}
+	var zero T
+	return zero
+}
+
+func TestOpenUnknownDriverListsRegistered(t *testing.T) {
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "rabbitmq"})
+	var ce *sdk.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "driver" {
+		t.Fatalf("want a *ConfigError for key driver, got %v", err)
+	}
+	for _, want := range []string{`unknown driver "rabbitmq"`, "registered drivers: memory", "github.com/msgkit/msgkit/adapters/rabbitmq"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q should contain %q", err, want)
+		}
+	}
+	_, err = sdk.Open(context.Background(), sdk.Config{Driver: "carrier-pigeon"})
+	if err == nil || strings.Contains(err.Error(), "add the import") {
+		t.Errorf("an unknown third-party name should not suggest an import: %v", err)
+	}
+}
+
+type urlDriver struct{}
+
+func (urlDriver) Open(_ context.Context, cfg sdk.Config) (sdk.Transport, error) {
+	if cfg.URL == "" {
+		return nil, cfg.Invalid("url", nil, "the test driver needs a URL such as test://host:1234")
+	}
+	return memory.New(), nil
+}
+
+func TestMissingURLIsAConfigError(t *testing.T) {
+	sdk.Register("test-needs-url", urlDriver{})
+	cfg, err := sdk.ParseConfig("svc.yaml", []byte("driver: test-needs-url\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sdk.Open(context.Background(), cfg)
+	var ce *sdk.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "url" {
+		t.Fatalf("want a *ConfigError for key url, got %v", err)
+	}
+	if !strings.Contains(err.Error(), `open driver "test-needs-url"`) || !strings.Contains(err.Error(), "needs a URL such as") {
+		t.Fatalf("error should say which driver and how to fix it: %v", err)
+	}
+}
+
+func TestMemoryDriverRejectsBadURLAndOptions(t *testing.T) {
+	_, err := sdk.Open(context.Background(), sdk.Config{URL: "amqp://user:hunter2@host/"})
+	if err == nil || !strings.Contains(err.Error(), `key "url"`) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("want a url error without the password, got %v", err)
+	}
+	_, err = sdk.Open(context.Background(), sdk.Config{Options: map[string]string{"prefetch": "1"}})
+	if err == nil || !strings.Contains(err.Error(), `driver "memory" has no option "prefetch"`) {
+		t.Fatalf("want an unknown-option error, got %v", err)
+	}
+}
+
+func TestRegisterPanicsOnDuplicate(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(r.(string), `twice for driver "memory"`) {
+			t.Fatalf("want a panic naming the duplicate, got %v", r)
+		}
+	}()
+	sdk.Register("memory", memory.Driver{})
+}
+
+func TestPublishAssignsIDAndTime(t *testing.T) {
+	c := open(t, sdk.Config{})
+	got := make(chan *sdk.Message, 1)
+	if _, err := c.Subscribe("orders", "billing", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	msg := &sdk.Message{Payload: []byte("x"), EventType: "order.created"}
+	before := time.Now()
+	if err := c.Publish(context.Background(), "orders", msg); err != nil {
+		t.Fatal(err)
+	}
+	if msg.ID == "" {
+		t.Fatal("Publish should report the generated ID back on the message")
+	}
+	m := wait(t, got, "delivery")
+	if m.ID != msg.ID || m.EventType != "order.created" || m.Time.Before(before.Add(-time.Second)) {
+		t.Fatalf("unexpected delivery: id=%q type=%q time=%v", m.ID, m.EventType, m.Time)
+	}
+	if m.Get(sdk.KeyEventType) != "order.created" {
+		t.Fatalf("standard attributes should also be visible in Metadata: %v", m.Metadata)
+	}
+}
+
+// limited declares small limits so the Client's checks can be seen.
+type limited struct{ *memory.Transport }
+
+func (limited) Capabilities() sdk.Capabilities {
+	return sdk.Capabilities{ConsumerGroups: true, MaxPayloadBytes: 10, MaxMetadataEntries: 3}
+}
+
+func TestPublishEnforcesDeclaredLimitsBeforeSending(t *testing.T) {
+	c := sdk.NewClient(limited{memory.New()}, quiet)
+	defer c.Close(context.Background())
+	delivered := make(chan struct{}, 10)
+	if _, err := c.Subscribe("t", "g", func(context.Context, *sdk.Message) error { delivered <- struct{}{}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ok := &sdk.Message{Payload: []byte("small")}
+	big := &sdk.Message{Payload: bytes.Repeat([]byte("x"), 11)}
+	err := c.Publish(context.Background(), "t", ok, big)
+	if !errors.Is(err, sdk.ErrPayloadTooLarge) || !strings.Contains(err.Error(), "message 1") || !strings.Contains(err.Error(), "at most 10") {
+		t.Fatalf("want ErrPayloadTooLarge naming message 1 and the limit, got %v", err)
+	}
+	many := &sdk.Message{Metadata: map[string]string{"a": "1", "b": "2", "c": "3"}}
+	if err := c.Publish(context.Background(), "t", many); !errors.Is(err, sdk.ErrTooManyMetadataEntries) {
+		t.Fatalf("want ErrTooManyMetadataEntries (3 entries + ce-time), got %v", err)
+	}
+	// Nothing partial reached the broker: a message published now is the first to arrive.
+	if err := c.Publish(context.Background(), "t", ok); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, delivered, "the valid message")
+	select {
+	case <-delivered:
+		t.Fatal("a message from the rejected batch was delivered")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestSubscribeRejectsBadArguments(t *testing.T) {
+	c := open(t, sdk.Config{})
+	h := func(context.Context, *sdk.Message) error { return nil }
+	for _, tc := range []struct {
+		topic, group string
+		h            sdk.Handler
+		want         string
+	}{
+		{"", "g", h, "topic is empty"},
+		{"t", "", h, "group is empty"},
+		{"t", "g", nil, "handler is nil"},
+	} {
+		if _, err := c.Subscribe(tc.topic, tc.group, tc.h); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Subscribe(%q, %q): want %q, got %v", tc.topic, tc.group, tc.want, err)
+		}
+	}
+	if err := c.Publish(context.Background(), "", sdk.NewMessage(nil)); err == nil || !strings.Contains(err.Error(), "topic is empty") {
+		t.Errorf("Publish with empty topic: %v", err)
+	}
+}
+
+func TestCloseDeadlineCancelsStuckHandlerAndMessageIsRedelivered(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	cfg := sdk.Config{URL: "memory://close-deadline"}
+	c, err := sdk.Open(context.Background(), cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	sawCancel := make(chan struct{})
+	if _, err := c.Subscribe("jobs", "workers", func(ctx context.Context, _ *sdk.Message) error {
+		close(started)
+		<-ctx.Done() // a handler that only stops when told to
+		close(sawCancel)
+		return ctx.Err()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	msg := sdk.NewMessage([]byte("long job"))
+	if err := c.Publish(context.Background(), "jobs", msg); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, started, "the handler to start")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = c.Close(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "will be redelivered") {
+		t.Fatalf("Close past its deadline should say so, got %v", err)
+	}
+	wait(t, sawCancel, "the handler's context to be cancelled")
+
+	// Another instance of the service gets the message.
+	c2 := open(t, cfg)
+	again := make(chan string, 1)
+	if _, err := c2.Subscribe("jobs", "workers", func(_ context.Context, m *sdk.Message) error { again <- m.ID; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if id := wait(t, again, "redelivery to the second client"); id != msg.ID {
+		t.Fatalf("redelivered %q, want %q", id, msg.ID)
+	}
+	if err := c2.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCloseIsIdempotentAndRefusesNewWork(t *testing.T) {
+	c := open(t, sdk.Config{})
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(context.Background()); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := c.Subscribe("t", "g", func(context.Context, *sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrClosed) {
+		t.Fatalf("Subscribe after Close: want ErrClosed, got %v", err)
+	}
+}
+
+func TestConcurrencyRunsHandlersInParallel(t *testing.T) {
+	c := open(t, sdk.Config{})
+	var running, peak atomic.Int32
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 4)
+	if _, err := c.Subscribe("t", "g", func(context.Context, *sdk.Message) error {
+		n := running.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		arrived <- struct{}{}
+		<-release
+		running.Add(-1)
+		return nil
+	}, sdk.WithConcurrency(4)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if err := c.Publish(context.Background(), "t", sdk.NewMessage(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		wait(t, arrived, "4 handlers running at once")
+	}
+	close(release)
+	if peak.Load() != 4 {
+		t.Fatalf("peak concurrency %d, want 4", peak.Load())
+	}
+}
+
+func TestHandlersPublishWithCorrelationAndCausation(t *testing.T) {
+	c := open(t, sdk.Config{})
+	got := make(chan *sdk.Message, 2)
+	if _, err := c.Subscribe("payments", "ledger", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe("orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+		if m.Topic() != "orders" || m.Group() != "billing" {
+			t.Errorf("received message should know its topic and group: %q %q", m.Topic(), m.Group())
+		}
+		return c.Publish(ctx, "payments", sdk.NewMessage([]byte("charge")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	order := sdk.NewMessage([]byte("order"))
+	if err := c.Publish(context.Background(), "orders", order); err != nil {
+		t.Fatal(err)
+	}
+	payment := wait(t, got, "the payment caused by the order")
+	if payment.CausationID != order.ID || payment.CorrelationID != order.ID {
+		t.Fatalf("a message published by a handler should be caused by and correlated with the consumed one: causation %q correlation %q, want %q",
+			payment.CausationID, payment.CorrelationID, order.ID)
+	}
+	// A conversation keeps its correlation id across hops.
+	order2 := sdk.NewMessage([]byte("order"))
+	order2.CorrelationID = "checkout-9"
+	if err := c.Publish(context.Background(), "orders", order2); err != nil {
+		t.Fatal(err)
+	}
+	payment2 := wait(t, got, "the second payment")
+	if payment2.CorrelationID != "checkout-9" || payment2.CausationID != order2.ID {
+		t.Fatalf("correlation %q causation %q", payment2.CorrelationID, payment2.CausationID)
+	}
+}
+
+func TestPermanentIsDetectedThroughWrapping(t *testing.T) {
+	base := errors.New("bad payload")
+	err := fmt.Errorf("decode order: %w", sdk.Permanent(base))
+	if !sdk.IsPermanent(err) || !errors.Is(err, base) {
+		t.Fatalf("IsPermanent=%v Is(base)=%v", sdk.IsPermanent(err), errors.Is(err, base))
+	}
+	if sdk.IsPermanent(base) || sdk.Permanent(nil) != nil {
+		t.Fatal("an unmarked error is not permanent, and Permanent(nil) is nil")
+	}
+}

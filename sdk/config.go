@@ -1,0 +1,403 @@
+package sdk
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultDriver is the driver used when Config.Driver is empty: the
+// in-process broker of adapters/memory, which needs no server.
+const DefaultDriver = "memory"
+
+// DefaultShutdownTimeout bounds Client.Close when its context has no deadline.
+const DefaultShutdownTimeout = 30 * time.Second
+
+// Environment variables read by LoadConfig. Each overrides the file.
+const (
+	EnvDriver          = "MESSAGING_DRIVER"           // driver
+	EnvURL             = "MESSAGING_URL"              // url
+	EnvShutdownTimeout = "MESSAGING_SHUTDOWN_TIMEOUT" // shutdown_timeout
+	// EnvOptionPrefix followed by an option name in upper case sets that
+	// option: MESSAGING_OPT_PREFETCH=100 sets options.prefetch.
+	EnvOptionPrefix = "MESSAGING_OPT_"
+	// EnvMiddlewarePrefix does the same for the middleware section:
+	// MESSAGING_MW_RETRY_ATTEMPTS=5 sets middleware.retry_attempts.
+	EnvMiddlewarePrefix = "MESSAGING_MW_"
+)
+
+// Config selects and configures a driver. The zero value opens the
+// in-process memory driver.
+//
+// In YAML:
+//
+//	driver: rabbitmq                  # default "memory"
+//	url: amqp://guest:guest@127.0.0.1:5672/
+//	shutdown_timeout: 30s             # default 30s
+//	options:                          # driver-specific, see docs/
+//	  prefetch: 100
+type Config struct {
+	// Driver is the registered driver name: memory, rabbitmq, redis, kafka,
+	// sqs, sns. Empty means DefaultDriver.
+	Driver string
+	// URL locates the broker; its form is the driver's (amqp://, redis://,
+	// kafka://host:port, an AWS endpoint). It may hold credentials: it is
+	// redacted whenever the config is printed.
+	URL string
+	// ShutdownTimeout bounds Client.Close when the context passed to Close
+	// has no deadline. Zero means DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Options holds driver-specific settings by snake_case name. Drivers
+	// reject names they do not know.
+	Options map[string]string
+	// Middleware holds the settings of the middleware stack (retry,
+	// breaker, timeout...), read by middleware.FromConfig.
+	Middleware map[string]string
+
+	// sources remembers where each key was set, for error messages.
+	sources map[string]string
+}
+
+// DriverName returns Driver, or DefaultDriver when it is empty.
+func (c Config) DriverName() string {
+	if c.Driver == "" {
+		return DefaultDriver
+	}
+	return c.Driver
+}
+
+// String renders the config with secrets redacted.
+func (c Config) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "driver=%s", c.DriverName())
+	if c.URL != "" {
+		fmt.Fprintf(&b, " url=%s", RedactURL(c.URL))
+	}
+	for _, sec := range []struct {
+		name   string
+		values map[string]string
+	}{{"options", c.Options}, {"middleware", c.Middleware}} {
+		keys := make([]string, 0, len(sec.values))
+		for k := range sec.values {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := sec.values[k]
+			if isSecretName(k) {
+				v = "REDACTED"
+			}
+			fmt.Fprintf(&b, " %s.%s=%s", sec.name, k, v)
+		}
+	}
+	return b.String()
+}
+
+// Source reports where key (for example "url" or "options.prefetch") was set:
+// a file and line, an environment variable, or "" when set in code.
+func (c Config) Source(key string) string { return c.sources[key] }
+
+// Invalid builds a *ConfigError for key, filled in with where the key was set.
+// Drivers use it so that every config error names the key and its origin.
+func (c Config) Invalid(key string, err error, format string, args ...any) *ConfigError {
+	return &ConfigError{Key: key, Source: c.Source(key), Reason: fmt.Sprintf(format, args...), Err: err}
+}
+
+// CheckOptions returns a *ConfigError naming the first option that is not in
+// known, listing the known ones. Drivers call it first in Open.
+func (c Config) CheckOptions(known ...string) error { return c.OptionsSection().Check(known...) }
+
+// OptionString returns option key, or def when it is not set.
+func (c Config) OptionString(key, def string) string { return c.OptionsSection().String(key, def) }
+
+// OptionInt returns option key as an integer, or def when it is not set.
+func (c Config) OptionInt(key string, def int) (int, error) { return c.OptionsSection().Int(key, def) }
+
+// OptionBool returns option key as a boolean, or def when it is not set.
+func (c Config) OptionBool(key string, def bool) (bool, error) {
+	return c.OptionsSection().Bool(key, def)
+}
+
+// OptionDuration returns option key as a duration ("500ms", "2s"), or def
+// when it is not set.
+func (c Config) OptionDuration(key string, def time.Duration) (time.Duration, error) {
+	return c.OptionsSection().Duration(key, def)
+}
+
+// OptionsSection returns the driver options as a Section.
+func (c Config) OptionsSection() Section {
+	return Section{name: "options", owner: fmt.Sprintf("driver %q", c.DriverName()), values: c.Options, cfg: c}
+}
+
+// MiddlewareSection returns the middleware settings as a Section.
+func (c Config) MiddlewareSection() Section {
+	return Section{name: "middleware", owner: "the middleware section", values: c.Middleware, cfg: c}
+}
+
+// Section is one mapping of a config (options: or middleware:) with typed
+// accessors whose errors name the key and where it was set.
+type Section struct {
+	name   string
+	owner  string
+	values map[string]string
+	cfg    Config
+}
+
+// Check returns a *ConfigError naming the first key that is not in known,
+// listing the known ones.
+func (s Section) Check(known ...string) error {
+	names := make([]string, 0, len(s.values))
+	for k := range s.values {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if !contains(known, k) {
+			list := "none"
+			if len(known) > 0 {
+				sorted := append([]string(nil), known...)
+				sort.Strings(sorted)
+				list = strings.Join(sorted, ", ")
+			}
+			what := "option"
+			if s.name == "middleware" {
+				what = "setting"
+			}
+			return s.cfg.Invalid(s.name+"."+k, nil, "%s has no %s %q; its %ss are: %s", s.owner, what, k, what, list)
+		}
+	}
+	return nil
+}
+
+// Has reports whether key is set.
+func (s Section) Has(key string) bool {
+	_, ok := s.values[key]
+	return ok
+}
+
+// String returns key, or def when it is not set.
+func (s Section) String(key, def string) string {
+	if v, ok := s.values[key]; ok {
+		return v
+	}
+	return def
+}
+
+// Int returns key as an integer, or def when it is not set.
+func (s Section) Int(key string, def int) (int, error) {
+	v, ok := s.values[key]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, s.cfg.Invalid(s.name+"."+key, nil, "want a whole number, got %q", v)
+	}
+	return n, nil
+}
+
+// Bool returns key as a boolean, or def when it is not set.
+func (s Section) Bool(key string, def bool) (bool, error) {
+	v, ok := s.values[key]
+	if !ok {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return false, s.cfg.Invalid(s.name+"."+key, nil, "want true or false, got %q", v)
+	}
+	return b, nil
+}
+
+// Duration returns key as a duration ("500ms", "2s"), or def when it is not
+// set.
+func (s Section) Duration(key string, def time.Duration) (time.Duration, error) {
+	v, ok := s.values[key]
+	if !ok {
+		return def, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return 0, s.cfg.Invalid(s.name+"."+key, nil, "want a duration such as 500ms or 2s, got %q", v)
+	}
+	return d, nil
+}
+
+// LoadConfig reads a YAML config file, then applies the MESSAGING_*
+// environment variables over it. An empty path reads the environment only.
+func LoadConfig(path string) (Config, error) {
+	var cfg Config
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, &ConfigError{Source: path, Reason: "cannot read the config file", Err: err}
+		}
+		cfg, err = ParseConfig(path, data)
+		if err != nil {
+			return Config{}, err
+		}
+	}
+	if err := cfg.applyEnv(os.LookupEnv, os.Environ()); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// ParseConfig parses YAML config text; name (usually the file path) appears
+// in error messages.
+func ParseConfig(name string, data []byte) (Config, error) {
+	cfg := Config{sources: map[string]string{}}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file selects every default
+		}
+		return Config{}, &ConfigError{Source: name, Reason: "the file is not valid YAML", Err: err}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.MappingNode {
+		return Config{}, &ConfigError{Source: at(name, root), Reason: "the top level must be a mapping of keys such as driver: and url:"}
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		src := at(name, k)
+		switch k.Value {
+		case "driver", "url", "shutdown_timeout":
+			if v.Kind != yaml.ScalarNode {
+				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a single value, not a list or mapping"}
+			}
+			if err := cfg.set(k.Value, v.Value, src); err != nil {
+				return Config{}, err
+			}
+		case "options", "middleware":
+			if v.Kind != yaml.MappingNode {
+				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a mapping of names to values"}
+			}
+			for j := 0; j+1 < len(v.Content); j += 2 {
+				ok, ov := v.Content[j], v.Content[j+1]
+				if ov.Kind != yaml.ScalarNode {
+					return Config{}, &ConfigError{Key: k.Value + "." + ok.Value, Source: at(name, ok), Reason: "want a single value, not a list or mapping"}
+				}
+				cfg.setIn(k.Value, ok.Value, ov.Value, at(name, ok))
+			}
+		default:
+			return Config{}, &ConfigError{Key: k.Value, Source: src,
+				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, options (driver-specific settings) and middleware"}
+		}
+	}
+	return cfg, nil
+}
+
+func at(name string, n *yaml.Node) string {
+	if n == nil || n.Line == 0 {
+		return name
+	}
+	return fmt.Sprintf("%s:%d", name, n.Line)
+}
+
+func (c *Config) set(key, value, source string) error {
+	switch key {
+	case "driver":
+		c.Driver = strings.TrimSpace(value)
+	case "url":
+		c.URL = strings.TrimSpace(value)
+	case "shutdown_timeout":
+		d, err := time.ParseDuration(strings.TrimSpace(value))
+		if err != nil || d < 0 {
+			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a positive duration such as 10s, got %q", value)}
+		}
+		c.ShutdownTimeout = d
+	}
+	c.noteSource(key, source)
+	return nil
+}
+
+func (c *Config) setIn(section, name, value, source string) {
+	m := &c.Options
+	if section == "middleware" {
+		m = &c.Middleware
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[name] = value
+	c.noteSource(section+"."+name, source)
+}
+
+func (c *Config) noteSource(key, source string) {
+	if c.sources == nil {
+		c.sources = map[string]string{}
+	}
+	c.sources[key] = source
+}
+
+func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) error {
+	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout"} {
+		if v, ok := lookup(env); ok && v != "" {
+			if err := c.set(key, v, "environment variable "+env); err != nil {
+				return err
+			}
+		}
+	}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		for prefix, section := range map[string]string{EnvOptionPrefix: "options", EnvMiddlewarePrefix: "middleware"} {
+			if strings.HasPrefix(name, prefix) && len(name) > len(prefix) {
+				c.setIn(section, strings.ToLower(strings.TrimPrefix(name, prefix)), value, "environment variable "+name)
+			}
+		}
+	}
+	return nil
+}
+
+// RedactURL returns raw with any password replaced by "xxxxx", for logs and
+// errors. A value that does not parse as a URL is hidden entirely, since it
+// may be a secret written in an unexpected form.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable URL redacted>"
+	}
+	q := u.Query()
+	for k := range q {
+		if isSecretName(k) {
+			q.Set(k, "xxxxx")
+		}
+	}
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
+}
+
+func isSecretName(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"password", "passwd", "secret", "token", "credential", "access_key", "api_key", "private_key"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,141 @@
+package sdk
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigReadsEveryKey(t *testing.T) {
+	cfg, err := ParseConfig("app.yaml", []byte(`
+driver: rabbitmq
+url: amqp://guest:secret@127.0.0.1:5672/
+shutdown_timeout: 5s
+options:
+  prefetch: 100
+  queue_type: quorum
+`))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if cfg.Driver != "rabbitmq" || cfg.URL != "amqp://guest:secret@127.0.0.1:5672/" || cfg.ShutdownTimeout != 5*time.Second {
+		t.Fatalf("unexpected config: %+v", cfg)
+	}
+	if cfg.Options["prefetch"] != "100" || cfg.Options["queue_type"] != "quorum" {
+		t.Fatalf("options not read: %v", cfg.Options)
+	}
+	if got := cfg.Source("options.prefetch"); got != "app.yaml:6" {
+		t.Fatalf("Source(options.prefetch) = %q, want app.yaml:6", got)
+	}
+}
+
+func TestEmptyConfigSelectsMemory(t *testing.T) {
+	cfg, err := ParseConfig("empty.yaml", nil)
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	if cfg.DriverName() != "memory" {
+		t.Fatalf("DriverName() = %q, want memory", cfg.DriverName())
+	}
+}
+
+func TestConfigErrorsNameKeyAndPlace(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"malformed YAML", "driver: [rabbitmq\n", []string{"bad.yaml", "not valid YAML", "line"}},
+		{"unknown top-level key", "driver: memory\nurll: x\n", []string{`key "urll"`, "bad.yaml:2", "top-level keys are driver, url"}},
+		{"bad duration", "shutdown_timeout: soon\n", []string{`key "shutdown_timeout"`, "bad.yaml:1", `"soon"`}},
+		{"list where a value belongs", "driver:\n  - memory\n", []string{`key "driver"`, "single value"}},
+		{"options not a mapping", "options: 3\n", []string{`key "options"`, "mapping"}},
+		{"top level not a mapping", "- a\n- b\n", []string{"bad.yaml:1", "top level must be a mapping"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("bad.yaml", []byte(c.yaml))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want a *ConfigError, got %T: %v", err, err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q should contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvironmentOverridesFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messaging.yaml")
+	if err := os.WriteFile(path, []byte("driver: rabbitmq\nurl: amqp://file/\noptions:\n  prefetch: 10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(EnvURL, "amqp://env/")
+	t.Setenv(EnvOptionPrefix+"PREFETCH", "200")
+	t.Setenv(EnvOptionPrefix+"QUEUE_TYPE", "quorum")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.Driver != "rabbitmq" {
+		t.Errorf("driver from file lost: %q", cfg.Driver)
+	}
+	if cfg.URL != "amqp://env/" {
+		t.Errorf("MESSAGING_URL should override the file: got %q", cfg.URL)
+	}
+	if cfg.Options["prefetch"] != "200" || cfg.Options["queue_type"] != "quorum" {
+		t.Errorf("MESSAGING_OPT_* should set options: %v", cfg.Options)
+	}
+	if got := cfg.Source("url"); got != "environment variable MESSAGING_URL" {
+		t.Errorf("Source(url) = %q", got)
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "cannot read the config file") || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("want a clear not-found error wrapping os.ErrNotExist, got %v", err)
+	}
+}
+
+func TestOptionAccessorsReportBadValues(t *testing.T) {
+	cfg, err := ParseConfig("c.yaml", []byte("options:\n  prefetch: lots\n  confirm: maybe\n  wait: forever\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.OptionInt("prefetch", 1); err == nil || !strings.Contains(err.Error(), `"options.prefetch" (from c.yaml:2): want a whole number, got "lots"`) {
+		t.Errorf("OptionInt: %v", err)
+	}
+	if _, err := cfg.OptionBool("confirm", true); err == nil || !strings.Contains(err.Error(), "want true or false") {
+		t.Errorf("OptionBool: %v", err)
+	}
+	if _, err := cfg.OptionDuration("wait", time.Second); err == nil || !strings.Contains(err.Error(), "want a duration") {
+		t.Errorf("OptionDuration: %v", err)
+	}
+	if n, err := cfg.OptionInt("absent", 7); err != nil || n != 7 {
+		t.Errorf("OptionInt default: %d, %v", n, err)
+	}
+	err = cfg.CheckOptions("prefetch", "confirm")
+	if err == nil || !strings.Contains(err.Error(), `has no option "wait"; its options are: confirm, prefetch`) {
+		t.Errorf("CheckOptions: %v", err)
+	}
+}
+
+func TestSecretsAreRedacted(t *testing.T) {
+	cfg := Config{Driver: "rabbitmq", URL: "amqp://user:hunter2@host:5672/?token=abc", Options: map[string]string{"sasl_password": "hunter2", "prefetch": "5"}}
+	s := cfg.String()
+	if strings.Contains(s, "hunter2") || strings.Contains(s, "abc") {
+		t.Fatalf("secret leaked: %s", s)
+	}
+	if !strings.Contains(s, "prefetch=5") || !strings.Contains(s, "user:xxxxx@host") {
+		t.Fatalf("non-secret parts missing: %s", s)
+	}
+	if got := RedactURL("::not a url"); strings.Contains(got, "not a url") {
+		t.Fatalf("unparseable URL should be hidden, got %q", got)
+	}
+}

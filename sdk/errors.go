@@ -1,0 +1,52 @@
+package sdk
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrClosed is returned by operations on a Client, publisher or subscriber
+// that has been closed.
+var ErrClosed = errors.New("messaging: closed")
+
+// ErrPayloadTooLarge is returned, before any network call, when a payload is
+// larger than the transport's declared MaxPayloadBytes.
+var ErrPayloadTooLarge = errors.New("messaging: payload too large")
+
+// ErrTooManyMetadataEntries is returned, before any network call, when a
+// message carries more metadata entries than the transport's declared
+// MaxMetadataEntries.
+var ErrTooManyMetadataEntries = errors.New("messaging: too many metadata entries")
+
+// ConfigError reports a configuration value that cannot be used: which key,
+// where it came from, and what to do about it.
+type ConfigError struct {
+	// Key is the configuration key, as written in the YAML file
+	// (for example "options.prefetch").
+	Key string
+	// Source says where the value came from: a file path and line, an
+	// environment variable, or empty for a value set in code.
+	Source string
+	// Reason explains what is wrong and how to fix it. It never contains a
+	// secret.
+	Reason string
+	// Err is the underlying error, if any.
+	Err error
+}
+
+func (e *ConfigError) Error() string {
+	msg := "messaging config"
+	if e.Key != "" {
+		msg += fmt.Sprintf(": key %q", e.Key)
+	}
+	if e.Source != "" {
+		msg += " (from " + e.Source + ")"
+	}
+	msg += ": " + e.Reason
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *ConfigError) Unwrap() error { return e.Err }

@@ -1,0 +1,125 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	_ "github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// A service opens a client from config, subscribes a handler in its consumer
+// group and publishes. With an empty Config the in-process broker is used.
+func Example() {
+	ctx := context.Background()
+	client, err := sdk.Open(ctx, sdk.Config{}, quiet)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	done := make(chan struct{})
+	_, err = client.Subscribe("orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+		fmt.Printf("billing got %s: %s\n", m.EventType, m.Payload)
+		close(done)
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	msg := sdk.NewMessage([]byte(`{"id":42}`))
+	msg.EventType = "order.created"
+	if err := client.Publish(ctx, "orders", msg); err != nil {
+		fmt.Println(err)
+		return
+	}
+	<-done
+	if err := client.Close(ctx); err != nil {
+		fmt.Println(err)
+	}
+	// Output: billing got order.created: {"id":42}
+}
+
+// Configuration comes from a YAML file, with MESSAGING_* environment
+// variables overriding it, so the same binary runs on any broker.
+func ExampleLoadConfig() {
+	f, _ := os.CreateTemp("", "messaging-*.yaml")
+	defer os.Remove(f.Name())
+	fmt.Fprintln(f, "driver: memory\nshutdown_timeout: 10s")
+	f.Close()
+
+	os.Setenv("MESSAGING_SHUTDOWN_TIMEOUT", "3s")
+	defer os.Unsetenv("MESSAGING_SHUTDOWN_TIMEOUT")
+	cfg, err := sdk.LoadConfig(f.Name())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(cfg.DriverName(), cfg.ShutdownTimeout)
+	// Output: memory 3s
+}
+
+// A config mistake is reported with the key, where it was set, and how to
+// fix it.
+func ExampleConfigError() {
+	_, err := sdk.ParseConfig("service.yaml", []byte("driver: memory\nshutdown_timeout: soon\n"))
+	var ce *sdk.ConfigError
+	if errors.As(err, &ce) {
+		fmt.Println(ce.Key, "|", ce.Source)
+		fmt.Println(err)
+	}
+	// Output:
+	// shutdown_timeout | service.yaml:2
+	// messaging config: key "shutdown_timeout" (from service.yaml:2): want a positive duration such as 10s, got "soon"
+}
+
+// Returning an error from a handler leaves the message for redelivery.
+func ExampleHandler() {
+	ctx := context.Background()
+	client, _ := sdk.Open(ctx, sdk.Config{}, quiet)
+	defer client.Close(ctx)
+	attempts := 0
+	done := make(chan struct{})
+	client.Subscribe("payments", "ledger", func(ctx context.Context, m *sdk.Message) error {
+		attempts++
+		if attempts < 3 {
+			fmt.Println("attempt", attempts, "failed")
+			return errors.New("ledger unavailable")
+		}
+		fmt.Println("attempt", attempts, "succeeded")
+		close(done)
+		return nil
+	})
+	client.Publish(ctx, "payments", sdk.NewMessage([]byte("pay 10 EUR")))
+	<-done
+	// Output:
+	// attempt 1 failed
+	// attempt 2 failed
+	// attempt 3 succeeded
+}
+
+// One service asks, another answers; many requests may be in flight on one
+// client.
+func ExampleClient_Request() {
+	ctx := context.Background()
+	client, _ := sdk.Open(ctx, sdk.Config{URL: "memory://request-example"}, quiet)
+	defer client.Close(ctx)
+	pricing, _ := sdk.Open(ctx, sdk.Config{URL: "memory://request-example"}, quiet)
+	defer pricing.Close(ctx)
+
+	pricing.Respond("prices.quote", "pricing", func(ctx context.Context, req *sdk.Message) (*sdk.Message, error) {
+		return sdk.NewMessage([]byte("12.50 EUR for " + string(req.Payload))), nil
+	})
+	reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reply, err := client.Request(reqCtx, "prices.quote", sdk.NewMessage([]byte("sku-42")))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(string(reply.Payload))
+	// Output: 12.50 EUR for sku-42
+}

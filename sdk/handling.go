@@ -1,0 +1,78 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+)
+
+// permanentError marks an error that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as permanent: retry middleware does not retry it and
+// dead-letter middleware sends the message to the DLQ at once. Use it for
+// messages that will never succeed (undecodable payload, failed validation).
+// Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Publisher is anything that publishes like Client.Publish: the Client
+// itself or a decorated one (middleware, the outbox).
+type Publisher interface {
+	Publish(ctx context.Context, topic string, msgs ...*Message) error
+}
+
+type ctxKey int
+
+const (
+	consumedKey ctxKey = iota
+	stoppingKey
+)
+
+// Consumed returns the message whose handler ctx belongs to, or nil. Publish
+// uses it to carry correlation and causation ids.
+func Consumed(ctx context.Context) *Message {
+	m, _ := ctx.Value(consumedKey).(*Message)
+	return m
+}
+
+// Stopping returns a channel that is closed when the subscription running
+// the handler of ctx starts to close, or nil outside a handler. Middleware
+// that waits (a circuit breaker holding a message while open) stops waiting
+// then, so that Close does not have to wait for it.
+func Stopping(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(stoppingKey).(chan struct{})
+	return ch
+}
+
+// inheritFrom fills m's correlation and causation ids from the message being
+// handled: the correlation id is kept for the whole conversation (the
+// parent's, or the parent's id when it had none) and the causation id is the
+// parent's id. Values set by the caller win.
+func (m *Message) inheritFrom(parent *Message) {
+	if parent == nil {
+		return
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID = parent.CorrelationID
+		if m.CorrelationID == "" {
+			m.CorrelationID = parent.ID
+		}
+	}
+	if m.CausationID == "" {
+		m.CausationID = parent.ID
+	}
+}

@@ -1,0 +1,154 @@
+package sdk
+
+import (
+	"context"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+)
+
+// Metadata keys of the standard attributes. Every adapter round-trips them
+// as plain string metadata (AMQP headers, Kafka headers, SQS attributes...),
+// so non-Go consumers read them under these CloudEvents-style names.
+const (
+	KeyEventType     = "ce-type"        // what happened, e.g. "order.created"
+	KeySource        = "ce-source"      // who published it, e.g. "orders-service"
+	KeyTime          = "ce-time"        // when, RFC 3339 with nanoseconds, UTC
+	KeyContentType   = "content-type"   // payload media type, e.g. "application/json"
+	KeyCorrelationID = "correlation-id" // the conversation this message belongs to
+	KeyCausationID   = "causation-id"   // the id of the message that caused this one
+	KeyOrderingKey   = "ordering-key"   // messages with one key are delivered in order
+	KeyReplyTo       = "reply-to"       // where a request's reply goes
+	KeyTraceParent   = "traceparent"    // W3C trace context
+	KeyTraceState    = "tracestate"     // W3C trace context
+	KeyAttempt       = "x-attempt"      // delivery attempt, set by retry middleware
+	keyTimeLayout    = time.RFC3339Nano
+)
+
+// Message is what services publish and handle. The standard attributes
+// are fields; Publish writes them to Metadata under the Key* names and
+// handlers get them back filled in.
+type Message struct {
+	// ID identifies the message; Publish fills in a UUID when it is empty.
+	ID string
+	// Payload is the message body, any bytes.
+	Payload []byte
+	// Metadata holds application headers (string to string). Keys that
+	// clash with a standard attribute are overwritten by the field.
+	Metadata map[string]string
+
+	EventType     string
+	Source        string
+	Time          time.Time // zero: Publish sets the current time
+	ContentType   string
+	CorrelationID string
+	CausationID   string
+	OrderingKey   string
+
+	ctx   context.Context
+	topic string // set on received messages
+	group string
+}
+
+// Topic returns the topic a received message was consumed from ("" for a
+// message being built for publishing).
+func (m *Message) Topic() string { return m.topic }
+
+// Group returns the consumer group that received the message.
+func (m *Message) Group() string { return m.group }
+
+// NewMessage returns a message with a fresh ID and the given payload.
+func NewMessage(payload []byte) *Message {
+	return &Message{ID: uuid.NewString(), Payload: payload}
+}
+
+// Context returns the context the message was received with (it carries the
+// handler's deadline and cancellation), or context.Background.
+func (m *Message) Context() context.Context {
+	if m.ctx == nil {
+		return context.Background()
+	}
+	return m.ctx
+}
+
+// Get returns a metadata value, or "" when it is absent.
+func (m *Message) Get(key string) string { return m.Metadata[key] }
+
+// Set sets a metadata value.
+func (m *Message) Set(key, value string) {
+	if m.Metadata == nil {
+		m.Metadata = map[string]string{}
+	}
+	m.Metadata[key] = value
+}
+
+var standardKeys = []string{KeyEventType, KeySource, KeyTime, KeyContentType, KeyCorrelationID, KeyCausationID, KeyOrderingKey}
+
+// ToWatermill converts m to a Watermill message, writing the standard
+// attributes into metadata. It does not modify m. now fills an unset Time.
+func (m *Message) ToWatermill(now time.Time) *message.Message {
+	id := m.ID
+	if id == "" {
+		id = uuid.NewString()
+	}
+	md := make(message.Metadata, len(m.Metadata)+len(standardKeys))
+	for k, v := range m.Metadata {
+		md[k] = v
+	}
+	t := m.Time
+	if t.IsZero() {
+		t = now
+	}
+	md[KeyTime] = t.UTC().Format(keyTimeLayout)
+	setIf(md, KeyEventType, m.EventType)
+	setIf(md, KeySource, m.Source)
+	setIf(md, KeyContentType, m.ContentType)
+	setIf(md, KeyCorrelationID, m.CorrelationID)
+	setIf(md, KeyCausationID, m.CausationID)
+	setIf(md, KeyOrderingKey, m.OrderingKey)
+	wm := message.NewMessage(id, m.Payload)
+	wm.Metadata = md
+	return wm
+}
+
+// FromWatermill converts a received Watermill message to a Message. The
+// standard attributes are lifted into fields and also stay in Metadata, so
+// code that reads either sees the same value.
+func FromWatermill(wm *message.Message) *Message { return fromWatermill(wm, true) }
+
+// fromWatermill converts wm; the Client's consume path, which owns wm, shares
+// its metadata map instead of copying it.
+func fromWatermill(wm *message.Message, copyMetadata bool) *Message {
+	md := map[string]string(wm.Metadata)
+	if copyMetadata || md == nil {
+		md = make(map[string]string, len(wm.Metadata))
+		for k, v := range wm.Metadata {
+			md[k] = v
+		}
+	}
+	m := &Message{
+		ID:            wm.UUID,
+		Payload:       wm.Payload,
+		Metadata:      md,
+		EventType:     md[KeyEventType],
+		Source:        md[KeySource],
+		ContentType:   md[KeyContentType],
+		CorrelationID: md[KeyCorrelationID],
+		CausationID:   md[KeyCausationID],
+		OrderingKey:   md[KeyOrderingKey],
+		ctx:           wm.Context(),
+	}
+	if ts := md[KeyTime]; ts != "" {
+		if t, err := time.Parse(keyTimeLayout, ts); err == nil {
+			m.Time = t
+		}
+	}
+	return m
+}
+
+func setIf(md message.Metadata, k, v string) {
+	if v != "" {
+		md[k] = v
+	}
+}
