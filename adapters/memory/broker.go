@@ -1,0 +1,185 @@
+package memory
+
+import (
+	"context"
+	"sort"
+	"sync"
+)
+
+// envelope is one message waiting in, or in flight from, one group's queue.
+type envelope struct {
+	seq      uint64 // publish order within the topic; restores order on requeue
+	id       string
+	payload  []byte
+	metadata map[string]string
+	key      string // ordering key; "" means unordered
+}
+
+// broker holds topics, each with its consumer groups. Watermill's gochannel
+// pub/sub is not used: it has no consumer groups (every subscriber receives
+// every message) and no per-key ordering, which the conformance suite holds
+// every driver that declares them to.
+type broker struct {
+	mu     sync.Mutex
+	topics map[string]*topic
+	closed bool
+	done   chan struct{} // closed with the broker; unblocks every consumer
+}
+
+type topic struct {
+	seq    uint64
+	groups map[string]*group
+}
+
+func newBroker() *broker {
+	return &broker{topics: map[string]*topic{}, done: make(chan struct{})}
+}
+
+func (b *broker) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.closed {
+		b.closed = true
+		close(b.done)
+	}
+}
+
+// publish appends msgs to every group of the topic. A topic with no group yet
+// keeps nothing, as with a RabbitMQ exchange that has no queue bound: the
+// capability NewGroupsReceiveHistory is false.
+func (b *broker) publish(topicName string, envs []envelope) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	t := b.topicLocked(topicName)
+	for i := range envs {
+		t.seq++
+		envs[i].seq = t.seq
+	}
+	for _, g := range t.groups {
+		g.enqueue(envs)
+	}
+	return true
+}
+
+// group returns the named group of a topic, creating it (empty) on first use.
+func (b *broker) group(topicName, groupName string) (*group, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, false
+	}
+	t := b.topicLocked(topicName)
+	g, ok := t.groups[groupName]
+	if !ok {
+		g = &group{inFlight: map[string]bool{}, changed: make(chan struct{})}
+		t.groups[groupName] = g
+	}
+	return g, true
+}
+
+func (b *broker) topicLocked(name string) *topic {
+	t, ok := b.topics[name]
+	if !ok {
+		t = &topic{groups: map[string]*group{}}
+		b.topics[name] = t
+	}
+	return t
+}
+
+// group is one consumer group's queue. Members take the first message whose
+// ordering key is not already in flight, so each key is handled one message
+// at a time, in order, however many members compete.
+type group struct {
+	mu       sync.Mutex
+	queue    []envelope      // queue[head:] is waiting, in seq order
+	head     int             // taking from the front moves head instead of copying the queue
+	inFlight map[string]bool // ordering keys being handled
+	changed  chan struct{}   // closed and replaced whenever a message may have become available
+}
+
+func (g *group) enqueue(envs []envelope) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.queue = append(g.queue, envs...)
+	g.signalLocked()
+}
+
+func (g *group) signalLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// take blocks until a message can be delivered, or stop or ctx ends.
+func (g *group) take(ctx context.Context, closing, brokerDone <-chan struct{}) (envelope, bool) {
+	for {
+		g.mu.Lock()
+		for i := g.head; i < len(g.queue); i++ {
+			e := g.queue[i]
+			if e.key != "" && g.inFlight[e.key] {
+				continue
+			}
+			g.remove(i)
+			if e.key != "" {
+				g.inFlight[e.key] = true
+			}
+			g.mu.Unlock()
+			return e, true
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return envelope{}, false
+		case <-closing:
+			return envelope{}, false
+		case <-brokerDone:
+			return envelope{}, false
+		}
+	}
+}
+
+// settle ends a delivery: an acked message is gone, any other goes back to
+// its place in publish order for redelivery.
+func (g *group) settle(e envelope, acked bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if e.key != "" {
+		delete(g.inFlight, e.key)
+	}
+	if !acked {
+		waiting := g.queue[g.head:]
+		i := g.head + sort.Search(len(waiting), func(i int) bool { return waiting[i].seq > e.seq })
+		if i == g.head && g.head > 0 { // the usual case: back to the front
+			g.head--
+			g.queue[g.head] = e
+		} else {
+			g.queue = append(g.queue, envelope{})
+			copy(g.queue[i+1:], g.queue[i:])
+			g.queue[i] = e
+		}
+	}
+	g.signalLocked()
+}
+
+// remove takes queue[i] out. Taking the front, by far the most common, only
+// moves head; the space before head is reclaimed once it is half the queue.
+func (g *group) remove(i int) {
+	g.queue[i] = envelope{} // drop references for the collector
+	if i == g.head {
+		g.head++
+	} else {
+		copy(g.queue[i:], g.queue[i+1:])
+		g.queue = g.queue[:len(g.queue)-1]
+	}
+	if g.head == len(g.queue) {
+		g.queue, g.head = g.queue[:0], 0
+	} else if g.head > 1024 && g.head > len(g.queue)/2 {
+		n := copy(g.queue, g.queue[g.head:])
+		clear(g.queue[n:])
+		g.queue, g.head = g.queue[:n], 0
+	}
+}

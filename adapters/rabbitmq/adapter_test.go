@@ -1,0 +1,379 @@
+package rabbitmq_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+const helperEnv = "MSGKIT_RABBITMQ_HELPER"
+
+// TestMain lets the test binary double as a consumer process that the
+// crash test kills with SIGKILL while it holds an unacked message.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "consume-and-die" {
+		consumeAndDie()
+	}
+	os.Exit(m.Run())
+}
+
+func consumeAndDie() {
+	tr, err := open(&testing.T{}, os.Getenv("MSGKIT_URL"), nil)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	sub, _ := tr.Subscriber(os.Getenv("MSGKIT_GROUP"))
+	ch, err := sub.Subscribe(context.Background(), os.Getenv("MSGKIT_TOPIC"))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	fmt.Println("ready")
+	m := <-ch
+	fmt.Println("received", m.UUID)
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // no ack, no clean close
+	select {}
+}
+
+func names(prefix string) (topic, group string) {
+	id := uuid.NewString()[:8]
+	return "ct-" + prefix + "-" + id, "g-" + id
+}
+
+func receive(t *testing.T, ch <-chan *message.Message, what string) *message.Message {
+	t.Helper()
+	select {
+	case m, ok := <-ch:
+		if !ok {
+			t.Fatalf("channel closed while waiting for %s", what)
+		}
+		return m
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out after 20s waiting for %s", what)
+	}
+	return nil
+}
+
+func TestConsumerKilledBeforeAckIsRedeliveredToAnotherConsumer(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("crash")
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Declare the group first so the message has a queue to land in.
+	sub, _ := tr.Subscriber(group)
+	if _, err := sub.Subscribe(context.Background(), topic); err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Close()
+
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=consume-and-die", "MSGKIT_URL="+url, "MSGKIT_TOPIC="+topic, "MSGKIT_GROUP="+group)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("helper did not start: %q", lines.Text())
+	}
+	sent := message.NewMessage(uuid.NewString(), []byte("work"))
+	if err := tr.Publisher().Publish(topic, sent); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.Scan() || lines.Text() != "received "+sent.UUID {
+		t.Fatalf("helper should report receiving %s, said %q", sent.UUID, lines.Text())
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("helper should die by SIGKILL, got %v", err)
+	}
+
+	other, _ := tr.Subscriber(group)
+	ch, err := other.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	got := receive(t, ch, "the killed consumer's message to be redelivered to another consumer")
+	if got.UUID != sent.UUID {
+		t.Fatalf("got %s, want the killed consumer's %s", got.UUID, sent.UUID)
+	}
+	got.Ack()
+}
+
+// restartBroker restarts RabbitMQ's application (connections drop, durable
+// queues and persistent messages are recovered from disk). Set
+// MSGKIT_TEST_RABBITMQ_RESTART to another command for a remote broker.
+func restartBroker(t *testing.T) {
+	t.Helper()
+	script := testenv.Getenv("MSGKIT_TEST_RABBITMQ_RESTART", "rabbitmqctl stop_app && rabbitmqctl start_app")
+	out, err := exec.Command("sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restarting RabbitMQ with %q failed: %v\n%s", script, err, out)
+	}
+}
+
+func TestBrokerRestartMidStreamLosesNothing(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	if _, err := exec.LookPath("rabbitmqctl"); err != nil && os.Getenv("MSGKIT_TEST_RABBITMQ_RESTART") == "" {
+		if testenv.InCI() {
+			t.Fatal("CI=true: rabbitmqctl is needed to restart the broker (or set MSGKIT_TEST_RABBITMQ_RESTART)")
+		}
+		t.Skip("rabbitmqctl not found; set MSGKIT_TEST_RABBITMQ_RESTART to restart the broker")
+	}
+	topic, group := names("restart")
+	tr, err := open(t, url, map[string]string{"publish_timeout": "60s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	client := sdk.NewClient(tr, sdk.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+
+	testenv.RestartMidStream(t, client, topic, group, 60*time.Second, func() []string {
+		restartBroker(t)
+		return nil
+	})
+	if err := client.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestWrongCredentialsNameHostAndCauseButNotPassword(t *testing.T) {
+	testenv.RabbitMQ(t)
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:NotThePassw0rd@127.0.0.1:5672/"})
+	if err == nil {
+		t.Fatal("open with a wrong password succeeded")
+	}
+	msg := err.Error()
+	for _, want := range []string{"127.0.0.1:5672", `user "guest"`, "refused", "check the credentials"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error should contain %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "NotThePassw0rd") {
+		t.Fatalf("the password leaked into the error: %s", msg)
+	}
+}
+
+func TestUnreachableBrokerNamesHost(t *testing.T) {
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:S3cret@127.0.0.1:1/"})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || !strings.Contains(err.Error(), "is RabbitMQ running") {
+		t.Fatalf("want an error naming the host and the likely cause, got %v", err)
+	}
+	if strings.Contains(err.Error(), "S3cret") {
+		t.Fatalf("the password leaked: %v", err)
+	}
+}
+
+func TestBadConfigIsReportedBeforeConnecting(t *testing.T) {
+	cases := []struct {
+		url     string
+		options map[string]string
+		want    string
+	}{
+		{"", nil, `key "url": the rabbitmq driver needs the broker's URL`},
+		{"http://host/", nil, "want amqp://user:password@host:port/vhost"},
+		{"amqp://h/", map[string]string{"queue_type": "stream"}, "want classic or quorum"},
+		{"amqp://h/", map[string]string{"delivery_limit": "3"}, "needs queue_type: quorum"},
+		{"amqp://h/", map[string]string{"prefetch": "0"}, `key "options.prefetch": must be at least 1`},
+		{"amqp://h/", map[string]string{"prefech": "10"}, `has no option "prefech"`},
+		{"amqp://h/", map[string]string{"publish_timeout": "10"}, "want a duration"},
+	}
+	for _, c := range cases {
+		_, err := sdk.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: c.url, Options: c.options})
+		var ce *sdk.ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("url=%q options=%v: want a *ConfigError containing %q, got %v", c.url, c.options, c.want, err)
+		}
+	}
+}
+
+func rawChannel(t *testing.T, url string) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func TestStandardAttributesAreNativePropertiesForOtherClients(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("props")
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := sdk.NewClient(tr)
+	defer client.Close(context.Background())
+	sub, _ := tr.Subscriber(group)
+	if _, err := sub.Subscribe(context.Background(), topic); err != nil { // declares the queue
+		t.Fatal(err)
+	}
+	_ = sub.Close()
+	sent := &sdk.Message{ID: uuid.NewString(), Payload: []byte(`{}`), EventType: "order.created", Source: "orders",
+		ContentType: "application/json", CorrelationID: "c-1", Time: time.Unix(1700000000, 0), Metadata: map[string]string{"tenant": "acme"}}
+	if err := client.Publish(context.Background(), topic, sent); err != nil {
+		t.Fatal(err)
+	}
+	ch := rawChannel(t, url)
+	var d amqp.Delivery
+	testenv.Eventually(t, 10*time.Second, "the message in the queue", func() bool {
+		var ok bool
+		d, ok, err = ch.Get(topic+"."+group, true)
+		return err == nil && ok
+	})
+	if d.MessageId != sent.ID || d.Type != "order.created" || d.AppId != "orders" || d.ContentType != "application/json" ||
+		d.CorrelationId != "c-1" || !d.Timestamp.Equal(sent.Time) || d.DeliveryMode != amqp.Persistent {
+		t.Fatalf("native properties not set: %+v", d)
+	}
+	if d.Headers["tenant"] != "acme" || d.Headers[sdk.KeyEventType] != "order.created" {
+		t.Fatalf("headers missing: %v", d.Headers)
+	}
+}
+
+func TestMessagesFromOtherClientsAreRead(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("foreign")
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, _ := tr.Subscriber(group)
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := rawChannel(t, url)
+	err = ch.Publish(topic, "", false, false, amqp.Publishing{
+		MessageId: "foreign-1", Type: "invoice.paid", ContentType: "text/plain", CorrelationId: "c-9",
+		Headers: amqp.Table{"count": int32(3), "x-death": []any{amqp.Table{"queue": "q", "count": int64(1)}}, "raw": []byte("bytes")},
+		Body:    []byte("hello"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, msgs, "a message published by a plain AMQP client")
+	m.Ack()
+	got := sdk.FromWatermill(m)
+	if got.ID != "foreign-1" || got.EventType != "invoice.paid" || got.ContentType != "text/plain" || got.CorrelationID != "c-9" {
+		t.Fatalf("native properties not lifted into attributes: %+v", got)
+	}
+	if got.Metadata["count"] != "3" || got.Metadata["raw"] != "bytes" || !strings.Contains(got.Metadata["x-death"], `"queue":"q"`) {
+		t.Fatalf("non-string headers should arrive as text: %v", got.Metadata)
+	}
+}
+
+func TestQuorumDeliveryLimitDeadLetters(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("dlq")
+	tr, err := open(t, url, map[string]string{"queue_type": "quorum", "dead_letter": "true", "delivery_limit": "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, _ := tr.Subscriber(group)
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := rawChannel(t, url).Consume(topic+"."+group+".dlq", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := message.NewMessage(uuid.NewString(), []byte("poison"))
+	if err := tr.Publisher().Publish(topic, sent); err != nil {
+		t.Fatal(err)
+	}
+	deliveries := 0
+	for {
+		select {
+		case m := <-msgs:
+			deliveries++
+			m.Nack()
+			continue
+		case d := <-dead:
+			if d.MessageId != sent.UUID {
+				t.Fatalf("dead-lettered %q, want %q", d.MessageId, sent.UUID)
+			}
+			if deliveries != 3 {
+				t.Fatalf("dead-lettered after %d deliveries, want 3 (1 + delivery_limit 2)", deliveries)
+			}
+			return
+		case <-time.After(20 * time.Second):
+			t.Fatalf("message not dead-lettered after %d deliveries", deliveries)
+		}
+	}
+}
+
+func TestDeletedQueueIsDeclaredAgain(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("redeclare")
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, _ := tr.Subscriber(group)
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rawChannel(t, url).QueueDelete(topic+"."+group, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	// Messages published before the consumer re-declares its queue have
+	// nowhere to go; keep publishing until one arrives.
+	deadline := time.After(20 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case m := <-msgs:
+			m.Ack()
+			return
+		case <-tick.C:
+			if err := tr.Publisher().Publish(topic, message.NewMessage(uuid.NewString(), []byte("ping"))); err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatal("the consumer did not re-declare its deleted queue and resume within 20s")
+		}
+	}
+}
+
+func TestRefusedCredentialsErrorKeepsItsCause(t *testing.T) {
+	testenv.RabbitMQ(t)
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:wrong@127.0.0.1:5672/"})
+	var ae *amqp.Error
+	if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
+		t.Fatalf("the AMQP error should be reachable with errors.As (code 403), got %T: %v", err, err)
+	}
+}

@@ -1,0 +1,196 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// connection keeps one AMQP connection alive, redialling with backoff when
+// the broker drops it. Watermill-amqp's ConnectionWrapper does the same job
+// but swaps its "connected" channel and connection pointer without
+// synchronisation, which the race detector reports during a reconnect; this
+// one guards them with a mutex.
+type connection struct {
+	s      settings
+	role   string // "publish" or "consume": separate connections, so flow control on publishing never stalls acks
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	conn  *amqp.Connection
+	ready chan struct{} // closed while conn is usable
+
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+func dial(s settings, role string, logger *slog.Logger) (*connection, error) {
+	c := &connection{s: s, role: role, logger: logger, ready: make(chan struct{}), done: make(chan struct{})}
+	conn, err := c.dialOnce()
+	if err != nil {
+		return nil, err
+	}
+	c.install(conn)
+	return c, nil
+}
+
+func (c *connection) dialOnce() (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("msgkit-" + c.role)
+	conn, err := amqp.DialConfig(c.s.url, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
+	if err != nil {
+		return nil, &dialError{
+			msg:   fmt.Sprintf("rabbitmq: connect to %s: %s", c.s.where(), explainDialError(redact(err.Error(), c.s.url))),
+			cause: err,
+		}
+	}
+	return conn, nil
+}
+
+// dialError carries the cause for errors.Is and errors.As (an *amqp.Error
+// with code 403 for refused credentials, a *net.OpError...) while its text
+// is the redacted, explained one.
+type dialError struct {
+	msg   string
+	cause error
+}
+
+func (e *dialError) Error() string { return e.msg }
+func (e *dialError) Unwrap() error { return e.cause }
+
+// explainDialError adds what to do to the broker's terse answers.
+func explainDialError(msg string) string {
+	switch {
+	case strings.Contains(msg, "403"), strings.Contains(msg, "ACCESS_REFUSED"), strings.Contains(msg, "username or password not allowed"):
+		return msg + " (the user name or password in the URL was refused; check the credentials)"
+	case strings.Contains(msg, "connection refused"):
+		return msg + " (nothing listens there; is RabbitMQ running, and is the port right?)"
+	case strings.Contains(msg, "no such host"):
+		return msg + " (the host name does not resolve)"
+	case strings.Contains(msg, "vhost"), strings.Contains(msg, "530"):
+		return msg + " (the virtual host does not exist or the user may not use it)"
+	}
+	return msg
+}
+
+// redact removes the password of url from msg, in case a library echoes it.
+func redact(msg, rawURL string) string {
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		creds := rawURL[i+3:]
+		if at := strings.LastIndex(creds, "@"); at >= 0 {
+			if _, pw, ok := strings.Cut(creds[:at], ":"); ok && pw != "" {
+				msg = strings.ReplaceAll(msg, pw, "xxxxx")
+			}
+		}
+	}
+	return msg
+}
+
+func (c *connection) install(conn *amqp.Connection) {
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	c.mu.Lock()
+	c.conn = conn
+	close(c.ready)
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go c.watch(closed)
+}
+
+// watch redials after the connection drops, until Close.
+func (c *connection) watch(closed <-chan *amqp.Error) {
+	defer c.wg.Done()
+	var reason *amqp.Error
+	select {
+	case <-c.done:
+		return
+	case reason = <-closed:
+	}
+	c.markLost()
+	c.logger.Warn("rabbitmq: connection lost; reconnecting", "role", c.role, "broker", c.s.where(), "reason", reason)
+	delay := 100 * time.Millisecond
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-time.After(delay):
+		}
+		conn, err := c.dialOnce()
+		if err == nil {
+			c.logger.Info("rabbitmq: reconnected", "role", c.role, "broker", c.s.where())
+			c.install(conn)
+			return
+		}
+		c.logger.Warn("rabbitmq: reconnect failed; retrying", "role", c.role, "error", err, "retry_in", delay)
+		delay = min(delay*2, c.s.reconnectMaxDelay)
+	}
+}
+
+// channel opens a channel on the current connection, waiting for a
+// reconnect when there is none, until ctx ends.
+func (c *connection) channel(ctx context.Context) (*amqp.Channel, error) {
+	for {
+		c.mu.Lock()
+		ready, conn := c.ready, c.conn
+		c.mu.Unlock()
+		select {
+		case <-c.done:
+			return nil, fmt.Errorf("rabbitmq: connection %w", sdk.ErrClosed)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("rabbitmq: waiting for the connection to %s: %w", c.s.where(), ctx.Err())
+		case <-ready:
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			return ch, nil
+		}
+		if !errors.Is(err, amqp.ErrClosed) {
+			return nil, fmt.Errorf("rabbitmq: open channel on %s: %w", c.s.where(), err)
+		}
+		// The connection died between ready and Channel; wait for the redial.
+		c.markLost()
+	}
+}
+
+// markLost makes callers of channel wait for the next install. Whoever
+// notices the loss first (watch, or a caller whose Channel call failed)
+// swaps in a fresh ready channel; the others find it open and leave it, so
+// there is only ever one for install to close.
+func (c *connection) markLost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.ready:
+		if c.conn == nil || c.conn.IsClosed() {
+			c.ready = make(chan struct{})
+		}
+	default:
+	}
+}
+
+func (c *connection) close() error {
+	first := false
+	c.closeOnce.Do(func() { close(c.done); first = true })
+	if !first {
+		return nil
+	}
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	var err error
+	if conn != nil && !conn.IsClosed() {
+		if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
+			err = fmt.Errorf("rabbitmq: close %s connection: %w", c.role, cerr)
+		}
+	}
+	c.wg.Wait()
+	return err
+}

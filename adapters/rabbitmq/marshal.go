@@ -1,0 +1,85 @@
+package rabbitmq
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// toPublishing carries metadata as AMQP headers and also copies the standard
+// attributes to the native properties (message-id, correlation-id,
+// content-type, reply-to, type, app-id, timestamp), where non-Go clients and
+// the management UI look for them.
+func toPublishing(m *message.Message, persistent bool) amqp.Publishing {
+	headers := make(amqp.Table, len(m.Metadata))
+	for k, v := range m.Metadata {
+		headers[k] = v
+	}
+	p := amqp.Publishing{
+		Headers:       headers,
+		Body:          m.Payload,
+		MessageId:     m.UUID,
+		ContentType:   m.Metadata[sdk.KeyContentType],
+		CorrelationId: m.Metadata[sdk.KeyCorrelationID],
+		ReplyTo:       m.Metadata[sdk.KeyReplyTo],
+		Type:          m.Metadata[sdk.KeyEventType],
+		AppId:         m.Metadata[sdk.KeySource],
+	}
+	if persistent {
+		p.DeliveryMode = amqp.Persistent
+	}
+	if t, err := time.Parse(time.RFC3339Nano, m.Metadata[sdk.KeyTime]); err == nil {
+		p.Timestamp = t
+	}
+	return p
+}
+
+// fromDelivery rebuilds the message. Headers win; a standard attribute set
+// only as a native property (by a non-Go publisher) is lifted into
+// metadata. Headers that are not strings (x-death tables, numbers set by
+// other clients) are rendered as text instead of failing the message, which
+// would otherwise be nacked and redelivered forever.
+func fromDelivery(d *amqp.Delivery) *message.Message {
+	m := message.NewMessage(d.MessageId, d.Body)
+	for k, v := range d.Headers {
+		m.Metadata[k] = headerString(v)
+	}
+	fill := func(key, value string) {
+		if _, ok := m.Metadata[key]; !ok && value != "" {
+			m.Metadata[key] = value
+		}
+	}
+	fill(sdk.KeyContentType, d.ContentType)
+	fill(sdk.KeyCorrelationID, d.CorrelationId)
+	fill(sdk.KeyReplyTo, d.ReplyTo)
+	fill(sdk.KeyEventType, d.Type)
+	fill(sdk.KeySource, d.AppId)
+	if _, ok := m.Metadata[sdk.KeyTime]; !ok && !d.Timestamp.IsZero() {
+		m.Metadata[sdk.KeyTime] = d.Timestamp.UTC().Format(time.RFC3339Nano)
+	}
+	return m
+}
+
+func headerString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case nil:
+		return ""
+	case amqp.Table, []any:
+		b, err := json.Marshal(x)
+		if err == nil {
+			return string(b)
+		}
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	}
+	return fmt.Sprint(v)
+}

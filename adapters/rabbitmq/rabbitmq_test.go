@@ -1,0 +1,73 @@
+package rabbitmq_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/msgkit/msgkit/adapters/rabbitmq"
+	"github.com/msgkit/msgkit/conformance"
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// open opens a transport and deletes the queues and exchanges it declared
+// when the test ends, so test runs leave the broker as they found it.
+func open(t *testing.T, url string, options map[string]string) (*rabbitmq.Transport, error) {
+	tr, err := rabbitmq.Driver{}.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: url, Options: options})
+	if err != nil {
+		return nil, err
+	}
+	rt := tr.(*rabbitmq.Transport)
+	t.Cleanup(func() { deleteTopology(t, url, rt.DeclaredQueues()) })
+	return rt, nil
+}
+
+func deleteTopology(t *testing.T, url string, queues []string) {
+	if len(queues) == 0 {
+		return
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer ch.Close()
+	for _, q := range queues {
+		_, _ = ch.QueueDelete(q, false, false, false)
+		// A queue is <topic>.<group>; test groups have no dots, topics may
+		// (<topic>.dlq).
+		if i := strings.LastIndex(q, "."); i > 0 && strings.HasPrefix(q, "ct-") {
+			_ = ch.ExchangeDelete(q[:i], false, false)
+		}
+		if strings.HasSuffix(q, ".dlq") {
+			_ = ch.ExchangeDelete(strings.TrimSuffix(q, ".dlq")+".dlx", false, false)
+		}
+	}
+}
+
+func harness(url string, options map[string]string) conformance.Harness {
+	return conformance.Harness{
+		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) { return open(t, url, options) },
+	}
+}
+
+func TestConformanceClassicQueues(t *testing.T) {
+	conformance.Run(t, harness(testenv.RabbitMQ(t), nil))
+}
+
+func TestConformanceQuorumQueues(t *testing.T) {
+	conformance.Run(t, harness(testenv.RabbitMQ(t), map[string]string{"queue_type": "quorum"}))
+}
+
+func TestConformanceSharedTopicExchange(t *testing.T) {
+	conformance.Run(t, harness(testenv.RabbitMQ(t), map[string]string{"exchange": "ct-platform.events"}))
+}

@@ -1,0 +1,351 @@
+package redis_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+const helperEnv = "MSGKIT_REDIS_HELPER"
+
+// TestMain lets the test binary double as a consumer process that the crash
+// test kills with SIGKILL while it holds a batch of unacked messages.
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "consume-and-die" {
+		consumeAndDie()
+	}
+	os.Exit(m.Run())
+}
+
+func consumeAndDie() {
+	tr, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: os.Getenv("MSGKIT_URL"),
+		Options: map[string]string{"batch_size": "10"}})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	sub, _ := tr.Subscriber(os.Getenv("MSGKIT_GROUP"))
+	ch, err := sub.Subscribe(context.Background(), os.Getenv("MSGKIT_TOPIC"))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	fmt.Println("ready")
+	m := <-ch
+	fmt.Println("received", m.UUID)
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+func names(prefix string) (topic, group string) {
+	id := uuid.NewString()[:8]
+	return "ct-" + prefix + "-" + id, "g-" + id
+}
+
+func rawClient(t *testing.T, url string) *goredis.Client {
+	t.Helper()
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(opts)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The scenario of watermill-redisstream issue #24: a consumer dies holding
+// several pending messages; every one of them must reach another consumer.
+func TestConsumerKilledWithPendingBatchLosesNothing(t *testing.T) {
+	url := testenv.Redis(t)
+	topic, group := names("crash")
+	tr, err := open(t, url, map[string]string{"claim_idle": "500ms", "claim_interval": "100ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := rawClient(t, url).XGroupCreateMkStream(context.Background(), topic, group, "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=consume-and-die", "MSGKIT_URL="+url, "MSGKIT_TOPIC="+topic, "MSGKIT_GROUP="+group)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || lines.Text() != "ready" {
+		t.Fatalf("helper did not start: %q", lines.Text())
+	}
+	sent := make([]*message.Message, 10)
+	for i := range sent {
+		sent[i] = message.NewMessage(uuid.NewString(), []byte(strconv.Itoa(i)))
+	}
+	if err := tr.Publisher().Publish(topic, sent...); err != nil {
+		t.Fatal(err)
+	}
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "received ") {
+		t.Fatalf("helper should report a message, said %q", lines.Text())
+	}
+	var exit *exec.ExitError
+	if err := cmd.Wait(); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("helper should die by SIGKILL, got %v", err)
+	}
+	pending, err := rawClient(t, url).XPending(context.Background(), topic, group).Result()
+	if err != nil || pending.Count != 10 {
+		t.Fatalf("the dead consumer should hold all 10 messages pending (one batch), XPENDING says %+v, %v", pending, err)
+	}
+
+	sub, _ := tr.Subscriber(group)
+	ch, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	seen := map[string]bool{}
+	deadline := time.After(20 * time.Second)
+	for len(seen) < len(sent) {
+		select {
+		case m := <-ch:
+			seen[m.UUID] = true
+			m.Ack()
+		case <-deadline:
+			t.Fatalf("only %d of the dead consumer's 10 pending messages were claimed and redelivered", len(seen))
+		}
+	}
+	for _, m := range sent {
+		if !seen[m.UUID] {
+			t.Fatalf("message %s was lost", m.UUID)
+		}
+	}
+}
+
+// privateRedis runs a redis-server of the test's own on a free loopback
+// port, writing an append-only file with fsync on every write, so that a
+// restart keeps every acknowledged entry.
+type privateRedis struct {
+	t    *testing.T
+	port int
+	dir  string
+	args []string
+	cmd  *exec.Cmd
+}
+
+func startPrivateRedis(t *testing.T, extra ...string) *privateRedis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if testenv.InCI() {
+			t.Fatal("CI=true and redis-server is not installed")
+		}
+		t.Skip("redis-server not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	r := &privateRedis{t: t, port: port, dir: t.TempDir()}
+	r.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", r.dir, "--appendonly", "yes",
+		"--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", ""}, extra...)
+	r.cmd = exec.Command(bin, r.args...)
+	r.start()
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+func (r *privateRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command(r.cmd.Path, r.args...)
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	testenv.Eventually(r.t, 10*time.Second, "the private redis-server to listen", func() bool {
+		c, err := net.Dial("tcp", r.addr())
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// stop shuts the server down (SIGTERM: it flushes the append-only file).
+func (r *privateRedis) stop() {
+	if r.cmd.Process == nil || r.cmd.ProcessState != nil {
+		return
+	}
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.cmd.Wait()
+}
+
+func (r *privateRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+func TestServerRestartMidStreamLosesNothing(t *testing.T) {
+	srv := startPrivateRedis(t)
+	url := "redis://" + srv.addr() + "/0"
+	topic, group := names("restart")
+	tr, err := open(t, url, map[string]string{"publish_timeout": "60s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.Capabilities().Persistent {
+		t.Fatal("a server with appendonly yes must be declared Persistent")
+	}
+	client := sdk.NewClient(tr, sdk.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	// Resume well under claim_idle (30s): entries the server assigned to the
+	// consumer while the connection dropped must be recovered at once, not
+	// left for another member to claim.
+	testenv.RestartMidStream(t, client, topic, group, 15*time.Second, func() []string {
+		srv.stop()
+		// A publish issued while the server is down must wait for it, not fail.
+		during := sdk.NewMessage([]byte("published during the outage"))
+		duringErr := make(chan error, 1)
+		go func() { duringErr <- client.Publish(context.Background(), topic, during) }()
+		select {
+		case err := <-duringErr:
+			t.Fatalf("a publish while the server was down returned before it came back: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		srv.start()
+		if err := <-duringErr; err != nil {
+			t.Fatalf("the publish issued during the outage failed: %v", err)
+		}
+		return []string{during.ID}
+	})
+	if err := client.Close(context.Background()); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestWrongPasswordNamesHostAndCauseButNotPassword(t *testing.T) {
+	srv := startPrivateRedis(t, "--requirepass", "right-secret")
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: "redis://:Wr0ngPassw0rd@" + srv.addr() + "/0"})
+	if err == nil {
+		t.Fatal("open with a wrong password succeeded")
+	}
+	for _, want := range []string{srv.addr(), "check the credentials"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error should contain %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "Wr0ngPassw0rd") {
+		t.Fatalf("the password leaked: %v", err)
+	}
+	_, err = sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: "redis://" + srv.addr() + "/0"})
+	if err == nil || !strings.Contains(err.Error(), "requires a password") {
+		t.Fatalf("a missing password should say the server requires one, got %v", err)
+	}
+	tr, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: "redis://:right-secret@" + srv.addr() + "/0"})
+	if err != nil {
+		t.Fatalf("the right password should work: %v", err)
+	}
+	tr.Close(context.Background())
+}
+
+func TestUnreachableServerNamesHost(t *testing.T) {
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: "redis://:S3cret@127.0.0.1:1/0"})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || !strings.Contains(err.Error(), "is Redis running") {
+		t.Fatalf("want an error naming the host and the likely cause, got %v", err)
+	}
+	if strings.Contains(err.Error(), "S3cret") {
+		t.Fatalf("the password leaked: %v", err)
+	}
+}
+
+func TestBadConfigIsReportedBeforeConnecting(t *testing.T) {
+	cases := []struct {
+		url     string
+		options map[string]string
+		want    string
+	}{
+		{"", nil, `key "url": the redis driver needs the server's URL`},
+		{"amqp://h/", nil, "want redis://[user:password@]host:port/db"},
+		{"redis://h/0", map[string]string{"batch_size": "0"}, "must be at least 1"},
+		{"redis://h/0", map[string]string{"new_group_start": "first"}, "want latest"},
+		{"redis://h/0", map[string]string{"max_len": "10", "retention": "1h"}, "not both"},
+		{"redis://h/0", map[string]string{"claim_idle": "soon"}, "want a duration"},
+		{"redis://h/0", map[string]string{"prefetch": "10"}, `driver "redis" has no option "prefetch"`},
+	}
+	for _, c := range cases {
+		_, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: c.url, Options: c.options})
+		var ce *sdk.ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("url=%q options=%v: want a *ConfigError containing %q, got %v", c.url, c.options, c.want, err)
+		}
+	}
+}
+
+func TestMaxLenTrimsTheStream(t *testing.T) {
+	url := testenv.Redis(t)
+	topic, _ := names("trim")
+	tr, err := open(t, url, map[string]string{"max_len": "100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i := 0; i < 20; i++ {
+		batch := make([]*message.Message, 50)
+		for j := range batch {
+			batch[j] = message.NewMessage(uuid.NewString(), []byte("x"))
+		}
+		if err := tr.Publisher().Publish(topic, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := rawClient(t, url).XLen(context.Background(), topic).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Approximate trimming removes whole macro nodes (100 entries by default).
+	if n < 100 || n > 300 {
+		t.Fatalf("XLEN = %d after 1000 messages with max_len 100; want about 100", n)
+	}
+}
+
+func TestEntriesFromOtherProducersAreDelivered(t *testing.T) {
+	url := testenv.Redis(t)
+	topic, group := names("foreign")
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, _ := tr.Subscriber(group)
+	ch, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rawClient(t, url).XAdd(context.Background(), &goredis.XAddArgs{Stream: topic,
+		Values: []any{"id", "py-1", "payload", "\x00\xffraw", "h:ce-type", "invoice.paid", "legacy_field", "v"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-ch:
+		m.Ack()
+		got := sdk.FromWatermill(m)
+		if got.ID != "py-1" || string(got.Payload) != "\x00\xffraw" || got.EventType != "invoice.paid" || got.Metadata["legacy_field"] != "v" {
+			t.Fatalf("entry not decoded as documented: %+v", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an entry written by another producer was not delivered")
+	}
+}

@@ -1,0 +1,56 @@
+package redis_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	msgredis "github.com/msgkit/msgkit/adapters/redis"
+	"github.com/msgkit/msgkit/conformance"
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// open opens a transport and deletes the streams the test used when it
+// ends. Test streams are all named ct-*.
+func open(t *testing.T, url string, options map[string]string) (sdk.Transport, error) {
+	tr, err := msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: options})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { deleteTestStreams(t, url) })
+	return tr, nil
+}
+
+func deleteTestStreams(t *testing.T, url string) {
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		return
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	keys, _ := c.Keys(ctx, "ct-*").Result()
+	if len(keys) > 0 {
+		c.Del(ctx, keys...)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	url := testenv.Redis(t)
+	conformance.Run(t, conformance.Harness{
+		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) { return open(t, url, nil) },
+	})
+}
+
+func TestConformanceNewGroupsFromOldest(t *testing.T) {
+	url := testenv.Redis(t)
+	conformance.Run(t, conformance.Harness{
+		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) {
+			return open(t, url, map[string]string{"new_group_start": "oldest", "batch_size": "7"})
+		},
+	})
+}

@@ -1,0 +1,135 @@
+package conformance
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// roundTrip publishes m to a fresh group and returns what arrived, acked.
+func (e *env) roundTrip(m *message.Message, guarantee string) *message.Message {
+	e.t.Helper()
+	ch, _ := e.subscribe(uniqueName("g"))
+	e.publish(m)
+	got := e.receive(ch, guarantee)
+	ack(e.t, got)
+	if got.UUID != m.UUID {
+		e.t.Fatalf("guarantee broken: %s: received message %s, sent %s", guarantee, got.UUID, m.UUID)
+	}
+	return got
+}
+
+func (e *env) checkPayload(sent []byte, guarantee string) {
+	e.t.Helper()
+	m := message.NewMessage(newMsg("").UUID, sent)
+	got := e.roundTrip(m, guarantee)
+	if !bytes.Equal(got.Payload, sent) {
+		e.t.Fatalf("guarantee broken: %s: sent %d bytes, received %d bytes that differ (first difference at byte %d)",
+			guarantee, len(sent), len(got.Payload), firstDifference(sent, got.Payload))
+	}
+}
+
+func firstDifference(a, b []byte) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) < len(b) {
+		return len(a)
+	}
+	return len(b)
+}
+
+func testEmptyPayload(e *env) {
+	e.checkPayload([]byte{}, "an empty payload must round-trip")
+}
+
+func testBinaryPayload(e *env) {
+	// Every byte value, including NUL, bytes that are never valid UTF-8
+	// (0xC0, 0xFF) and a truncated multi-byte sequence at the end.
+	p := make([]byte, 0, 260)
+	for i := 0; i < 256; i++ {
+		p = append(p, byte(i))
+	}
+	p = append(p, 0xE2, 0x82)
+	e.checkPayload(p, "a binary, non-UTF-8 payload must round-trip byte for byte")
+}
+
+func testLargePayload(e *env) {
+	size := 1 << 20
+	if max := e.caps.MaxPayloadBytes; max > 0 && max < size {
+		size = max
+	}
+	p := make([]byte, size)
+	for i := range p {
+		p[i] = byte(i*7 + i>>8)
+	}
+	e.checkPayload(p, fmt.Sprintf("a payload of %d bytes (1 MiB or the declared MaxPayloadBytes) must round-trip", size))
+}
+
+func testMetadataRoundTrips(e *env) {
+	n := 25
+	if max := e.caps.MaxMetadataEntries; max > 0 && max < n {
+		n = max
+	}
+	want := map[string]string{
+		"ключ":        "значение",
+		"キー":          "値 🚀",
+		"plain":       "ascii value",
+		"with spaces": "  leading and trailing  ",
+		"empty-value": "",
+		"json":        `{"a":[1,2],"b":"c\"d"}`,
+	}
+	for i := len(want); i < n; i++ {
+		want[fmt.Sprintf("k%02d", i)] = fmt.Sprintf("v%02d-ünïcødé", i)
+	}
+	for len(want) > n { // a driver that carries fewer entries than the fixed ones
+		for k := range want {
+			delete(want, k)
+			break
+		}
+	}
+	m := newMsg("metadata")
+	for k, v := range want {
+		m.Metadata.Set(k, v)
+	}
+	got := e.roundTrip(m, "metadata must round-trip")
+	if diff := describeDiff(want, got.Metadata); diff != "" {
+		e.t.Fatalf("guarantee broken: metadata must round-trip (%d unicode entries sent):%s", len(want), diff)
+	}
+}
+
+func testStandardAttributes(e *env) {
+	sent := &sdk.Message{
+		ID:            newMsg("").UUID,
+		Payload:       []byte(`{"order":42}`),
+		EventType:     "order.created",
+		Source:        "conformance",
+		Time:          time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC),
+		ContentType:   "application/json",
+		CorrelationID: "corr-1",
+		CausationID:   "cause-1",
+		OrderingKey:   "order-42",
+	}
+	got := sdk.FromWatermill(e.roundTrip(sent.ToWatermill(time.Now()), "standard attributes must round-trip"))
+	check := func(name, want, have string) {
+		if want != have {
+			e.t.Errorf("guarantee broken: standard attribute %s must round-trip: want %q, got %q", name, want, have)
+		}
+	}
+	check("ID", sent.ID, got.ID)
+	check("EventType", sent.EventType, got.EventType)
+	check("Source", sent.Source, got.Source)
+	check("ContentType", sent.ContentType, got.ContentType)
+	check("CorrelationID", sent.CorrelationID, got.CorrelationID)
+	check("CausationID", sent.CausationID, got.CausationID)
+	check("OrderingKey", sent.OrderingKey, got.OrderingKey)
+	if !got.Time.Equal(sent.Time) {
+		e.t.Errorf("guarantee broken: standard attribute Time must round-trip to the nanosecond: want %v, got %v", sent.Time, got.Time)
+	}
+}

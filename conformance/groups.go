@@ -1,0 +1,153 @@
+package conformance
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+func (e *env) publishN(n int, label string) []*message.Message {
+	e.t.Helper()
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = newMsg(fmt.Sprintf("%s-%d", label, i))
+	}
+	e.publish(msgs...)
+	return msgs
+}
+
+// expectEachOnce fails unless every sent message arrived exactly once.
+func (e *env) expectEachOnce(sent []*message.Message, seen map[string]int, guarantee string) {
+	e.t.Helper()
+	for _, m := range sent {
+		switch n := seen[m.UUID]; {
+		case n == 0:
+			e.t.Errorf("guarantee broken: %s: message %s never arrived", guarantee, m.UUID)
+		case n > 1:
+			e.t.Errorf("guarantee broken: %s: message %s arrived %d times", guarantee, m.UUID, n)
+		}
+	}
+	if len(seen) > len(sent) {
+		e.t.Errorf("guarantee broken: %s: %d messages arrived that were never sent to this topic", guarantee, len(seen)-len(sent))
+	}
+}
+
+func testCompetingConsumers(e *env) {
+	group := uniqueName("g")
+	ch1, _ := e.subscribe(group)
+	ch2, _ := e.subscribe(group)
+	sent := e.publishN(100, "compete")
+	const guarantee = "members of one group must share the messages, each message to one member"
+	seen := e.collect(len(sent), guarantee, nil, ch1, ch2)
+	e.expectEachOnce(sent, seen, guarantee)
+}
+
+func testFanOut(e *env) {
+	chA, _ := e.subscribe(uniqueName("ga"))
+	chB, _ := e.subscribe(uniqueName("gb"))
+	sent := e.publishN(50, "fanout")
+	const guarantee = "every group must receive every message once"
+	e.expectEachOnce(sent, e.collect(len(sent), guarantee+" (first group)", nil, chA), guarantee+" (first group)")
+	e.expectEachOnce(sent, e.collect(len(sent), guarantee+" (second group)", nil, chB), guarantee+" (second group)")
+}
+
+func testOrderingPerKey(e *env) {
+	group := uniqueName("g")
+	ch1, _ := e.subscribe(group)
+	ch2, _ := e.subscribe(group)
+	keys := []string{"alpha", "beta", "gamma"}
+	const perKey = 30
+	var msgs []*message.Message
+	for i := 0; i < perKey; i++ {
+		for _, k := range keys {
+			m := newMsg(k + "-" + strconv.Itoa(i))
+			m.Metadata.Set(sdk.KeyOrderingKey, k)
+			m.Metadata.Set("seq", strconv.Itoa(i))
+			msgs = append(msgs, m)
+		}
+	}
+	for _, m := range msgs { // one at a time: the order of publish calls is the order to keep
+		e.publish(m)
+	}
+	const guarantee = "messages with one ordering key must arrive in publish order, even with competing consumers"
+	var mu sync.Mutex
+	last := map[string]int{}
+	e.collect(len(msgs), guarantee, func(m *message.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		k := m.Metadata.Get(sdk.KeyOrderingKey)
+		seq, _ := strconv.Atoi(m.Metadata.Get("seq"))
+		if prev, ok := last[k]; ok && seq <= prev {
+			e.t.Errorf("guarantee broken: %s: key %q delivered seq %d after seq %d", guarantee, k, seq, prev)
+		}
+		last[k] = seq
+	}, ch1, ch2)
+}
+
+func testDurableGroup(e *env) {
+	group := uniqueName("g")
+	_, sub := e.subscribe(group) // creates the group
+	if err := sub.Close(); err != nil {
+		e.t.Fatalf("Subscriber.Close failed: %v", err)
+	}
+	sent := e.publishN(10, "while-away")
+	ch, _ := e.subscribe(group)
+	const guarantee = "a group must receive the messages published while none of its members ran"
+	e.expectEachOnce(sent, e.collect(len(sent), guarantee, nil, ch), guarantee)
+}
+
+func testNewGroupHistory(e *env) {
+	sent := e.publishN(10, "history")
+	ch, _ := e.subscribe(uniqueName("g"))
+	const guarantee = "a group created after messages were published must still receive them"
+	e.expectEachOnce(sent, e.collect(len(sent), guarantee, nil, ch), guarantee)
+}
+
+func testConcurrentPublishers(e *env) {
+	group := uniqueName("g")
+	ch1, _ := e.subscribe(group)
+	ch2, _ := e.subscribe(group)
+	const publishers = 10
+	per := (e.h.Messages + publishers - 1) / publishers
+	sent := make([][]*message.Message, publishers)
+	errs := make(chan error, publishers)
+	var wg sync.WaitGroup
+	for p := 0; p < publishers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; {
+				// Alternate single messages and batches of up to 10.
+				batch := 1 + (i % 10)
+				if i+batch > per {
+					batch = per - i
+				}
+				msgs := make([]*message.Message, batch)
+				for j := range msgs {
+					msgs[j] = newMsg(fmt.Sprintf("p%d-%d", p, i+j))
+				}
+				if err := e.tr.Publisher().Publish(e.topic, msgs...); err != nil {
+					errs <- fmt.Errorf("publisher %d: %w", p, err)
+					return
+				}
+				sent[p] = append(sent[p], msgs...)
+				i += batch
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		e.t.Fatalf("concurrent Publish failed: %v", err)
+	}
+	var all []*message.Message
+	for _, s := range sent {
+		all = append(all, s...)
+	}
+	guarantee := fmt.Sprintf("%d messages from %d concurrent publishers must all arrive, none duplicated", len(all), publishers)
+	e.expectEachOnce(all, e.collect(len(all), guarantee, nil, ch1, ch2), guarantee)
+}

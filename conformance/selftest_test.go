@@ -1,0 +1,97 @@
+package conformance_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/msgkit/msgkit/conformance"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+const faultEnv = "CONFORMANCE_FAULT"
+
+// TestFaultyDriverFixture runs the suite on the fault-injecting wrapper. On
+// its own (no fault) it proves the wrapper transparent; the self-test below
+// re-runs it in a child process with one fault at a time.
+func TestFaultyDriverFixture(t *testing.T) {
+	fault := os.Getenv(faultEnv)
+	h := conformance.Harness{
+		Open: func(_ context.Context, t *testing.T) (sdk.Transport, error) { return openFaulty(t, fault) },
+	}
+	if fault != "" {
+		// The guarantees a fault breaks fail by timing out; on the in-process
+		// broker anything that arrives does so within milliseconds.
+		h.Timeout = 2 * time.Second
+	}
+	conformance.Run(t, h)
+}
+
+// TestSuiteCatchesBrokenDrivers checks that each injected fault fails the
+// guarantee it breaks, with a message naming that guarantee, while the
+// guarantees it does not touch still pass.
+func TestSuiteCatchesBrokenDrivers(t *testing.T) {
+	if os.Getenv(faultEnv) != "" {
+		t.Fatalf("%s is set: this test runs the fixture in a child process and must not run inside one", faultEnv)
+	}
+	cases := []struct {
+		fault    string
+		mustFail []string
+		mustPass []string
+		message  string
+	}{
+		{"drop-metadata",
+			[]string{"TestMetadataRoundTrips", "TestStandardAttributesRoundTrip"},
+			[]string{"TestPublishSubscribeRoundTrip", "TestBinaryPayloadRoundTrips"},
+			"guarantee broken: metadata must round-trip"},
+		{"never-redeliver",
+			[]string{"TestNackRedelivers", "TestHandlerErrorRedelivers", "TestHandlerPanicRedelivers"},
+			[]string{"TestPublishSubscribeRoundTrip", "TestAckPreventsRedelivery"},
+			"guarantee broken: a nacked message must be redelivered"},
+		{"mangle-binary",
+			[]string{"TestBinaryPayloadRoundTrips"},
+			[]string{"TestEmptyPayloadRoundTrips", "TestMetadataRoundTrips"},
+			"guarantee broken: a binary, non-UTF-8 payload must round-trip byte for byte"},
+		{"duplicate",
+			[]string{"TestConcurrentPublishersLoseNothing", "TestCompetingConsumersShareMessages"},
+			[]string{"TestNackRedelivers"},
+			"arrived 2 times"},
+		{"channel-never-closes",
+			[]string{"TestSubscriberCloseClosesChannels", "TestContextCancelClosesChannel"},
+			[]string{"TestPublishSubscribeRoundTrip"},
+			"guarantee broken: Subscriber.Close must close every subscription channel"},
+	}
+	for _, c := range cases {
+		t.Run(c.fault, func(t *testing.T) {
+			t.Parallel()
+			names := append(append([]string{}, c.mustFail...), c.mustPass...)
+			run := "^TestFaultyDriverFixture$/^(" + strings.Join(names, "|") + ")$"
+			cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1")
+			cmd.Env = append(os.Environ(), faultEnv+"="+c.fault)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			if err == nil {
+				t.Fatalf("the suite passed a driver with fault %q; it must fail. Output:\n%s", c.fault, out.String())
+			}
+			for _, name := range c.mustFail {
+				if !regexp.MustCompile(`--- FAIL: TestFaultyDriverFixture/` + name + ` `).Match(out.Bytes()) {
+					t.Errorf("fault %q: %s should fail and did not. Output:\n%s", c.fault, name, out.String())
+				}
+			}
+			for _, name := range c.mustPass {
+				if !regexp.MustCompile(`--- PASS: TestFaultyDriverFixture/` + name + ` `).Match(out.Bytes()) {
+					t.Errorf("fault %q: %s is untouched by the fault and should pass. Output:\n%s", c.fault, name, out.String())
+				}
+			}
+			if !strings.Contains(out.String(), c.message) {
+				t.Errorf("fault %q: the failure should say %q. Output:\n%s", c.fault, c.message, out.String())
+			}
+		})
+	}
+}
