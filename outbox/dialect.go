@@ -1,0 +1,325 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Dialect names the SQL database the tables live in.
+type Dialect string
+
+// Supported dialects.
+const (
+	Postgres Dialect = "postgres" // PostgreSQL 12+ (pgx or lib/pq driver; LISTEN/NOTIFY needs pgx)
+	MySQL    Dialect = "mysql"    // MariaDB 10.6+ or MySQL 8.0+ (SKIP LOCKED)
+	SQLite   Dialect = "sqlite"   // SQLite 3.35+ (RETURNING), e.g. modernc.org/sqlite
+)
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+func checkDialect(d Dialect) error {
+	switch d {
+	case Postgres, MySQL, SQLite:
+		return nil
+	case "":
+		return fmt.Errorf("outbox: Config.Dialect is empty; set outbox.Postgres, outbox.MySQL or outbox.SQLite")
+	}
+	return fmt.Errorf("outbox: unknown dialect %q; want postgres, mysql or sqlite", d)
+}
+
+func checkTable(field, name string) error {
+	if !identifier.MatchString(name) {
+		return fmt.Errorf("outbox: %s %q is not a plain SQL identifier (letters, digits and _, not starting with a digit, at most 63)", field, name)
+	}
+	return nil
+}
+
+// bind rewrites ? placeholders to $1, $2... for PostgreSQL.
+func (d Dialect) bind(q string) string {
+	if d != Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// outboxDDL returns the statements that create the outbox table. Times are
+// Unix milliseconds, the same in every dialect; an empty ordering_key means none;
+// lease_until_ms 0 means unclaimed; sent_ms NULL means not yet published.
+func (d Dialect) outboxDDL(t string) []string {
+	switch d {
+	case Postgres:
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+  seq            BIGSERIAL PRIMARY KEY,
+  id             TEXT NOT NULL,
+  topic          TEXT NOT NULL,
+  ordering_key   TEXT NOT NULL DEFAULT '',
+  payload        BYTEA NOT NULL,
+  metadata       TEXT NOT NULL,
+  created_ms     BIGINT NOT NULL,
+  claimed_by     TEXT NOT NULL DEFAULT '',
+  lease_until_ms BIGINT NOT NULL DEFAULT 0,
+  attempts       INT NOT NULL DEFAULT 0,
+  sent_ms        BIGINT
+)`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent ON ` + t + ` (seq) WHERE sent_ms IS NULL`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent_key ON ` + t + ` (ordering_key, seq) WHERE sent_ms IS NULL AND ordering_key <> ''`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_sent ON ` + t + ` (sent_ms) WHERE sent_ms IS NOT NULL`,
+			// A statement-level trigger wakes listening relays at commit, so Add
+			// costs no extra round trip.
+			`CREATE OR REPLACE FUNCTION ` + t + `_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('` + t + `', ''); RETURN NULL; END $$`,
+			`CREATE OR REPLACE TRIGGER ` + t + `_notify AFTER INSERT ON ` + t + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + t + `_notify()`,
+		}
+	case MySQL:
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+  seq            BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  id             VARCHAR(255) NOT NULL,
+  topic          VARCHAR(255) NOT NULL,
+  ordering_key   VARCHAR(255) NOT NULL DEFAULT '',
+  payload        LONGBLOB NOT NULL,
+  metadata       LONGTEXT NOT NULL,
+  created_ms     BIGINT NOT NULL,
+  claimed_by     VARCHAR(255) NOT NULL DEFAULT '',
+  lease_until_ms BIGINT NOT NULL DEFAULT 0,
+  attempts       INT NOT NULL DEFAULT 0,
+  sent_ms        BIGINT NULL,
+  INDEX ` + t + `_unsent (sent_ms, seq),
+  INDEX ` + t + `_unsent_key (ordering_key, sent_ms, seq)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+		}
+	default: // SQLite
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+  seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+  id             TEXT NOT NULL,
+  topic          TEXT NOT NULL,
+  ordering_key   TEXT NOT NULL DEFAULT '',
+  payload        BLOB NOT NULL,
+  metadata       TEXT NOT NULL,
+  created_ms     INTEGER NOT NULL,
+  claimed_by     TEXT NOT NULL DEFAULT '',
+  lease_until_ms INTEGER NOT NULL DEFAULT 0,
+  attempts       INTEGER NOT NULL DEFAULT 0,
+  sent_ms        INTEGER
+)`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent ON ` + t + ` (seq) WHERE sent_ms IS NULL`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent_key ON ` + t + ` (ordering_key, seq) WHERE sent_ms IS NULL AND ordering_key <> ''`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_sent ON ` + t + ` (sent_ms) WHERE sent_ms IS NOT NULL`,
+		}
+	}
+}
+
+// inboxDDL returns the statements that create the inbox table.
+func (d Dialect) inboxDDL(t string) []string {
+	switch d {
+	case MySQL:
+		return []string{`CREATE TABLE IF NOT EXISTS ` + t + ` (
+  consumer     VARCHAR(255) NOT NULL,
+  message_id   VARCHAR(255) NOT NULL,
+  processed_ms BIGINT NOT NULL,
+  PRIMARY KEY (consumer, message_id),
+  INDEX ` + t + `_processed (processed_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`}
+	default:
+		return []string{
+			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+  consumer     TEXT NOT NULL,
+  message_id   TEXT NOT NULL,
+  processed_ms BIGINT NOT NULL,
+  PRIMARY KEY (consumer, message_id)
+)`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_processed ON ` + t + ` (processed_ms)`,
+		}
+	}
+}
+
+// insertIgnore records (consumer, message_id) unless it is there already;
+// one affected row means this is the first time.
+func (d Dialect) insertIgnore(t string) string {
+	switch d {
+	case Postgres:
+		return `INSERT INTO ` + t + ` (consumer, message_id, processed_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	case MySQL:
+		return `INSERT IGNORE INTO ` + t + ` (consumer, message_id, processed_ms) VALUES (?, ?, ?)`
+	default:
+		return `INSERT OR IGNORE INTO ` + t + ` (consumer, message_id, processed_ms) VALUES (?, ?, ?)`
+	}
+}
+
+// eligible is the WHERE clause of a claim: unsent, not leased, and no
+// earlier unsent message with the same ordering key leased by another
+// relay. Claims run one at a time (an advisory lock, or SQLite's single
+// writer), so the leases it reads are settled; a batch may then hold several
+// messages of one key, in order.
+func eligible(t string) string {
+	return `o.sent_ms IS NULL AND o.lease_until_ms < ? AND (o.ordering_key = '' OR NOT EXISTS (
+    SELECT 1 FROM ` + t + ` p WHERE p.ordering_key = o.ordering_key AND p.sent_ms IS NULL AND p.seq < o.seq AND p.lease_until_ms >= ?))`
+}
+
+const rowColumns = `seq, id, topic, ordering_key, payload, metadata, created_ms`
+
+// claim leases up to limit eligible rows to relay until leaseUntil and
+// returns them in seq order.
+func (s *Store) claim(ctx context.Context, relay string, now, leaseUntil int64, limit int) ([]row, error) {
+	t := s.table
+	switch s.dialect {
+	case Postgres:
+		return s.inTx(ctx, func(tx *sql.Tx) ([]row, error) {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, t); err != nil {
+				return nil, err
+			}
+			return queryRows(ctx, tx, Postgres.bind(`UPDATE `+t+` SET claimed_by = ?, lease_until_ms = ?, attempts = attempts + 1
+WHERE seq IN (SELECT o.seq FROM `+t+` o WHERE `+eligible(t)+` ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)
+RETURNING `+rowColumns), relay, leaseUntil, now, now, limit)
+		})
+	case SQLite:
+		var rows []row
+		err := s.sqliteWrite(ctx, func(conn *sql.Conn) (err error) {
+			rows, err = queryRows(ctx, conn, `UPDATE `+t+` SET claimed_by = ?, lease_until_ms = ?, attempts = attempts + 1
+WHERE seq IN (SELECT o.seq FROM `+t+` o WHERE `+eligible(t)+` ORDER BY o.seq LIMIT ?)
+RETURNING `+rowColumns, relay, leaseUntil, now, now, limit)
+			return err
+		})
+		return rows, err
+	default: // MySQL: no UPDATE ... RETURNING; a named lock serialises claims
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		var got sql.NullInt64
+		if err := conn.QueryRowContext(ctx, `SELECT GET_LOCK(?, 10)`, t).Scan(&got); err != nil {
+			return nil, err
+		}
+		if got.Int64 != 1 {
+			return nil, fmt.Errorf("could not take the claim lock %q within 10s", t)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `DO RELEASE_LOCK(?)`, t)
+		// FOR UPDATE without SKIP LOCKED: InnoDB may run another relay's
+		// DELETE ... WHERE seq IN (...) as a range scan and lock rows it does
+		// not delete. Skipping those (unleased) rows would let a later message
+		// of their ordering key be claimed before them. Claims are already
+		// serialised by the named lock, so waiting only ever waits for a short
+		// mark statement. READ COMMITTED keeps the claim from taking gap locks
+		// of its own.
+		tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+		if err != nil {
+			return nil, err
+		}
+		defer tx.Rollback()
+		rows, err := queryRows(ctx, tx, `SELECT `+rowColumns+` FROM `+t+` o WHERE `+eligible(t)+` ORDER BY o.seq LIMIT ? FOR UPDATE`, now, now, limit)
+		if err != nil || len(rows) == 0 {
+			return nil, err
+		}
+		q, args := inList(`UPDATE `+t+` SET claimed_by = ?, lease_until_ms = ?, attempts = attempts + 1 WHERE seq IN `, rows, relay, leaseUntil)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return nil, err
+		}
+		return rows, tx.Commit()
+	}
+}
+
+// sqliteWrite runs f in a BEGIN IMMEDIATE transaction on one connection.
+// A plain write statement in WAL mode starts as a reader and can fail at
+// once with SQLITE_BUSY when another connection commits first (busy_timeout
+// does not apply to that case); taking the write lock up front makes it
+// wait its turn instead.
+func (s *Store) sqliteWrite(ctx context.Context, f func(*sql.Conn) error) error {
+	s.sqliteMu.Lock()
+	defer s.sqliteMu.Unlock()
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	if err := f(conn); err != nil {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		return err
+	}
+	_, err = conn.ExecContext(ctx, `COMMIT`)
+	return err
+}
+
+// exec runs one write statement; on SQLite inside sqliteWrite.
+func (s *Store) exec(ctx context.Context, q string, args ...any) error {
+	if s.dialect != SQLite {
+		_, err := s.db.ExecContext(ctx, s.dialect.bind(q), args...)
+		return err
+	}
+	return s.sqliteWrite(ctx, func(conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, q, args...)
+		return err
+	})
+}
+
+func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) ([]row, error)) ([]row, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := f(tx)
+	if err != nil {
+		return nil, err
+	}
+	return rows, tx.Commit()
+}
+
+// inList appends "(?, ?, ...)" with the rows' seqs to prefix.
+func inList(prefix string, rows []row, args ...any) (string, []any) {
+	var b strings.Builder
+	b.WriteString(prefix)
+	b.WriteString("(")
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("?")
+		args = append(args, r.seq)
+	}
+	b.WriteString(")")
+	return b.String(), args
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryRows returns the rows in seq order (UPDATE ... RETURNING has none).
+func queryRows(ctx context.Context, q queryer, query string, args ...any) ([]row, error) {
+	rs, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []row
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.seq, &r.id, &r.topic, &r.orderingKey, &r.payload, &r.metadata, &r.createdMs); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq < out[j].seq })
+	return out, rs.Err()
+}

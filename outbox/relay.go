@@ -1,0 +1,264 @@
+package outbox
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql/driver"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// Publisher is what the relay publishes through: an *sdk.Client, or any
+// decorated publisher with the same method.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, msgs ...*sdk.Message) error
+}
+
+// RelayConfig configures a Relay. Zero values take the documented defaults.
+type RelayConfig struct {
+	// Publisher sends the messages. Required.
+	Publisher Publisher
+	// Name identifies this relay in leases. Default: host-pid-random.
+	Name string
+	// BatchSize is how many messages one claim takes. Default 500.
+	BatchSize int
+	// Lease is how long a claim is this relay's alone. A relay that dies
+	// holding a batch delays it by up to Lease; a batch whose publishing
+	// takes longer than Lease may be published again by another relay.
+	// Default 30s.
+	Lease time.Duration
+	// MinPoll and MaxPoll bound the polling interval when the outbox is
+	// empty: it starts at MinPoll and doubles up to MaxPoll. On PostgreSQL
+	// with the pgx driver a NOTIFY from the insert trigger wakes the relay at
+	// once, so polling is only the safety net. Defaults 20ms and 1s.
+	MinPoll, MaxPoll time.Duration
+	// Retention keeps published rows (marked sent) for this long before the
+	// relay deletes them; 0 deletes them as soon as they are published.
+	Retention time.Duration
+	// PublishAttempts is how often a batch is tried before it is released
+	// for a later round (with backoff between tries). Default 3.
+	PublishAttempts int
+	// Logger receives publish failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Relay moves committed messages from the outbox to the broker.
+type Relay struct {
+	store *Store
+	cfg   RelayConfig
+	retry failsafe.Executor[any]
+	wake  chan struct{}
+}
+
+// NewRelay returns a relay for the store.
+func (s *Store) NewRelay(cfg RelayConfig) (*Relay, error) {
+	if cfg.Publisher == nil {
+		return nil, fmt.Errorf("outbox: RelayConfig.Publisher is nil; pass the *sdk.Client to publish through")
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		cfg.Name = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 30 * time.Second
+	}
+	if cfg.MinPoll <= 0 {
+		cfg.MinPoll = 20 * time.Millisecond
+	}
+	if cfg.MaxPoll <= 0 {
+		cfg.MaxPoll = time.Second
+	}
+	cfg.MaxPoll = max(cfg.MaxPoll, cfg.MinPoll)
+	if cfg.PublishAttempts <= 0 {
+		cfg.PublishAttempts = 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	policy := retrypolicy.NewBuilder[any]().
+		WithMaxAttempts(cfg.PublishAttempts).
+		WithBackoff(50*time.Millisecond, 2*time.Second).
+		WithJitterFactor(0.25).
+		Build()
+	return &Relay{store: s, cfg: cfg, retry: failsafe.With[any](policy), wake: make(chan struct{}, 1)}, nil
+}
+
+// Run relays until ctx ends, then returns ctx's error. It backs off while
+// the broker or the database fails and resumes when they are back.
+func (r *Relay) Run(ctx context.Context) error {
+	if r.store.dialect == Postgres {
+		go r.listen(ctx)
+	}
+	poll := r.cfg.MinPoll
+	cleanupEvery := time.NewTicker(time.Minute)
+	defer cleanupEvery.Stop()
+	for {
+		n, err := r.RunOnce(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		switch {
+		case err != nil:
+			r.cfg.Logger.Warn("outbox relay: batch failed; backing off", "relay", r.cfg.Name, "error", err, "retry_in", poll)
+			poll = min(2*poll, r.cfg.MaxPoll)
+		case n == r.cfg.BatchSize:
+			poll = r.cfg.MinPoll
+			continue // more waiting
+		case n > 0:
+			poll = r.cfg.MinPoll
+		default:
+			poll = min(2*poll, r.cfg.MaxPoll)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.wake:
+			if err == nil {
+				poll = r.cfg.MinPoll
+			}
+		case <-cleanupEvery.C:
+			if r.cfg.Retention > 0 {
+				if _, err := r.store.Cleanup(ctx, r.cfg.Retention); err != nil {
+					r.cfg.Logger.Warn("outbox relay: cleanup failed", "error", err)
+				}
+			}
+		case <-time.After(poll):
+		}
+	}
+}
+
+// RunOnce claims one batch, publishes it in order and marks what was
+// published. It returns how many messages it published. On a publish
+// failure it marks what went out, gives the rest back, and returns the
+// error.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	now := r.store.now()
+	rows, err := r.store.claim(ctx, r.cfg.Name, now.UnixMilli(), now.Add(r.cfg.Lease).UnixMilli(), r.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: claim a batch from %s: %w", r.store.table, err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	done := 0
+	var pubErr error
+	// Consecutive rows of one topic go out in one Publish call.
+	for start := 0; start < len(rows); {
+		end := start + 1
+		for end < len(rows) && rows[end].topic == rows[start].topic {
+			end++
+		}
+		if pubErr = r.publish(ctx, rows[start:end]); pubErr != nil {
+			break
+		}
+		done = end
+		start = end
+	}
+	// Marking uses a context of its own: a relay told to stop right after a
+	// publish still records it, where it can.
+	markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.store.markSent(markCtx, rows[:done], r.cfg.Retention > 0); err != nil {
+		// Published but not marked: they go out again after the lease, which
+		// at-least-once allows and the consumer's inbox absorbs.
+		return done, fmt.Errorf("outbox: mark %d published message(s) sent: %w", done, err)
+	}
+	if pubErr != nil {
+		if err := r.store.release(markCtx, rows[done:], r.cfg.Name); err != nil {
+			r.cfg.Logger.Warn("outbox relay: releasing unpublished messages failed; they wait for the lease to end", "error", err)
+		}
+		return done, pubErr
+	}
+	return done, nil
+}
+
+func (r *Relay) publish(ctx context.Context, rows []row) error {
+	msgs := make([]*sdk.Message, len(rows))
+	for i, rw := range rows {
+		m, err := rw.message()
+		if err != nil {
+			return err
+		}
+		msgs[i] = m
+	}
+	topic := rows[0].topic
+	return r.retry.WithContext(ctx).Run(func() error {
+		if err := r.cfg.Publisher.Publish(ctx, topic, msgs...); err != nil {
+			return fmt.Errorf("outbox: publish %d message(s) to %q: %w", len(msgs), topic, err)
+		}
+		return nil
+	})
+}
+
+// listen wakes the relay on the insert trigger's NOTIFY. It needs the pgx
+// driver (database/sql with "pgx"); with another driver the relay polls.
+func (r *Relay) listen(ctx context.Context) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errNotPgx) {
+			r.cfg.Logger.Info("outbox relay: the database/sql driver is not pgx; polling for new messages instead of LISTEN")
+			return
+		}
+		r.cfg.Logger.Warn("outbox relay: LISTEN failed; polling until it works again", "error", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+var errNotPgx = errors.New("not a pgx connection")
+
+func (r *Relay) listenOnce(ctx context.Context) error {
+	conn, err := r.store.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errNotPgx
+		}
+		pc := sc.Conn()
+		if _, err := pc.Exec(ctx, `LISTEN `+r.store.table); err != nil {
+			return err
+		}
+		r.signal() // catch up on anything inserted before LISTEN
+		for {
+			if _, err := pc.WaitForNotification(ctx); err != nil {
+				// The connection is still subscribed: never return it to the pool.
+				return errors.Join(err, driver.ErrBadConn)
+			}
+			r.signal()
+		}
+	})
+}
+
+func (r *Relay) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}

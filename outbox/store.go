@@ -1,0 +1,266 @@
+// Package outbox is the transactional outbox and inbox.
+//
+// A service writes its business rows and the messages they cause in one SQL
+// transaction (Store.Add takes the caller's transaction). A Relay claims
+// unsent messages in batches under a lease, publishes them through any
+// publisher (an *sdk.Client, usually), and marks them sent: a message is
+// published if and only if its transaction committed, at least once, in
+// order per ordering key. On the consuming side an Inbox records each
+// (consumer, message id) in the handler's own transaction, which turns
+// at-least-once delivery into an effect that happens once.
+//
+// PostgreSQL, MySQL/MariaDB and SQLite are supported. Tables are created by
+// Migrate, never on import; the SQL is in docs/outbox.md.
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// Config names the dialect and the tables.
+type Config struct {
+	// Dialect is Postgres, MySQL or SQLite. Required.
+	Dialect Dialect
+	// Table is the outbox table. Default "msgkit_outbox".
+	Table string
+}
+
+// Execer is what Add needs of a transaction: *sql.Tx satisfies it, and
+// Pgx wraps a pgx.Tx.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Store writes messages to the outbox table and reads its state.
+type Store struct {
+	db      *sql.DB
+	dialect Dialect
+	table   string
+	now     func() time.Time
+	// sqliteMu queues this Store's own writes on SQLite. SQLite has one
+	// writer at a time, and its busy handler retries by sleeping, which is
+	// unfair under contention: relays of one process racing each other could
+	// starve a mark past its lease (and so publish twice).
+	sqliteMu sync.Mutex
+}
+
+// New returns a Store on db. It does not touch the database; call Migrate
+// once (at deploy or start-up) to create the table.
+func New(db *sql.DB, cfg Config) (*Store, error) {
+	if db == nil {
+		return nil, fmt.Errorf("outbox: New: db is nil")
+	}
+	if err := checkDialect(cfg.Dialect); err != nil {
+		return nil, err
+	}
+	if cfg.Table == "" {
+		cfg.Table = "msgkit_outbox"
+	}
+	if err := checkTable("Config.Table", cfg.Table); err != nil {
+		return nil, err
+	}
+	return &Store{db: db, dialect: cfg.Dialect, table: cfg.Table, now: time.Now}, nil
+}
+
+// Migrate creates the outbox table, its indexes and (PostgreSQL) the
+// trigger that notifies relays of new rows. It is idempotent.
+func (s *Store) Migrate(ctx context.Context) error {
+	for _, stmt := range s.dialect.outboxDDL(s.table) {
+		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("outbox: migrate %s table %q: %w", s.dialect, s.table, err)
+		}
+	}
+	return nil
+}
+
+// row is one outbox row.
+type row struct {
+	seq         int64
+	id          string
+	topic       string
+	orderingKey string
+	payload     []byte
+	metadata    string
+	createdMs   int64
+}
+
+// maxRowsPerInsert keeps one INSERT under every driver's placeholder limit.
+const maxRowsPerInsert = 1000
+
+// Add writes msgs for topic in tx, the caller's transaction: they will be
+// published if and only if tx commits. Messages without an ID get one (and
+// the ID is set on the message), without a Time get the current time.
+func (s *Store) Add(ctx context.Context, tx Execer, topic string, msgs ...*sdk.Message) error {
+	if tx == nil {
+		return fmt.Errorf("outbox: Add: tx is nil; pass the transaction that writes the business rows")
+	}
+	stmts, err := s.inserts(topic, msgs)
+	if err != nil {
+		return err
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return fmt.Errorf("outbox: add %d message(s) for %q to %s: %w", st.rows, topic, s.table, err)
+		}
+	}
+	return nil
+}
+
+type statement struct {
+	query string
+	args  []any
+	rows  int
+}
+
+// inserts builds the INSERT statements for msgs, at most maxRowsPerInsert
+// rows each.
+func (s *Store) inserts(topic string, msgs []*sdk.Message) ([]statement, error) {
+	if topic == "" {
+		return nil, fmt.Errorf("outbox: Add: topic is empty")
+	}
+	now := s.now()
+	var stmts []statement
+	for start := 0; start < len(msgs); start += maxRowsPerInsert {
+		chunk := msgs[start:min(start+maxRowsPerInsert, len(msgs))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO ` + s.table + ` (id, topic, ordering_key, payload, metadata, created_ms) VALUES `)
+		args := make([]any, 0, 6*len(chunk))
+		for i, m := range chunk {
+			if m == nil {
+				return nil, fmt.Errorf("outbox: Add: message %d is nil", start+i)
+			}
+			wm := m.ToWatermill(now)
+			md, err := json.Marshal(wm.Metadata)
+			if err != nil {
+				return nil, fmt.Errorf("outbox: Add: encode metadata of message %s: %w", wm.UUID, err)
+			}
+			if m.ID == "" {
+				m.ID = wm.UUID
+			}
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?, ?, ?, ?)")
+			payload := wm.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			args = append(args, wm.UUID, topic, m.OrderingKey, []byte(payload), string(md), now.UnixMilli())
+		}
+		stmts = append(stmts, statement{query: s.dialect.bind(q.String()), args: args, rows: len(chunk)})
+	}
+	return stmts, nil
+}
+
+// Lag is the outbox backlog: what has been committed but not yet published.
+type Lag struct {
+	// Unsent is the number of messages not yet published.
+	Unsent int64
+	// OldestAge is how long the oldest unsent message has waited; zero when
+	// Unsent is zero.
+	OldestAge time.Duration
+}
+
+// Lag reports the backlog, for metrics and alerts.
+func (s *Store) Lag(ctx context.Context) (Lag, error) {
+	var n int64
+	var oldest sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_ms) FROM `+s.table+` WHERE sent_ms IS NULL`).Scan(&n, &oldest)
+	if err != nil {
+		return Lag{}, fmt.Errorf("outbox: read lag of %s: %w", s.table, err)
+	}
+	l := Lag{Unsent: n}
+	if oldest.Valid {
+		l.OldestAge = max(0, s.now().Sub(time.UnixMilli(oldest.Int64)))
+	}
+	return l, nil
+}
+
+// markSent records rows as published: deleted, or stamped for Cleanup when
+// the relay keeps them for a retention period.
+func (s *Store) markSent(ctx context.Context, rows []row, keep bool) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	var q string
+	var args []any
+	if keep {
+		q, args = inList(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq IN `, rows, s.now().UnixMilli())
+	} else {
+		q, args = inList(`DELETE FROM `+s.table+` WHERE seq IN `, rows)
+	}
+	// A mark that fails turns into duplicates once the lease ends, so it is
+	// worth a few quick tries.
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = s.exec(ctx, q, args...); err == nil || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+	}
+	return err
+}
+
+// release gives rows back before their lease ends, after a failed publish.
+func (s *Store) release(ctx context.Context, rows []row, relay string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	q, args := inList(`UPDATE `+s.table+` SET lease_until_ms = 0, claimed_by = '' WHERE claimed_by = ? AND seq IN `, rows, relay)
+	return s.exec(ctx, q, args...)
+}
+
+// Cleanup deletes messages published more than olderThan ago (kept when the
+// relay runs with a Retention) and reports how many.
+func (s *Store) Cleanup(ctx context.Context, olderThan time.Duration) (int64, error) {
+	cutoff := s.now().Add(-olderThan).UnixMilli()
+	q := `DELETE FROM ` + s.table + ` WHERE sent_ms IS NOT NULL AND sent_ms < ?`
+	var n int64
+	var err error
+	if s.dialect == SQLite {
+		err = s.sqliteWrite(ctx, func(conn *sql.Conn) error {
+			res, err := conn.ExecContext(ctx, q, cutoff)
+			if err == nil {
+				n, err = res.RowsAffected()
+			}
+			return err
+		})
+	} else {
+		var res sql.Result
+		if res, err = s.db.ExecContext(ctx, s.dialect.bind(q), cutoff); err == nil {
+			n, err = res.RowsAffected()
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox: clean up %s: %w", s.table, err)
+	}
+	return n, nil
+}
+
+// message rebuilds the sdk message of a row.
+func (r row) message() (*sdk.Message, error) {
+	md := map[string]string{}
+	if err := json.Unmarshal([]byte(r.metadata), &md); err != nil {
+		return nil, fmt.Errorf("outbox: row %d (message %s) has unreadable metadata: %w", r.seq, r.id, err)
+	}
+	m := &sdk.Message{
+		ID: r.id, Payload: r.payload, Metadata: md,
+		EventType: md[sdk.KeyEventType], Source: md[sdk.KeySource], ContentType: md[sdk.KeyContentType],
+		CorrelationID: md[sdk.KeyCorrelationID], CausationID: md[sdk.KeyCausationID], OrderingKey: r.orderingKey,
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, md[sdk.KeyTime]); err == nil {
+		m.Time = ts
+	}
+	return m, nil
+}
+
+// TableName returns the outbox table of s, for tooling and benchmarks.
+func TableName(s *Store) string { return s.table }
