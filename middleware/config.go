@@ -1,0 +1,192 @@
+package middleware
+
+import (
+	"time"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// Settings read by FromConfig from the config's middleware: section (or
+// MESSAGING_MW_<NAME>). Each feature is off unless its first key is set.
+var configKeys = []string{
+	"retry_attempts", "retry_delay", "retry_max_delay", "retry_max_duration",
+	"timeout",
+	"bulkhead", "bulkhead_wait",
+	"rate_limit",
+	"breaker_failures", "breaker_window", "breaker_delay", "breaker_successes",
+	"dead_letter", "dead_letter_after", "dead_letter_suffix",
+}
+
+// Deps are what some middleware needs besides settings.
+type Deps struct {
+	// Publisher sends dead letters; required with dead_letter: true.
+	Publisher sdk.Publisher
+	// Observability traces, counts and logs; nil for none.
+	Observability *Observability
+}
+
+// Stack is the middleware configured for a service.
+type Stack struct {
+	handler        []Middleware
+	handlerBreaker *Breaker
+	publishBreaker *Breaker
+	obs            *Observability
+}
+
+// FromConfig builds the stack the config's middleware: section describes:
+//
+//	middleware:
+//	  retry_attempts: 3        # in-process tries; retry_delay 100ms, retry_max_delay 5s, retry_max_duration
+//	  timeout: 30s             # per handler
+//	  bulkhead: 10             # concurrent handlers (bulkhead_wait 10s)
+//	  rate_limit: 100          # handlers started per second
+//	  breaker_failures: 5      # consecutive failures (of breaker_window, if set) that open the breaker;
+//	                           # breaker_delay 10s, breaker_successes 1; also guards publishing
+//	  dead_letter: true        # dead_letter_after 3 deliveries, to <topic> + dead_letter_suffix (.dlq)
+//
+// The handler stack runs, outermost first: observability, dead-letter,
+// breaker, bulkhead, rate limit, retry, timeout.
+func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
+	s := cfg.MiddlewareSection()
+	if err := s.Check(configKeys...); err != nil {
+		return nil, err
+	}
+	st := &Stack{obs: deps.Observability}
+	if st.obs != nil {
+		st.handler = append(st.handler, st.obs.Handler())
+	}
+	positive := func(key string, n int) error {
+		if n < 0 {
+			return cfg.Invalid("middleware."+key, nil, "must not be negative, got %d", n)
+		}
+		return nil
+	}
+	var err error
+
+	if on, err := s.Bool("dead_letter", false); err != nil {
+		return nil, err
+	} else if on {
+		if deps.Publisher == nil {
+			return nil, cfg.Invalid("middleware.dead_letter", nil, "dead-lettering needs a publisher: pass middleware.Deps{Publisher: client}")
+		}
+		after, err := s.Int("dead_letter_after", 3)
+		if err != nil {
+			return nil, err
+		}
+		if after < 1 {
+			return nil, cfg.Invalid("middleware.dead_letter_after", nil, "must be at least 1 delivery, got %d", after)
+		}
+		suffix := s.String("dead_letter_suffix", ".dlq")
+		dl := DeadLetterConfig{Publisher: deps.Publisher, MaxDeliveries: after, Topic: func(t string) string { return t + suffix }}
+		if st.obs != nil {
+			dl.OnDeadLetter = st.obs.OnDeadLetter
+		}
+		st.handler = append(st.handler, DeadLetter(dl))
+	}
+
+	failures, err := s.Int("breaker_failures", 0)
+	if err == nil {
+		err = positive("breaker_failures", failures)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if failures > 0 {
+		bc := BreakerConfig{FailureThreshold: uint(failures)}
+		window, err := s.Int("breaker_window", 0)
+		if err == nil {
+			err = positive("breaker_window", window)
+		}
+		if err != nil {
+			return nil, err
+		}
+		bc.FailureWindow = uint(window)
+		if bc.Delay, err = s.Duration("breaker_delay", 10*time.Second); err != nil {
+			return nil, err
+		}
+		succ, err := s.Int("breaker_successes", 1)
+		if err != nil {
+			return nil, err
+		}
+		bc.SuccessThreshold = uint(max(succ, 1))
+		handlerCfg, publishCfg := bc, bc
+		if st.obs != nil {
+			handlerCfg.OnStateChange = st.obs.OnBreakerStateChange("handler")
+			publishCfg.OnStateChange = st.obs.OnBreakerStateChange("publish")
+		}
+		st.handlerBreaker, st.publishBreaker = NewBreaker(handlerCfg), NewBreaker(publishCfg)
+		st.handler = append(st.handler, st.handlerBreaker.Handler())
+	}
+
+	if n, err := s.Int("bulkhead", 0); err != nil {
+		return nil, err
+	} else if err := positive("bulkhead", n); err != nil {
+		return nil, err
+	} else if n > 0 {
+		wait, err := s.Duration("bulkhead_wait", 10*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		st.handler = append(st.handler, Bulkhead(n, wait))
+	}
+
+	if n, err := s.Int("rate_limit", 0); err != nil {
+		return nil, err
+	} else if err := positive("rate_limit", n); err != nil {
+		return nil, err
+	} else if n > 0 {
+		st.handler = append(st.handler, RateLimit(n))
+	}
+
+	if n, err := s.Int("retry_attempts", 0); err != nil {
+		return nil, err
+	} else if err := positive("retry_attempts", n); err != nil {
+		return nil, err
+	} else if n > 0 {
+		rc := RetryConfig{MaxAttempts: n}
+		if rc.Delay, err = s.Duration("retry_delay", 100*time.Millisecond); err != nil {
+			return nil, err
+		}
+		if rc.MaxDelay, err = s.Duration("retry_max_delay", 5*time.Second); err != nil {
+			return nil, err
+		}
+		if rc.MaxDuration, err = s.Duration("retry_max_duration", 0); err != nil {
+			return nil, err
+		}
+		if st.obs != nil {
+			rc.OnRetry = st.obs.OnRetry
+		}
+		st.handler = append(st.handler, Retry(rc))
+	}
+
+	if d, err := s.Duration("timeout", 0); err != nil {
+		return nil, err
+	} else if d < 0 {
+		return nil, cfg.Invalid("middleware.timeout", nil, "must not be negative, got %v", d)
+	} else if d > 0 {
+		st.handler = append(st.handler, Timeout(d))
+	}
+	return st, nil
+}
+
+// Handler wraps h in the configured stack.
+func (s *Stack) Handler(h sdk.Handler) sdk.Handler { return Chain(h, s.handler...) }
+
+// Publisher wraps p in the configured publisher decorators: the publish
+// breaker (fail fast while the broker is down) and observability.
+func (s *Stack) Publisher(p sdk.Publisher) sdk.Publisher {
+	if s.publishBreaker != nil {
+		p = s.publishBreaker.Publisher(p)
+	}
+	if s.obs != nil {
+		p = s.obs.Publisher(p)
+	}
+	return p
+}
+
+// HandlerBreaker is the breaker around handlers, or nil when none is
+// configured; PublishBreaker the one around publishing.
+func (s *Stack) HandlerBreaker() *Breaker { return s.handlerBreaker }
+
+// PublishBreaker is the breaker around publishing, or nil.
+func (s *Stack) PublishBreaker() *Breaker { return s.publishBreaker }

@@ -1,0 +1,83 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/msgkit/msgkit/middleware"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+func TestStackFromTheDriverConfigFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messaging.yaml")
+	if err := os.WriteFile(path, []byte(`
+driver: memory
+middleware:
+  retry_attempts: 2
+  retry_delay: 1ms
+  timeout: 5s
+  bulkhead: 4
+  breaker_failures: 50
+  dead_letter: true
+  dead_letter_after: 1
+  dead_letter_suffix: .dead
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(sdk.EnvMiddlewarePrefix+"RETRY_ATTEMPTS", "3") // the environment wins
+	cfg, err := sdk.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBroker(t, cfg)
+	stack, err := middleware.FromConfig(cfg, middleware.Deps{Publisher: b.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stack.HandlerBreaker() == nil || stack.PublishBreaker() == nil {
+		t.Fatal("breaker_failures should configure both breakers")
+	}
+	dead := b.inspect("work.dead")
+	var calls atomic.Int32
+	b.subscribe("work", "worker", stack.Handler(func(ctx context.Context, m *sdk.Message) error {
+		calls.Add(1)
+		return errors.New("always fails")
+	}))
+	if err := stack.Publisher(b.client).Publish(context.Background(), b.topic("work"), sdk.NewMessage([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	m := wait(t, dead, "the dead letter on <topic>.dead")
+	if m.Get(middleware.KeyDLQDeliveries) != "1" || calls.Load() != 3 {
+		t.Fatalf("want 3 in-process attempts (MESSAGING_MW_RETRY_ATTEMPTS) then the DLQ after 1 delivery: %d calls, headers %v", calls.Load(), m.Metadata)
+	}
+}
+
+func TestStackConfigErrorsNameTheKey(t *testing.T) {
+	cases := []struct{ yaml, want string }{
+		{"middleware:\n  retry_attempt: 3\n", `key "middleware.retry_attempt" (from m.yaml:2): the middleware section has no setting "retry_attempt"`},
+		{"middleware:\n  timeout: soon\n", `key "middleware.timeout" (from m.yaml:2): want a duration`},
+		{"middleware:\n  bulkhead: -1\n", `key "middleware.bulkhead" (from m.yaml:2): must not be negative`},
+		{"middleware:\n  dead_letter: true\n", `dead-lettering needs a publisher`},
+		{"middleware:\n  dead_letter: true\n  dead_letter_after: 0\n", `must be at least 1 delivery`},
+	}
+	for _, c := range cases {
+		cfg, err := sdk.ParseConfig("m.yaml", []byte(c.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pub sdk.Publisher
+		if strings.Contains(c.yaml, "dead_letter_after") {
+			pub = publisherFunc(func(context.Context, string, ...*sdk.Message) error { return nil })
+		}
+		_, err = middleware.FromConfig(cfg, middleware.Deps{Publisher: pub})
+		var ce *sdk.ConfigError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: want a *ConfigError containing %q, got %v", c.yaml, c.want, err)
+		}
+	}
+}

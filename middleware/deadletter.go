@@ -1,0 +1,237 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// Headers a dead-lettered message carries, besides its own metadata.
+const (
+	KeyDLQError         = "x-dlq-error"          // the last error
+	KeyDLQDeliveries    = "x-dlq-deliveries"     // deliveries seen by this process
+	KeyDLQOriginalTopic = "x-dlq-original-topic" // where it came from
+	KeyDLQHandler       = "x-dlq-handler"        // the consumer group that gave up
+	KeyDLQTime          = "x-dlq-time"           // when, RFC 3339
+	KeyDLQPermanent     = "x-dlq-permanent"      // "true" when the error was marked permanent
+)
+
+// DeadLetterConfig configures DeadLetter.
+type DeadLetterConfig struct {
+	// Publisher sends to the dead-letter topic. Required.
+	Publisher sdk.Publisher
+	// Topic names the dead-letter topic of a topic. Default: topic + ".dlq".
+	Topic func(topic string) string
+	// MaxDeliveries is how many deliveries of a message may fail before it
+	// is dead-lettered; the broker redelivers it in between. Default 3.
+	MaxDeliveries int
+	// Remember bounds how many message ids the delivery count is kept for.
+	// Default 10,000.
+	Remember int
+	// OnDeadLetter is told of each dead-lettered message, for metrics and
+	// logs (Observability.OnDeadLetter).
+	OnDeadLetter func(msg *sdk.Message, dlqTopic string, err error)
+}
+
+// DeadLetter sends a message whose handler keeps failing to a dead-letter
+// topic, with headers saying what went wrong (KeyDLQ*), and acknowledges it.
+// A failure marked sdk.Permanent goes there at once; any other failure is
+// returned (the message is nacked and redelivered) until MaxDeliveries
+// deliveries have failed. Deliveries are counted per message id in this
+// process, so with several consumer instances a message may be tried up to
+// MaxDeliveries times on each. If publishing to the dead-letter topic fails,
+// the message is nacked: nothing is lost.
+func DeadLetter(cfg DeadLetterConfig) Middleware {
+	if cfg.Publisher == nil {
+		panic("middleware.DeadLetter: DeadLetterConfig.Publisher is nil")
+	}
+	if cfg.Topic == nil {
+		cfg.Topic = func(t string) string { return t + ".dlq" }
+	}
+	if cfg.MaxDeliveries <= 0 {
+		cfg.MaxDeliveries = 3
+	}
+	if cfg.Remember <= 0 {
+		cfg.Remember = 10000
+	}
+	counts := newDeliveryCounts(cfg.Remember)
+	return func(next sdk.Handler) sdk.Handler {
+		return func(ctx context.Context, msg *sdk.Message) error {
+			err := call(ctx, next, msg)
+			if err == nil {
+				counts.forget(msg.ID)
+				return nil
+			}
+			n := counts.add(msg.ID)
+			permanent := sdk.IsPermanent(err)
+			if !permanent && n < cfg.MaxDeliveries {
+				return err
+			}
+			if dlqErr := deadLetter(ctx, cfg, msg, err, n, permanent); dlqErr != nil {
+				return errors.Join(err, dlqErr)
+			}
+			counts.forget(msg.ID)
+			if cfg.OnDeadLetter != nil {
+				cfg.OnDeadLetter(msg, cfg.Topic(msg.Topic()), err)
+			}
+			return nil
+		}
+	}
+}
+
+func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cause error, deliveries int, permanent bool) error {
+	dead := &sdk.Message{
+		ID: msg.ID, Payload: msg.Payload, Metadata: make(map[string]string, len(msg.Metadata)+6),
+		EventType: msg.EventType, Source: msg.Source, Time: msg.Time, ContentType: msg.ContentType,
+		CorrelationID: msg.CorrelationID, CausationID: msg.CausationID, OrderingKey: msg.OrderingKey,
+	}
+	for k, v := range msg.Metadata {
+		dead.Metadata[k] = v
+	}
+	dead.Metadata[KeyDLQError] = cause.Error()
+	dead.Metadata[KeyDLQDeliveries] = strconv.Itoa(deliveries)
+	dead.Metadata[KeyDLQOriginalTopic] = msg.Topic()
+	dead.Metadata[KeyDLQHandler] = msg.Group()
+	dead.Metadata[KeyDLQTime] = time.Now().UTC().Format(time.RFC3339Nano)
+	dead.Metadata[KeyDLQPermanent] = strconv.FormatBool(permanent)
+	topic := cfg.Topic(msg.Topic())
+	// Publish with a context of its own: the message is the handler's
+	// responsibility until the dead-letter topic has it.
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := cfg.Publisher.Publish(pubCtx, topic, dead); err != nil {
+		return fmt.Errorf("dead-letter message %s to %q: %w", msg.ID, topic, err)
+	}
+	return nil
+}
+
+// deliveryCounts counts failed deliveries per message id, forgetting the
+// oldest ids beyond its bound.
+type deliveryCounts struct {
+	mu    sync.Mutex
+	n     map[string]int
+	order []string
+	max   int
+	size  atomic.Int64 // len(n), read without the lock on the success path
+}
+
+func newDeliveryCounts(max int) *deliveryCounts {
+	return &deliveryCounts{n: map[string]int{}, max: max}
+}
+
+func (d *deliveryCounts) add(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.n[id]; !ok {
+		d.order = append(d.order, id)
+		if len(d.order) > d.max {
+			delete(d.n, d.order[0])
+			d.order = d.order[1:]
+		}
+	}
+	d.n[id]++
+	d.size.Store(int64(len(d.n)))
+	return d.n[id]
+}
+
+// forget drops id's count; when no message has failed lately it costs no
+// lock.
+func (d *deliveryCounts) forget(id string) {
+	if d.size.Load() == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.n, id)
+	d.size.Store(int64(len(d.n)))
+}
+
+// Replay moves up to limit messages from a dead-letter topic back to the
+// topic each came from (its KeyDLQOriginalTopic header), with the dead-letter
+// headers removed, consuming the dead-letter topic as group. It stops when
+// limit messages were moved, none arrives for idle, or one cannot be moved
+// (it stays in the dead-letter topic and its error is returned). It returns
+// how many it moved.
+func Replay(ctx context.Context, client *sdk.Client, dlqTopic, group string, limit int, idle time.Duration) (int, error) {
+	var mu sync.Mutex
+	moved := 0
+	var failed error
+	activity := make(chan struct{}, 1)
+	done := make(chan struct{})
+	var doneOnce sync.Once
+	stop := func() { doneOnce.Do(func() { close(done) }) }
+	sub, err := client.Subscribe(dlqTopic, group, func(ctx context.Context, m *sdk.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if moved >= limit || failed != nil {
+			return errors.New("replay is stopping; left for a later replay")
+		}
+		err := replayOne(ctx, client, m)
+		if err != nil {
+			failed = err
+			stop()
+			return err
+		}
+		moved++
+		select {
+		case activity <- struct{}{}:
+		default:
+		}
+		if moved >= limit {
+			stop()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	timer := time.NewTimer(idle)
+	defer timer.Stop()
+loop:
+	for {
+		select {
+		case <-activity:
+			timer.Reset(idle)
+		case <-done:
+			break loop
+		case <-timer.C:
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	closeErr := sub.Close(closeCtx)
+	mu.Lock()
+	defer mu.Unlock()
+	return moved, errors.Join(failed, closeErr, ctx.Err())
+}
+
+func replayOne(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
+	target := m.Get(KeyDLQOriginalTopic)
+	if target == "" {
+		return fmt.Errorf("replay: message %s has no %s header; it stays in the dead-letter topic", m.ID, KeyDLQOriginalTopic)
+	}
+	again := &sdk.Message{ID: m.ID, Payload: m.Payload, Metadata: map[string]string{},
+		EventType: m.EventType, Source: m.Source, Time: m.Time, ContentType: m.ContentType,
+		CorrelationID: m.CorrelationID, CausationID: m.CausationID, OrderingKey: m.OrderingKey}
+	for k, v := range m.Metadata {
+		switch k {
+		case KeyDLQError, KeyDLQDeliveries, KeyDLQOriginalTopic, KeyDLQHandler, KeyDLQTime, KeyDLQPermanent, sdk.KeyAttempt:
+		default:
+			again.Metadata[k] = v
+		}
+	}
+	// Not ctx: a replayed message is not caused by the dead-letter copy.
+	if err := client.Publish(context.Background(), target, again); err != nil {
+		return fmt.Errorf("replay: republish message %s to %q: %w", m.ID, target, err)
+	}
+	return nil
+}

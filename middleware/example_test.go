@@ -1,0 +1,97 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/middleware"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// A flaky dependency: the handler fails twice, then succeeds, all within
+// one delivery.
+func ExampleRetry() {
+	calls := 0
+	h := middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+		calls++
+		fmt.Println("attempt", m.Get(sdk.KeyAttempt))
+		if calls < 3 {
+			return errors.New("timeout talking to the ledger")
+		}
+		return nil
+	}, middleware.Retry(middleware.RetryConfig{MaxAttempts: 5, Delay: time.Millisecond}))
+	fmt.Println("result:", h(context.Background(), sdk.NewMessage(nil)))
+	// Output:
+	// attempt 1
+	// attempt 2
+	// attempt 3
+	// result: <nil>
+}
+
+// An undecodable message is marked permanent and lands in the dead-letter
+// topic with headers saying why; Replay moves it back once the bug is fixed.
+func ExampleDeadLetter() {
+	ctx := context.Background()
+	client := sdk.NewClient(memory.New())
+	defer client.Close(ctx)
+
+	dead := make(chan *sdk.Message, 1)
+	client.Subscribe("orders.dlq", "ops", func(_ context.Context, m *sdk.Message) error { dead <- m; return nil })
+	client.Subscribe("orders", "billing", middleware.Chain(
+		func(ctx context.Context, m *sdk.Message) error {
+			return sdk.Permanent(fmt.Errorf("decode order: invalid JSON"))
+		},
+		middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: client}),
+	))
+	client.Publish(ctx, "orders", sdk.NewMessage([]byte("{oops")))
+
+	m := <-dead
+	fmt.Println(m.Get(middleware.KeyDLQOriginalTopic), "|", m.Get(middleware.KeyDLQHandler), "|", m.Get(middleware.KeyDLQError))
+	// Output: orders | billing | decode order: invalid JSON
+}
+
+// A breaker shared by the handlers that use one database: while it is open
+// the subscription holds its message and takes no more.
+func ExampleBreaker() {
+	breaker := middleware.NewBreaker(middleware.BreakerConfig{
+		FailureThreshold: 5,
+		Delay:            10 * time.Second,
+		OnStateChange:    func(from, to string) { fmt.Println("breaker:", from, "->", to) },
+	})
+	h := middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+		return errors.New("database unreachable")
+	}, breaker.Handler())
+	for i := 0; i < 5; i++ {
+		_ = h(context.Background(), sdk.NewMessage(nil))
+	}
+	fmt.Println("state:", breaker.State())
+	// Output:
+	// breaker: closed -> open
+	// state: open
+}
+
+// The stack is configured in the same file as the driver.
+func ExampleFromConfig() {
+	cfg, _ := sdk.ParseConfig("service.yaml", []byte(`
+driver: memory
+middleware:
+  retry_attempts: 3
+  timeout: 30s
+  breaker_failures: 5
+  dead_letter: true
+`))
+	client, _ := sdk.Open(context.Background(), cfg)
+	defer client.Close(context.Background())
+	stack, err := middleware.FromConfig(cfg, middleware.Deps{Publisher: client})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	client.Subscribe("orders", "billing", stack.Handler(func(ctx context.Context, m *sdk.Message) error { return nil }))
+	publisher := stack.Publisher(client) // fails fast while the broker is down
+	fmt.Println(publisher.Publish(context.Background(), "orders", sdk.NewMessage(nil)))
+	// Output: <nil>
+}
