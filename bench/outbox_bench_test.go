@@ -1,0 +1,255 @@
+package bench
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/outbox"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+func postgres(b *testing.B) *sql.DB {
+	db, err := sql.Open("pgx", testenv.Postgres(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// outboxTable creates a migrated outbox table holding n unsent 256 B
+// messages for topic (untimed), dropped after the benchmark.
+func outboxTable(b *testing.B, db *sql.DB, topic string, n int) *outbox.Store {
+	table := "bench_outbox_" + uuid.NewString()[:8]
+	store, err := outbox.New(db, outbox.Config{Dialect: outbox.Postgres, Table: table})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Migrate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		db.Exec(`DROP TABLE IF EXISTS ` + table)
+		db.Exec(`DROP FUNCTION IF EXISTS ` + table + `_notify()`)
+	})
+	for added := 0; added < n; {
+		k := min(1000, n-added)
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Add(ctx, tx, topic, sdkMessages(k)...); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		added += k
+	}
+	return store
+}
+
+// handWritten is the loop a team would write without the library: one
+// transaction per batch holding SKIP LOCKED row locks while it publishes,
+// then deleting the batch.
+func handWritten(b *testing.B, db *sql.DB, table string, pub outbox.Publisher, want int) {
+	ctx := context.Background()
+	for done := 0; done < want; {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT seq, id, topic, payload, metadata FROM `+table+` WHERE sent_ms IS NULL ORDER BY seq LIMIT 500 FOR UPDATE SKIP LOCKED`)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var seqs []int64
+		var topic string
+		var msgs []*sdk.Message
+		for rows.Next() {
+			var seq int64
+			var id, md string
+			var payload []byte
+			if err := rows.Scan(&seq, &id, &topic, &payload, &md); err != nil {
+				b.Fatal(err)
+			}
+			m := &sdk.Message{ID: id, Payload: payload}
+			if err := json.Unmarshal([]byte(md), &m.Metadata); err != nil {
+				b.Fatal(err)
+			}
+			seqs = append(seqs, seq)
+			msgs = append(msgs, m)
+		}
+		rows.Close()
+		if len(msgs) > 0 {
+			if err := pub.Publish(ctx, topic, msgs...); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE seq = ANY($1)`, seqs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		done += len(msgs)
+	}
+}
+
+func relayAll(b *testing.B, store *outbox.Store, pub outbox.Publisher, want int) {
+	relay, err := store.NewRelay(outbox.RelayConfig{Publisher: pub, BatchSize: 500, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for done := 0; done < want; {
+		n, err := relay.RunOnce(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		done += n
+	}
+}
+
+func benchmarkRelay(b *testing.B, name string, client func(b *testing.B, topic string) *sdk.Client) {
+	db := postgres(b)
+	var r rates
+	r.run(b, "raw", func(b *testing.B) { // the hand-written loop is the "raw" baseline here
+		topic := uniqueTopic("outbox")
+		c := client(b, topic)
+		store := outboxTable(b, db, topic, b.N)
+		table := tableOf(store)
+		b.ResetTimer()
+		handWritten(b, db, table, c, b.N)
+	})
+	r.run(b, "relay", func(b *testing.B) {
+		topic := uniqueTopic("outbox")
+		c := client(b, topic)
+		store := outboxTable(b, db, topic, b.N)
+		b.ResetTimer()
+		relayAll(b, store, c, b.N)
+	})
+	r.report(b, "outbox relay postgres -> "+name+" (raw = hand-written SKIP LOCKED loop)")
+}
+
+// tableOf reads the table name back from a store (the benchmark made it).
+func tableOf(s *outbox.Store) string { return outbox.TableName(s) }
+
+func BenchmarkOutboxRelayPostgresToMemory(b *testing.B) {
+	benchmarkRelay(b, "memory", func(b *testing.B, topic string) *sdk.Client {
+		tr := memory.New()
+		c := sdk.NewClient(tr, sdk.WithLogger(quiet))
+		// A consumer group, so every message is really enqueued.
+		if _, err := c.Subscriber("g"); err != nil {
+			b.Fatal(err)
+		}
+		sub, _ := tr.Subscriber("g")
+		if _, err := sub.Subscribe(context.Background(), topic); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { sub.Close(); c.Close(context.Background()) })
+		return c
+	})
+}
+
+func BenchmarkOutboxRelayPostgresToRabbitMQ(b *testing.B) {
+	url := testenv.RabbitMQ(b)
+	benchmarkRelay(b, "rabbitmq", func(b *testing.B, topic string) *sdk.Client {
+		declare(b, url, topic, "g") // a bound queue, so the broker stores every message
+		return rabbitClient(b, url)
+	})
+}
+
+// BenchmarkOutboxAdd measures one business transaction (an INSERT of the
+// business row) with and without Store.Add of one 256 B message.
+func BenchmarkOutboxAdd(b *testing.B) {
+	db := postgres(b)
+	topic := uniqueTopic("outbox-add")
+	store := outboxTable(b, db, topic, 0)
+	business := "bench_orders_" + uuid.NewString()[:8]
+	if _, err := db.Exec(`CREATE TABLE ` + business + ` (id TEXT PRIMARY KEY, customer TEXT NOT NULL, amount BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Exec(`DROP TABLE IF EXISTS ` + business) })
+	ctx := context.Background()
+	order := func(b *testing.B, withOutbox bool) {
+		for i := 0; i < b.N; i++ {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			id := uuid.NewString()
+			if _, err := tx.ExecContext(ctx, `INSERT INTO `+business+` (id, customer, amount, created_at) VALUES ($1, $2, $3, $4)`, id, "customer-7", 4200, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			if withOutbox {
+				m := &sdk.Message{Payload: payload, EventType: "order.created", OrderingKey: "customer-7"}
+				if err := store.Add(ctx, tx, topic, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var r rates
+	r.run(b, "raw", func(b *testing.B) { order(b, false) })
+	r.run(b, "with-add", func(b *testing.B) { order(b, true) })
+	r.report(b, "business transaction on postgres, database/sql (raw = bare INSERT)")
+}
+
+// BenchmarkOutboxQueueAdd is the same with pgx, the outbox INSERT queued in
+// the business statement's batch (one round trip for both).
+func BenchmarkOutboxQueueAdd(b *testing.B) {
+	db := postgres(b)
+	pool, err := pgxpool.New(context.Background(), testenv.Postgres(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	topic := uniqueTopic("outbox-add")
+	store := outboxTable(b, db, topic, 0)
+	business := "bench_orders_" + uuid.NewString()[:8]
+	if _, err := db.Exec(`CREATE TABLE ` + business + ` (id TEXT PRIMARY KEY, customer TEXT NOT NULL, amount BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL)`); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Exec(`DROP TABLE IF EXISTS ` + business) })
+	ctx := context.Background()
+	order := func(b *testing.B, withOutbox bool) {
+		for i := 0; i < b.N; i++ {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := &pgx.Batch{}
+			batch.Queue(`INSERT INTO `+business+` (id, customer, amount, created_at) VALUES ($1, $2, $3, $4)`, uuid.NewString(), "customer-7", 4200, time.Now())
+			if withOutbox {
+				m := &sdk.Message{Payload: payload, EventType: "order.created", OrderingKey: "customer-7"}
+				if err := store.QueueAdd(batch, topic, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+				b.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var r rates
+	r.run(b, "raw", func(b *testing.B) { order(b, false) })
+	r.run(b, "with-queueadd", func(b *testing.B) { order(b, true) })
+	r.report(b, "business transaction on postgres, pgx batch (raw = bare INSERT)")
+}

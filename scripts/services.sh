@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Starts the local services the tests use when they are not answering, with
+# the commands this machine's services were started with. Each is bound to
+# loopback. Usage: scripts/services.sh up
+set -uo pipefail
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # name port seconds
+  for _ in $(seq 1 "$3"); do
+    listening "$2" && return 0
+    sleep 1
+  done
+  echo "services: $1 did not start listening on 127.0.0.1:$2 within $3s" >&2
+  return 1
+}
+
+start() { # name port seconds command...
+  local name=$1 port=$2 secs=$3
+  shift 3
+  if listening "$port"; then
+    return 0
+  fi
+  if ! command -v "$1" >/dev/null 2>&1; then
+    echo "services: $name is down and $1 is not installed; tests that need it will fail under CI=true" >&2
+    return 0
+  fi
+  echo "services: starting $name" >&2
+  "$@" >/dev/null 2>&1 || echo "services: '$*' failed" >&2
+  wait_port "$name" "$port" "$secs" || true
+}
+
+case "${1:-up}" in
+  up)
+    start Redis 6379 20 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    start RabbitMQ 5672 90 rabbitmq-server -detached
+    if ! listening 5432 && [ -d /etc/postgresql ]; then
+      start PostgreSQL 5432 30 pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+    fi
+    start MariaDB 3306 30 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    ;;
+  *)
+    echo "usage: $0 up" >&2
+    exit 2
+    ;;
+esac
