@@ -3,6 +3,7 @@
 # the commands this machine's services were started with. Each is bound to
 # loopback. Usage: scripts/services.sh up
 set -uo pipefail
+cd "$(dirname "$0")/.."
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -30,6 +31,24 @@ start() { # name port seconds command...
   wait_port "$name" "$port" "$secs" || true
 }
 
+# emulator builds one of the module's emulator wrappers (internal/emulator)
+# and runs it in the background, detached, logging to .cache/<name>.log.
+emulator() { # name port args...
+  local name=$1 port=$2
+  shift 2
+  if listening "$port"; then
+    return 0
+  fi
+  mkdir -p .cache/bin
+  if ! go build -o ".cache/bin/$name" "./internal/emulator/$name"; then
+    echo "services: building the $name emulator failed" >&2
+    return 0
+  fi
+  echo "services: starting $name on 127.0.0.1:$port" >&2
+  setsid nohup ".cache/bin/$name" "$@" >".cache/$name.log" 2>&1 </dev/null &
+  wait_port "$name" "$port" 30 || true
+}
+
 case "${1:-up}" in
   up)
     start Redis 6379 20 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
@@ -38,6 +57,8 @@ case "${1:-up}" in
       start PostgreSQL 5432 30 pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
     fi
     start MariaDB 3306 30 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    emulator kfake 19092 -port 19092
+    emulator goaws 4100 -addr 127.0.0.1:4100 -config internal/emulator/goaws/goaws.yaml
     ;;
   *)
     echo "usage: $0 up" >&2

@@ -96,3 +96,24 @@ func MySQL(tb testing.TB) string {
 		"start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd")
 	return Getenv("MSGKIT_TEST_MYSQL_DSN", "root@tcp(127.0.0.1:3306)/test")
 }
+
+// Kafka returns the Kafka URL for tests (MSGKIT_TEST_KAFKA_URL or the kfake
+// emulator that scripts/services.sh starts on 127.0.0.1:19092), after
+// checking a broker answers.
+func Kafka(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "Kafka", Getenv("MSGKIT_TEST_KAFKA_ADDR", "127.0.0.1:19092"),
+		"go run ./internal/emulator/kfake -port 19092")
+	return Getenv("MSGKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:19092")
+}
+
+// AWSEndpoint returns the SQS/SNS endpoint for tests (MSGKIT_TEST_AWS_ENDPOINT
+// or the goaws emulator that scripts/services.sh starts on 127.0.0.1:4100),
+// after checking it answers. An empty MSGKIT_TEST_AWS_ADDR with a real
+// endpoint is not supported: tests always talk to a reachable host:port.
+func AWSEndpoint(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "the SQS/SNS emulator (goaws)", Getenv("MSGKIT_TEST_AWS_ADDR", "127.0.0.1:4100"),
+		"go run ./internal/emulator/goaws -addr 127.0.0.1:4100 -config internal/emulator/goaws/goaws.yaml")
+	return Getenv("MSGKIT_TEST_AWS_ENDPOINT", "http://127.0.0.1:4100")
+}

@@ -1,0 +1,64 @@
+package kafka
+
+import (
+	"fmt"
+
+	"github.com/IBM/sarama"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// The wire format is Watermill's (metadata as record headers, the message id
+// in header _watermill_message_uuid, the payload as the value), so Watermill
+// services and non-Go consumers read it as is. The ordering key is also the
+// record key, which is what puts one key on one partition.
+
+func toRecord(topic string, m *message.Message) *sarama.ProducerMessage {
+	headers := make([]sarama.RecordHeader, 0, len(m.Metadata)+1)
+	headers = append(headers, sarama.RecordHeader{Key: []byte(wkafka.UUIDHeaderKey), Value: []byte(m.UUID)})
+	for k, v := range m.Metadata {
+		headers = append(headers, sarama.RecordHeader{Key: []byte(k), Value: []byte(v)})
+	}
+	r := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(m.Payload), Headers: headers}
+	if key := m.Metadata[sdk.KeyOrderingKey]; key != "" {
+		r.Key = sarama.StringEncoder(key)
+	}
+	return r
+}
+
+// codec is the watermill-kafka Unmarshaler the subscribers use. It never
+// fails: watermill-kafka stops the partition's consumer on an unmarshal error
+// and restarts it at the same offset, so one foreign record would block the
+// partition forever. A record without an id gets one derived from its
+// position, stable across redeliveries (so an inbox still deduplicates it).
+type codec struct{}
+
+func (codec) Unmarshal(r *sarama.ConsumerMessage) (*message.Message, error) {
+	id := ""
+	md := make(message.Metadata, len(r.Headers))
+	for _, h := range r.Headers {
+		if h == nil {
+			continue
+		}
+		if string(h.Key) == wkafka.UUIDHeaderKey {
+			id = string(h.Value)
+			continue
+		}
+		md[string(h.Key)] = string(h.Value)
+	}
+	if id == "" {
+		id = fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset)
+	}
+	if _, ok := md[sdk.KeyOrderingKey]; !ok && len(r.Key) > 0 {
+		md[sdk.KeyOrderingKey] = string(r.Key)
+	}
+	payload := r.Value
+	if payload == nil {
+		payload = []byte{}
+	}
+	m := message.NewMessage(id, payload)
+	m.Metadata = md
+	return m, nil
+}

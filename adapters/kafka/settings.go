@@ -1,0 +1,320 @@
+package kafka
+
+import (
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/xdg-go/scram"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+type settings struct {
+	brokers     []string
+	version     sarama.KafkaVersion
+	clientID    string
+	partitions  int32
+	replication int16
+	create      bool
+	startOldest bool
+	idempotent  bool
+	maxPayload  int
+	pubTimeout  time.Duration
+	nackDelay   time.Duration
+	session     time.Duration
+	heartbeat   time.Duration
+	rebalance   time.Duration
+
+	tls     *tls.Config
+	sasl    string // mechanism, "" for none
+	user    string
+	passwrd string // never printed; named so no format verb picks it up by accident
+}
+
+var options = []string{
+	"brokers", "version", "client_id", "partitions", "replication_factor", "create_topics",
+	"initial_offset", "idempotent", "max_payload_bytes", "publish_timeout", "nack_delay",
+	"session_timeout", "heartbeat_interval", "rebalance_timeout",
+	"tls", "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify",
+	"sasl_mechanism", "sasl_user", "sasl_password",
+}
+
+const urlHelp = "want kafka://host:port[,host:port...] (or user:password@ before the hosts for SASL), such as kafka://127.0.0.1:9092"
+
+func parseSettings(cfg sdk.Config) (settings, error) {
+	if err := cfg.CheckOptions(options...); err != nil {
+		return settings{}, err
+	}
+	s := settings{clientID: cfg.OptionString("client_id", "msgkit")}
+	if err := s.parseBrokers(cfg); err != nil {
+		return settings{}, err
+	}
+	var err error
+	v := cfg.OptionString("version", "3.6.0")
+	if s.version, err = sarama.ParseKafkaVersion(v); err != nil {
+		return settings{}, cfg.Invalid("options.version", err, "want the Kafka version of the cluster, such as 3.6.0, got %q", v)
+	}
+	if !s.version.IsAtLeast(sarama.V0_11_0_0) {
+		return settings{}, cfg.Invalid("options.version", nil, "the driver needs Kafka 0.11 or newer (record headers carry metadata), got %s", v)
+	}
+	ints := []struct {
+		key      string
+		def, min int
+		what     string
+	}{
+		{"partitions", 3, 1, "partitions of a topic the driver creates"},
+		{"replication_factor", -1, -1, "replicas of a topic the driver creates (-1: the broker's default)"},
+		{"max_payload_bytes", 1000000, 1, "largest payload; keep it below the broker's message.max.bytes"},
+	}
+	vals := make([]int, len(ints))
+	for i, n := range ints {
+		if vals[i], err = cfg.OptionInt(n.key, n.def); err != nil {
+			return settings{}, err
+		}
+		if vals[i] < n.min || vals[i] == 0 {
+			return settings{}, cfg.Invalid("options."+n.key, nil, "%s: want %d or more (not 0), got %d", n.what, n.min, vals[i])
+		}
+	}
+	s.partitions, s.replication, s.maxPayload = int32(vals[0]), int16(vals[1]), vals[2]
+	if s.create, err = cfg.OptionBool("create_topics", true); err != nil {
+		return settings{}, err
+	}
+	if s.idempotent, err = cfg.OptionBool("idempotent", true); err != nil {
+		return settings{}, err
+	}
+	switch o := cfg.OptionString("initial_offset", "oldest"); o {
+	case "oldest":
+		s.startOldest = true
+	case "newest":
+	default:
+		return settings{}, cfg.Invalid("options.initial_offset", nil, "want oldest (a new group reads the topic from the start) or newest (only what is published after it joins), got %q", o)
+	}
+	durations := []struct {
+		key string
+		dst *time.Duration
+		def time.Duration
+	}{
+		{"publish_timeout", &s.pubTimeout, 30 * time.Second},
+		{"nack_delay", &s.nackDelay, 100 * time.Millisecond},
+		{"session_timeout", &s.session, 10 * time.Second},
+		{"heartbeat_interval", &s.heartbeat, 3 * time.Second},
+		{"rebalance_timeout", &s.rebalance, 60 * time.Second},
+	}
+	for _, d := range durations {
+		if *d.dst, err = cfg.OptionDuration(d.key, d.def); err != nil {
+			return settings{}, err
+		}
+		if *d.dst <= 0 {
+			return settings{}, cfg.Invalid("options."+d.key, nil, "must be positive, got %v", *d.dst)
+		}
+	}
+	if s.heartbeat >= s.session {
+		return settings{}, cfg.Invalid("options.heartbeat_interval", nil, "must be shorter than session_timeout (%v), got %v; Kafka advises a third of it", s.session, s.heartbeat)
+	}
+	if err := s.parseTLS(cfg); err != nil {
+		return settings{}, err
+	}
+	if err := s.parseSASL(cfg); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// parseBrokers reads kafka://[user:password@]host:port,host:port or the
+// brokers option. net/url cannot parse a host list, hence the hand parsing.
+func (s *settings) parseBrokers(cfg sdk.Config) error {
+	list := cfg.OptionString("brokers", "")
+	if cfg.URL != "" {
+		if list != "" {
+			return cfg.Invalid("options.brokers", nil, "set the brokers in url or in options.brokers, not both")
+		}
+		rest, ok := strings.CutPrefix(cfg.URL, "kafka://")
+		if !ok {
+			return cfg.Invalid("url", nil, "%s; the URL does not start with kafka://", urlHelp)
+		}
+		rest, _, _ = strings.Cut(rest, "/")
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			user, pass, _ := strings.Cut(rest[:at], ":")
+			s.user, s.passwrd = user, pass
+			rest = rest[at+1:]
+		}
+		list = rest
+	}
+	if list == "" {
+		return cfg.Invalid("url", nil, "the kafka driver needs the brokers; %s (set url: or MESSAGING_URL)", urlHelp)
+	}
+	for _, b := range strings.Split(list, ",") {
+		b = strings.TrimSpace(b)
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			return cfg.Invalid("url", err, "broker %q is not host:port; %s", b, urlHelp)
+		}
+		s.brokers = append(s.brokers, b)
+	}
+	return nil
+}
+
+func (s *settings) parseTLS(cfg sdk.Config) error {
+	on, err := cfg.OptionBool("tls", false)
+	if err != nil {
+		return err
+	}
+	ca, cert, key := cfg.OptionString("tls_ca_file", ""), cfg.OptionString("tls_cert_file", ""), cfg.OptionString("tls_key_file", "")
+	skip, err := cfg.OptionBool("tls_insecure_skip_verify", false)
+	if err != nil {
+		return err
+	}
+	if !on {
+		if ca != "" || cert != "" || key != "" || skip {
+			return cfg.Invalid("options.tls", nil, "tls_* options are set but tls is not true; set tls: true to connect with TLS")
+		}
+		return nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.OptionString("tls_server_name", ""), InsecureSkipVerify: skip} //nolint:gosec // opt-in, documented
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return cfg.Invalid("options.tls_ca_file", err, "cannot read the CA bundle")
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return cfg.Invalid("options.tls_ca_file", nil, "%s holds no PEM certificate", ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return cfg.Invalid("options.tls_cert_file", nil, "a client certificate needs both tls_cert_file and tls_key_file")
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return cfg.Invalid("options.tls_cert_file", err, "cannot load the client certificate and key")
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	s.tls = c
+	return nil
+}
+
+func (s *settings) parseSASL(cfg sdk.Config) error {
+	if u := cfg.OptionString("sasl_user", ""); u != "" {
+		if s.user != "" {
+			return cfg.Invalid("options.sasl_user", nil, "the user is set in both url and options.sasl_user; keep one")
+		}
+		s.user = u
+	}
+	if p := cfg.OptionString("sasl_password", ""); p != "" {
+		s.passwrd = p
+	}
+	mech := strings.ToUpper(cfg.OptionString("sasl_mechanism", ""))
+	if mech == "" && s.user != "" {
+		mech = sarama.SASLTypePlaintext
+	}
+	switch mech {
+	case "":
+		if s.passwrd != "" {
+			return cfg.Invalid("options.sasl_password", nil, "a SASL password is set without a user; set sasl_user too")
+		}
+		return nil
+	case sarama.SASLTypePlaintext, sarama.SASLTypeSCRAMSHA256, sarama.SASLTypeSCRAMSHA512:
+	default:
+		return cfg.Invalid("options.sasl_mechanism", nil, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", mech)
+	}
+	if s.user == "" {
+		return cfg.Invalid("options.sasl_user", nil, "SASL %s needs a user (sasl_user or user:password@ in the URL)", mech)
+	}
+	s.sasl = mech
+	return nil
+}
+
+// where names the cluster for errors and logs: brokers and user, never the
+// password.
+func (s settings) where() string {
+	w := "kafka at " + strings.Join(s.brokers, ",")
+	if s.sasl != "" {
+		w += fmt.Sprintf(" (SASL %s as %q)", s.sasl, s.user)
+	}
+	if s.tls != nil {
+		w += " over TLS"
+	}
+	return w
+}
+
+// saramaConfig is the configuration shared by the producer, the admin client
+// and the consumers.
+func (s settings) saramaConfig() *sarama.Config {
+	c := sarama.NewConfig()
+	c.ClientID = s.clientID
+	c.Version = s.version
+	c.Net.DialTimeout = 10 * time.Second
+	c.Metadata.AllowAutoTopicCreation = false // topics are created explicitly, with the configured partitions
+	if s.tls != nil {
+		c.Net.TLS.Enable = true
+		c.Net.TLS.Config = s.tls.Clone()
+	}
+	if s.sasl != "" {
+		c.Net.SASL.Enable = true
+		c.Net.SASL.Mechanism = sarama.SASLMechanism(s.sasl)
+		c.Net.SASL.User = s.user
+		c.Net.SASL.Password = s.passwrd
+		c.Net.SASL.Handshake = true
+		switch s.sasl {
+		case sarama.SASLTypeSCRAMSHA256:
+			c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.HashGeneratorFcn(sha256.New)} }
+		case sarama.SASLTypeSCRAMSHA512:
+			c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.HashGeneratorFcn(sha512.New)} }
+		}
+	}
+
+	// Producer: acks from all in-sync replicas and, by default, idempotence,
+	// so a retried batch is neither duplicated nor reordered.
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Return.Successes = true
+	c.Producer.Return.Errors = true
+	c.Producer.Partitioner = sarama.NewHashPartitioner // ordering key -> partition; no key -> random
+	c.Producer.MaxMessageBytes = s.maxPayload + 64<<10
+	if s.idempotent {
+		c.Producer.Idempotent = true
+		c.Net.MaxOpenRequests = 1
+		c.Producer.Retry.Max = 10
+	}
+
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.AutoCommit.Enable = true // commits only offsets marked after an ack
+	c.Consumer.Offsets.AutoCommit.Interval = time.Second
+	c.Consumer.Offsets.Initial = sarama.OffsetNewest
+	if s.startOldest {
+		c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	}
+	c.Consumer.Group.Session.Timeout = s.session
+	c.Consumer.Group.Heartbeat.Interval = s.heartbeat
+	c.Consumer.Group.Rebalance.Timeout = s.rebalance
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
+	return c
+}
+
+// scramClient adapts github.com/xdg-go/scram to sarama's SCRAMClient; sarama
+// ships the interface but no implementation.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (c *scramClient) Begin(user, password, authzID string) error {
+	client, err := c.hash.NewClient(user, password, authzID)
+	if err != nil {
+		return err
+	}
+	c.conv = client.NewConversation()
+	return nil
+}
+
+func (c *scramClient) Step(challenge string) (string, error) { return c.conv.Step(challenge) }
+
+func (c *scramClient) Done() bool { return c.conv.Done() }
