@@ -98,7 +98,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 	return sdk.Capabilities{
 		ConsumerGroups:          true,
 		Ordering:                sdk.OrderingPerKey, // key -> partition; one message per partition in flight
-		DurableGroups:           true,              // committed offsets
+		DurableGroups:           true,               // committed offsets
 		NewGroupsReceiveHistory: t.s.startOldest,
 		Persistent:              true, // the log is on the brokers' disks (acks=all)
 		RequestReply:            true, // a reply topic per client, deleted on close
