@@ -162,7 +162,8 @@ func (t *Transport) ensureTopic(topic string, partitions int32) error {
 				return nil
 			}
 		}
-		if time.Now().After(deadline) {
+		missing := !t.s.create && errors.Is(err, sarama.ErrUnknownTopicOrPartition)
+		if missing || time.Now().After(deadline) {
 			if !t.s.create {
 				return fmt.Errorf("kafka: topic %q is not available on %s and create_topics is false: create it, or set create_topics: true: %w", topic, t.s.where(), err)
 			}

@@ -28,21 +28,33 @@ type Subscriber struct {
 	group      string
 	replyTopic string
 
+	mu      sync.Mutex
+	members map[string]chan *message.Message // topic -> channel of its running member
+
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Subscribe makes sure topic exists and starts consuming it. The messages of
-// one partition come one at a time, each after the previous one was acked
-// (that is what keeps per-key order); partitions are consumed concurrently.
-// The channel closes when ctx is cancelled or the subscriber closes.
+// Subscribe makes sure topic exists and starts consuming it as one member of
+// the group. The messages of one partition come one at a time, each after
+// the previous one was acked (that is what keeps per-key order); the
+// member's partitions are consumed concurrently, through one channel.
+// Calling Subscribe again for a topic while its channel is open returns the
+// same channel (more readers, not another member, so a subscription with
+// concurrency N does not make the group rebalance N times). The channel
+// closes when the first call's ctx is cancelled or the subscriber closes.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	select {
 	case <-s.closing:
 		return nil, fmt.Errorf("kafka: subscribe to %q: subscriber %w", topic, sdk.ErrClosed)
 	default:
+	}
+	if out, ok := s.members[topic]; ok {
+		return out, nil
 	}
 	partitions := s.t.s.partitions
 	if s.replyTopic != "" {
@@ -80,10 +92,17 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		}
 		cancel()
 	}()
+	if s.members == nil {
+		s.members = map[string]chan *message.Message{}
+	}
+	s.members[topic] = out
 	go func() {
 		defer s.wg.Done()
-		defer close(out)
 		run()
+		s.mu.Lock()
+		delete(s.members, topic)
+		s.mu.Unlock()
+		close(out)
 	}()
 	return out, nil
 }
@@ -111,7 +130,7 @@ func (s *Subscriber) consumeGroup(ctx context.Context, cg sarama.ConsumerGroup, 
 			backoff = 100 * time.Millisecond
 			continue
 		}
-		s.t.logger.Warn("kafka: consume failed; retrying", "group", s.group, "topic", topic, "error", err, "retry_in", backoff)
+		s.t.logger.Warn("kafka: consume failed; retrying", "group", s.group, "topic", topic, "error", err, "retry_in", backoff, "hint", consumeHint(err))
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
@@ -246,3 +265,15 @@ func (h *claimHandler) mark(sess sarama.ConsumerGroupSession, rec *sarama.Consum
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
+
+// consumeHint says what to change for the errors a retry will not cure.
+func consumeHint(err error) string {
+	switch {
+	case errors.Is(err, sarama.ErrInvalidSessionTimeout):
+		return "session_timeout is outside the broker's group.min.session.timeout.ms..group.max.session.timeout.ms"
+	case errors.Is(err, sarama.ErrGroupAuthorizationFailed), errors.Is(err, sarama.ErrTopicAuthorizationFailed):
+		return "the SASL user lacks the ACLs to read the topic or join the group"
+	default:
+		return "retrying; it clears when the cluster is reachable again"
+	}
+}
