@@ -33,19 +33,36 @@ start() { # name port seconds command...
 
 # emulator builds one of the module's emulator wrappers (internal/emulator)
 # and runs it in the background, detached, logging to .cache/<name>.log.
+# An emulator this script started earlier from a different build is
+# restarted, so tests never run against a stale emulator; a server on the
+# port that this script did not start is left alone.
 emulator() { # name port args...
   local name=$1 port=$2
   shift 2
-  if listening "$port"; then
-    return 0
-  fi
   mkdir -p .cache/bin
-  if ! go build -o ".cache/bin/$name" "./internal/emulator/$name"; then
+  if ! go build -o ".cache/bin/$name.new" "./internal/emulator/$name"; then
     echo "services: building the $name emulator failed" >&2
     return 0
   fi
+  if listening "$port"; then
+    if cmp -s ".cache/bin/$name.new" ".cache/bin/$name"; then
+      rm -f ".cache/bin/$name.new"
+      return 0
+    fi
+    local pid
+    pid=$(cat ".cache/$name.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] || ! kill "$pid" 2>/dev/null; then
+      echo "services: 127.0.0.1:$port is taken by a server this script did not start; using it as the $name emulator" >&2
+      rm -f ".cache/bin/$name.new"
+      return 0
+    fi
+    echo "services: restarting $name (its build changed)" >&2
+    for _ in $(seq 1 50); do listening "$port" || break; sleep 0.1; done
+  fi
+  mv ".cache/bin/$name.new" ".cache/bin/$name"
   echo "services: starting $name on 127.0.0.1:$port" >&2
   setsid nohup ".cache/bin/$name" "$@" >".cache/$name.log" 2>&1 </dev/null &
+  echo $! >".cache/$name.pid"
   wait_port "$name" "$port" 30 || true
 }
 

@@ -1,0 +1,138 @@
+package awsq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+)
+
+// Queue is an SQS queue the drivers use.
+type Queue struct {
+	Name string
+	URL  string
+	ARN  string
+}
+
+// Queues finds and creates queues, caching what it learned.
+type Queues struct {
+	SQS   *sqs.Client
+	S     Settings
+	Where string
+
+	mu    sync.Mutex
+	known map[string]Queue
+}
+
+// Ensure returns the queue called name, creating it (and its dead-letter
+// queue when max_receive_count is set) when create is on. policy, when not
+// empty, is the queue's access policy (SNS needs one to deliver).
+func (q *Queues) Ensure(ctx context.Context, name string, policy func(queueARN string) string) (Queue, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if qu, ok := q.known[name]; ok {
+		return qu, nil
+	}
+	if q.known == nil {
+		q.known = map[string]Queue{}
+	}
+	var qu Queue
+	var err error
+	if !q.S.Create {
+		qu, err = q.lookup(ctx, name)
+		if err != nil {
+			return Queue{}, fmt.Errorf("%s: queue %q: %w (create is false: create the queue, or set create: true)", q.Where, name, err)
+		}
+	} else {
+		attrs := map[string]string{"VisibilityTimeout": strconv.Itoa(int(q.S.Visibility / time.Second))}
+		if q.S.FIFO {
+			attrs["FifoQueue"] = "true"
+			attrs["ContentBasedDeduplication"] = "false" // the message id is the deduplication id
+		}
+		if q.S.MaxReceiveCount > 0 {
+			dlqName := strings.TrimSuffix(name, ".fifo") + "-dlq"
+			dlqAttrs := map[string]string{}
+			if q.S.FIFO {
+				dlqName += ".fifo"
+				dlqAttrs["FifoQueue"] = "true"
+			}
+			dlq, err := q.create(ctx, dlqName, dlqAttrs)
+			if err != nil {
+				return Queue{}, err
+			}
+			redrive, _ := json.Marshal(map[string]string{"deadLetterTargetArn": dlq.ARN, "maxReceiveCount": strconv.Itoa(q.S.MaxReceiveCount)})
+			attrs["RedrivePolicy"] = string(redrive)
+		}
+		if qu, err = q.create(ctx, name, attrs); err != nil {
+			return Queue{}, err
+		}
+	}
+	if policy != nil {
+		if _, err := q.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(qu.URL),
+			Attributes: map[string]string{"Policy": policy(qu.ARN)}}); err != nil {
+			return Queue{}, fmt.Errorf("%s: set the access policy of queue %q (it lets the SNS topic deliver to it): %w", q.Where, name, err)
+		}
+	}
+	q.known[name] = qu
+	return qu, nil
+}
+
+func (q *Queues) create(ctx context.Context, name string, attrs map[string]string) (Queue, error) {
+	out, err := q.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
+	if err != nil {
+		var exists *types.QueueNameExists
+		if !errors.As(err, &exists) {
+			return Queue{}, fmt.Errorf("%s: create queue %q: %w", q.Where, name, err)
+		}
+		// It exists with other attributes (set by an administrator): use it as is.
+		return q.lookup(ctx, name)
+	}
+	return q.describe(ctx, name, aws.ToString(out.QueueUrl))
+}
+
+func (q *Queues) lookup(ctx context.Context, name string) (Queue, error) {
+	out, err := q.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if err != nil {
+		return Queue{}, fmt.Errorf("%s: find queue %q: %w", q.Where, name, err)
+	}
+	return q.describe(ctx, name, aws.ToString(out.QueueUrl))
+}
+
+func (q *Queues) describe(ctx context.Context, name, url string) (Queue, error) {
+	out, err := q.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return Queue{}, fmt.Errorf("%s: read the ARN of queue %q: %w", q.Where, name, err)
+	}
+	return Queue{Name: name, URL: url, ARN: out.Attributes[string(types.QueueAttributeNameQueueArn)]}, nil
+}
+
+// Delete removes a queue the driver created for itself (a reply queue).
+func (q *Queues) Delete(ctx context.Context, qu Queue) error {
+	q.mu.Lock()
+	delete(q.known, qu.Name)
+	q.mu.Unlock()
+	if _, err := q.SQS.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(qu.URL)}); err != nil {
+		return fmt.Errorf("%s: delete queue %q: %w", q.Where, qu.Name, err)
+	}
+	return nil
+}
+
+// IsNotFound reports whether err says a queue or topic does not exist.
+func IsNotFound(err error) bool {
+	var nf *types.QueueDoesNotExist
+	if errors.As(err, &nf) {
+		return true
+	}
+	var api smithy.APIError
+	return errors.As(err, &api) && strings.Contains(api.ErrorCode(), "NotFound") || errors.As(err, &api) && strings.Contains(api.ErrorCode(), "NonExistent")
+}

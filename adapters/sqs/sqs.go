@@ -1,0 +1,241 @@
+// Package sqs is the Amazon SQS driver, on aws-sdk-go-v2.
+//
+// A topic is a queue (named after the topic, created on first use unless
+// create is false). SQS has no consumer groups: every subscriber of a topic
+// competes for its messages, whatever group it names, so the driver
+// declares no ConsumerGroups; use the sns driver for fan-out to groups.
+// With fifo: true the queues are FIFO queues, the ordering key is the
+// MessageGroupId and the message id the deduplication id, and the driver
+// declares per-key ordering.
+//
+// Receiving long-polls for ten messages at a time, acks are deleted in
+// batches, publishing sends batches of up to ten, and a handler that runs
+// long keeps its message invisible. Metadata beyond SQS's ten attributes,
+// or with names SQS refuses, is packed into one attribute; binary payloads
+// travel base64-encoded. See docs/adapters/sqs.md.
+//
+//	import _ "github.com/msgkit/msgkit/adapters/sqs"
+package sqs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/msgkit/msgkit/adapters/internal/awsq"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// DriverName is the name the driver registers under.
+const DriverName = "sqs"
+
+func init() { sdk.Register(DriverName, Driver{}) }
+
+// Driver opens SQS transports.
+type Driver struct{}
+
+// Open validates cfg and loads the AWS configuration. Queues are created or
+// looked up on first use.
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+	s, err := awsq.ParseSettings(cfg, DriverName)
+	if err != nil {
+		return nil, err
+	}
+	ac, closeIdle, err := s.AWSConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	client := NewClient(ac, s)
+	where := s.Where(ac.Region)
+	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName), subs: map[*awsq.Subscriber]struct{}{}}
+	t.queues = &awsq.Queues{SQS: client, S: s, Where: where}
+	t.pub = &awsq.Publisher{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
+	return t, nil
+}
+
+// NewClient builds the SQS client for s (the endpoint, when set, replaces
+// AWS's). The SNS driver uses it for its queues.
+func NewClient(ac aws.Config, s awsq.Settings) *awssqs.Client {
+	return awssqs.NewFromConfig(ac, func(o *awssqs.Options) {
+		if s.Endpoint != "" {
+			o.BaseEndpoint = aws.String(s.Endpoint)
+		}
+	})
+}
+
+// SendBatch returns the function that sends a batch with SendMessageBatch.
+func SendBatch(client *awssqs.Client, fifo bool, where string) awsq.SendFunc {
+	return func(ctx context.Context, url string, batch []awsq.Encoded) []error {
+		entries := make([]types.SendMessageBatchRequestEntry, len(batch))
+		for i, e := range batch {
+			entries[i] = types.SendMessageBatchRequestEntry{Id: aws.String(awsq.BatchIDs[i]), MessageBody: aws.String(e.Body),
+				MessageAttributes: Attributes(e.Attributes)}
+			if fifo {
+				group := e.OrderKey
+				if group == "" {
+					group = e.ID // no key: no order to keep, spread over groups
+				}
+				entries[i].MessageGroupId = aws.String(group)
+				entries[i].MessageDeduplicationId = aws.String(dedupID(e.ID))
+			}
+		}
+		out, err := client.SendMessageBatch(ctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+		if err != nil {
+			err = fmt.Errorf("SendMessageBatch on %s: %w", where, err)
+		}
+		var ok []string
+		failed := map[string]string{}
+		if out != nil {
+			for _, e := range out.Successful {
+				ok = append(ok, aws.ToString(e.Id))
+			}
+			for _, e := range out.Failed {
+				failed[aws.ToString(e.Id)] = fmt.Sprintf("SQS refused the message: %s: %s", aws.ToString(e.Code), aws.ToString(e.Message))
+			}
+		}
+		return awsq.BatchResult(len(batch), err, ok, failed)
+	}
+}
+
+// dedupID fits the message id into SQS's 128-character deduplication id.
+func dedupID(id string) string {
+	if len(id) <= 128 {
+		return id
+	}
+	return id[:128]
+}
+
+// Attributes converts String attributes to SQS's type.
+func Attributes(attrs map[string]string) map[string]types.MessageAttributeValue {
+	out := make(map[string]types.MessageAttributeValue, len(attrs))
+	for k, v := range attrs {
+		out[k] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+	}
+	return out
+}
+
+// Transport is an open SQS transport.
+type Transport struct {
+	s      awsq.Settings
+	sqs    *awssqs.Client
+	queues *awsq.Queues
+	pub    *awsq.Publisher
+	logger *slog.Logger
+	// closeIdle drops the idle HTTP connections on Close.
+	closeIdle func()
+
+	mu   sync.Mutex
+	subs map[*awsq.Subscriber]struct{}
+}
+
+// Capabilities declares what SQS guarantees under this configuration.
+func (t *Transport) Capabilities() sdk.Capabilities {
+	ordering := sdk.OrderingNone
+	if t.s.FIFO {
+		ordering = sdk.OrderingPerKey
+	}
+	return sdk.Capabilities{
+		ConsumerGroups: false, // one queue per topic: subscribers compete, whatever their group
+		Ordering:       ordering,
+		DurableGroups:  true, // the queue keeps messages while nobody reads
+		// Subscribers read the topic's queue, which holds what was published
+		// before they first subscribed.
+		NewGroupsReceiveHistory: true,
+		Persistent:              true,
+		RequestReply:            true, // a reply queue per client, deleted on close
+		MaxPayloadBytes:         awsq.MaxPayloadBytes,
+	}
+}
+
+func (t *Transport) queueURL(ctx context.Context, topic string) (string, error) {
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+	return q.URL, err
+}
+
+// Publisher returns the batching publisher.
+func (t *Transport) Publisher() message.Publisher { return t.pub }
+
+// Subscriber returns a subscriber reading the topics' queues. SQS has no
+// groups: group only names the subscriber in logs.
+func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+	if group == "" {
+		return nil, errors.New("sqs: consumer group is empty; name the group (usually the service name)")
+	}
+	return t.newSubscriber(nil)
+}
+
+// ReplySubscriber reads the client's reply queue and deletes it on close.
+func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
+	name := awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO)
+	return t.newSubscriber(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
+		defer cancel()
+		q, err := t.queues.Ensure(ctx, name, nil)
+		if err != nil {
+			return err
+		}
+		return t.queues.Delete(ctx, q)
+	})
+}
+
+func (t *Transport) newSubscriber(onClose func() error) (*awsq.Subscriber, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs == nil {
+		return nil, fmt.Errorf("sqs: transport %w", sdk.ErrClosed)
+	}
+	s := &awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.queues.Where, Logger: t.logger,
+		Queue: func(ctx context.Context, topic string) (awsq.Queue, error) {
+			return t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+		}}
+	s.OnClose = func() error {
+		t.forget(s)
+		if onClose != nil {
+			return onClose()
+		}
+		return nil
+	}
+	t.subs[s] = struct{}{}
+	return s, nil
+}
+
+func (t *Transport) forget(s *awsq.Subscriber) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs != nil {
+		delete(t.subs, s)
+	}
+}
+
+// Close closes every subscriber and the publisher.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	subs := t.subs
+	t.subs = nil
+	t.mu.Unlock()
+	var errs []error
+	for s := range subs {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, t.pub.Close())
+	t.closeIdle()
+	return errors.Join(errs...)
+}
+
+// QueueName is the queue a topic maps to under cfg-like settings: for
+// tooling and tests that need to find the queue.
+func QueueName(prefix, topic string, fifo bool) string {
+	return awsq.QueueName(prefix+topic, "", fifo)
+}
+
+var (
+	_ sdk.Transport      = (*Transport)(nil)
+	_ sdk.ReplyTransport = (*Transport)(nil)
+)

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Admiral-Piett/goaws/app/gosqs"
+	"github.com/Admiral-Piett/goaws/app/interfaces"
+	"github.com/Admiral-Piett/goaws/app/models"
+)
+
+// The corrections below make goaws v0.5.4 answer the way SQS does where the
+// adapters depend on it, so that the adapters talk to the emulator exactly
+// as they talk to AWS. Each names the goaws defect it corrects. None of them
+// is in an adapter: an adapter that worked around goaws would be wrong on AWS.
+
+const jsonContentType = "application/x-amz-json-1.0"
+
+// fix wraps goaws's router with the corrections.
+func fix(goaws http.Handler) http.Handler {
+	f := &fifoReceiver{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Content-Type") != jsonContentType {
+			goaws.ServeHTTP(w, r) // the query protocol (SNS): nothing to correct
+			return
+		}
+		switch r.Header.Get("X-Amz-Target") {
+		case "AmazonSQS.SendMessageBatch":
+			fixSendMessageBatch(goaws, w, r)
+		case "AmazonSQS.ReceiveMessage":
+			f.serve(goaws, w, r)
+		case "AmazonSQS.SetQueueAttributes", "AmazonSQS.CreateQueue":
+			fixPolicyAttribute(goaws, w, r)
+		default:
+			goaws.ServeHTTP(w, r)
+		}
+	})
+}
+
+// fixSendMessageBatch renames the keys of goaws's JSON SendMessageBatch reply
+// to the ones the SQS JSON protocol defines ("Successful", "Failed"). goaws
+// answers with its XML element names, so an SDK client reads "0 of N sent"
+// although all were queued.
+func fixSendMessageBatch(goaws http.Handler, w http.ResponseWriter, r *http.Request) {
+	rec := httptest.NewRecorder()
+	goaws.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	var reply map[string]json.RawMessage
+	if rec.Code == http.StatusOK && json.Unmarshal(body, &reply) == nil {
+		fixed := map[string]json.RawMessage{"Successful": json.RawMessage("[]"), "Failed": json.RawMessage("[]")}
+		if v, ok := reply["SendMessageBatchResultEntry"]; ok && !bytes.Equal(v, []byte("null")) {
+			fixed["Successful"] = v
+		}
+		if v, ok := reply["BatchResultErrorEntry"]; ok && !bytes.Equal(v, []byte("null")) {
+			fixed["Failed"] = v
+		}
+		if b, err := json.Marshal(fixed); err == nil {
+			body = b
+		}
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
+}
+
+// fixPolicyAttribute turns a queue's "Policy" attribute, which the SQS JSON
+// protocol sends as a string holding a JSON document, into the object goaws
+// decodes it as; goaws otherwise refuses the whole request. goaws does not
+// enforce policies, so this only lets the call succeed as it does on SQS.
+func fixPolicyAttribute(goaws http.Handler, w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req map[string]json.RawMessage
+	if json.Unmarshal(body, &req) == nil {
+		var attrs map[string]json.RawMessage
+		if json.Unmarshal(req["Attributes"], &attrs) == nil {
+			var policy string
+			if json.Unmarshal(attrs["Policy"], &policy) == nil && json.Valid([]byte(policy)) {
+				attrs["Policy"] = json.RawMessage(policy)
+				if b, err := json.Marshal(attrs); err == nil {
+					req["Attributes"] = b
+					if b, err := json.Marshal(req); err == nil {
+						body = b
+					}
+				}
+			}
+		}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	goaws.ServeHTTP(w, r)
+}
+
+// fifoReceiver receives from FIFO queues with SQS's group semantics. goaws
+// gets them wrong in three ways: Queue.LockGroup replaces the set of locked
+// groups with the one it locks (so with two groups in flight a second
+// message of the first is handed out), ChangeMessageVisibility to 0 never
+// unlocks the message's group (so a nacked message is never redelivered),
+// and MessageGroupId is not returned as a system attribute.
+//
+// It takes one message at a time from goaws, after recomputing the locked
+// groups from the messages actually in flight, and it serialises FIFO
+// receives so no other receive can clobber the locks in between. It long
+// polls itself, because goaws ends a long poll at once when the only
+// visible messages belong to locked groups.
+type fifoReceiver struct {
+	mu sync.Mutex
+}
+
+type receiveRequest struct {
+	QueueURL string `json:"QueueUrl"`
+	Max      int    `json:"MaxNumberOfMessages"`
+	Wait     int    `json:"WaitTimeSeconds"`
+}
+
+func (f *fifoReceiver) serve(goaws http.Handler, w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req receiveRequest
+	if json.Unmarshal(body, &req) != nil || !strings.HasSuffix(req.QueueURL, ".fifo") {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		goaws.ServeHTTP(w, r)
+		return
+	}
+	queue := req.QueueURL[strings.LastIndex(req.QueueURL, "/")+1:]
+	limit := max(req.Max, 1)
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(body, &fields)
+	fields["MaxNumberOfMessages"] = json.RawMessage("1")
+	fields["WaitTimeSeconds"] = json.RawMessage("0") // goaws then uses the queue's default: 0, no wait
+	one, _ := json.Marshal(fields)
+
+	deadline := time.Now().Add(time.Duration(req.Wait) * time.Second)
+	var got []*models.ResultMessage
+	for {
+		for len(got) < limit {
+			code, resp := f.receiveOne(r, one, queue)
+			if code != http.StatusOK {
+				writeJSON(w, code, resp)
+				return
+			}
+			msgs := resp.(models.ReceiveMessageResponse).Result.Messages
+			if len(msgs) == 0 {
+				break
+			}
+			got = append(got, msgs...)
+		}
+		if len(got) > 0 || !time.Now().Before(deadline) {
+			break
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	addGroupIDs(queue, got)
+	writeJSON(w, http.StatusOK, models.ReceiveMessageResponse{Result: models.ReceiveMessageResult{Messages: got}})
+}
+
+func (f *fifoReceiver) receiveOne(r *http.Request, body []byte, queue string) (int, interfaces.AbstractResponseBody) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	relockGroups(queue)
+	sub := r.Clone(r.Context())
+	sub.Body = io.NopCloser(bytes.NewReader(body))
+	sub.ContentLength = int64(len(body))
+	return gosqs.ReceiveMessageV1(sub)
+}
+
+// relockGroups sets the queue's locked groups to those with a message in flight.
+func relockGroups(queue string) {
+	models.SyncQueues.Lock()
+	defer models.SyncQueues.Unlock()
+	q, ok := models.SyncQueues.Queues[queue]
+	if !ok || !q.IsFIFO {
+		return
+	}
+	q.FIFOMessages = map[string]int{}
+	for _, m := range q.Messages {
+		if m.ReceiptHandle != "" {
+			q.FIFOMessages[m.GroupID] = 0
+		}
+	}
+}
+
+func addGroupIDs(queue string, msgs []*models.ResultMessage) {
+	if len(msgs) == 0 {
+		return
+	}
+	models.SyncQueues.RLock()
+	defer models.SyncQueues.RUnlock()
+	q, ok := models.SyncQueues.Queues[queue]
+	if !ok {
+		return
+	}
+	group := make(map[string]string, len(q.Messages))
+	for _, m := range q.Messages {
+		group[m.Uuid] = m.GroupID
+	}
+	for _, m := range msgs {
+		if g, ok := group[m.MessageId]; ok {
+			if m.Attributes == nil {
+				m.Attributes = map[string]string{}
+			}
+			m.Attributes["MessageGroupId"] = g
+		}
+	}
+}
+
+// writeJSON answers the way goaws's router does for the JSON protocol.
+func writeJSON(w http.ResponseWriter, code int, body interfaces.AbstractResponseBody) {
+	w.Header().Set("x-amzn-RequestId", body.GetRequestId())
+	w.Header().Set("Content-Type", jsonContentType)
+	w.WriteHeader(code)
+	if res := body.GetResult(); res != nil {
+		_ = json.NewEncoder(w).Encode(res)
+	}
+}
