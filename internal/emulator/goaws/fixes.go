@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,7 +29,7 @@ func fix(goaws http.Handler) http.Handler {
 	f := &fifoReceiver{}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Content-Type") != jsonContentType {
-			goaws.ServeHTTP(w, r) // the query protocol (SNS): nothing to correct
+			fixPublishBatch(goaws, w, r) // the query protocol: SNS
 			return
 		}
 		switch r.Header.Get("X-Amz-Target") {
@@ -36,7 +38,7 @@ func fix(goaws http.Handler) http.Handler {
 		case "AmazonSQS.ReceiveMessage":
 			f.serve(goaws, w, r)
 		case "AmazonSQS.SetQueueAttributes", "AmazonSQS.CreateQueue":
-			fixPolicyAttribute(goaws, w, r)
+			fixQueueAttributes(goaws, w, r)
 		default:
 			goaws.ServeHTTP(w, r)
 		}
@@ -72,11 +74,51 @@ func fixSendMessageBatch(goaws http.Handler, w http.ResponseWriter, r *http.Requ
 	_, _ = w.Write(body)
 }
 
-// fixPolicyAttribute turns a queue's "Policy" attribute, which the SQS JSON
+// fixPublishBatch makes goaws accept an SNS PublishBatch of ten entries, as
+// SNS does. Entries are numbered from 1 on the wire; goaws's form decoder
+// leaves an empty element 0 and counts it, so it refuses ten entries as
+// "more than 10". Renumbering them from 0 leaves no empty element.
+func fixPublishBatch(goaws http.Handler, w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.ParseForm() != nil || r.PostForm.Get("Action") != "PublishBatch" {
+		if r.PostForm != nil {
+			restoreForm(r, r.PostForm)
+		}
+		goaws.ServeHTTP(w, r)
+		return
+	}
+	const prefix = "PublishBatchRequestEntries.member."
+	form := url.Values{}
+	for k, v := range r.PostForm {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			if i := strings.IndexByte(rest, '.'); i > 0 {
+				if n, err := strconv.Atoi(rest[:i]); err == nil && n > 0 {
+					k = prefix + strconv.Itoa(n-1) + rest[i:]
+				}
+			}
+		}
+		form[k] = v
+	}
+	restoreForm(r, form)
+	goaws.ServeHTTP(w, r)
+}
+
+// restoreForm puts form back as r's body, for a handler that parses it again.
+func restoreForm(r *http.Request, form url.Values) {
+	body := form.Encode()
+	r.Body = io.NopCloser(strings.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Form, r.PostForm = nil, nil
+}
+
+// fixQueueAttributes corrects two defects of goaws's CreateQueue and
+// SetQueueAttributes. It turns a "Policy" attribute, which the SQS JSON
 // protocol sends as a string holding a JSON document, into the object goaws
-// decodes it as; goaws otherwise refuses the whole request. goaws does not
-// enforce policies, so this only lets the call succeed as it does on SQS.
-func fixPolicyAttribute(goaws http.Handler, w http.ResponseWriter, r *http.Request) {
+// decodes it as; goaws otherwise refuses the whole request (it does not
+// enforce policies, so this only lets the call succeed as on SQS). And on
+// SetQueueAttributes it sends the queue's current VisibilityTimeout,
+// DelaySeconds and MaximumMessageSize when the call does not mention them:
+// goaws would set them to 0, where SQS leaves them as they are.
+func fixQueueAttributes(goaws http.Handler, w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -84,23 +126,43 @@ func fixPolicyAttribute(goaws http.Handler, w http.ResponseWriter, r *http.Reque
 	}
 	var req map[string]json.RawMessage
 	if json.Unmarshal(body, &req) == nil {
-		var attrs map[string]json.RawMessage
-		if json.Unmarshal(req["Attributes"], &attrs) == nil {
-			var policy string
-			if json.Unmarshal(attrs["Policy"], &policy) == nil && json.Valid([]byte(policy)) {
-				attrs["Policy"] = json.RawMessage(policy)
-				if b, err := json.Marshal(attrs); err == nil {
-					req["Attributes"] = b
-					if b, err := json.Marshal(req); err == nil {
-						body = b
-					}
-				}
+		attrs := map[string]json.RawMessage{}
+		_ = json.Unmarshal(req["Attributes"], &attrs)
+		var policy string
+		if json.Unmarshal(attrs["Policy"], &policy) == nil && json.Valid([]byte(policy)) {
+			attrs["Policy"] = json.RawMessage(policy)
+		}
+		if r.Header.Get("X-Amz-Target") == "AmazonSQS.SetQueueAttributes" {
+			keepCurrentAttributes(req["QueueUrl"], attrs)
+		}
+		if b, err := json.Marshal(attrs); err == nil {
+			req["Attributes"] = b
+			if b, err := json.Marshal(req); err == nil {
+				body = b
 			}
 		}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	goaws.ServeHTTP(w, r)
+}
+
+func keepCurrentAttributes(rawURL json.RawMessage, attrs map[string]json.RawMessage) {
+	var url string
+	if json.Unmarshal(rawURL, &url) != nil {
+		return
+	}
+	models.SyncQueues.RLock()
+	defer models.SyncQueues.RUnlock()
+	q, ok := models.SyncQueues.Queues[url[strings.LastIndex(url, "/")+1:]]
+	if !ok {
+		return
+	}
+	for name, v := range map[string]int{"VisibilityTimeout": q.VisibilityTimeout, "DelaySeconds": q.DelaySeconds, "MaximumMessageSize": q.MaximumMessageSize} {
+		if _, set := attrs[name]; !set {
+			attrs[name], _ = json.Marshal(strconv.Itoa(v))
+		}
+	}
 }
 
 // fifoReceiver receives from FIFO queues with SQS's group semantics. goaws

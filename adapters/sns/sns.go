@@ -1,0 +1,344 @@
+// Package sns is the Amazon SNS driver, on aws-sdk-go-v2: SNS topics for
+// fan-out, an SQS queue per consumer group.
+//
+// A topic is an SNS topic (created on first use unless create is false).
+// Each consumer group is an SQS queue named <topic>-<group>, subscribed to
+// the topic with raw message delivery, so every group receives every
+// message, the members of a group compete for it, and message attributes
+// arrive as SQS message attributes. The queue's access policy lets only
+// that topic send to it. Publishing sends batches of up to ten
+// (PublishBatch); consuming is the sqs driver's: long polling for ten,
+// batched deletes, visibility extended while a handler runs. Metadata
+// beyond ten attributes is packed into one; binary payloads travel
+// base64-encoded. See docs/adapters/sns.md.
+//
+//	import _ "github.com/msgkit/msgkit/adapters/sns"
+package sns
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sns/types"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/msgkit/msgkit/adapters/internal/awsq"
+	"github.com/msgkit/msgkit/adapters/sqs"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// DriverName is the name the driver registers under.
+const DriverName = "sns"
+
+func init() { sdk.Register(DriverName, Driver{}) }
+
+// Driver opens SNS transports.
+type Driver struct{}
+
+// Open validates cfg and loads the AWS configuration. Topics, queues and
+// subscriptions are created or looked up on first use.
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+	s, err := awsq.ParseSettings(cfg, DriverName)
+	if err != nil {
+		return nil, err
+	}
+	if s.FIFO {
+		return nil, cfg.Invalid("options.fifo", nil, "the sns driver does not support FIFO topics yet; for per-key order use the sqs driver with fifo: true")
+	}
+	ac, closeIdle, err := s.AWSConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	where := s.Where(ac.Region)
+	snsClient := awssns.NewFromConfig(ac, func(o *awssns.Options) {
+		if s.Endpoint != "" {
+			o.BaseEndpoint = aws.String(s.Endpoint)
+		}
+	})
+	sqsClient := sqs.NewClient(ac, s)
+	t := &Transport{s: s, sns: snsClient, sqs: sqsClient, where: where, closeIdle: closeIdle,
+		logger: slog.Default().With("driver", DriverName), topics: map[string]string{},
+		subscribed: map[string]string{}, subs: map[*awsq.Subscriber]struct{}{}}
+	t.queues = &awsq.Queues{SQS: sqsClient, S: s, Where: where}
+	t.pub = &awsq.Publisher{S: s, Resolve: t.topicARN, Send: t.publishBatch}
+	return t, nil
+}
+
+// Transport is an open SNS transport.
+type Transport struct {
+	s         awsq.Settings
+	sns       *awssns.Client
+	sqs       *awssqs.Client
+	where     string
+	queues    *awsq.Queues
+	pub       *awsq.Publisher
+	logger    *slog.Logger
+	closeIdle func() // drops the idle HTTP connections on Close
+
+	topicsMu   sync.Mutex
+	topics     map[string]string // topic name -> ARN
+	subscribed map[string]string // queue ARN -> subscription ARN
+
+	mu   sync.Mutex
+	subs map[*awsq.Subscriber]struct{}
+}
+
+// Capabilities declares what SNS with SQS queues guarantees.
+func (t *Transport) Capabilities() sdk.Capabilities {
+	return sdk.Capabilities{
+		ConsumerGroups: true, // a queue per group, each subscribed to the topic
+		Ordering:       sdk.OrderingNone,
+		DurableGroups:  true, // the group's queue keeps messages while nobody reads
+		// A group's queue receives what is published after it was
+		// subscribed; SNS keeps no history.
+		NewGroupsReceiveHistory: false,
+		Persistent:              true,
+		RequestReply:            true, // a reply topic and queue per client, deleted on close
+		MaxPayloadBytes:         awsq.MaxPayloadBytes,
+	}
+}
+
+// Publisher returns the batching publisher.
+func (t *Transport) Publisher() message.Publisher { return t.pub }
+
+// Subscriber returns a subscriber that consumes as a member of group: it
+// reads the group's queue of each topic it subscribes to.
+func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+	if group == "" {
+		return nil, errors.New("sns: consumer group is empty; name the group (usually the service name)")
+	}
+	return t.newSubscriber(func(ctx context.Context, topic string) (awsq.Queue, error) {
+		return t.groupQueue(ctx, topic, group)
+	}, nil)
+}
+
+// ReplySubscriber reads the client's reply topic through a queue of its
+// own; topic, queue and subscription are deleted when it closes.
+func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
+	var q awsq.Queue
+	var mu sync.Mutex
+	return t.newSubscriber(func(ctx context.Context, topic string) (awsq.Queue, error) {
+		got, err := t.groupQueue(ctx, topic, "")
+		mu.Lock()
+		q = got
+		mu.Unlock()
+		return got, err
+	}, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if q.URL == "" {
+			return nil
+		}
+		return t.deleteReplyTopic(topic, q)
+	})
+}
+
+func (t *Transport) newSubscriber(queue func(context.Context, string) (awsq.Queue, error), onClose func() error) (*awsq.Subscriber, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs == nil {
+		return nil, fmt.Errorf("sns: transport %w", sdk.ErrClosed)
+	}
+	s := &awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.where, Logger: t.logger, Queue: queue}
+	s.OnClose = func() error {
+		t.forget(s)
+		if onClose != nil {
+			return onClose()
+		}
+		return nil
+	}
+	t.subs[s] = struct{}{}
+	return s, nil
+}
+
+func (t *Transport) forget(s *awsq.Subscriber) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs != nil {
+		delete(t.subs, s)
+	}
+}
+
+// topicARN returns the ARN of the topic's SNS topic, creating it when
+// create is on (CreateTopic is idempotent) and looking it up otherwise.
+func (t *Transport) topicARN(ctx context.Context, topic string) (string, error) {
+	name := TopicName(t.s.Prefix, topic)
+	t.topicsMu.Lock()
+	defer t.topicsMu.Unlock()
+	if arn, ok := t.topics[name]; ok {
+		return arn, nil
+	}
+	var arn string
+	if t.s.Create {
+		out, err := t.sns.CreateTopic(ctx, &awssns.CreateTopicInput{Name: aws.String(name)})
+		if err != nil {
+			return "", fmt.Errorf("%s: create topic %q: %w", t.where, name, err)
+		}
+		arn = aws.ToString(out.TopicArn)
+	} else {
+		var err error
+		if arn, err = t.findTopic(ctx, name); err != nil {
+			return "", err
+		}
+	}
+	t.topics[name] = arn
+	return arn, nil
+}
+
+func (t *Transport) findTopic(ctx context.Context, name string) (string, error) {
+	pages := awssns.NewListTopicsPaginator(t.sns, &awssns.ListTopicsInput{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return "", fmt.Errorf("%s: look up topic %q: %w", t.where, name, err)
+		}
+		for _, tp := range page.Topics {
+			if arn := aws.ToString(tp.TopicArn); strings.HasSuffix(arn, ":"+name) {
+				return arn, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s: topic %q does not exist and create is false: create it, or set create: true", t.where, name)
+}
+
+// groupQueue returns the group's queue for topic, subscribed to the topic
+// with raw delivery. With create off, the queue and its subscription are
+// the administrator's: the queue is looked up and nothing is changed.
+func (t *Transport) groupQueue(ctx context.Context, topic, group string) (awsq.Queue, error) {
+	topicARN, err := t.topicARN(ctx, topic)
+	if err != nil {
+		return awsq.Queue{}, err
+	}
+	name := awsq.QueueName(t.s.Prefix+topic, group, false)
+	if !t.s.Create {
+		return t.queues.Ensure(ctx, name, nil)
+	}
+	q, err := t.queues.Ensure(ctx, name, func(queueARN string) string { return queuePolicy(queueARN, topicARN) })
+	if err != nil {
+		return awsq.Queue{}, err
+	}
+	t.topicsMu.Lock()
+	defer t.topicsMu.Unlock()
+	if _, ok := t.subscribed[q.ARN]; ok {
+		return q, nil
+	}
+	out, err := t.sns.Subscribe(ctx, &awssns.SubscribeInput{TopicArn: aws.String(topicARN), Protocol: aws.String("sqs"),
+		Endpoint: aws.String(q.ARN), Attributes: map[string]string{"RawMessageDelivery": "true"}, ReturnSubscriptionArn: true})
+	if err != nil {
+		return awsq.Queue{}, fmt.Errorf("%s: subscribe queue %q to topic %q: %w", t.where, name, TopicName(t.s.Prefix, topic), err)
+	}
+	t.subscribed[q.ARN] = aws.ToString(out.SubscriptionArn)
+	return q, nil
+}
+
+// queuePolicy lets the topic, and only it, send to the queue.
+func queuePolicy(queueARN, topicARN string) string {
+	b, _ := json.Marshal(map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{{
+			"Sid":       "msgkit-sns-delivery",
+			"Effect":    "Allow",
+			"Principal": map[string]string{"Service": "sns.amazonaws.com"},
+			"Action":    "sqs:SendMessage",
+			"Resource":  queueARN,
+			"Condition": map[string]any{"ArnEquals": map[string]string{"aws:SourceArn": topicARN}},
+		}},
+	})
+	return string(b)
+}
+
+func (t *Transport) deleteReplyTopic(topic string, q awsq.Queue) error {
+	ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
+	defer cancel()
+	var errs []error
+	t.topicsMu.Lock()
+	name := TopicName(t.s.Prefix, topic)
+	topicARN := t.topics[name]
+	subARN := t.subscribed[q.ARN]
+	delete(t.topics, name)
+	delete(t.subscribed, q.ARN)
+	t.topicsMu.Unlock()
+	if subARN != "" {
+		if _, err := t.sns.Unsubscribe(ctx, &awssns.UnsubscribeInput{SubscriptionArn: aws.String(subARN)}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: unsubscribe reply queue %q: %w", t.where, q.Name, err))
+		}
+	}
+	if err := t.queues.Delete(ctx, q); err != nil {
+		errs = append(errs, err)
+	}
+	if topicARN != "" {
+		if _, err := t.sns.DeleteTopic(ctx, &awssns.DeleteTopicInput{TopicArn: aws.String(topicARN)}); err != nil {
+			errs = append(errs, fmt.Errorf("%s: delete reply topic %q: %w", t.where, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publishBatch sends a batch with PublishBatch.
+func (t *Transport) publishBatch(ctx context.Context, topicARN string, batch []awsq.Encoded) []error {
+	entries := make([]types.PublishBatchRequestEntry, len(batch))
+	for i, e := range batch {
+		attrs := make(map[string]types.MessageAttributeValue, len(e.Attributes))
+		for k, v := range e.Attributes {
+			attrs[k] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+		}
+		entries[i] = types.PublishBatchRequestEntry{Id: aws.String(awsq.BatchIDs[i]), Message: aws.String(e.Body), MessageAttributes: attrs}
+	}
+	out, err := t.sns.PublishBatch(ctx, &awssns.PublishBatchInput{TopicArn: aws.String(topicARN), PublishBatchRequestEntries: entries})
+	if err != nil {
+		err = fmt.Errorf("PublishBatch on %s: %w", t.where, err)
+	}
+	var ok []string
+	failed := map[string]string{}
+	if out != nil {
+		for _, e := range out.Successful {
+			ok = append(ok, aws.ToString(e.Id))
+		}
+		for _, e := range out.Failed {
+			failed[aws.ToString(e.Id)] = fmt.Sprintf("SNS refused the message: %s: %s", aws.ToString(e.Code), aws.ToString(e.Message))
+		}
+	}
+	return awsq.BatchResult(len(batch), err, ok, failed)
+}
+
+// Close closes every subscriber and the publisher.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	subs := t.subs
+	t.subs = nil
+	t.mu.Unlock()
+	if subs == nil {
+		return nil
+	}
+	var errs []error
+	for s := range subs {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, t.pub.Close())
+	t.closeIdle()
+	return errors.Join(errs...)
+}
+
+// TopicName is the SNS topic a topic maps to under prefix.
+func TopicName(prefix, topic string) string {
+	return awsq.QueueName(prefix+topic, "", false)
+}
+
+// QueueName is the SQS queue of a consumer group under prefix: for tooling
+// and tests that need to find it.
+func QueueName(prefix, topic, group string) string {
+	return awsq.QueueName(prefix+topic, group, false)
+}
+
+var (
+	_ sdk.Transport      = (*Transport)(nil)
+	_ sdk.ReplyTransport = (*Transport)(nil)
+)
