@@ -92,7 +92,12 @@ func (m *Message) ToWatermill(now time.Time) *message.Message {
 	if id == "" {
 		id = uuid.NewString()
 	}
-	md := make(message.Metadata, len(m.Metadata)+len(standardKeys))
+	wm := message.NewMessage(id, m.Payload)
+	md := wm.Metadata // already allocated by NewMessage; holds 8 entries without growing
+	if n := len(m.Metadata) + len(standardKeys); n > 8 {
+		md = make(message.Metadata, n)
+		wm.Metadata = md
+	}
 	for k, v := range m.Metadata {
 		md[k] = v
 	}
@@ -107,8 +112,6 @@ func (m *Message) ToWatermill(now time.Time) *message.Message {
 	setIf(md, KeyCorrelationID, m.CorrelationID)
 	setIf(md, KeyCausationID, m.CausationID)
 	setIf(md, KeyOrderingKey, m.OrderingKey)
-	wm := message.NewMessage(id, m.Payload)
-	wm.Metadata = md
 	return wm
 }
 

@@ -453,6 +453,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"kafka://127.0.0.1:9092", map[string]string{"tls_ca_file": "/nonexistent"}, "options.tls"},
 		{"kafka://127.0.0.1:9092", map[string]string{"tls": "true", "tls_ca_file": "/nonexistent/ca.pem"}, "options.tls_ca_file"},
 		{"kafka://127.0.0.1:9092", map[string]string{"acks": "1"}, "options.acks"},
+		{"kafka://127.0.0.1:9092", map[string]string{"fetch_max_wait": "500us"}, "options.fetch_max_wait"},
 	} {
 		_, err := kafka.Driver{}.Open(context.Background(), sdk.Config{Driver: "kafka", URL: tc.url, Options: tc.opts})
 		var ce *sdk.ConfigError

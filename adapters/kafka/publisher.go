@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -36,8 +37,30 @@ func newPublisher(t *Transport, client sarama.Client) (*Publisher, error) {
 	return p, nil
 }
 
+// call is one Publish call's outstanding records. The call is woken once,
+// when the last acknowledgement arrives, not once per record: on a busy
+// producer a wake-up per record cost more than the rest of the SDK's work.
+type call struct {
+	remaining atomic.Int64
+	done      chan struct{} // closed when remaining reaches 0
+
+	mu   sync.Mutex
+	errs []error
+}
+
+func (c *call) settle(err error) {
+	if err != nil {
+		c.mu.Lock()
+		c.errs = append(c.errs, err)
+		c.mu.Unlock()
+	}
+	if c.remaining.Add(-1) == 0 {
+		close(c.done)
+	}
+}
+
 // dispatch hands every acknowledgement or error to the Publish call that
-// sent the record; the call's channel travels in the record's Metadata.
+// sent the record; the call travels in the record's Metadata.
 func (p *Publisher) dispatch() {
 	defer close(p.done)
 	successes, errs := p.producer.Successes(), p.producer.Errors()
@@ -48,13 +71,13 @@ func (p *Publisher) dispatch() {
 				successes = nil
 				continue
 			}
-			m.Metadata.(chan error) <- nil
+			m.Metadata.(*call).settle(nil)
 		case e, ok := <-errs:
 			if !ok {
 				errs = nil
 				continue
 			}
-			e.Msg.Metadata.(chan error) <- e.Err
+			e.Msg.Metadata.(*call).settle(e.Err)
 		}
 	}
 }
@@ -75,26 +98,24 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if err := p.t.ensureTopic(topic, p.t.s.partitions); err != nil {
 		return err
 	}
-	results := make(chan error, len(msgs)) // buffered: a late result never blocks dispatch
+	c := &call{done: make(chan struct{})}
+	c.remaining.Store(int64(len(msgs)))
 	for _, m := range msgs {
 		r := toRecord(topic, m)
-		r.Metadata = results
+		r.Metadata = c
 		p.producer.Input() <- r
 	}
 	timer := time.NewTimer(p.t.s.pubTimeout)
 	defer timer.Stop()
-	var failed []error
-	for range msgs {
-		select {
-		case err := <-results:
-			if err != nil {
-				failed = append(failed, err)
-			}
-		case <-timer.C:
-			return fmt.Errorf("kafka: publish %d message(s) to %q on %s: no acknowledgement within %v (publish_timeout); some may have been written",
-				len(msgs), topic, p.t.s.where(), p.t.s.pubTimeout)
-		}
+	select {
+	case <-c.done:
+	case <-timer.C:
+		return fmt.Errorf("kafka: publish %d message(s) to %q on %s: no acknowledgement within %v (publish_timeout); some may have been written",
+			len(msgs), topic, p.t.s.where(), p.t.s.pubTimeout)
 	}
+	c.mu.Lock()
+	failed := c.errs
+	c.mu.Unlock()
 	if len(failed) > 0 {
 		return fmt.Errorf("kafka: publish to %q on %s: %d of %d message(s) failed: %w", topic, p.t.s.where(), len(failed), len(msgs), errors.Join(failed...))
 	}

@@ -32,6 +32,7 @@ type settings struct {
 	session     time.Duration
 	heartbeat   time.Duration
 	rebalance   time.Duration
+	fetchWait   time.Duration
 
 	tls     *tls.Config
 	sasl    string // mechanism, "" for none
@@ -42,7 +43,7 @@ type settings struct {
 var options = []string{
 	"brokers", "version", "client_id", "partitions", "replication_factor", "create_topics",
 	"initial_offset", "idempotent", "max_payload_bytes", "publish_timeout", "nack_delay",
-	"session_timeout", "heartbeat_interval", "rebalance_timeout",
+	"session_timeout", "heartbeat_interval", "rebalance_timeout", "fetch_max_wait",
 	"tls", "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify",
 	"sasl_mechanism", "sasl_user", "sasl_password",
 }
@@ -107,6 +108,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		{"session_timeout", &s.session, 10 * time.Second},
 		{"heartbeat_interval", &s.heartbeat, 3 * time.Second},
 		{"rebalance_timeout", &s.rebalance, 60 * time.Second},
+		{"fetch_max_wait", &s.fetchWait, 500 * time.Millisecond},
 	}
 	for _, d := range durations {
 		if *d.dst, err = cfg.OptionDuration(d.key, d.def); err != nil {
@@ -115,6 +117,9 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		if *d.dst <= 0 {
 			return settings{}, cfg.Invalid("options."+d.key, nil, "must be positive, got %v", *d.dst)
 		}
+	}
+	if s.fetchWait < time.Millisecond {
+		return settings{}, cfg.Invalid("options.fetch_max_wait", nil, "want at least 1ms (how long the broker may hold a fetch while it has nothing new), got %v", s.fetchWait)
 	}
 	if s.heartbeat >= s.session {
 		return settings{}, cfg.Invalid("options.heartbeat_interval", nil, "must be shorter than session_timeout (%v), got %v; Kafka advises a third of it", s.session, s.heartbeat)
@@ -292,6 +297,7 @@ func (s settings) saramaConfig() *sarama.Config {
 	if s.startOldest {
 		c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	}
+	c.Consumer.MaxWaitTime = s.fetchWait
 	c.Consumer.Group.Session.Timeout = s.session
 	c.Consumer.Group.Heartbeat.Interval = s.heartbeat
 	c.Consumer.Group.Rebalance.Timeout = s.rebalance

@@ -221,8 +221,13 @@ func (h *claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 // message handled during a rebalance is committed rather than redelivered.
 func (h *claimHandler) deliver(claimCtx context.Context, sess sarama.ConsumerGroupSession, rec *sarama.ConsumerMessage) bool {
 	base, _ := codec{}.Unmarshal(rec)
-	for {
-		m := base.Copy()
+	for attempt := 0; ; attempt++ {
+		// A Watermill message is acked or nacked once; a redelivery needs a
+		// fresh copy, the first delivery does not.
+		m := base
+		if attempt > 0 {
+			m = base.Copy()
+		}
 		m.SetContext(h.ctx)
 		select {
 		case h.out <- m:
