@@ -13,6 +13,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	bodyfix "github.com/msgkit/msgkit/internal/awshttp"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -146,7 +147,9 @@ func (s Settings) AWSConfig(ctx context.Context) (c aws.Config, closeIdle func()
 		tr = bc.GetTransport()
 	}
 	tr.MaxIdleConnsPerHost = 64 // concurrent long polls, batch sends and deletes to one endpoint
-	c.HTTPClient = &http.Client{Transport: tr}
+	// DetachedBody: without it about one receive in a hundred is retried and
+	// its first attempt's messages stay invisible for a visibility timeout.
+	c.HTTPClient = &http.Client{Transport: bodyfix.DetachedBody(tr)}
 	return c, tr.CloseIdleConnections, nil
 }
 
