@@ -236,6 +236,24 @@ RETURNING `+rowColumns, relay, leaseUntil, now, now, limit)
 	}
 }
 
+// checkSQLitePool refuses a SQLite pool of more than one connection. SQLite
+// has one writer at a time, and a connection waiting for the lock retries
+// by sleeping (up to 100ms at a time): while a relay drains a backlog, its
+// back-to-back writes starve the application's transactions until they
+// fail with SQLITE_BUSY. With one connection, database/sql queues every
+// writer and hands the connection to a random waiter, so they take turns.
+func checkSQLitePool(db *sql.DB, what string) error {
+	if n := db.Stats().MaxOpenConnections; n != 1 {
+		limit := "unlimited"
+		if n > 0 {
+			limit = fmt.Sprint(n)
+		}
+		return fmt.Errorf("outbox: %s on SQLite needs a *sql.DB limited to one connection (db.SetMaxOpenConns(1)), this one allows %s: "+
+			"SQLite has one writer at a time, and with several connections the relay's writes starve the application's transactions into SQLITE_BUSY errors under load", what, limit)
+	}
+	return nil
+}
+
 // sqliteWrite runs f in a BEGIN IMMEDIATE transaction on one connection.
 // A plain write statement in WAL mode starts as a reader and can fail at
 // once with SQLITE_BUSY when another connection commits first (busy_timeout

@@ -48,6 +48,11 @@ func NewInbox(db *sql.DB, cfg InboxConfig) (*Inbox, error) {
 	if cfg.Consumer == "" {
 		return nil, fmt.Errorf("outbox: InboxConfig.Consumer is empty; name the consuming service (for example \"shipping\")")
 	}
+	if cfg.Dialect == SQLite {
+		if err := checkSQLitePool(db, "NewInbox"); err != nil {
+			return nil, err
+		}
+	}
 	return &Inbox{db: db, dialect: cfg.Dialect, table: cfg.Table, consumer: cfg.Consumer, now: time.Now}, nil
 }
 

@@ -69,6 +69,9 @@ func openDB(t *testing.T, d outbox.Dialect) *sql.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if d == outbox.SQLite {
+		db.SetMaxOpenConns(1) // one writer at a time: outbox.New requires it
+	}
 	t.Cleanup(func() { db.Close() })
 	if err := db.Ping(); err != nil {
 		t.Fatalf("%s: %v", d, err)
@@ -524,6 +527,13 @@ func TestInboxProcessesEachMessageOnce(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	db, _ := sql.Open("sqlite", ":memory:")
 	defer db.Close()
+	if _, err := outbox.New(db, outbox.Config{Dialect: outbox.SQLite}); err == nil || !strings.Contains(err.Error(), "SetMaxOpenConns(1)") {
+		t.Fatalf("a SQLite pool of several connections must be refused with the fix, got %v", err)
+	}
+	if _, err := outbox.NewInbox(db, outbox.InboxConfig{Dialect: outbox.SQLite, Consumer: "c"}); err == nil || !strings.Contains(err.Error(), "SetMaxOpenConns(1)") {
+		t.Fatalf("a SQLite pool of several connections must be refused by the inbox too, got %v", err)
+	}
+	db.SetMaxOpenConns(1)
 	for _, c := range []struct {
 		cfg  outbox.Config
 		want string

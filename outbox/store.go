@@ -67,6 +67,11 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if err := checkTable("Config.Table", cfg.Table); err != nil {
 		return nil, err
 	}
+	if cfg.Dialect == SQLite {
+		if err := checkSQLitePool(db, "New"); err != nil {
+			return nil, err
+		}
+	}
 	return &Store{db: db, dialect: cfg.Dialect, table: cfg.Table, now: time.Now}, nil
 }
 

@@ -81,6 +81,9 @@ func openDB(o options) (*sql.DB, outbox.Dialect, func(), error) {
 	}
 	db, err := sql.Open(driver, dsn)
 	if err == nil {
+		if o.db == "sqlite" {
+			db.SetMaxOpenConns(1) // SQLite has one writer: the app and the relay take turns on one connection
+		}
 		err = db.Ping()
 	}
 	if err != nil {
