@@ -47,8 +47,10 @@ func testAckPreventsRedelivery(e *env) {
 func testNackRedelivers(e *env) {
 	ch, _ := e.subscribe(uniqueName("g"))
 	sent := newMsg("retry me")
+	sent.Metadata.Set("tenant", "acme")
 	e.publish(sent)
 	got := e.receive(ch, "a published message must be delivered")
+	got.Metadata.Set("x-scribbled", "by the failed attempt")
 	got.Nack()
 	again := e.receive(ch, "a nacked message must be redelivered")
 	if again.UUID != sent.UUID {
@@ -56,6 +58,9 @@ func testNackRedelivers(e *env) {
 	}
 	if string(again.Payload) != "retry me" {
 		e.t.Fatalf("guarantee broken: a redelivered message must keep its payload: got %q", preview(again.Payload))
+	}
+	if again.Metadata.Get("tenant") != "acme" || again.Metadata.Get("x-scribbled") != "" {
+		e.t.Fatalf("guarantee broken: a redelivered message must carry its published metadata, and nothing a failed attempt wrote into it: got %v", again.Metadata)
 	}
 	ack(e.t, again)
 }

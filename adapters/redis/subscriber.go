@@ -336,8 +336,10 @@ func (c *consumer) handle(ctx context.Context, batch []goredis.XMessage, acks ch
 	heartbeat := time.NewTicker(max(c.t.s.claimIdle/3, time.Millisecond))
 	defer heartbeat.Stop()
 	for i, xm := range batch {
-		m := decode(xm.Values)
 		for {
+			// Decoded again for a redelivery: the nacked message stays
+			// nacked, and its handler may have changed its metadata.
+			m := decode(xm.Values)
 			m.SetContext(ctx)
 			acked, ok := c.deliver(m, heartbeat, batch[i:])
 			if !ok {
@@ -347,7 +349,6 @@ func (c *consumer) handle(ctx context.Context, batch []goredis.XMessage, acks ch
 				c.acks = append(c.acks, xm.ID)
 				break
 			}
-			m = m.Copy() // a fresh message for the redelivery: the nacked one stays nacked
 		}
 		if len(c.acks) >= int(c.t.s.batchSize) {
 			c.sendAcks(acks)
