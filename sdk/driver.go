@@ -43,6 +43,32 @@ type Transport interface {
 	Close() error
 }
 
+// HandlerSubscriber is an optional fast path for a subscriber returned by
+// Transport.Subscriber: Client.Subscribe uses it, when present, instead of
+// the Watermill channel. The driver then calls handle on its own goroutines
+// (a Kafka partition's, say), so a message is not handed from the driver's
+// goroutine to the handler's and its ack handed back, and no Watermill
+// message is built only to be taken apart: on a fast broker those cost more
+// than the rest of the SDK's work. The Watermill Subscribe stays the
+// contract every driver implements and the conformance suite checks.
+type HandlerSubscriber interface {
+	// SubscribeHandler consumes topic and calls handle for each message,
+	// at most concurrency calls at once, keeping the order the transport
+	// declares. handle returns true to ack the message and false to nack
+	// it; the driver treats that as it treats an ack or nack on the channel
+	// path. Consumption has started when SubscribeHandler returns, and stops
+	// when ctx is cancelled or the subscriber is closed.
+	SubscribeHandler(ctx context.Context, topic string, concurrency int, handle func(Delivery) bool) error
+}
+
+// Delivery is a received message on the HandlerSubscriber path. The
+// handler may keep and modify Metadata; a redelivery must get a copy.
+type Delivery struct {
+	ID       string
+	Payload  []byte
+	Metadata map[string]string
+}
+
 // Capabilities is a driver's declaration of what it guarantees. A zero field
 // means "not supported"; the conformance suite skips tests for a capability
 // that is not declared and fails any test whose capability is declared but

@@ -130,9 +130,20 @@ func fromWatermill(wm *message.Message, copyMetadata bool) *Message {
 			md[k] = v
 		}
 	}
+	m := newReceived(wm.UUID, wm.Payload, md)
+	m.ctx = wm.Context()
+	return m
+}
+
+// newReceived builds a received message around md (not copied), lifting
+// the standard attributes into fields.
+func newReceived(id string, payload []byte, md map[string]string) *Message {
+	if md == nil {
+		md = map[string]string{}
+	}
 	m := &Message{
-		ID:            wm.UUID,
-		Payload:       wm.Payload,
+		ID:            id,
+		Payload:       payload,
 		Metadata:      md,
 		EventType:     md[KeyEventType],
 		Source:        md[KeySource],
@@ -140,7 +151,6 @@ func fromWatermill(wm *message.Message, copyMetadata bool) *Message {
 		CorrelationID: md[KeyCorrelationID],
 		CausationID:   md[KeyCausationID],
 		OrderingKey:   md[KeyOrderingKey],
-		ctx:           wm.Context(),
 	}
 	if ts := md[KeyTime]; ts != "" {
 		if t, err := time.Parse(keyTimeLayout, ts); err == nil {

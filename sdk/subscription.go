@@ -57,6 +57,14 @@ type Subscription struct {
 	loops      sync.WaitGroup
 	closeOnce  sync.Once
 	closeErr   error
+
+	// On the HandlerSubscriber path the driver's goroutines call the
+	// handler; these count the calls running, for Close to wait on.
+	direct   bool
+	activeMu sync.Mutex
+	active   int
+	stopped  bool
+	idle     chan struct{} // closed when stopped and active reaches 0
 }
 
 // Subscribe starts consuming topic as a member of group, calling h for each
@@ -93,6 +101,17 @@ func (c *Client) Subscribe(topic, group string, h Handler, opts ...SubscribeOpti
 		client: c, topic: topic, group: group, handler: h, sub: sub,
 		stopping: make(chan struct{}), cancelSub: cancelSub,
 		handlerCtx: handlerCtx, cancelWork: cancelWork,
+	}
+	if hs, ok := sub.(HandlerSubscriber); ok {
+		s.direct = true
+		if err := hs.SubscribeHandler(subCtx, topic, o.concurrency, s.handleDirect); err != nil {
+			cancelSub()
+			cancelWork()
+			_ = sub.Close()
+			return nil, fmt.Errorf("messaging: subscribe to %q in group %q: %w", topic, group, err)
+		}
+		c.subs[s] = struct{}{}
+		return s, nil
 	}
 	for i := 0; i < o.concurrency; i++ {
 		ch, err := sub.Subscribe(subCtx, topic)
@@ -133,21 +152,50 @@ func (s *Subscription) consume(ch <-chan *message.Message) {
 	}
 }
 
+// handleDirect is the handler a HandlerSubscriber calls on its own
+// goroutines. Once the subscription is stopping it takes no new message:
+// the message is nacked, for the broker to redeliver.
+func (s *Subscription) handleDirect(d Delivery) bool {
+	s.activeMu.Lock()
+	if s.stopped {
+		s.activeMu.Unlock()
+		return false
+	}
+	s.active++
+	s.activeMu.Unlock()
+	acked := s.process(newReceived(d.ID, d.Payload, d.Metadata))
+	s.activeMu.Lock()
+	s.active--
+	if s.stopped && s.active == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.activeMu.Unlock()
+	return acked
+}
+
 func (s *Subscription) handle(wm *message.Message) {
+	if s.process(fromWatermill(wm, false)) {
+		wm.Ack()
+	} else {
+		wm.Nack()
+	}
+}
+
+// process runs the handler on msg and reports whether to ack it.
+func (s *Subscription) process(msg *Message) bool {
 	// The handler context is the subscription's: it is cancelled only at the
 	// shutdown deadline, so a per-message context would cost an allocation
 	// per message and add nothing.
-	msg := fromWatermill(wm, false)
 	msg.topic, msg.group = s.topic, s.group
 	ctx := &handlerContext{Context: s.handlerCtx, msg: msg, stopping: s.stopping}
 	msg.ctx = ctx
 	if err := callHandler(ctx, s.handler, msg); err != nil {
 		s.client.logger.Warn("message handler failed; the message will be redelivered",
 			"topic", s.topic, "group", s.group, "message_id", msg.ID, "error", err)
-		wm.Nack()
-		return
+		return false
 	}
-	wm.Ack()
+	return true
 }
 
 func callHandler(ctx context.Context, h Handler, msg *Message) (err error) {
@@ -173,16 +221,35 @@ func (s *Subscription) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.stopping)
 		done := make(chan struct{})
-		go func() { s.loops.Wait(); close(done) }()
+		if s.direct {
+			s.activeMu.Lock()
+			s.stopped = true
+			if s.active == 0 {
+				close(done)
+			} else {
+				s.idle = done
+			}
+			s.activeMu.Unlock()
+		} else {
+			go func() { s.loops.Wait(); close(done) }()
+		}
+		stuck := false
 		select {
 		case <-done:
 		case <-ctx.Done():
+			stuck = true
 			s.cancelWork()
 			s.closeErr = fmt.Errorf("messaging: subscription %q/%q: handlers still running at the shutdown deadline; their messages will be redelivered: %w",
 				s.topic, s.group, ctx.Err())
 		}
 		s.cancelSub()
-		if err := s.sub.Close(); err != nil {
+		if stuck && s.direct {
+			// The driver's goroutines run the handlers, so closing it waits
+			// for them; a handler that ignores its cancelled context must
+			// not hold Close past the deadline (the channel path abandons
+			// such a handler the same way).
+			go func() { _ = s.sub.Close() }()
+		} else if err := s.sub.Close(); err != nil {
 			s.closeErr = errors.Join(s.closeErr, fmt.Errorf("messaging: close subscriber %q/%q: %w", s.topic, s.group, err))
 		}
 		s.cancelWork()

@@ -487,3 +487,100 @@ func TestMissingTopicWithoutCreation(t *testing.T) {
 		t.Fatalf("want an error naming create_topics, got %v", err)
 	}
 }
+
+// Client.Subscribe takes the HandlerSubscriber path on Kafka: the partition
+// goroutines run the handler themselves. It must keep each key's order,
+// run at most the requested number of handlers at once, and use the
+// partitions in parallel.
+func TestClientHandlersRunOnPartitionsInOrderWithinTheConcurrency(t *testing.T) {
+	url := testenv.Kafka(t)
+	topic, group := names("direct")
+	tr := mustOpen(t, url, nil)
+	c := sdk.NewClient(tr)
+	const perKey, concurrency = 40, 4
+	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	var mu sync.Mutex
+	seen := map[string][]int{}
+	var running, most atomic.Int32
+	done := make(chan struct{})
+	total := 0
+	if _, err := c.Subscribe(topic, group, func(ctx context.Context, m *sdk.Message) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			if old := most.Load(); n <= old || most.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		time.Sleep(time.Millisecond) // long enough for partitions to overlap
+		i, _ := strconv.Atoi(string(m.Payload))
+		mu.Lock()
+		defer mu.Unlock()
+		seen[m.OrderingKey] = append(seen[m.OrderingKey], i)
+		if total++; total == perKey*len(keys) {
+			close(done)
+		}
+		return nil
+	}, sdk.WithConcurrency(concurrency)); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*message.Message
+	for i := 0; i < perKey; i++ {
+		for _, k := range keys {
+			msgs = append(msgs, keyed(k, i))
+		}
+	}
+	if err := tr.Publisher().Publish(topic, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("only %d of %d messages handled within 30s", total, perKey*len(keys))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, k := range keys {
+		for i, v := range seen[k] {
+			if v != i {
+				t.Fatalf("key %q: handled %v; each key must be handled in publish order", k, seen[k])
+			}
+		}
+	}
+	if m := most.Load(); m > concurrency || m < 2 {
+		t.Fatalf("at most %d handlers may run at once, and the partitions should overlap: at most %d ran at once", concurrency, m)
+	}
+}
+
+// On the HandlerSubscriber path a redelivery gets a fresh copy of the
+// metadata: what a failed attempt wrote must not reach the next.
+func TestClientRedeliveryAfterAnErrorStartsFromTheOriginalMetadata(t *testing.T) {
+	url := testenv.Kafka(t)
+	topic, group := names("direct-nack")
+	c := sdk.NewClient(mustOpen(t, url, nil))
+	var attempts atomic.Int32
+	second := make(chan map[string]string, 1)
+	if _, err := c.Subscribe(topic, group, func(ctx context.Context, m *sdk.Message) error {
+		if attempts.Add(1) == 1 {
+			m.Metadata["scribbled"] = "by the first attempt"
+			return errors.New("first attempt fails")
+		}
+		second <- m.Metadata
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	msg := sdk.NewMessage([]byte("x"))
+	msg.Metadata = map[string]string{"tenant": "acme"}
+	if err := c.Publish(context.Background(), topic, msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case md := <-second:
+		if md["tenant"] != "acme" || md["scribbled"] != "" {
+			t.Fatalf("the redelivery must carry the published metadata and nothing the failed attempt wrote: %v", md)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no redelivery after the handler's error")
+	}
+}

@@ -43,18 +43,29 @@ func toRecord(topic string, m *message.Message) *sarama.ProducerMessage {
 // codec is the watermill-kafka Unmarshaler the subscribers use. It never
 // fails: watermill-kafka stops the partition's consumer on an unmarshal error
 // and restarts it at the same offset, so one foreign record would block the
-// partition forever. A record without an id gets one derived from its
-// position, stable across redeliveries (so an inbox still deduplicates it).
+// partition forever.
 type codec struct{}
 
 func (codec) Unmarshal(r *sarama.ConsumerMessage) (*message.Message, error) {
-	id := ""
-	m := message.NewMessage("", r.Value)
-	md := m.Metadata // allocated by NewMessage; holds 8 entries without growing
+	m := message.NewMessage("", nil)
 	if len(r.Headers) > 9 {
-		md = make(message.Metadata, len(r.Headers))
-		m.Metadata = md
-	}
+		m.Metadata = make(message.Metadata, len(r.Headers))
+	} // else NewMessage's map holds 8 entries without growing
+	m.UUID, m.Payload = readRecord(r, m.Metadata)
+	return m, nil
+}
+
+// toDelivery decodes r for the sdk.HandlerSubscriber path.
+func toDelivery(r *sarama.ConsumerMessage) sdk.Delivery {
+	md := make(map[string]string, len(r.Headers))
+	id, payload := readRecord(r, md)
+	return sdk.Delivery{ID: id, Payload: payload, Metadata: md}
+}
+
+// readRecord fills md with r's headers and returns the message id and the
+// payload. A record without an id gets one derived from its position,
+// stable across redeliveries (so an inbox still deduplicates it).
+func readRecord(r *sarama.ConsumerMessage, md map[string]string) (id string, payload []byte) {
 	for _, h := range r.Headers {
 		if h == nil {
 			continue
@@ -71,9 +82,9 @@ func (codec) Unmarshal(r *sarama.ConsumerMessage) (*message.Message, error) {
 	if _, ok := md[sdk.KeyOrderingKey]; !ok && len(r.Key) > 0 {
 		md[sdk.KeyOrderingKey] = string(r.Key)
 	}
-	if m.Payload == nil {
-		m.Payload = []byte{}
+	payload = r.Value
+	if payload == nil {
+		payload = []byte{}
 	}
-	m.UUID = id
-	return m, nil
+	return id, payload
 }

@@ -48,30 +48,53 @@ type Subscriber struct {
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	select {
-	case <-s.closing:
-		return nil, fmt.Errorf("kafka: subscribe to %q: subscriber %w", topic, sdk.ErrClosed)
-	default:
-	}
 	if out, ok := s.members[topic]; ok {
 		return out, nil
+	}
+	out := make(chan *message.Message)
+	if err := s.start(ctx, topic, out, nil); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SubscribeHandler is the sdk.HandlerSubscriber fast path: the goroutine of
+// each claimed partition calls handle itself, at most concurrency at once,
+// instead of handing the message to a handler goroutine through a channel
+// and waiting for the ack to come back. A partition still has one message
+// in flight, so per-key order holds.
+func (s *Subscriber) SubscribeHandler(ctx context.Context, topic string, concurrency int, handle func(sdk.Delivery) bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.members[topic]; ok {
+		return fmt.Errorf("kafka: subscribe to %q: this subscriber already consumes it", topic)
+	}
+	return s.start(ctx, topic, nil, &direct{handle: handle, gate: newGate(concurrency)})
+}
+
+// start joins the group for topic (or reads the reply topic) and delivers
+// to out, or through d when out is nil. s.mu is held.
+func (s *Subscriber) start(ctx context.Context, topic string, out chan *message.Message, d *direct) error {
+	select {
+	case <-s.closing:
+		return fmt.Errorf("kafka: subscribe to %q: subscriber %w", topic, sdk.ErrClosed)
+	default:
 	}
 	partitions := s.t.s.partitions
 	if s.replyTopic != "" {
 		partitions = 1
 	}
 	if err := s.t.ensureTopic(topic, partitions); err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	out := make(chan *message.Message)
-	h := &claimHandler{sub: s, ctx: ctx, out: out}
+	h := &claimHandler{sub: s, ctx: ctx, out: out, direct: d}
 	var run func()
 	if s.group != "" {
 		cg, err := sarama.NewConsumerGroup(s.t.s.brokers, s.group, s.t.s.saramaConfig())
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("kafka: join group %q for %q: %w", s.group, topic, connectError(s.t.s, err))
+			return fmt.Errorf("kafka: join group %q for %q: %w", s.group, topic, connectError(s.t.s, err))
 		}
 		run = func() { s.consumeGroup(ctx, cg, topic, h) }
 	} else {
@@ -79,7 +102,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		consumer, err := sarama.NewConsumer(s.t.s.brokers, cfg)
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("kafka: consume %q: %w", topic, connectError(s.t.s, err))
+			return fmt.Errorf("kafka: consume %q: %w", topic, connectError(s.t.s, err))
 		}
 		run = func() { s.consumeAll(ctx, consumer, topic, h) }
 	}
@@ -102,9 +125,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		s.mu.Lock()
 		delete(s.members, topic)
 		s.mu.Unlock()
-		close(out)
+		if out != nil {
+			close(out)
+		}
 	}()
-	return out, nil
+	return nil
 }
 
 // consumeGroup runs sessions of the group until ctx ends. Consume returns at
@@ -178,9 +203,12 @@ func (s *Subscriber) consumeAll(ctx context.Context, consumer sarama.Consumer, t
 // redelivered to the group. A reply subscriber also deletes its topic.
 func (s *Subscriber) Close() error {
 	s.closeOnce.Do(func() {
+		// Forgotten first: on the HandlerSubscriber path the wait below
+		// lasts as long as a running handler, and the transport's Close
+		// must not wait for one that ignores its cancelled context.
+		s.t.forget(s)
 		close(s.closing)
 		s.wg.Wait()
-		s.t.forget(s)
 		if s.replyTopic != "" {
 			if err := s.t.admin.DeleteTopic(s.replyTopic); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 				s.t.logger.Warn("kafka: could not delete the reply topic", "topic", s.replyTopic, "error", err)
@@ -193,10 +221,45 @@ func (s *Subscriber) Close() error {
 // claimHandler hands records of the claimed partitions to the subscription
 // channel and marks each offset once its message is acked.
 type claimHandler struct {
-	sub *Subscriber
-	ctx context.Context // the subscription's; cancelled on close
-	out chan<- *message.Message
+	sub    *Subscriber
+	ctx    context.Context // the subscription's; cancelled on close
+	out    chan<- *message.Message
+	direct *direct // the HandlerSubscriber path, instead of out
 }
+
+// direct is the handler a HandlerSubscriber was given and the gate that
+// bounds how many partitions run it at once.
+type direct struct {
+	handle func(sdk.Delivery) bool
+	gate   gate
+}
+
+// gate bounds concurrent handler calls. For one at a time it is a
+// sync.Mutex: the partition goroutine that just finished may take it again
+// at once and handle a run of messages without a goroutine switch, and the
+// mutex's starvation mode hands it to a partition that waited over a
+// millisecond. For more, a semaphore channel (first come, first served).
+type gate interface {
+	enter()
+	leave()
+}
+
+func newGate(n int) gate {
+	if n <= 1 {
+		return &mutexGate{}
+	}
+	return make(semaphore, n)
+}
+
+type mutexGate struct{ mu sync.Mutex }
+
+func (g *mutexGate) enter() { g.mu.Lock() }
+func (g *mutexGate) leave() { g.mu.Unlock() }
+
+type semaphore chan struct{}
+
+func (s semaphore) enter() { s <- struct{}{} }
+func (s semaphore) leave() { <-s }
 
 func (h *claimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *claimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
@@ -220,14 +283,14 @@ func (h *claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 // session lasts until ConsumeClaim returns, up to rebalance_timeout), so a
 // message handled during a rebalance is committed rather than redelivered.
 func (h *claimHandler) deliver(claimCtx context.Context, sess sarama.ConsumerGroupSession, rec *sarama.ConsumerMessage) bool {
-	base, _ := codec{}.Unmarshal(rec)
-	for attempt := 0; ; attempt++ {
-		// A Watermill message is acked or nacked once; a redelivery needs a
-		// fresh copy, the first delivery does not.
-		m := base
-		if attempt > 0 {
-			m = base.Copy()
-		}
+	if h.direct != nil {
+		return h.deliverDirect(claimCtx, sess, rec)
+	}
+	for {
+		// A redelivery is decoded again from the record: a Watermill message
+		// is acked or nacked once, and the handler may have changed the
+		// metadata of the one it had.
+		m, _ := codec{}.Unmarshal(rec)
 		m.SetContext(h.ctx)
 		select {
 		case h.out <- m:
@@ -251,15 +314,50 @@ func (h *claimHandler) deliver(claimCtx context.Context, sess sarama.ConsumerGro
 			}
 			return false
 		}
-		if d := h.sub.t.s.nackDelay; d > 0 {
-			select {
-			case <-time.After(d):
-			case <-claimCtx.Done():
-				return false
-			case <-h.ctx.Done():
-				return false
-			}
+		if !h.nackPause(claimCtx) {
+			return false
 		}
+	}
+}
+
+// deliverDirect is deliver on the sdk.HandlerSubscriber path: this
+// partition's goroutine runs the handler itself, once the gate lets it.
+// The gate does not watch contexts, so a rebalance waits at most for the
+// handler call in progress; the contexts are checked once inside.
+func (h *claimHandler) deliverDirect(claimCtx context.Context, sess sarama.ConsumerGroupSession, rec *sarama.ConsumerMessage) bool {
+	for {
+		d := toDelivery(rec) // again for a redelivery: the handler may have changed the metadata
+		h.direct.gate.enter()
+		if claimCtx.Err() != nil || h.ctx.Err() != nil {
+			h.direct.gate.leave()
+			return false
+		}
+		acked := h.direct.handle(d)
+		h.direct.gate.leave()
+		if acked {
+			h.mark(sess, rec)
+			return true
+		}
+		if !h.nackPause(claimCtx) {
+			return false
+		}
+	}
+}
+
+// nackPause waits nack_delay before a redelivery; false when the claim or
+// the subscription ended meanwhile.
+func (h *claimHandler) nackPause(claimCtx context.Context) bool {
+	d := h.sub.t.s.nackDelay
+	if d <= 0 {
+		return true
+	}
+	select {
+	case <-time.After(d):
+		return true
+	case <-claimCtx.Done():
+		return false
+	case <-h.ctx.Done():
+		return false
 	}
 }
 
@@ -269,7 +367,10 @@ func (h *claimHandler) mark(sess sarama.ConsumerGroupSession, rec *sarama.Consum
 	}
 }
 
-var _ message.Subscriber = (*Subscriber)(nil)
+var (
+	_ message.Subscriber    = (*Subscriber)(nil)
+	_ sdk.HandlerSubscriber = (*Subscriber)(nil)
+)
 
 // consumeHint says what to change for the errors a retry will not cure.
 func consumeHint(err error) string {

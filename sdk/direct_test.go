@@ -1,0 +1,169 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// directTransport offers the HandlerSubscriber fast path over the memory
+// broker: its subscribers call the handler on their own goroutines, as the
+// Kafka driver's partition goroutines do.
+type directTransport struct{ sdk.Transport }
+
+func (t directTransport) Subscriber(group string) (message.Subscriber, error) {
+	s, err := t.Transport.Subscriber(group)
+	return &directSubscriber{Subscriber: s}, err
+}
+
+type directSubscriber struct {
+	message.Subscriber
+	calls atomic.Int32
+	wg    sync.WaitGroup
+}
+
+func (s *directSubscriber) SubscribeHandler(ctx context.Context, topic string, concurrency int, handle func(sdk.Delivery) bool) error {
+	for i := 0; i < concurrency; i++ {
+		ch, err := s.Subscribe(ctx, topic)
+		if err != nil {
+			return err
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for m := range ch {
+				s.calls.Add(1)
+				if handle(sdk.Delivery{ID: m.UUID, Payload: m.Payload, Metadata: m.Metadata}) {
+					m.Ack()
+				} else {
+					m.Nack()
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+func (s *directSubscriber) Close() error {
+	err := s.Subscriber.Close()
+	s.wg.Wait() // waits for a running handler, as a driver's goroutines do
+	return err
+}
+
+func openDirect(t *testing.T) *sdk.Client {
+	t.Helper()
+	tr, err := memory.Driver{}.Open(context.Background(), sdk.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sdk.NewClient(directTransport{tr}, quiet)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func TestDirectPathHandlesRedeliversAndRecoversPanics(t *testing.T) {
+	c := openDirect(t)
+	var calls atomic.Int32
+	done := make(chan *sdk.Message, 1)
+	if _, err := c.Subscribe("orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+		switch calls.Add(1) {
+		case 1:
+			return errors.New("first delivery fails")
+		case 2:
+			panic("second delivery panics")
+		}
+		done <- m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sent := sdk.NewMessage([]byte("order"))
+	sent.EventType = "order.created"
+	if err := c.Publish(context.Background(), "orders", sent); err != nil {
+		t.Fatal(err)
+	}
+	got := wait(t, done, "the third delivery")
+	if got.ID != sent.ID || got.EventType != "order.created" || got.Topic() != "orders" || got.Group() != "billing" {
+		t.Fatalf("the direct path must hand the handler the same message as the channel path: %+v", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("an error and a panic must each lead to a redelivery: %d calls, want 3", n)
+	}
+}
+
+func TestDirectPathCloseWaitsForRunningHandlerAndTakesNoNewMessage(t *testing.T) {
+	c := openDirect(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var handled atomic.Int32
+	sub, err := c.Subscribe("work", "g", func(ctx context.Context, m *sdk.Message) error {
+		if handled.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), "work", sdk.NewMessage([]byte("slow"))); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, started, "the slow handler")
+	closed := make(chan error, 1)
+	go func() { closed <- sub.Close(context.Background()) }()
+	// Published while closing: the subscription must not start handling it.
+	if err := c.Publish(context.Background(), "work", sdk.NewMessage([]byte("late"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a handler was running", err)
+	case <-time.After(200 * time.Millisecond): // a window for a wrong early return; nothing signals "still waiting"
+	}
+	close(release)
+	if err := wait(t, closed, "Close after the handler finished"); err != nil {
+		t.Fatal(err)
+	}
+	if n := handled.Load(); n != 1 {
+		t.Fatalf("a stopping subscription must not start new handlers: %d ran", n)
+	}
+}
+
+func TestDirectPathCloseReturnsAtTheDeadlineWithAStuckHandler(t *testing.T) {
+	c := openDirect(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	sub, err := c.Subscribe("work", "g", func(ctx context.Context, m *sdk.Message) error {
+		close(started)
+		<-release // ignores ctx: a handler bug Close must survive
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), "work", sdk.NewMessage(nil)); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, started, "the handler")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- sub.Close(ctx) }()
+	select {
+	case err := <-closed:
+		if err == nil || !strings.Contains(err.Error(), "still running at the shutdown deadline") {
+			t.Fatalf("Close at the deadline must say handlers were still running, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close must return at its deadline even when the driver's goroutine is stuck in a handler")
+	}
+}
