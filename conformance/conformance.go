@@ -96,6 +96,7 @@ var suite = []guaranteeTest{
 	{"TestLargePayloadRoundTrips", always, testLargePayload},
 	{"TestMetadataRoundTrips", always, testMetadataRoundTrips},
 	{"TestStandardAttributesRoundTrip", always, testStandardAttributes},
+	{"TestClientPublishWritesWhatWatermillPublishWrites", always, testClientPublishMatchesWatermill},
 	// Groups, ordering, persistence.
 	{"TestCompetingConsumersShareMessages", needs(func(c sdk.Capabilities) bool { return c.ConsumerGroups },
 		"ConsumerGroups not declared"), testCompetingConsumers},

@@ -3,6 +3,8 @@ package conformance
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -131,5 +133,39 @@ func testStandardAttributes(e *env) {
 	check("OrderingKey", sent.OrderingKey, got.OrderingKey)
 	if !got.Time.Equal(sent.Time) {
 		e.t.Errorf("guarantee broken: standard attribute Time must round-trip to the nanosecond: want %v, got %v", sent.Time, got.Time)
+	}
+}
+
+// testClientPublishMatchesWatermill publishes one message through
+// Client.Publish (a driver's sdk.MessagePublisher fast path, when it has
+// one) and the same message, made by ToWatermill, through the Watermill
+// publisher: both must arrive alike.
+func testClientPublishMatchesWatermill(e *env) {
+	ch, _ := e.subscribe(uniqueName("g"))
+	build := func(id string) *sdk.Message {
+		return &sdk.Message{
+			ID: id, Payload: []byte("same either way"), EventType: "order.created", Source: "conformance",
+			Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), CorrelationID: "corr-1", OrderingKey: "order-42",
+			Metadata: map[string]string{"tenant": "acme", sdk.KeyEventType: "replaced by the field", sdk.KeyContentType: "text/plain"},
+		}
+	}
+	viaClient, viaWatermill := build(newMsg("").UUID), build(newMsg("").UUID)
+	if err := e.client().Publish(e.ctx, e.topic, viaClient); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	e.publish(viaWatermill.ToWatermill(time.Now()))
+	got := map[string]*message.Message{}
+	for len(got) < 2 {
+		m := e.receive(ch, "messages published through the Client and through Watermill must both arrive")
+		ack(e.t, m)
+		got[m.UUID] = m
+	}
+	a, b := got[viaClient.ID], got[viaWatermill.ID]
+	if a == nil || b == nil {
+		e.t.Fatalf("guarantee broken: both messages must arrive with their ids (%s, %s): got %v", viaClient.ID, viaWatermill.ID, slices.Collect(maps.Keys(got)))
+	}
+	if !bytes.Equal(a.Payload, b.Payload) || !maps.Equal(a.Metadata, b.Metadata) {
+		e.t.Fatalf("guarantee broken: Client.Publish must write what the Watermill publisher writes for the same message:\n  client:    %q %v\n  watermill: %q %v",
+			a.Payload, a.Metadata, b.Payload, b.Metadata)
 	}
 }

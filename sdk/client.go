@@ -124,6 +124,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	}
 	now := c.now()
 	parent := Consumed(ctx)
+	if mp, ok := c.transport.Publisher().(MessagePublisher); ok {
+		return c.publishMessages(ctx, mp, topic, msgs, now, parent)
+	}
 	wms := make([]*message.Message, len(msgs))
 	for i, m := range msgs {
 		if m == nil {
@@ -152,13 +155,45 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	return nil
 }
 
-func (c *Client) checkLimits(wm *message.Message) error {
-	if max := c.caps.MaxPayloadBytes; max > 0 && len(wm.Payload) > max {
-		return fmt.Errorf("%w: %d bytes, driver %s carries at most %d", ErrPayloadTooLarge, len(wm.Payload), c.driver, max)
+// publishMessages is Publish on the MessagePublisher fast path.
+func (c *Client) publishMessages(ctx context.Context, mp MessagePublisher, topic string, msgs []*Message, now time.Time, parent *Message) error {
+	outs := make([]Outgoing, len(msgs))
+	for i, m := range msgs {
+		if m == nil {
+			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
+		}
+		m.inheritFrom(parent)
+		o := newOutgoing(m, now)
+		if err := c.checkLimitsOf(len(o.Payload()), o.MetadataLen()); err != nil {
+			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, o.ID(), err)
+		}
+		outs[i] = o
 	}
-	if max := c.caps.MaxMetadataEntries; max > 0 && len(wm.Metadata) > max {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("messaging: publish to %q: %w", topic, err)
+	}
+	if err := mp.PublishMessages(ctx, topic, outs); err != nil {
+		return fmt.Errorf("messaging: publish %d message(s) to %q via %s: %w", len(outs), topic, c.driver, err)
+	}
+	for i, m := range msgs {
+		if m.ID == "" {
+			m.ID = outs[i].ID()
+		}
+	}
+	return nil
+}
+
+func (c *Client) checkLimits(wm *message.Message) error {
+	return c.checkLimitsOf(len(wm.Payload), len(wm.Metadata))
+}
+
+func (c *Client) checkLimitsOf(payload, metadata int) error {
+	if max := c.caps.MaxPayloadBytes; max > 0 && payload > max {
+		return fmt.Errorf("%w: %d bytes, driver %s carries at most %d", ErrPayloadTooLarge, payload, c.driver, max)
+	}
+	if max := c.caps.MaxMetadataEntries; max > 0 && metadata > max {
 		return fmt.Errorf("%w: %d entries (standard attributes included), driver %s carries at most %d",
-			ErrTooManyMetadataEntries, len(wm.Metadata), c.driver, max)
+			ErrTooManyMetadataEntries, metadata, c.driver, max)
 	}
 	return nil
 }

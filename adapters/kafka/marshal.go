@@ -16,25 +16,39 @@ import (
 // record key, which is what puts one key on one partition.
 
 func toRecord(topic string, m *message.Message) *sarama.ProducerMessage {
+	return record(topic, m.UUID, m.Payload, m.Metadata[sdk.KeyOrderingKey], len(m.Metadata), func(yield func(k, v string) bool) {
+		for k, v := range m.Metadata {
+			if !yield(k, v) {
+				return
+			}
+		}
+	})
+}
+
+// outgoingRecord is toRecord for the sdk.MessagePublisher path.
+func outgoingRecord(topic string, o sdk.Outgoing) *sarama.ProducerMessage {
+	return record(topic, o.ID(), o.Payload(), o.OrderingKey(), o.MetadataLen(), o.Metadata)
+}
+
+func record(topic, id string, payload []byte, key string, n int, metadata func(yield func(k, v string) bool)) *sarama.ProducerMessage {
 	// Every header's bytes are cut from one buffer: one allocation instead of
 	// two per header.
-	size := len(wkafka.UUIDHeaderKey) + len(m.UUID)
-	for k, v := range m.Metadata {
-		size += len(k) + len(v)
-	}
+	size := len(wkafka.UUIDHeaderKey) + len(id)
+	metadata(func(k, v string) bool { size += len(k) + len(v); return true })
 	buf := make([]byte, 0, size)
 	cut := func(s string) []byte {
 		start := len(buf)
 		buf = append(buf, s...)
 		return buf[start:len(buf):len(buf)]
 	}
-	headers := make([]sarama.RecordHeader, 0, len(m.Metadata)+1)
-	headers = append(headers, sarama.RecordHeader{Key: cut(wkafka.UUIDHeaderKey), Value: cut(m.UUID)})
-	for k, v := range m.Metadata {
+	headers := make([]sarama.RecordHeader, 0, n+1)
+	headers = append(headers, sarama.RecordHeader{Key: cut(wkafka.UUIDHeaderKey), Value: cut(id)})
+	metadata(func(k, v string) bool {
 		headers = append(headers, sarama.RecordHeader{Key: cut(k), Value: cut(v)})
-	}
-	r := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(m.Payload), Headers: headers}
-	if key := m.Metadata[sdk.KeyOrderingKey]; key != "" {
+		return true
+	})
+	r := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(payload), Headers: headers}
+	if key != "" {
 		r.Key = sarama.StringEncoder(key)
 	}
 	return r

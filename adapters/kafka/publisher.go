@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -87,21 +88,32 @@ func (p *Publisher) dispatch() {
 // timeout or an error some messages may still have been written: the caller
 // retries, and consumers see duplicates, never a loss.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	return p.send(context.Background(), topic, len(msgs), func(i int) *sarama.ProducerMessage { return toRecord(topic, msgs[i]) })
+}
+
+// PublishMessages is the sdk.MessagePublisher fast path of Client.Publish:
+// records are built from the messages' parts, with no Watermill message in
+// between. It writes what Publish writes.
+func (p *Publisher) PublishMessages(ctx context.Context, topic string, msgs []sdk.Outgoing) error {
+	return p.send(ctx, topic, len(msgs), func(i int) *sarama.ProducerMessage { return outgoingRecord(topic, msgs[i]) })
+}
+
+func (p *Publisher) send(ctx context.Context, topic string, n int, record func(i int) *sarama.ProducerMessage) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return fmt.Errorf("kafka: publish to %q: %w", topic, sdk.ErrClosed)
 	}
-	if len(msgs) == 0 {
+	if n == 0 {
 		return nil
 	}
 	if err := p.t.ensureTopic(topic, p.t.s.partitions); err != nil {
 		return err
 	}
 	c := &call{done: make(chan struct{})}
-	c.remaining.Store(int64(len(msgs)))
-	for _, m := range msgs {
-		r := toRecord(topic, m)
+	c.remaining.Store(int64(n))
+	for i := 0; i < n; i++ {
+		r := record(i)
 		r.Metadata = c
 		p.producer.Input() <- r
 	}
@@ -111,13 +123,16 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	case <-c.done:
 	case <-timer.C:
 		return fmt.Errorf("kafka: publish %d message(s) to %q on %s: no acknowledgement within %v (publish_timeout); some may have been written",
-			len(msgs), topic, p.t.s.where(), p.t.s.pubTimeout)
+			n, topic, p.t.s.where(), p.t.s.pubTimeout)
+	case <-ctx.Done():
+		return fmt.Errorf("kafka: publish %d message(s) to %q on %s: gave up waiting for the acknowledgements; some may have been written: %w",
+			n, topic, p.t.s.where(), ctx.Err())
 	}
 	c.mu.Lock()
 	failed := c.errs
 	c.mu.Unlock()
 	if len(failed) > 0 {
-		return fmt.Errorf("kafka: publish to %q on %s: %d of %d message(s) failed: %w", topic, p.t.s.where(), len(failed), len(msgs), errors.Join(failed...))
+		return fmt.Errorf("kafka: publish to %q on %s: %d of %d message(s) failed: %w", topic, p.t.s.where(), len(failed), n, errors.Join(failed...))
 	}
 	return nil
 }
@@ -138,4 +153,7 @@ func (p *Publisher) Close() error {
 	return nil
 }
 
-var _ message.Publisher = (*Publisher)(nil)
+var (
+	_ message.Publisher    = (*Publisher)(nil)
+	_ sdk.MessagePublisher = (*Publisher)(nil)
+)
