@@ -106,7 +106,14 @@ func (s *faultySubscriber) forward(in <-chan *message.Message, out chan *message
 				m.Nack()
 			}
 		case <-s.done:
-			m.Nack()
+			// Closing right after the handler acked: both cases are ready,
+			// and select picks at random. An ack must not turn into a nack.
+			select {
+			case <-c.Acked():
+				m.Ack()
+			default:
+				m.Nack()
+			}
 		}
 	}
 }
