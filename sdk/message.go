@@ -138,10 +138,17 @@ func fromWatermill(wm *message.Message, copyMetadata bool) *Message {
 // newReceived builds a received message around md (not copied), lifting
 // the standard attributes into fields.
 func newReceived(id string, payload []byte, md map[string]string) *Message {
+	m := new(Message)
+	fillReceived(m, id, payload, md)
+	return m
+}
+
+// fillReceived is newReceived into a Message the caller allocated.
+func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	if md == nil {
 		md = map[string]string{}
 	}
-	m := &Message{
+	*m = Message{
 		ID:            id,
 		Payload:       payload,
 		Metadata:      md,
@@ -157,7 +164,6 @@ func newReceived(id string, payload []byte, md map[string]string) *Message {
 			m.Time = t
 		}
 	}
-	return m
 }
 
 func setIf(md message.Metadata, k, v string) {

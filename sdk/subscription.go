@@ -163,7 +163,13 @@ func (s *Subscription) handleDirect(d Delivery) bool {
 	}
 	s.active++
 	s.activeMu.Unlock()
-	acked := s.process(newReceived(d.ID, d.Payload, d.Metadata))
+	// The message and its handler context in one allocation.
+	r := new(struct {
+		msg Message
+		ctx handlerContext
+	})
+	fillReceived(&r.msg, d.ID, d.Payload, d.Metadata)
+	acked := s.processIn(&r.msg, &r.ctx)
 	s.activeMu.Lock()
 	s.active--
 	if s.stopped && s.active == 0 && s.idle != nil {
@@ -184,11 +190,16 @@ func (s *Subscription) handle(wm *message.Message) {
 
 // process runs the handler on msg and reports whether to ack it.
 func (s *Subscription) process(msg *Message) bool {
+	return s.processIn(msg, new(handlerContext))
+}
+
+// processIn is process with the handler context's memory given.
+func (s *Subscription) processIn(msg *Message, ctx *handlerContext) bool {
 	// The handler context is the subscription's: it is cancelled only at the
 	// shutdown deadline, so a per-message context would cost an allocation
 	// per message and add nothing.
 	msg.topic, msg.group = s.topic, s.group
-	ctx := &handlerContext{Context: s.handlerCtx, msg: msg, stopping: s.stopping}
+	*ctx = handlerContext{Context: s.handlerCtx, msg: msg, stopping: s.stopping}
 	msg.ctx = ctx
 	if err := callHandler(ctx, s.handler, msg); err != nil {
 		s.client.logger.Warn("message handler failed; the message will be redelivered",

@@ -88,7 +88,7 @@ func readRecord(r *sarama.ConsumerMessage, md map[string]string) (id string, pay
 			id = string(h.Value)
 			continue
 		}
-		md[string(h.Key)] = string(h.Value)
+		md[headerKey(h.Key)] = string(h.Value)
 	}
 	if id == "" {
 		id = fmt.Sprintf("%s-%d-%d", r.Topic, r.Partition, r.Offset)
@@ -101,4 +101,28 @@ func readRecord(r *sarama.ConsumerMessage, md map[string]string) (id string, pay
 		payload = []byte{}
 	}
 	return id, payload
+}
+
+// headerKey is string(k) without an allocation for the standard attributes
+// most records carry.
+func headerKey(k []byte) string {
+	switch string(k) { // compared without a conversion
+	case sdk.KeyTime:
+		return sdk.KeyTime
+	case sdk.KeyEventType:
+		return sdk.KeyEventType
+	case sdk.KeySource:
+		return sdk.KeySource
+	case sdk.KeyContentType:
+		return sdk.KeyContentType
+	case sdk.KeyCorrelationID:
+		return sdk.KeyCorrelationID
+	case sdk.KeyCausationID:
+		return sdk.KeyCausationID
+	case sdk.KeyOrderingKey:
+		return sdk.KeyOrderingKey
+	case sdk.KeyTraceParent:
+		return sdk.KeyTraceParent
+	}
+	return string(k)
 }
