@@ -31,38 +31,37 @@ start() { # name port seconds command...
   wait_port "$name" "$port" "$secs" || true
 }
 
+# Emulators this script starts are recorded machine-wide (not in the
+# checkout), so that a run from another clone of the project, such as CI's,
+# can restart them too.
+EMULATOR_DIR=${MSGKIT_EMULATOR_DIR:-/tmp/msgkit-emulators}
+
 # emulator builds one of the module's emulator wrappers (internal/emulator)
-# and runs it in the background, detached, logging to .cache/<name>.log.
-# An emulator this script started earlier from a different build is
-# restarted, so tests never run against a stale emulator; a server on the
-# port that this script did not start is left alone.
+# and (re)starts it in the background, detached, logging to
+# .cache/<name>.log. Every run starts a fresh one: the emulators keep
+# everything in memory, and state piling up run after run (gigabytes of
+# records, thousands of queues) slows the tests down. An emulator on the
+# port that this script did not start is left alone and used as it is.
 emulator() { # name port args...
   local name=$1 port=$2
   shift 2
-  mkdir -p .cache/bin
-  if ! go build -o ".cache/bin/$name.new" "./internal/emulator/$name"; then
+  mkdir -p .cache/bin "$EMULATOR_DIR"
+  if ! go build -o ".cache/bin/$name" "./internal/emulator/$name"; then
     echo "services: building the $name emulator failed" >&2
     return 0
   fi
   if listening "$port"; then
-    if cmp -s ".cache/bin/$name.new" ".cache/bin/$name"; then
-      rm -f ".cache/bin/$name.new"
-      return 0
-    fi
     local pid
-    pid=$(cat ".cache/$name.pid" 2>/dev/null || true)
-    if [ -z "$pid" ] || ! kill "$pid" 2>/dev/null; then
+    pid=$(cat "$EMULATOR_DIR/$name.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] || ! grep -q "$name" "/proc/$pid/cmdline" 2>/dev/null || ! kill "$pid" 2>/dev/null; then
       echo "services: 127.0.0.1:$port is taken by a server this script did not start; using it as the $name emulator" >&2
-      rm -f ".cache/bin/$name.new"
       return 0
     fi
-    echo "services: restarting $name (its build changed)" >&2
     for _ in $(seq 1 50); do listening "$port" || break; sleep 0.1; done
   fi
-  mv ".cache/bin/$name.new" ".cache/bin/$name"
-  echo "services: starting $name on 127.0.0.1:$port" >&2
+  echo "services: starting a fresh $name on 127.0.0.1:$port" >&2
   setsid nohup ".cache/bin/$name" "$@" >".cache/$name.log" 2>&1 </dev/null &
-  echo $! >".cache/$name.pid"
+  echo $! >"$EMULATOR_DIR/$name.pid"
   wait_port "$name" "$port" 30 || true
 }
 
