@@ -66,7 +66,7 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
 	sqsClient := sqs.NewClient(ac, s)
 	t := &Transport{s: s, sns: snsClient, sqs: sqsClient, where: where, closeIdle: closeIdle,
 		logger: slog.Default().With("driver", DriverName), topics: map[string]string{},
-		subscribed: map[string]string{}, subs: map[*awsq.Subscriber]struct{}{}}
+		subscribed: map[string]string{}}
 	t.queues = &awsq.Queues{SQS: sqsClient, S: s, Where: where}
 	t.pub = &awsq.Publisher{S: s, Resolve: t.topicARN, Send: t.publishBatch}
 	return t, nil
@@ -87,8 +87,7 @@ type Transport struct {
 	topics     map[string]string // topic name -> ARN
 	subscribed map[string]string // queue ARN -> subscription ARN
 
-	mu   sync.Mutex
-	subs map[*awsq.Subscriber]struct{}
+	subs awsq.Subscribers
 }
 
 // Capabilities declares what SNS with SQS queues guarantees.
@@ -142,29 +141,7 @@ func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
 }
 
 func (t *Transport) newSubscriber(queue func(context.Context, string) (awsq.Queue, error), onClose func() error) (*awsq.Subscriber, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs == nil {
-		return nil, fmt.Errorf("sns: transport %w", sdk.ErrClosed)
-	}
-	s := &awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.where, Logger: t.logger, Queue: queue}
-	s.OnClose = func() error {
-		t.forget(s)
-		if onClose != nil {
-			return onClose()
-		}
-		return nil
-	}
-	t.subs[s] = struct{}{}
-	return s, nil
-}
-
-func (t *Transport) forget(s *awsq.Subscriber) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs != nil {
-		delete(t.subs, s)
-	}
+	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.where, Logger: t.logger, Queue: queue}, onClose)
 }
 
 // topicARN returns the ARN of the topic's SNS topic, creating it when
@@ -311,16 +288,9 @@ func (t *Transport) publishBatch(ctx context.Context, topicARN string, batch []a
 
 // Close closes every subscriber and the publisher.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	subs := t.subs
-	t.subs = nil
-	t.mu.Unlock()
-	if subs == nil {
+	errs, first := t.subs.CloseAll()
+	if !first {
 		return nil
-	}
-	var errs []error
-	for s := range subs {
-		errs = append(errs, s.Close())
 	}
 	errs = append(errs, t.pub.Close())
 	t.closeIdle()

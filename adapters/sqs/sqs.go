@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -54,7 +53,7 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
 	}
 	client := NewClient(ac, s)
 	where := s.Where(ac.Region)
-	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName), subs: map[*awsq.Subscriber]struct{}{}}
+	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName)}
 	t.queues = &awsq.Queues{SQS: client, S: s, Where: where}
 	t.pub = &awsq.Publisher{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
 	return t, nil
@@ -131,8 +130,7 @@ type Transport struct {
 	// closeIdle drops the idle HTTP connections on Close.
 	closeIdle func()
 
-	mu   sync.Mutex
-	subs map[*awsq.Subscriber]struct{}
+	subs awsq.Subscribers
 }
 
 // Capabilities declares what SQS guarantees under this configuration.
@@ -186,43 +184,17 @@ func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
 }
 
 func (t *Transport) newSubscriber(onClose func() error) (*awsq.Subscriber, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs == nil {
-		return nil, fmt.Errorf("sqs: transport %w", sdk.ErrClosed)
-	}
-	s := &awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.queues.Where, Logger: t.logger,
+	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.queues.Where, Logger: t.logger,
 		Queue: func(ctx context.Context, topic string) (awsq.Queue, error) {
 			return t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
-		}}
-	s.OnClose = func() error {
-		t.forget(s)
-		if onClose != nil {
-			return onClose()
-		}
-		return nil
-	}
-	t.subs[s] = struct{}{}
-	return s, nil
-}
-
-func (t *Transport) forget(s *awsq.Subscriber) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs != nil {
-		delete(t.subs, s)
-	}
+		}}, onClose)
 }
 
 // Close closes every subscriber and the publisher.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	subs := t.subs
-	t.subs = nil
-	t.mu.Unlock()
-	var errs []error
-	for s := range subs {
-		errs = append(errs, s.Close())
+	errs, first := t.subs.CloseAll()
+	if !first {
+		return nil
 	}
 	errs = append(errs, t.pub.Close())
 	t.closeIdle()

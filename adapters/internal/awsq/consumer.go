@@ -311,3 +311,53 @@ func (a *acker) delete(batch []ackReq) {
 		}
 	}
 }
+
+// Subscribers are a transport's open subscribers, which its Close closes.
+// The zero value is ready.
+type Subscribers struct {
+	mu     sync.Mutex
+	open   map[*Subscriber]struct{}
+	closed bool
+}
+
+// Add registers s, arranging for it to leave the set when it closes (after
+// which onClose, when not nil, runs). It fails once CloseAll has run.
+func (r *Subscribers) Add(s *Subscriber, onClose func() error) (*Subscriber, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fmt.Errorf("%s: transport %w", s.S.Driver, sdk.ErrClosed)
+	}
+	if r.open == nil {
+		r.open = map[*Subscriber]struct{}{}
+	}
+	s.OnClose = func() error {
+		r.mu.Lock()
+		delete(r.open, s)
+		r.mu.Unlock()
+		if onClose != nil {
+			return onClose()
+		}
+		return nil
+	}
+	r.open[s] = struct{}{}
+	return s, nil
+}
+
+// CloseAll closes every open subscriber and refuses new ones. It reports
+// false when it had already run.
+func (r *Subscribers) CloseAll() (errs []error, first bool) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, false
+	}
+	r.closed = true
+	open := r.open
+	r.open = nil
+	r.mu.Unlock()
+	for s := range open {
+		errs = append(errs, s.Close())
+	}
+	return errs, true
+}
