@@ -72,29 +72,51 @@ type faultySubscriber struct {
 }
 
 func (s *faultySubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	in, err := s.inner.Subscribe(ctx, topic)
+	// The inner subscription gets a context of its own, cancelled only once
+	// forward has settled the message it holds: cancelling it earlier would
+	// let the inner broker requeue a message whose handler already acked it
+	// before forward has passed the ack on.
+	innerCtx, cancelInner := context.WithCancel(context.Background())
+	in, err := s.inner.Subscribe(innerCtx, topic)
 	if err != nil {
+		cancelInner()
 		return nil, err
 	}
 	out := make(chan *message.Message)
 	s.wg.Add(1)
-	go s.forward(in, out)
+	go s.forward(ctx, in, out, cancelInner)
 	return out, nil
 }
 
-func (s *faultySubscriber) forward(in <-chan *message.Message, out chan *message.Message) {
+func (s *faultySubscriber) forward(ctx context.Context, in <-chan *message.Message, out chan *message.Message, cancelInner context.CancelFunc) {
 	defer s.wg.Done()
+	defer cancelInner()
 	if s.fault != "channel-never-closes" {
 		defer close(out)
 	}
-	for m := range in {
+	for {
+		var m *message.Message
+		select {
+		case got, ok := <-in:
+			if !ok {
+				return
+			}
+			m = got
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		}
 		c := m.Copy()
 		c.SetContext(m.Context())
 		select {
 		case out <- c:
+		case <-ctx.Done():
+			m.Nack()
+			return
 		case <-s.done:
 			m.Nack()
-			continue
+			return
 		}
 		select {
 		case <-c.Acked():
@@ -105,22 +127,30 @@ func (s *faultySubscriber) forward(in <-chan *message.Message, out chan *message
 			} else {
 				m.Nack()
 			}
+		case <-ctx.Done():
+			s.settle(m, c)
+			return
 		case <-s.done:
-			// Closing right after the handler acked: both cases are ready,
-			// and select picks at random. An ack must not turn into a nack.
-			select {
-			case <-c.Acked():
-				m.Ack()
-			default:
-				m.Nack()
-			}
+			s.settle(m, c)
+			return
 		}
+	}
+}
+
+// settle passes on the verdict the handler gave before the subscription
+// ended. Both cases of the select above may have been ready: an ack must
+// not turn into a nack.
+func (s *faultySubscriber) settle(m, c *message.Message) {
+	select {
+	case <-c.Acked():
+		m.Ack()
+	default:
+		m.Nack()
 	}
 }
 
 func (s *faultySubscriber) Close() error {
 	s.once.Do(func() { close(s.done) })
-	err := s.inner.Close()
-	s.wg.Wait()
-	return err
+	s.wg.Wait() // forward settles what it holds before the inner side closes
+	return s.inner.Close()
 }
