@@ -141,7 +141,7 @@ func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
 }
 
 func (t *Transport) newSubscriber(queue func(context.Context, string) (awsq.Queue, error), onClose func() error) (*awsq.Subscriber, error) {
-	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.where, Logger: t.logger, Queue: queue}, onClose)
+	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Logger: t.logger, Queue: queue}, onClose)
 }
 
 // topicARN returns the ARN of the topic's SNS topic, creating it when

@@ -184,7 +184,7 @@ func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
 }
 
 func (t *Transport) newSubscriber(onClose func() error) (*awsq.Subscriber, error) {
-	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Where: t.queues.Where, Logger: t.logger,
+	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Logger: t.logger,
 		Queue: func(ctx context.Context, topic string) (awsq.Queue, error) {
 			return t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
 		}}, onClose)

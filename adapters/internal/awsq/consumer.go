@@ -23,7 +23,6 @@ import (
 type Subscriber struct {
 	SQS    *sqs.Client
 	S      Settings
-	Where  string
 	Logger *slog.Logger
 	// Queue resolves the topic to the queue this subscriber reads.
 	Queue func(ctx context.Context, topic string) (Queue, error)

@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/aws/smithy-go"
 )
 
 // Queue is an SQS queue the drivers use.
@@ -125,14 +124,4 @@ func (q *Queues) Delete(ctx context.Context, qu Queue) error {
 		return fmt.Errorf("%s: delete queue %q: %w", q.Where, qu.Name, err)
 	}
 	return nil
-}
-
-// IsNotFound reports whether err says a queue or topic does not exist.
-func IsNotFound(err error) bool {
-	var nf *types.QueueDoesNotExist
-	if errors.As(err, &nf) {
-		return true
-	}
-	var api smithy.APIError
-	return errors.As(err, &api) && strings.Contains(api.ErrorCode(), "NotFound") || errors.As(err, &api) && strings.Contains(api.ErrorCode(), "NonExistent")
 }
