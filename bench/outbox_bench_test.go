@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,47 +174,52 @@ func BenchmarkOutboxRelayPostgresToRabbitMQ(b *testing.B) {
 }
 
 // BenchmarkOutboxAdd measures one business transaction (an INSERT of the
-// business row) with and without Store.Add of one 256 B message.
+// business row) bare, with Store.Add of one 256 B message, and with the two
+// in one statement by Store.ExecAndAdd, on database/sql.
 func BenchmarkOutboxAdd(b *testing.B) {
 	db := postgres(b)
 	topic := uniqueTopic("outbox-add")
 	store := outboxTable(b, db, topic, 0)
-	business := "bench_orders_" + uuid.NewString()[:8]
-	if _, err := db.Exec(`CREATE TABLE ` + business + ` (id TEXT PRIMARY KEY, customer TEXT NOT NULL, amount BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL)`); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Exec(`DROP TABLE IF EXISTS ` + business) })
+	business := businessTable(b, db)
+	insert := `INSERT INTO ` + business + ` (id, customer, amount, created_at) VALUES ($1, $2, $3, $4)`
 	ctx := context.Background()
-	order := func(b *testing.B, withOutbox bool) {
-		for i := 0; i < b.N; i++ {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			id := uuid.NewString()
-			if _, err := tx.ExecContext(ctx, `INSERT INTO `+business+` (id, customer, amount, created_at) VALUES ($1, $2, $3, $4)`, id, "customer-7", 4200, time.Now()); err != nil {
-				b.Fatal(err)
-			}
-			if withOutbox {
-				m := &sdk.Message{Payload: payload, EventType: "order.created", OrderingKey: "customer-7"}
-				if err := store.Add(ctx, tx, topic, m); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := tx.Commit(); err != nil {
-				b.Fatal(err)
-			}
+	order := func(b *testing.B, write func(tx *sql.Tx, args []any) error) {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := write(tx, []any{uuid.NewString(), "customer-7", 4200, time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
 		}
 	}
-	var r rates
-	r.run(b, "raw", func(b *testing.B) { order(b, false) })
-	r.run(b, "with-add", func(b *testing.B) { order(b, true) })
-	r.report(b, "business transaction on postgres, database/sql (raw = bare INSERT)")
+	interleave(b, "business transaction on postgres, database/sql", []variant{
+		{"bare INSERT", func(b *testing.B) {
+			order(b, func(tx *sql.Tx, args []any) error { _, err := tx.ExecContext(ctx, insert, args...); return err })
+		}},
+		{"+ Add", func(b *testing.B) {
+			order(b, func(tx *sql.Tx, args []any) error {
+				if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
+					return err
+				}
+				return store.Add(ctx, tx, topic, orderCreated())
+			})
+		}},
+		{"ExecAndAdd", func(b *testing.B) {
+			order(b, func(tx *sql.Tx, args []any) error {
+				_, err := store.ExecAndAdd(ctx, tx, insert, args, topic, orderCreated())
+				return err
+			})
+		}},
+	})
 }
 
-// BenchmarkOutboxQueueAdd is the same with pgx, the outbox INSERT queued in
-// the business statement's batch (one round trip for both).
-func BenchmarkOutboxQueueAdd(b *testing.B) {
+// BenchmarkOutboxAddPgx is the same on a pgx transaction: bare, the outbox
+// INSERT queued in the business statement's batch (QueueAdd), and
+// ExecAndAdd.
+func BenchmarkOutboxAddPgx(b *testing.B) {
 	db := postgres(b)
 	pool, err := pgxpool.New(context.Background(), testenv.Postgres(b))
 	if err != nil {
@@ -220,36 +228,101 @@ func BenchmarkOutboxQueueAdd(b *testing.B) {
 	b.Cleanup(pool.Close)
 	topic := uniqueTopic("outbox-add")
 	store := outboxTable(b, db, topic, 0)
+	business := businessTable(b, db)
+	insert := `INSERT INTO ` + business + ` (id, customer, amount, created_at) VALUES ($1, $2, $3, $4)`
+	ctx := context.Background()
+	order := func(b *testing.B, write func(tx pgx.Tx, args []any) error) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := write(tx, []any{uuid.NewString(), "customer-7", 4200, time.Now()}); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	interleave(b, "business transaction on postgres, pgx", []variant{
+		{"bare INSERT", func(b *testing.B) {
+			order(b, func(tx pgx.Tx, args []any) error { _, err := tx.Exec(ctx, insert, args...); return err })
+		}},
+		{"+ QueueAdd", func(b *testing.B) {
+			order(b, func(tx pgx.Tx, args []any) error {
+				batch := &pgx.Batch{}
+				batch.Queue(insert, args...)
+				if err := store.QueueAdd(batch, topic, orderCreated()); err != nil {
+					return err
+				}
+				return tx.SendBatch(ctx, batch).Close()
+			})
+		}},
+		{"ExecAndAdd", func(b *testing.B) {
+			order(b, func(tx pgx.Tx, args []any) error {
+				_, err := store.ExecAndAdd(ctx, outbox.Pgx(tx), insert, args, topic, orderCreated())
+				return err
+			})
+		}},
+	})
+}
+
+func orderCreated() *sdk.Message {
+	return &sdk.Message{Payload: payload, EventType: "order.created", OrderingKey: "customer-7"}
+}
+
+// businessTable creates the benchmarks' orders table, dropped afterwards.
+func businessTable(b *testing.B, db *sql.DB) string {
 	business := "bench_orders_" + uuid.NewString()[:8]
 	if _, err := db.Exec(`CREATE TABLE ` + business + ` (id TEXT PRIMARY KEY, customer TEXT NOT NULL, amount BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL)`); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Exec(`DROP TABLE IF EXISTS ` + business) })
-	ctx := context.Background()
-	order := func(b *testing.B, withOutbox bool) {
-		for i := 0; i < b.N; i++ {
-			tx, err := pool.Begin(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			batch := &pgx.Batch{}
-			batch.Queue(`INSERT INTO `+business+` (id, customer, amount, created_at) VALUES ($1, $2, $3, $4)`, uuid.NewString(), "customer-7", 4200, time.Now())
-			if withOutbox {
-				m := &sdk.Message{Payload: payload, EventType: "order.created", OrderingKey: "customer-7"}
-				if err := store.QueueAdd(batch, topic, m); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-				b.Fatal(err)
-			}
-			if err := tx.Commit(ctx); err != nil {
-				b.Fatal(err)
+	return business
+}
+
+// variant is one way of doing the operation interleave compares.
+type variant struct {
+	name string
+	do   func(b *testing.B)
+}
+
+// interleave runs the variants in turn, b.N times each, and reports each
+// one's time per operation and its extra over the first: the median, over
+// blocks of 100 rounds, of the block's ratio. Taking turns exposes every
+// variant to the same moments of a noisy machine (a database's commit time
+// here drifts by tens of percent over seconds), so the ratio holds where
+// separate runs' ratios do not.
+func interleave(b *testing.B, what string, vs []variant) {
+	const block = 100
+	total := make([]time.Duration, len(vs))
+	cur := make([]time.Duration, len(vs))
+	ratios := make([][]float64, len(vs))
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		for j, v := range vs {
+			start := time.Now()
+			v.do(b)
+			d := time.Since(start)
+			total[j] += d
+			cur[j] += d
+		}
+		if i%block == 0 || i == b.N {
+			base := cur[0]
+			for j := range vs {
+				ratios[j] = append(ratios[j], float64(cur[j])/float64(base))
+				cur[j] = 0
 			}
 		}
 	}
-	var r rates
-	r.run(b, "raw", func(b *testing.B) { order(b, false) })
-	r.run(b, "with-queueadd", func(b *testing.B) { order(b, true) })
-	r.report(b, "business transaction on postgres, pgx batch (raw = bare INSERT)")
+	b.StopTimer()
+	for j, v := range vs {
+		b.ReportMetric(float64(total[j].Microseconds())/float64(b.N), "µs/op("+strings.ReplaceAll(v.name, " ", "_")+")")
+		sort.Float64s(ratios[j])
+		extra := (ratios[j][len(ratios[j])/2] - 1) * 100
+		if j > 0 {
+			b.ReportMetric(extra, "%extra("+strings.ReplaceAll(v.name, " ", "_")+")")
+		}
+		fmt.Printf("ratio: %s %-12s %7.1f µs/transaction  %+5.1f%% (median of %d interleaved blocks)\n",
+			what, v.name, float64(total[j].Microseconds())/float64(b.N), extra, len(ratios[j]))
+	}
 }

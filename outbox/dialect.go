@@ -40,12 +40,15 @@ func checkTable(field, name string) error {
 }
 
 // bind rewrites ? placeholders to $1, $2... for PostgreSQL.
-func (d Dialect) bind(q string) string {
+func (d Dialect) bind(q string) string { return d.bindFrom(q, 0) }
+
+// bindFrom is bind with the numbering starting after skip.
+func (d Dialect) bindFrom(q string, skip int) string {
 	if d != Postgres {
 		return q
 	}
 	var b strings.Builder
-	n := 0
+	n := skip
 	for _, r := range q {
 		if r == '?' {
 			n++

@@ -119,6 +119,111 @@ func (s *Store) Add(ctx context.Context, tx Execer, topic string, msgs ...*sdk.M
 	return nil
 }
 
+// ExecAndAdd runs query, the caller's business statement, with args in tx
+// and writes msgs for topic in the same transaction, like Add. It returns
+// the business statement's result.
+//
+// On PostgreSQL the two are one statement: the outbox INSERT goes into a
+// WITH clause in front of query (PostgreSQL runs a data-modifying WITH
+// whether or not the statement reads it). A separate Add is a statement of
+// its own, and on a fast database a statement is a large share of a small
+// transaction (docs/outbox.md, "Numbers"). query must then be a single
+// INSERT, UPDATE, DELETE or SELECT (it may start with its own WITH) whose
+// placeholders are $1 to $len(args). MySQL and SQLite cannot put an INSERT
+// in a WITH clause; there ExecAndAdd runs query and then Add.
+func (s *Store) ExecAndAdd(ctx context.Context, tx Execer, query string, args []any, topic string, msgs ...*sdk.Message) (sql.Result, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("outbox: ExecAndAdd: tx is nil; pass the transaction that writes the business rows")
+	}
+	if s.dialect != Postgres || len(msgs) == 0 {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: ExecAndAdd: the business statement failed: %w", err)
+		}
+		return res, s.Add(ctx, tx, topic, msgs...)
+	}
+	withs, main, err := splitWith(query)
+	if err != nil {
+		return nil, err
+	}
+	n := min(len(msgs), maxRowsPerInsert)
+	head, err := s.insertsFrom(topic, msgs[:n], len(args))
+	if err != nil {
+		return nil, err
+	}
+	rest, err := s.inserts(topic, msgs[n:])
+	if err != nil {
+		return nil, err
+	}
+	combined := withs + outboxCTE + " AS (" + head[0].query + ")" + main
+	res, err := tx.ExecContext(ctx, combined, append(args[:len(args):len(args)], head[0].args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: ExecAndAdd: the business statement with the outbox INSERT for %q in front of it failed "+
+			"(the statement must be one INSERT, UPDATE, DELETE or SELECT with placeholders $1 to $%d): %w", topic, len(args), err)
+	}
+	for _, st := range rest {
+		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
+			return nil, fmt.Errorf("outbox: add %d message(s) for %q to %s: %w", st.rows, topic, s.table, err)
+		}
+	}
+	return res, nil
+}
+
+// outboxCTE names the outbox INSERT in the WITH clause ExecAndAdd builds.
+const outboxCTE = "msgkit_outbox_insert"
+
+// splitWith prepares query for a WITH clause in front of it: withs is
+// "WITH " or "WITH RECURSIVE " and main what follows the outbox's common
+// table expression: " " and the statement, or, when the query has a WITH
+// of its own, ", " and its common table expressions and statement.
+// Leading comments and blanks are dropped.
+func splitWith(query string) (withs, main string, err error) {
+	q := skipSQLSpace(query)
+	word := q
+	if i := strings.IndexFunc(q, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') }); i >= 0 {
+		word = q[:i]
+	}
+	switch strings.ToUpper(word) {
+	case "INSERT", "UPDATE", "DELETE", "SELECT":
+		return "WITH ", " " + q, nil
+	case "WITH":
+		rest := skipSQLSpace(q[len(word):])
+		if len(rest) > 9 && strings.EqualFold(rest[:9], "RECURSIVE") && !isWordRune(rune(rest[9])) {
+			return "WITH RECURSIVE ", ", " + skipSQLSpace(rest[9:]), nil
+		}
+		return "WITH ", ", " + rest, nil
+	}
+	return "", "", fmt.Errorf("outbox: ExecAndAdd: the business statement must be one INSERT, UPDATE, DELETE or SELECT "+
+		"(the outbox INSERT goes into a WITH clause in front of it), not one starting with %q; run it with tx.ExecContext and call Add", word)
+}
+
+func isWordRune(r rune) bool {
+	return r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+}
+
+// skipSQLSpace drops leading white space and comments.
+func skipSQLSpace(q string) string {
+	for {
+		q = strings.TrimLeft(q, " \t\r\n")
+		switch {
+		case strings.HasPrefix(q, "--"):
+			if i := strings.IndexByte(q, '\n'); i >= 0 {
+				q = q[i+1:]
+			} else {
+				return ""
+			}
+		case strings.HasPrefix(q, "/*"):
+			if i := strings.Index(q, "*/"); i >= 0 {
+				q = q[i+2:]
+			} else {
+				return ""
+			}
+		default:
+			return q
+		}
+	}
+}
+
 type statement struct {
 	query string
 	args  []any
@@ -128,6 +233,12 @@ type statement struct {
 // inserts builds the INSERT statements for msgs, at most maxRowsPerInsert
 // rows each.
 func (s *Store) inserts(topic string, msgs []*sdk.Message) ([]statement, error) {
+	return s.insertsFrom(topic, msgs, 0)
+}
+
+// insertsFrom is inserts with PostgreSQL placeholders numbered after the
+// first skip (those of a business statement sharing the statement).
+func (s *Store) insertsFrom(topic string, msgs []*sdk.Message, skip int) ([]statement, error) {
 	if topic == "" {
 		return nil, fmt.Errorf("outbox: Add: topic is empty")
 	}
@@ -160,7 +271,7 @@ func (s *Store) inserts(topic string, msgs []*sdk.Message) ([]statement, error) 
 			}
 			args = append(args, wm.UUID, topic, m.OrderingKey, []byte(payload), string(md), now.UnixMilli())
 		}
-		stmts = append(stmts, statement{query: s.dialect.bind(q.String()), args: args, rows: len(chunk)})
+		stmts = append(stmts, statement{query: s.dialect.bindFrom(q.String(), skip), args: args, rows: len(chunk)})
 	}
 	return stmts, nil
 }
