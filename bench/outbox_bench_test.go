@@ -196,23 +196,23 @@ func BenchmarkOutboxAdd(b *testing.B) {
 		}
 	}
 	interleave(b, "business transaction on postgres, database/sql", []variant{
-		{"bare INSERT", func(b *testing.B) {
+		{"bare INSERT", timed(func(b *testing.B) {
 			order(b, func(tx *sql.Tx, args []any) error { _, err := tx.ExecContext(ctx, insert, args...); return err })
-		}},
-		{"+ Add", func(b *testing.B) {
+		})},
+		{"+ Add", timed(func(b *testing.B) {
 			order(b, func(tx *sql.Tx, args []any) error {
 				if _, err := tx.ExecContext(ctx, insert, args...); err != nil {
 					return err
 				}
 				return store.Add(ctx, tx, topic, orderCreated())
 			})
-		}},
-		{"ExecAndAdd", func(b *testing.B) {
+		})},
+		{"ExecAndAdd", timed(func(b *testing.B) {
 			order(b, func(tx *sql.Tx, args []any) error {
 				_, err := store.ExecAndAdd(ctx, tx, insert, args, topic, orderCreated())
 				return err
 			})
-		}},
+		})},
 	})
 }
 
@@ -244,10 +244,10 @@ func BenchmarkOutboxAddPgx(b *testing.B) {
 		}
 	}
 	interleave(b, "business transaction on postgres, pgx", []variant{
-		{"bare INSERT", func(b *testing.B) {
+		{"bare INSERT", timed(func(b *testing.B) {
 			order(b, func(tx pgx.Tx, args []any) error { _, err := tx.Exec(ctx, insert, args...); return err })
-		}},
-		{"+ QueueAdd", func(b *testing.B) {
+		})},
+		{"+ QueueAdd", timed(func(b *testing.B) {
 			order(b, func(tx pgx.Tx, args []any) error {
 				batch := &pgx.Batch{}
 				batch.Queue(insert, args...)
@@ -256,13 +256,13 @@ func BenchmarkOutboxAddPgx(b *testing.B) {
 				}
 				return tx.SendBatch(ctx, batch).Close()
 			})
-		}},
-		{"ExecAndAdd", func(b *testing.B) {
+		})},
+		{"ExecAndAdd", timed(func(b *testing.B) {
 			order(b, func(tx pgx.Tx, args []any) error {
 				_, err := store.ExecAndAdd(ctx, outbox.Pgx(tx), insert, args, topic, orderCreated())
 				return err
 			})
-		}},
+		})},
 	})
 }
 
@@ -280,10 +280,20 @@ func businessTable(b *testing.B, db *sql.DB) string {
 	return business
 }
 
-// variant is one way of doing the operation interleave compares.
+// variant is one way of doing the operation interleave compares: do does
+// it once and returns the time it took.
 type variant struct {
 	name string
-	do   func(b *testing.B)
+	do   func(b *testing.B) time.Duration
+}
+
+// timed makes a variant's do from a function that is all operation.
+func timed(f func(b *testing.B)) func(b *testing.B) time.Duration {
+	return func(b *testing.B) time.Duration {
+		start := time.Now()
+		f(b)
+		return time.Since(start)
+	}
 }
 
 // interleave runs the variants in turn, b.N times each, and reports each
@@ -293,20 +303,29 @@ type variant struct {
 // here drifts by tens of percent over seconds), so the ratio holds where
 // separate runs' ratios do not.
 func interleave(b *testing.B, what string, vs []variant) {
-	const block = 100
+	interleaveBlocks(b, what, 1, vs)
+}
+
+// interleaveBlocks is interleave for variants whose do runs perCall
+// operations: b.N operations take b.N/perCall calls of each, and every
+// call is a block of its own.
+func interleaveBlocks(b *testing.B, what string, perCall int, vs []variant) {
+	callsPerBlock := 1
+	if perCall == 1 {
+		callsPerBlock = 100
+	}
+	calls := max(1, (b.N+perCall-1)/perCall)
 	total := make([]time.Duration, len(vs))
 	cur := make([]time.Duration, len(vs))
 	ratios := make([][]float64, len(vs))
 	b.ResetTimer()
-	for i := 1; i <= b.N; i++ {
+	for i := 1; i <= calls; i++ {
 		for j, v := range vs {
-			start := time.Now()
-			v.do(b)
-			d := time.Since(start)
+			d := v.do(b)
 			total[j] += d
 			cur[j] += d
 		}
-		if i%block == 0 || i == b.N {
+		if i%callsPerBlock == 0 || i == calls {
 			base := cur[0]
 			for j := range vs {
 				ratios[j] = append(ratios[j], float64(cur[j])/float64(base))
@@ -315,14 +334,17 @@ func interleave(b *testing.B, what string, vs []variant) {
 		}
 	}
 	b.StopTimer()
+	ops := float64(calls * perCall)
 	for j, v := range vs {
-		b.ReportMetric(float64(total[j].Microseconds())/float64(b.N), "µs/op("+strings.ReplaceAll(v.name, " ", "_")+")")
+		name := strings.ReplaceAll(v.name, " ", "_")
+		perOp := float64(total[j].Nanoseconds()) / ops
 		sort.Float64s(ratios[j])
 		extra := (ratios[j][len(ratios[j])/2] - 1) * 100
+		b.ReportMetric(perOp, "ns/op("+name+")")
 		if j > 0 {
-			b.ReportMetric(extra, "%extra("+strings.ReplaceAll(v.name, " ", "_")+")")
+			b.ReportMetric(extra, "%extra("+name+")")
 		}
-		fmt.Printf("ratio: %s %-12s %7.1f µs/transaction  %+5.1f%% (median of %d interleaved blocks)\n",
-			what, v.name, float64(total[j].Microseconds())/float64(b.N), extra, len(ratios[j]))
+		fmt.Printf("ratio: %s %-16s %9.0f ns/op %10.0f ops/s  time %+5.1f%%, rate %.2fx (median of %d interleaved blocks)\n",
+			what, v.name, perOp, 1e9/perOp, extra, 100/(100+extra), len(ratios[j]))
 	}
 }
