@@ -1,0 +1,36 @@
+package sns_test
+
+import (
+	"context"
+	"log"
+
+	_ "github.com/msgkit/msgkit/adapters/sns"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// Handlers are written against sdk and the driver is chosen by config
+// (usually a file or MESSAGING_* environment variables, see sdk.LoadConfig).
+// SNS: a topic per topic and an SQS queue per group, so every group gets every message.
+func Example() {
+	ctx := context.Background()
+	client, err := sdk.Open(ctx, sdk.Config{
+		Driver:  "sns",
+		Options: map[string]string{"region": "eu-west-1", "max_receive_count": "5"},
+	})
+	if err != nil {
+		log.Fatal(err) // names the setting that is wrong and how to fix it
+	}
+	defer client.Close(ctx)
+
+	if _, err := client.Subscribe("orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+		log.Printf("billing: %s %s", m.EventType, m.Payload)
+		return nil // ack; an error nacks, and the broker redelivers
+	}); err != nil {
+		log.Fatal(err)
+	}
+	msg := sdk.NewMessage([]byte(`{"order":42}`))
+	msg.EventType = "order.created"
+	if err := client.Publish(ctx, "orders", msg); err != nil {
+		log.Fatal(err)
+	}
+}
