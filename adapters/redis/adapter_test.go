@@ -84,6 +84,16 @@ func TestConsumerKilledWithPendingBatchLosesNothing(t *testing.T) {
 	if err := rawClient(t, url).XGroupCreateMkStream(context.Background(), topic, group, "$").Err(); err != nil {
 		t.Fatal(err)
 	}
+	// Published before the consumer starts, so its first read takes all
+	// ten: a consumer already blocked in XREADGROUP would be woken by the
+	// first XADD and could hold fewer.
+	sent := make([]*message.Message, 10)
+	for i := range sent {
+		sent[i] = message.NewMessage(uuid.NewString(), []byte(strconv.Itoa(i)))
+	}
+	if err := tr.Publisher().Publish(topic, sent...); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=consume-and-die", "MSGKIT_URL="+url, "MSGKIT_TOPIC="+topic, "MSGKIT_GROUP="+group)
 	stdout, _ := cmd.StdoutPipe()
@@ -94,13 +104,6 @@ func TestConsumerKilledWithPendingBatchLosesNothing(t *testing.T) {
 	lines := bufio.NewScanner(stdout)
 	if !lines.Scan() || lines.Text() != "ready" {
 		t.Fatalf("helper did not start: %q", lines.Text())
-	}
-	sent := make([]*message.Message, 10)
-	for i := range sent {
-		sent[i] = message.NewMessage(uuid.NewString(), []byte(strconv.Itoa(i)))
-	}
-	if err := tr.Publisher().Publish(topic, sent...); err != nil {
-		t.Fatal(err)
 	}
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "received ") {
 		t.Fatalf("helper should report a message, said %q", lines.Text())
