@@ -335,7 +335,10 @@ func TestPublishBatchesIdempotentlyWithAcksFromAll(t *testing.T) {
 	}
 	concurrent := produces.Load() - oneCall
 	t.Logf("produce requests: %d for one call of 500, %d for 500 concurrent single publishes; %d records", oneCall, concurrent, records.Load())
-	if oneCall > 25 {
+	// Unbatched would be 500 requests. How many partial batches the
+	// producer flushes depends on scheduling: 8 to 12 on an idle machine, 27 was
+	// seen in CI on two busy cores; 100 still proves batching.
+	if oneCall > 100 {
 		t.Errorf("one Publish of 500 messages took %d produce requests; the producer must batch", oneCall)
 	}
 	if concurrent >= 400 {
