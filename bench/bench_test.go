@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -109,4 +111,73 @@ func consumeSDKWith(b *testing.B, c *sdk.Client, topic, group string, n int, mws
 		b.Fatal(err)
 	}
 	<-done
+}
+
+// variant is one way of doing the operation interleave compares: do does
+// it once and returns the time it took.
+type variant struct {
+	name string
+	do   func(b *testing.B) time.Duration
+}
+
+// timed makes a variant's do from a function that is all operation.
+func timed(f func(b *testing.B)) func(b *testing.B) time.Duration {
+	return func(b *testing.B) time.Duration {
+		start := time.Now()
+		f(b)
+		return time.Since(start)
+	}
+}
+
+// interleave runs the variants in turn, b.N times each, and reports each
+// one's time per operation and its extra over the first: the median, over
+// blocks of 100 rounds, of the block's ratio. Taking turns exposes every
+// variant to the same moments of a noisy machine (a database's commit time
+// here drifts by tens of percent over seconds), so the ratio holds where
+// separate runs' ratios do not.
+func interleave(b *testing.B, what string, vs []variant) {
+	interleaveBlocks(b, what, 1, vs)
+}
+
+// interleaveBlocks is interleave for variants whose do runs perCall
+// operations: b.N operations take b.N/perCall calls of each, and every
+// call is a block of its own.
+func interleaveBlocks(b *testing.B, what string, perCall int, vs []variant) {
+	callsPerBlock := 1
+	if perCall == 1 {
+		callsPerBlock = 100
+	}
+	calls := max(1, (b.N+perCall-1)/perCall)
+	total := make([]time.Duration, len(vs))
+	cur := make([]time.Duration, len(vs))
+	ratios := make([][]float64, len(vs))
+	b.ResetTimer()
+	for i := 1; i <= calls; i++ {
+		for j, v := range vs {
+			d := v.do(b)
+			total[j] += d
+			cur[j] += d
+		}
+		if i%callsPerBlock == 0 || i == calls {
+			base := cur[0]
+			for j := range vs {
+				ratios[j] = append(ratios[j], float64(cur[j])/float64(base))
+				cur[j] = 0
+			}
+		}
+	}
+	b.StopTimer()
+	ops := float64(calls * perCall)
+	for j, v := range vs {
+		name := strings.ReplaceAll(v.name, " ", "_")
+		perOp := float64(total[j].Nanoseconds()) / ops
+		sort.Float64s(ratios[j])
+		extra := (ratios[j][len(ratios[j])/2] - 1) * 100
+		b.ReportMetric(perOp, "ns/op("+name+")")
+		if j > 0 {
+			b.ReportMetric(extra, "%extra("+name+")")
+		}
+		fmt.Printf("ratio: %s %-16s %9.0f ns/op %10.0f ops/s  time %+5.1f%%, rate %.2fx (median of %d interleaved blocks)\n",
+			what, v.name, perOp, 1e9/perOp, extra, 100/(100+extra), len(ratios[j]))
+	}
 }

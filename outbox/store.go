@@ -111,6 +111,11 @@ func (s *Store) Add(ctx context.Context, tx Execer, topic string, msgs ...*sdk.M
 	if err != nil {
 		return err
 	}
+	return s.execInserts(ctx, tx, topic, stmts)
+}
+
+// execInserts runs the INSERT statements built by inserts.
+func (s *Store) execInserts(ctx context.Context, tx Execer, topic string, stmts []statement) error {
 	for _, st := range stmts {
 		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
 			return fmt.Errorf("outbox: add %d message(s) for %q to %s: %w", st.rows, topic, s.table, err)
@@ -136,11 +141,15 @@ func (s *Store) ExecAndAdd(ctx context.Context, tx Execer, query string, args []
 		return nil, fmt.Errorf("outbox: ExecAndAdd: tx is nil; pass the transaction that writes the business rows")
 	}
 	if s.dialect != Postgres || len(msgs) == 0 {
+		stmts, err := s.inserts(topic, msgs) // bad input fails before anything runs
+		if err != nil {
+			return nil, err
+		}
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return nil, fmt.Errorf("outbox: ExecAndAdd: the business statement failed: %w", err)
 		}
-		return res, s.Add(ctx, tx, topic, msgs...)
+		return res, s.execInserts(ctx, tx, topic, stmts)
 	}
 	withs, main, err := splitWith(query)
 	if err != nil {
@@ -161,12 +170,7 @@ func (s *Store) ExecAndAdd(ctx context.Context, tx Execer, query string, args []
 		return nil, fmt.Errorf("outbox: ExecAndAdd: the business statement with the outbox INSERT for %q in front of it failed "+
 			"(the statement must be one INSERT, UPDATE, DELETE or SELECT with placeholders $1 to $%d): %w", topic, len(args), err)
 	}
-	for _, st := range rest {
-		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
-			return nil, fmt.Errorf("outbox: add %d message(s) for %q to %s: %w", st.rows, topic, s.table, err)
-		}
-	}
-	return res, nil
+	return res, s.execInserts(ctx, tx, topic, rest)
 }
 
 // outboxCTE names the outbox INSERT in the WITH clause ExecAndAdd builds.

@@ -119,7 +119,7 @@ func TestPublishSendsFullBatches(t *testing.T) {
 func TestReplyTopicAndQueueAreDeletedOnClose(t *testing.T) {
 	endpoint := testenv.AWSEndpoint(t)
 	prefix := "ct-" + uuid.NewString()[:8] + "-"
-	opts := testOptions(map[string]string{"prefix": prefix})
+	opts := testenv.AWSOptions(map[string]string{"prefix": prefix})
 	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sns", URL: endpoint, Options: opts})
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestReplyTopicAndQueueAreDeletedOnClose(t *testing.T) {
 }
 
 func TestFIFOIsRefused(t *testing.T) {
-	_, err := sns.Driver{}.Open(context.Background(), sdk.Config{Driver: "sns", Options: testOptions(map[string]string{"fifo": "true"})})
+	_, err := sns.Driver{}.Open(context.Background(), sdk.Config{Driver: "sns", Options: testenv.AWSOptions(map[string]string{"fifo": "true"})})
 	var ce *sdk.ConfigError
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "options.fifo") || !strings.Contains(err.Error(), "sqs driver") {
 		t.Fatalf("fifo: true must be refused with a config error pointing to the sqs driver, got %v", err)

@@ -71,7 +71,7 @@ func mustOpen(t *testing.T, endpoint string, extra map[string]string) sdk.Transp
 
 func mustClient(t *testing.T, endpoint string, extra map[string]string) *sdk.Client {
 	t.Helper()
-	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sqs", URL: endpoint, Options: testOptions(extra)})
+	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sqs", URL: endpoint, Options: testenv.AWSOptions(extra)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"maps"
 	"net"
 	"os"
 	"testing"
@@ -116,4 +117,14 @@ func AWSEndpoint(tb testing.TB) string {
 	RequireTCP(tb, "the SQS/SNS emulator (goaws)", Getenv("MSGKIT_TEST_AWS_ADDR", "127.0.0.1:4100"),
 		"go run ./internal/emulator/goaws -addr 127.0.0.1:4100 -config internal/emulator/goaws/goaws.yaml")
 	return Getenv("MSGKIT_TEST_AWS_ENDPOINT", "http://127.0.0.1:4100")
+}
+
+// AWSOptions are the sqs and sns drivers' options for tests on the
+// emulator: static credentials (goaws accepts any), a "ct-" prefix, and
+// short timings so redelivery tests stay fast; extra adds or overrides.
+func AWSOptions(extra map[string]string) map[string]string {
+	o := map[string]string{"region": "us-east-1", "access_key_id": "test", "secret_access_key": "test",
+		"visibility_timeout": "5s", "wait_time": "1s", "prefix": "ct-"}
+	maps.Copy(o, extra)
+	return o
 }
