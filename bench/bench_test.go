@@ -153,8 +153,11 @@ func interleaveBlocks(b *testing.B, what string, perCall int, vs []variant) {
 	ratios := make([][]float64, len(vs))
 	b.ResetTimer()
 	for i := 1; i <= calls; i++ {
-		for j, v := range vs {
-			d := v.do(b)
+		// Each round starts with another variant, so that none always
+		// follows the same one (and inherits its garbage).
+		for k := range vs {
+			j := (i + k) % len(vs)
+			d := vs[j].do(b)
 			total[j] += d
 			cur[j] += d
 		}

@@ -103,6 +103,9 @@ func (b *Breaker) Handler() Middleware {
 
 // wait blocks until the breaker grants a permit.
 func (b *Breaker) wait(ctx context.Context) error {
+	if b.cb.TryAcquirePermit() {
+		return nil
+	}
 	stopping := sdk.Stopping(ctx)
 	for !b.cb.TryAcquirePermit() {
 		d := b.cb.RemainingDelay()
