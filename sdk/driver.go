@@ -87,8 +87,6 @@ type Capabilities struct {
 	NewGroupsReceiveHistory bool
 	// Persistent: messages survive a broker restart.
 	Persistent bool
-	// NativeDelay: the broker can hold a message back until a given time.
-	NativeDelay bool
 	// RequestReply: the transport can provide a private reply address per
 	// client for request/reply.
 	RequestReply bool
