@@ -1,16 +1,13 @@
 package rabbitmq_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,34 +19,11 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-const helperEnv = "MSGKIT_RABBITMQ_HELPER"
-
-// TestMain lets the test binary double as a consumer process that the
+// TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds an unacked message.
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "consume-and-die" {
-		consumeAndDie()
-	}
+	testenv.RunDyingConsumer(func(url string) (sdk.Transport, error) { return open(&testing.T{}, url, nil) })
 	os.Exit(m.Run())
-}
-
-func consumeAndDie() {
-	tr, err := open(&testing.T{}, os.Getenv("MSGKIT_URL"), nil)
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(3)
-	}
-	sub, _ := tr.Subscriber(os.Getenv("MSGKIT_GROUP"))
-	ch, err := sub.Subscribe(context.Background(), os.Getenv("MSGKIT_TOPIC"))
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(3)
-	}
-	fmt.Println("ready")
-	m := <-ch
-	fmt.Println("received", m.UUID)
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // no ack, no clean close
-	select {}
 }
 
 func names(prefix string) (topic, group string) {
@@ -85,28 +59,13 @@ func TestConsumerKilledBeforeAckIsRedeliveredToAnotherConsumer(t *testing.T) {
 	}
 	_ = sub.Close()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=consume-and-die", "MSGKIT_URL="+url, "MSGKIT_TOPIC="+topic, "MSGKIT_GROUP="+group)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("helper did not start: %q", lines.Text())
-	}
+	dying := testenv.StartDyingConsumer(t, url, topic, group)
 	sent := message.NewMessage(uuid.NewString(), []byte("work"))
 	if err := tr.Publisher().Publish(topic, sent); err != nil {
 		t.Fatal(err)
 	}
-	if !lines.Scan() || lines.Text() != "received "+sent.UUID {
-		t.Fatalf("helper should report receiving %s, said %q", sent.UUID, lines.Text())
-	}
-	err = cmd.Wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("helper should die by SIGKILL, got %v", err)
+	if held := dying.Killed(); held != sent.UUID {
+		t.Fatalf("the killed consumer should have held %s, held %s", sent.UUID, held)
 	}
 
 	other, _ := tr.Subscriber(group)

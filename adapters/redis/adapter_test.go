@@ -1,10 +1,8 @@
 package redis_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,39 +18,18 @@ import (
 	"github.com/google/uuid"
 	goredis "github.com/redis/go-redis/v9"
 
+	msgredis "github.com/msgkit/msgkit/adapters/redis"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 )
 
-const helperEnv = "MSGKIT_REDIS_HELPER"
-
-// TestMain lets the test binary double as a consumer process that the crash
-// test kills with SIGKILL while it holds a batch of unacked messages.
+// TestMain lets the test binary double as the consumer process that the
+// crash test kills with SIGKILL while it holds a batch of unacked messages.
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "consume-and-die" {
-		consumeAndDie()
-	}
+	testenv.RunDyingConsumer(func(url string) (sdk.Transport, error) {
+		return msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: map[string]string{"batch_size": "10"}})
+	})
 	os.Exit(m.Run())
-}
-
-func consumeAndDie() {
-	tr, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: os.Getenv("MSGKIT_URL"),
-		Options: map[string]string{"batch_size": "10"}})
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(3)
-	}
-	sub, _ := tr.Subscriber(os.Getenv("MSGKIT_GROUP"))
-	ch, err := sub.Subscribe(context.Background(), os.Getenv("MSGKIT_TOPIC"))
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(3)
-	}
-	fmt.Println("ready")
-	m := <-ch
-	fmt.Println("received", m.UUID)
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	select {}
 }
 
 func names(prefix string) (topic, group string) {
@@ -94,24 +71,7 @@ func TestConsumerKilledWithPendingBatchLosesNothing(t *testing.T) {
 	if err := tr.Publisher().Publish(topic, sent...); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=consume-and-die", "MSGKIT_URL="+url, "MSGKIT_TOPIC="+topic, "MSGKIT_GROUP="+group)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("helper did not start: %q", lines.Text())
-	}
-	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "received ") {
-		t.Fatalf("helper should report a message, said %q", lines.Text())
-	}
-	var exit *exec.ExitError
-	if err := cmd.Wait(); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("helper should die by SIGKILL, got %v", err)
-	}
+	testenv.StartDyingConsumer(t, url, topic, group).Killed()
 	pending, err := rawClient(t, url).XPending(context.Background(), topic, group).Result()
 	if err != nil || pending.Count != 10 {
 		t.Fatalf("the dead consumer should hold all 10 messages pending (one batch), XPENDING says %+v, %v", pending, err)

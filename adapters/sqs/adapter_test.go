@@ -1,17 +1,14 @@
 package sqs_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -27,34 +24,13 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-const helperEnv = "MSGKIT_SQS_HELPER"
-
-// TestMain lets the test binary double as a consumer process that the
+// TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds an unacked message.
 func TestMain(m *testing.M) {
-	if os.Getenv(helperEnv) == "consume-and-die" {
-		consumeAndDie()
-	}
+	testenv.RunDyingConsumer(func(url string) (sdk.Transport, error) {
+		return open(context.Background(), url, map[string]string{"visibility_timeout": "2s"})
+	})
 	os.Exit(m.Run())
-}
-
-func consumeAndDie() {
-	tr, err := open(context.Background(), os.Getenv("MSGKIT_URL"), map[string]string{"visibility_timeout": "2s"})
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(3)
-	}
-	sub, _ := tr.Subscriber("g")
-	ch, err := sub.Subscribe(context.Background(), os.Getenv("MSGKIT_TOPIC"))
-	if err != nil {
-		fmt.Println("error", err)
-		os.Exit(3)
-	}
-	fmt.Println("ready")
-	m := <-ch
-	fmt.Println("received", m.UUID)
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL) // no ack, no clean close
-	select {}
 }
 
 func topicName(prefix string) string { return prefix + "-" + uuid.NewString()[:8] }
@@ -294,28 +270,13 @@ func TestConsumerKilledBeforeAckIsRedelivered(t *testing.T) {
 	topic := topicName("crash")
 	tr := mustOpen(t, endpoint, map[string]string{"visibility_timeout": "2s"})
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=consume-and-die", "MSGKIT_URL="+endpoint, "MSGKIT_TOPIC="+topic)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "ready" {
-		t.Fatalf("helper did not start: %q", lines.Text())
-	}
+	dying := testenv.StartDyingConsumer(t, endpoint, topic, "g")
 	sent := message.NewMessage(uuid.NewString(), []byte("work"))
 	if err := tr.Publisher().Publish(topic, sent); err != nil {
 		t.Fatal(err)
 	}
-	if !lines.Scan() || lines.Text() != "received "+sent.UUID {
-		t.Fatalf("helper should report receiving %s, said %q", sent.UUID, lines.Text())
-	}
-	err := cmd.Wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("helper should die by SIGKILL, got %v", err)
+	if held := dying.Killed(); held != sent.UUID {
+		t.Fatalf("the killed consumer should have held %s, held %s", sent.UUID, held)
 	}
 
 	sub, _ := tr.Subscriber("g")

@@ -1,0 +1,111 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// The crash tests run a consumer in a second process and kill it with
+// SIGKILL while it holds a message it has not acked: no ack, no nack, no
+// clean close, as when a pod is OOM-killed. The second process is the test
+// binary itself, told by these environment variables what to consume.
+const (
+	dyingEnv      = "MSGKIT_TEST_DYING_CONSUMER"
+	dyingURLEnv   = "MSGKIT_TEST_DYING_URL"
+	dyingTopicEnv = "MSGKIT_TEST_DYING_TOPIC"
+	dyingGroupEnv = "MSGKIT_TEST_DYING_GROUP"
+)
+
+// RunDyingConsumer belongs first in a TestMain. In a process started by
+// StartDyingConsumer it opens the transport with open, subscribes, prints
+// "ready", and on the first message prints "received <id>" and kills
+// itself with SIGKILL; it never returns. In any other process it returns at
+// once.
+func RunDyingConsumer(open func(url string) (sdk.Transport, error)) {
+	if os.Getenv(dyingEnv) != "1" {
+		return
+	}
+	fail := func(err error) {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	tr, err := open(os.Getenv(dyingURLEnv))
+	if err != nil {
+		fail(err)
+	}
+	sub, err := tr.Subscriber(os.Getenv(dyingGroupEnv))
+	if err != nil {
+		fail(err)
+	}
+	ch, err := sub.Subscribe(context.Background(), os.Getenv(dyingTopicEnv))
+	if err != nil {
+		fail(err)
+	}
+	fmt.Println("ready")
+	m := <-ch
+	fmt.Println("received", m.UUID)
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {}
+}
+
+// DyingConsumer is the consumer process of a crash test.
+type DyingConsumer struct {
+	t     *testing.T
+	cmd   *exec.Cmd
+	lines *bufio.Scanner
+}
+
+// StartDyingConsumer starts the test binary as a consumer of topic in group
+// at url (see RunDyingConsumer, which the package's TestMain must call) and
+// returns once it has subscribed.
+func StartDyingConsumer(t *testing.T, url, topic, group string) *DyingConsumer {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), dyingEnv+"=1", dyingURLEnv+"="+url, dyingTopicEnv+"="+topic, dyingGroupEnv+"="+group)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &DyingConsumer{t: t, cmd: cmd, lines: bufio.NewScanner(stdout)}
+	if line := d.line(); line != "ready" {
+		t.Fatalf("the consumer process did not subscribe; it said %q (does TestMain call testenv.RunDyingConsumer?)", line)
+	}
+	return d
+}
+
+func (d *DyingConsumer) line() string {
+	if !d.lines.Scan() {
+		return "(nothing: " + fmt.Sprint(d.lines.Err()) + ")"
+	}
+	return d.lines.Text()
+}
+
+// Killed waits until the consumer has received a message and died by
+// SIGKILL, and returns the id of the message it held.
+func (d *DyingConsumer) Killed() string {
+	d.t.Helper()
+	line := d.line()
+	id, ok := strings.CutPrefix(line, "received ")
+	if !ok {
+		d.t.Fatalf("the consumer process should report the message it received; it said %q", line)
+	}
+	err := d.cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		d.t.Fatalf("the consumer process should die by SIGKILL, got %v", err)
+	}
+	return id
+}
