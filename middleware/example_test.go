@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"github.com/failsafe-go/failsafe-go/timeout"
 
 	"github.com/msgkit/msgkit/adapters/memory"
 	"github.com/msgkit/msgkit/middleware"
@@ -94,4 +97,86 @@ middleware:
 	publisher := stack.Publisher(client) // fails fast while the broker is down
 	fmt.Println(publisher.Publish(context.Background(), "orders", sdk.NewMessage(nil)))
 	// Output: <nil>
+}
+
+// Once a bug that sent messages to the dead-letter topic is fixed, Replay
+// moves them back to the topic each came from.
+func ExampleReplay() {
+	ctx := context.Background()
+	client := sdk.NewClient(memory.New())
+	defer client.Close(ctx)
+	// The replay group must exist before anything is dead-lettered, as a
+	// queue must on RabbitMQ: a limit of 0 creates it and moves nothing.
+	middleware.Replay(ctx, client, "orders.dlq", "replay", 0, time.Millisecond)
+
+	var fixed atomic.Bool
+	deadLettered := make(chan struct{})
+	handled := make(chan string, 1)
+	client.Subscribe("orders", "billing", middleware.Chain(
+		func(ctx context.Context, m *sdk.Message) error {
+			if !fixed.Load() {
+				return sdk.Permanent(errors.New("decode order: unknown field \"coupon\""))
+			}
+			handled <- string(m.Payload)
+			return nil
+		},
+		middleware.DeadLetter(middleware.DeadLetterConfig{
+			Publisher:    client,
+			OnDeadLetter: func(*sdk.Message, string, error) { close(deadLettered) },
+		}),
+	))
+	client.Publish(ctx, "orders", sdk.NewMessage([]byte(`{"coupon":"X"}`)))
+	<-deadLettered
+
+	fixed.Store(true) // the fix is deployed
+	moved, err := middleware.Replay(ctx, client, "orders.dlq", "replay", 10, 100*time.Millisecond)
+	fmt.Println("moved", moved, err)
+	fmt.Println("handled", <-handled)
+	// Output:
+	// moved 1 <nil>
+	// handled {"coupon":"X"}
+}
+
+// A handler blocked on a call that hangs gives up at the deadline; the
+// message is then retried or redelivered like any failure.
+func ExampleTimeout() {
+	h := middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+		select {
+		case <-time.After(time.Minute): // the call that hangs
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("ledger call: %w", ctx.Err())
+		}
+	}, middleware.Timeout(10*time.Millisecond))
+	err := h(context.Background(), sdk.NewMessage(nil))
+	fmt.Println(errors.Is(err, timeout.ErrExceeded), errors.Is(err, context.DeadlineExceeded))
+	// Output: true true
+}
+
+// A bulkhead of one place: while a handler holds it, another fails at once
+// (maxWait 0) and its message is redelivered later.
+func ExampleBulkhead() {
+	hold, started := make(chan struct{}), make(chan struct{})
+	h := middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+		started <- struct{}{}
+		<-hold
+		return nil
+	}, middleware.Bulkhead(1, 0))
+	go h(context.Background(), sdk.NewMessage(nil))
+	<-started
+	fmt.Println(h(context.Background(), sdk.NewMessage(nil)))
+	close(hold)
+	// Output: bulkhead of 1 handlers is full after waiting 0s: bulkhead full
+}
+
+// A rate limit of 100 handler starts a second spaces them 10ms apart, so
+// 11 starts take at least 100ms; nothing is nacked meanwhile.
+func ExampleRateLimit() {
+	h := middleware.Chain(func(ctx context.Context, m *sdk.Message) error { return nil }, middleware.RateLimit(100))
+	start := time.Now()
+	for i := 0; i < 11; i++ {
+		_ = h(context.Background(), sdk.NewMessage(nil))
+	}
+	fmt.Println(time.Since(start) >= 100*time.Millisecond)
+	// Output: true
 }
