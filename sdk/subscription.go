@@ -52,6 +52,7 @@ type Subscription struct {
 
 	stopping   chan struct{} // closed: take no more messages
 	cancelSub  context.CancelFunc
+	subDone    <-chan struct{} // the driver's context is done: it is being closed
 	handlerCtx context.Context
 	cancelWork context.CancelFunc // cancels running handlers at the deadline
 	loops      sync.WaitGroup
@@ -99,7 +100,7 @@ func (c *Client) Subscribe(topic, group string, h Handler, opts ...SubscribeOpti
 	handlerCtx, cancelWork := context.WithCancel(context.Background())
 	s := &Subscription{
 		client: c, topic: topic, group: group, handler: h, sub: sub,
-		stopping: make(chan struct{}), cancelSub: cancelSub,
+		stopping: make(chan struct{}), cancelSub: cancelSub, subDone: subCtx.Done(),
 		handlerCtx: handlerCtx, cancelWork: cancelWork,
 	}
 	if hs, ok := sub.(HandlerSubscriber); ok {
@@ -159,6 +160,11 @@ func (s *Subscription) handleDirect(d Delivery) bool {
 	s.activeMu.Lock()
 	if s.stopped {
 		s.activeMu.Unlock()
+		// Hold the driver's goroutine until the driver is being closed, as
+		// the channel path stops reading: a driver that redelivers a nacked
+		// message at once (the memory broker does) would otherwise hand it
+		// straight back here, in a busy loop for the whole drain.
+		<-s.subDone
 		return false
 	}
 	s.active++

@@ -1,0 +1,177 @@
+package memory_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"go.uber.org/goleak"
+
+	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// The conformance suite checks groups and ordering through the Watermill
+// channel; Client.Subscribe takes the HandlerSubscriber path, checked here.
+
+var _ sdk.HandlerSubscriber = (*memory.Subscriber)(nil)
+
+func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out after 10s waiting for %s", what)
+	}
+	var zero T
+	return zero
+}
+
+func TestClientSubscribeKeepsKeyOrderWithConcurrentHandlers(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	c := sdk.NewClient(memory.New())
+	defer c.Close(ctx)
+	const keys, perKey = 4, 200
+	var mu sync.Mutex
+	got := map[string][]int{}
+	done := make(chan struct{})
+	total := 0
+	if _, err := c.Subscribe("t", "g", func(_ context.Context, m *sdk.Message) error {
+		n, _ := strconv.Atoi(string(m.Payload))
+		mu.Lock()
+		defer mu.Unlock()
+		got[m.OrderingKey] = append(got[m.OrderingKey], n)
+		if total++; total == keys*perKey {
+			close(done)
+		}
+		return nil
+	}, sdk.WithConcurrency(4)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < perKey; i++ {
+		for k := 0; k < keys; k++ {
+			m := sdk.NewMessage([]byte(strconv.Itoa(i)))
+			m.OrderingKey = fmt.Sprint("key-", k)
+			if err := c.Publish(ctx, "t", m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, done, "every message")
+	mu.Lock()
+	defer mu.Unlock()
+	for key, seq := range got {
+		for i, n := range seq {
+			if n != i {
+				t.Fatalf("%s: message %d arrived at position %d: per-key order broken (%v...)", key, n, i, seq[:min(len(seq), 10)])
+			}
+		}
+	}
+}
+
+// countingTransport counts the deliveries its subscribers' fast path makes.
+type countingTransport struct {
+	sdk.Transport
+	calls *atomic.Int64
+}
+
+func (c countingTransport) Subscriber(group string) (message.Subscriber, error) {
+	s, err := c.Transport.Subscriber(group)
+	if err != nil {
+		return nil, err
+	}
+	return countingSubscriber{s.(*memory.Subscriber), c.calls}, nil
+}
+
+type countingSubscriber struct {
+	*memory.Subscriber
+	calls *atomic.Int64
+}
+
+func (s countingSubscriber) SubscribeHandler(ctx context.Context, topic string, concurrency int, handle func(sdk.Delivery) bool) error {
+	return s.Subscriber.SubscribeHandler(ctx, topic, concurrency, func(d sdk.Delivery) bool {
+		s.calls.Add(1)
+		return handle(d)
+	})
+}
+
+// A subscription that is closing takes no new message. One that its idle
+// handler goroutine is given meanwhile waits, without a retry per
+// nanosecond, and goes back to the group when the subscription has closed;
+// the next member handles it, once.
+func TestClosingSubscriptionLeavesNewMessagesToTheGroup(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	var calls atomic.Int64
+	c := sdk.NewClient(countingTransport{memory.New(), &calls})
+	defer c.Close(ctx)
+	handled := make(chan string, 10)
+	stopping, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	defer free() // a failure below must not leave Close waiting on the handler
+	first, err := c.Subscribe("t", "g", func(ctx context.Context, m *sdk.Message) error {
+		if string(m.Payload) == "0" {
+			<-sdk.Stopping(ctx)
+			close(stopping)
+			<-release
+		}
+		handled <- string(m.Payload)
+		return nil
+	}, sdk.WithConcurrency(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, "t", sdk.NewMessage([]byte("0"))); err != nil {
+		t.Fatal(err)
+	}
+	for calls.Load() != 1 {
+		time.Sleep(time.Millisecond) // until the first goroutine holds "0"; no signal exists below the handler
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- first.Close(ctx) }()
+	waitFor(t, stopping, "the subscription to start closing")
+	if err := c.Publish(ctx, "t", sdk.NewMessage([]byte("1"))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for calls.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // until the idle goroutine has been given "1"
+	}
+	time.Sleep(20 * time.Millisecond) // a busy loop would deliver "1" thousands of times meanwhile
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d deliveries while the subscription drained, want 2 (\"0\" and \"1\" once each)", n)
+	}
+	free()
+	if err := waitFor(t, closed, "the subscription to close"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe("t", "g", func(_ context.Context, m *sdk.Message) error {
+		handled <- string(m.Payload)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// "1" may have been handled by the first subscription, if its goroutine
+	// took it in the instant between Stopping and the subscription's stop.
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		got := waitFor(t, handled, `messages "0" and "1"`)
+		if seen[got] {
+			t.Fatalf("message %s handled twice", got)
+		}
+		seen[got] = true
+	}
+	select {
+	case extra := <-handled:
+		t.Fatalf("message %s handled twice", extra)
+	case <-time.After(50 * time.Millisecond): // a redelivery would be immediate
+	}
+}
