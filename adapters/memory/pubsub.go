@@ -21,23 +21,37 @@ type Publisher struct {
 // Publish delivers copies of msgs to every consumer group of topic. It
 // returns sdk.ErrClosed after Close or once the broker is closed.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	return p.publish(topic, len(msgs), func(i int) envelope {
+		m := msgs[i]
+		md := make(map[string]string, len(m.Metadata))
+		for k, v := range m.Metadata {
+			md[k] = v
+		}
+		return envelope{id: m.UUID, payload: append([]byte(nil), m.Payload...), metadata: md, key: md[sdk.KeyOrderingKey]}
+	})
+}
+
+// PublishMessages is the sdk.MessagePublisher fast path of Client.Publish:
+// the envelopes are made from the messages' parts, with no Watermill
+// message in between. It stores what Publish stores.
+func (p *Publisher) PublishMessages(_ context.Context, topic string, msgs []sdk.Outgoing) error {
+	return p.publish(topic, len(msgs), func(i int) envelope {
+		o := msgs[i]
+		md := make(map[string]string, o.MetadataLen())
+		o.Metadata(func(k, v string) bool { md[k] = v; return true })
+		return envelope{id: o.ID(), payload: append([]byte(nil), o.Payload()...), metadata: md, key: md[sdk.KeyOrderingKey]}
+	})
+}
+
+func (p *Publisher) publish(topic string, n int, envelopeOf func(i int) envelope) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.closed {
 		return fmt.Errorf("memory: publish to %q: publisher %w", topic, sdk.ErrClosed)
 	}
-	envs := make([]envelope, len(msgs))
-	for i, m := range msgs {
-		md := make(map[string]string, len(m.Metadata))
-		for k, v := range m.Metadata {
-			md[k] = v
-		}
-		envs[i] = envelope{
-			id:       m.UUID,
-			payload:  append([]byte(nil), m.Payload...),
-			metadata: md,
-			key:      md[sdk.KeyOrderingKey],
-		}
+	envs := make([]envelope, n)
+	for i := range envs {
+		envs[i] = envelopeOf(i)
 	}
 	if !p.b.publish(topic, envs) {
 		return fmt.Errorf("memory: publish to %q: broker %w", topic, sdk.ErrClosed)
@@ -197,3 +211,10 @@ func (s *Subscriber) handleEach(ctx context.Context, g *group, handle func(sdk.D
 		g.settle(e, handle(sdk.Delivery{ID: e.id, Payload: append([]byte(nil), e.payload...), Metadata: md}))
 	}
 }
+
+var (
+	_ message.Publisher     = (*Publisher)(nil)
+	_ sdk.MessagePublisher  = (*Publisher)(nil)
+	_ message.Subscriber    = (*Subscriber)(nil)
+	_ sdk.HandlerSubscriber = (*Subscriber)(nil)
+)
