@@ -53,7 +53,9 @@ type watchdog struct {
 	d time.Duration
 	// epoch is when the watchdog was made. Deadlines are kept as the time
 	// since it: time.Since reads one clock where time.Now reads two, and
-	// time.Now was a fifth of Timeout's cost.
+	// time.Now was a fifth of Timeout's cost. epoch.Add(deadline) carries
+	// epoch's monotonic reading, so time.Until and comparisons on the
+	// Deadline a handler sees stay exact if the wall clock is set.
 	epoch      time.Time
 	mu         sync.Mutex
 	head, tail *deadlineCtx
