@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/middleware"
 	"github.com/msgkit/msgkit/sdk"
 )
@@ -51,7 +52,7 @@ middleware:
 	if err := stack.Publisher(b.client).Publish(context.Background(), b.topic("work"), sdk.NewMessage([]byte("x"))); err != nil {
 		t.Fatal(err)
 	}
-	m := wait(t, dead, "the dead letter on <topic>.dead")
+	m := testenv.Await(t, dead, "the dead letter on <topic>.dead")
 	if m.Get(middleware.KeyDLQDeliveries) != "1" || calls.Load() != 3 {
 		t.Fatalf("want 3 in-process attempts (MESSAGING_MW_RETRY_ATTEMPTS) then the DLQ after 1 delivery: %d calls, headers %v", calls.Load(), m.Metadata)
 	}

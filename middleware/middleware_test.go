@@ -90,18 +90,6 @@ func (b *broker) subscribe(topic, group string, h sdk.Handler, opts ...sdk.Subsc
 	}
 }
 
-func wait[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(15 * time.Second):
-		t.Fatalf("timed out after 15s waiting for %s", what)
-	}
-	var zero T
-	return zero
-}
-
 var fast = middleware.RetryConfig{MaxAttempts: 4, Delay: time.Millisecond, MaxDelay: 5 * time.Millisecond}
 
 func TestFlakyHandlerSucceedsAfterRetries(t *testing.T) {
@@ -118,7 +106,7 @@ func TestFlakyHandlerSucceedsAfterRetries(t *testing.T) {
 			return nil
 		}, middleware.Retry(fast)))
 		b.publish("work", sdk.NewMessage([]byte("job")))
-		wait(t, done, "the third attempt to succeed")
+		testenv.Await(t, done, "the third attempt to succeed")
 		for i := 1; i <= 3; i++ {
 			if got := <-attempts; got != strconv.Itoa(i) {
 				t.Fatalf("attempt %d saw %s=%q", i, sdk.KeyAttempt, got)
@@ -163,7 +151,7 @@ func TestPermanentErrorGoesStraightToDLQWithHeaders(t *testing.T) {
 		}, middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: b.client}), middleware.Retry(fast)))
 		sent := &sdk.Message{Payload: []byte("{broken"), EventType: "order.created", CorrelationID: "c-1", Metadata: map[string]string{"tenant": "acme"}}
 		b.publish("work", sent)
-		dead := wait(t, dlq, "the message in the DLQ")
+		dead := testenv.Await(t, dlq, "the message in the DLQ")
 		want := map[string]string{
 			middleware.KeyDLQError: "decode order: unexpected EOF", middleware.KeyDLQDeliveries: "1",
 			middleware.KeyDLQOriginalTopic: b.topic("work"), middleware.KeyDLQHandler: "worker", middleware.KeyDLQPermanent: "true",
@@ -196,7 +184,7 @@ func TestFailingMessageIsRedeliveredThenDeadLettered(t *testing.T) {
 		}, middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: b.client, MaxDeliveries: 3}),
 			middleware.Retry(middleware.RetryConfig{MaxAttempts: 2, Delay: time.Millisecond})))
 		b.publish("work", sdk.NewMessage([]byte("job")))
-		dead := wait(t, dlq, "the message in the DLQ after 3 deliveries")
+		dead := testenv.Await(t, dlq, "the message in the DLQ after 3 deliveries")
 		if dead.Get(middleware.KeyDLQDeliveries) != "3" || dead.Get(middleware.KeyDLQPermanent) != "false" || dead.Get(middleware.KeyDLQError) != "still down" {
 			t.Fatalf("DLQ headers: %v", dead.Metadata)
 		}
@@ -238,8 +226,8 @@ func TestReplayMovesDeadLettersBack(t *testing.T) {
 		dlq := b.inspect("work.dlq")
 		sent := []*sdk.Message{sdk.NewMessage([]byte("a")), sdk.NewMessage([]byte("b"))}
 		b.publish("work", sent...)
-		wait(t, dlq, "the first message in the DLQ")
-		wait(t, dlq, "the second message in the DLQ")
+		testenv.Await(t, dlq, "the first message in the DLQ")
+		testenv.Await(t, dlq, "the second message in the DLQ")
 		fixed.Store(true) // the bug is fixed and deployed
 		n, err := middleware.Replay(context.Background(), b.client, b.topic("work.dlq"), "replay", 10, 2*time.Second)
 		if err != nil || n != 2 {
@@ -247,7 +235,7 @@ func TestReplayMovesDeadLettersBack(t *testing.T) {
 		}
 		got := map[string]bool{}
 		for i := 0; i < 2; i++ {
-			m := wait(t, handled, "a replayed message")
+			m := testenv.Await(t, handled, "a replayed message")
 			got[m.ID] = true
 			if m.Get(middleware.KeyDLQError) != "" || m.Get(middleware.KeyDLQOriginalTopic) != "" {
 				t.Errorf("replayed message still carries DLQ headers: %v", m.Metadata)
@@ -294,7 +282,7 @@ func TestBreakerPausesConsumptionAndResumes(t *testing.T) {
 		}
 		down.Store(false) // the dependency recovers
 		for i := 0; i < 10; i++ {
-			wait(t, done, "every message to be handled after the breaker closes")
+			testenv.Await(t, done, "every message to be handled after the breaker closes")
 		}
 		if breaker.State() != "closed" {
 			t.Fatalf("breaker state %s after recovery", breaker.State())
@@ -361,7 +349,7 @@ func TestBulkheadBoundsConcurrency(t *testing.T) {
 			b.publish("work", sdk.NewMessage(nil))
 		}
 		for i := 0; i < 10; i++ {
-			wait(t, done, "all messages")
+			testenv.Await(t, done, "all messages")
 		}
 		if peak.Load() != 2 {
 			t.Fatalf("peak concurrency %d, want the bulkhead's 2 (5 consumers)", peak.Load())

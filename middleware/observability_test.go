@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/middleware"
 	"github.com/msgkit/msgkit/sdk"
 )
@@ -44,7 +45,7 @@ func TestTraceCrossesTheBroker(t *testing.T) {
 			t.Fatal(err)
 		}
 		root.End()
-		wait(t, handled, "the handler")
+		testenv.Await(t, handled, "the handler")
 		byName := map[string]tracetest.SpanStub{}
 		for _, s := range spans.GetSpans() {
 			byName[s.Name] = s
@@ -99,7 +100,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ { // good: 2 attempts; bad: 1
-		wait(t, done, "the handler calls")
+		testenv.Await(t, done, "the handler calls")
 	}
 	// The handler signals before the outer middleware records the outcome,
 	// so the counters are polled until they settle (bounded).

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -28,18 +29,6 @@ func open(t *testing.T, cfg sdk.Config) *sdk.Client {
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
-}
-
-func wait[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out after 10s waiting for %s", what)
-	}
-	var zero T
-	return zero
 }
 
 func TestOpenUnknownDriverListsRegistered(t *testing.T) {
@@ -118,7 +107,7 @@ func TestPublishAssignsIDAndTime(t *testing.T) {
 	if msg.ID == "" {
 		t.Fatal("Publish should report the generated ID back on the message")
 	}
-	m := wait(t, got, "delivery")
+	m := testenv.Await(t, got, "delivery")
 	if m.ID != msg.ID || m.EventType != "order.created" || m.Time.Before(before.Add(-time.Second)) {
 		t.Fatalf("unexpected delivery: id=%q type=%q time=%v", m.ID, m.EventType, m.Time)
 	}
@@ -155,7 +144,7 @@ func TestPublishEnforcesDeclaredLimitsBeforeSending(t *testing.T) {
 	if err := c.Publish(context.Background(), "t", ok); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, delivered, "the valid message")
+	testenv.Await(t, delivered, "the valid message")
 	select {
 	case <-delivered:
 		t.Fatal("a message from the rejected batch was delivered")
@@ -205,14 +194,14 @@ func TestCloseDeadlineCancelsStuckHandlerAndMessageIsRedelivered(t *testing.T) {
 	if err := c.Publish(context.Background(), "jobs", msg); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, started, "the handler to start")
+	testenv.Await(t, started, "the handler to start")
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err = c.Close(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "will be redelivered") {
 		t.Fatalf("Close past its deadline should say so, got %v", err)
 	}
-	wait(t, sawCancel, "the handler's context to be cancelled")
+	testenv.Await(t, sawCancel, "the handler's context to be cancelled")
 
 	// Another instance of the service gets the message.
 	c2 := open(t, cfg)
@@ -220,7 +209,7 @@ func TestCloseDeadlineCancelsStuckHandlerAndMessageIsRedelivered(t *testing.T) {
 	if _, err := c2.Subscribe("jobs", "workers", func(_ context.Context, m *sdk.Message) error { again <- m.ID; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if id := wait(t, again, "redelivery to the second client"); id != msg.ID {
+	if id := testenv.Await(t, again, "redelivery to the second client"); id != msg.ID {
 		t.Fatalf("redelivered %q, want %q", id, msg.ID)
 	}
 	if err := c2.Close(context.Background()); err != nil {
@@ -263,7 +252,7 @@ func TestConcurrencyRunsHandlersInParallel(t *testing.T) {
 		}
 	}
 	for i := 0; i < 4; i++ {
-		wait(t, arrived, "4 handlers running at once")
+		testenv.Await(t, arrived, "4 handlers running at once")
 	}
 	close(release)
 	if peak.Load() != 4 {
@@ -289,7 +278,7 @@ func TestHandlersPublishWithCorrelationAndCausation(t *testing.T) {
 	if err := c.Publish(context.Background(), "orders", order); err != nil {
 		t.Fatal(err)
 	}
-	payment := wait(t, got, "the payment caused by the order")
+	payment := testenv.Await(t, got, "the payment caused by the order")
 	if payment.CausationID != order.ID || payment.CorrelationID != order.ID {
 		t.Fatalf("a message published by a handler should be caused by and correlated with the consumed one: causation %q correlation %q, want %q",
 			payment.CausationID, payment.CorrelationID, order.ID)
@@ -300,7 +289,7 @@ func TestHandlersPublishWithCorrelationAndCausation(t *testing.T) {
 	if err := c.Publish(context.Background(), "orders", order2); err != nil {
 		t.Fatal(err)
 	}
-	payment2 := wait(t, got, "the second payment")
+	payment2 := testenv.Await(t, got, "the second payment")
 	if payment2.CorrelationID != "checkout-9" || payment2.CausationID != order2.ID {
 		t.Fatalf("correlation %q causation %q", payment2.CorrelationID, payment2.CausationID)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -91,7 +92,7 @@ func TestDirectPathHandlesRedeliversAndRecoversPanics(t *testing.T) {
 	if err := c.Publish(context.Background(), "orders", sent); err != nil {
 		t.Fatal(err)
 	}
-	got := wait(t, done, "the third delivery")
+	got := testenv.Await(t, done, "the third delivery")
 	if got.ID != sent.ID || got.EventType != "order.created" || got.Topic() != "orders" || got.Group() != "billing" {
 		t.Fatalf("the direct path must hand the handler the same message as the channel path: %+v", got)
 	}
@@ -117,7 +118,7 @@ func TestDirectPathCloseWaitsForRunningHandlerAndTakesNoNewMessage(t *testing.T)
 	if err := c.Publish(context.Background(), "work", sdk.NewMessage([]byte("slow"))); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, started, "the slow handler")
+	testenv.Await(t, started, "the slow handler")
 	closed := make(chan error, 1)
 	go func() { closed <- sub.Close(context.Background()) }()
 	// Published while closing: the subscription must not start handling it.
@@ -130,7 +131,7 @@ func TestDirectPathCloseWaitsForRunningHandlerAndTakesNoNewMessage(t *testing.T)
 	case <-time.After(200 * time.Millisecond): // a window for a wrong early return; nothing signals "still waiting"
 	}
 	close(release)
-	if err := wait(t, closed, "Close after the handler finished"); err != nil {
+	if err := testenv.Await(t, closed, "Close after the handler finished"); err != nil {
 		t.Fatal(err)
 	}
 	if n := handled.Load(); n != 1 {
@@ -153,7 +154,7 @@ func TestDirectPathCloseReturnsAtTheDeadlineWithAStuckHandler(t *testing.T) {
 	if err := c.Publish(context.Background(), "work", sdk.NewMessage(nil)); err != nil {
 		t.Fatal(err)
 	}
-	wait(t, started, "the handler")
+	testenv.Await(t, started, "the handler")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	closed := make(chan error, 1)

@@ -47,20 +47,6 @@ func mustOpen(t *testing.T, url string, opts map[string]string) sdk.Transport {
 	return tr
 }
 
-func receive(t *testing.T, ch <-chan *message.Message, what string) *message.Message {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			t.Fatalf("channel closed while waiting for %s", what)
-		}
-		return m
-	case <-time.After(20 * time.Second):
-		t.Fatalf("timed out after 20s waiting for %s", what)
-	}
-	return nil
-}
-
 func keyed(key string, i int) *message.Message {
 	m := message.NewMessage(uuid.NewString(), []byte(strconv.Itoa(i)))
 	m.Metadata.Set(sdk.KeyOrderingKey, key)
@@ -87,13 +73,13 @@ func TestOffsetCommittedOnlyAfterAck(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 5; i++ {
-		m := receive(t, ch, "the first five messages")
+		m := testenv.AwaitMessage(t, ch, "the first five messages")
 		if string(m.Payload) != strconv.Itoa(i) {
 			t.Fatalf("message %d: got payload %q, want %d (one key must keep its order)", i, m.Payload, i)
 		}
 		m.Ack()
 	}
-	receive(t, ch, "the sixth message, left unacked")
+	testenv.AwaitMessage(t, ch, "the sixth message, left unacked")
 	if err := sub.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +91,7 @@ func TestOffsetCommittedOnlyAfterAck(t *testing.T) {
 	}
 	defer sub2.Close()
 	for i := 5; i < 10; i++ {
-		m := receive(t, ch2, "the messages from the committed offset on")
+		m := testenv.AwaitMessage(t, ch2, "the messages from the committed offset on")
 		if string(m.Payload) != strconv.Itoa(i) {
 			t.Fatalf("after the restart the group must resume at the first unacked message: got payload %q, want %d", m.Payload, i)
 		}
@@ -407,7 +393,7 @@ func TestTLSAndSASL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := receive(t, ch, "the message over TLS and SASL")
+			m := testenv.AwaitMessage(t, ch, "the message over TLS and SASL")
 			m.Ack()
 			if m.UUID != "m-1" {
 				t.Fatalf("got message %q, want m-1", m.UUID)

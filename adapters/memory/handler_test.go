@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -20,18 +21,6 @@ import (
 // channel; Client.Subscribe takes the HandlerSubscriber path, checked here.
 
 var _ sdk.HandlerSubscriber = (*memory.Subscriber)(nil)
-
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out after 10s waiting for %s", what)
-	}
-	var zero T
-	return zero
-}
 
 func TestClientSubscribeKeepsKeyOrderWithConcurrentHandlers(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -64,7 +53,7 @@ func TestClientSubscribeKeepsKeyOrderWithConcurrentHandlers(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, done, "every message")
+	testenv.Await(t, done, "every message")
 	mu.Lock()
 	defer mu.Unlock()
 	for key, seq := range got {
@@ -137,7 +126,7 @@ func TestClosingSubscriptionLeavesNewMessagesToTheGroup(t *testing.T) {
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- first.Close(ctx) }()
-	waitFor(t, stopping, "the subscription to start closing")
+	testenv.Await(t, stopping, "the subscription to start closing")
 	if err := c.Publish(ctx, "t", sdk.NewMessage([]byte("1"))); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +139,7 @@ func TestClosingSubscriptionLeavesNewMessagesToTheGroup(t *testing.T) {
 		t.Fatalf("%d deliveries while the subscription drained, want 2 (\"0\" and \"1\" once each)", n)
 	}
 	free()
-	if err := waitFor(t, closed, "the subscription to close"); err != nil {
+	if err := testenv.Await(t, closed, "the subscription to close"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Subscribe("t", "g", func(_ context.Context, m *sdk.Message) error {
@@ -163,7 +152,7 @@ func TestClosingSubscriptionLeavesNewMessagesToTheGroup(t *testing.T) {
 	// took it in the instant between Stopping and the subscription's stop.
 	seen := map[string]bool{}
 	for len(seen) < 2 {
-		got := waitFor(t, handled, `messages "0" and "1"`)
+		got := testenv.Await(t, handled, `messages "0" and "1"`)
 		if seen[got] {
 			t.Fatalf("message %s handled twice", got)
 		}

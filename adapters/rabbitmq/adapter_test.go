@@ -31,20 +31,6 @@ func names(prefix string) (topic, group string) {
 	return "ct-" + prefix + "-" + id, "g-" + id
 }
 
-func receive(t *testing.T, ch <-chan *message.Message, what string) *message.Message {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			t.Fatalf("channel closed while waiting for %s", what)
-		}
-		return m
-	case <-time.After(20 * time.Second):
-		t.Fatalf("timed out after 20s waiting for %s", what)
-	}
-	return nil
-}
-
 func TestConsumerKilledBeforeAckIsRedeliveredToAnotherConsumer(t *testing.T) {
 	url := testenv.RabbitMQ(t)
 	topic, group := names("crash")
@@ -74,7 +60,7 @@ func TestConsumerKilledBeforeAckIsRedeliveredToAnotherConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	got := receive(t, ch, "the killed consumer's message to be redelivered to another consumer")
+	got := testenv.AwaitMessage(t, ch, "the killed consumer's message to be redelivered to another consumer")
 	if got.UUID != sent.UUID {
 		t.Fatalf("got %s, want the killed consumer's %s", got.UUID, sent.UUID)
 	}
@@ -239,7 +225,7 @@ func TestMessagesFromOtherClientsAreRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := receive(t, msgs, "a message published by a plain AMQP client")
+	m := testenv.AwaitMessage(t, msgs, "a message published by a plain AMQP client")
 	m.Ack()
 	got := sdk.FromWatermill(m)
 	if got.ID != "foreign-1" || got.EventType != "invoice.paid" || got.ContentType != "text/plain" || got.CorrelationID != "c-9" {

@@ -71,20 +71,6 @@ func queueURL(t *testing.T, c *awssqs.Client, name string) string {
 	return aws.ToString(out.QueueUrl)
 }
 
-func receive(t *testing.T, ch <-chan *message.Message, what string) *message.Message {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			t.Fatalf("channel closed while waiting for %s", what)
-		}
-		return m
-	case <-time.After(20 * time.Second):
-		t.Fatalf("timed out after 20s waiting for %s", what)
-	}
-	return nil
-}
-
 func textMessages(n int) []*message.Message {
 	msgs := make([]*message.Message, n)
 	for i := range msgs {
@@ -284,7 +270,7 @@ func TestConsumerKilledBeforeAckIsRedelivered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := receive(t, ch, "the message the killed consumer held, after its visibility timeout")
+	got := testenv.AwaitMessage(t, ch, "the message the killed consumer held, after its visibility timeout")
 	if got.UUID != sent.UUID {
 		t.Fatalf("redelivered %s, want %s", got.UUID, sent.UUID)
 	}
