@@ -121,8 +121,10 @@ func TestClosingSubscriptionLeavesNewMessagesToTheGroup(t *testing.T) {
 	if err := c.Publish(ctx, "t", sdk.NewMessage([]byte("0"))); err != nil {
 		t.Fatal(err)
 	}
-	for calls.Load() != 1 {
-		time.Sleep(time.Millisecond) // until the first goroutine holds "0"; no signal exists below the handler
+	for start := time.Now(); calls.Load() != 1; time.Sleep(time.Millisecond) { // no signal exists below the handler
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("after 10s the first handler goroutine has not been given message 0")
+		}
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- first.Close(ctx) }()
