@@ -178,6 +178,26 @@ func eligible(t string) string {
 
 const rowColumns = `seq, id, topic, ordering_key, payload, metadata, created_ms`
 
+// pgClaimPrelude starts a PostgreSQL claim transaction: it serialises
+// claims on the table and turns JIT off for the transaction. The planner
+// costs the ordering-key check per candidate row, so with a backlog the
+// claim's estimate passes jit_above_cost, and PostgreSQL compiled the query
+// on every claim (241 ms instead of 5 ms with 50,000 rows waiting, on
+// PostgreSQL 15 here).
+const pgClaimPrelude = `SELECT pg_advisory_xact_lock(hashtext($1)), set_config('jit', 'off', true)`
+
+// pgClaimSQL leases rows to a relay (arguments: relay, lease end, now, now,
+// limit) and returns them. It matches seq = ANY(ARRAY(...)), not
+// IN (...): costing the ordering-key check high, the planner turned IN into
+// a hash join over a scan of the whole table, once per batch (10.8 ms per
+// 500 of 5,000 rows, growing with the backlog); the array is built once and
+// the update finds its rows by primary key (4.7 ms).
+func pgClaimSQL(t string) string {
+	return Postgres.bind(`UPDATE ` + t + ` SET claimed_by = ?, lease_until_ms = ?, attempts = attempts + 1
+WHERE seq = ANY(ARRAY(SELECT o.seq FROM ` + t + ` o WHERE ` + eligible(t) + ` ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED))
+RETURNING ` + rowColumns)
+}
+
 // claim leases up to limit eligible rows to relay until leaseUntil and
 // returns them in seq order.
 func (s *Store) claim(ctx context.Context, relay string, now, leaseUntil int64, limit int) ([]row, error) {
@@ -185,12 +205,10 @@ func (s *Store) claim(ctx context.Context, relay string, now, leaseUntil int64, 
 	switch s.dialect {
 	case Postgres:
 		return s.inTx(ctx, func(tx *sql.Tx) ([]row, error) {
-			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, t); err != nil {
+			if _, err := tx.ExecContext(ctx, pgClaimPrelude, t); err != nil {
 				return nil, err
 			}
-			return queryRows(ctx, tx, Postgres.bind(`UPDATE `+t+` SET claimed_by = ?, lease_until_ms = ?, attempts = attempts + 1
-WHERE seq IN (SELECT o.seq FROM `+t+` o WHERE `+eligible(t)+` ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED)
-RETURNING `+rowColumns), relay, leaseUntil, now, now, limit)
+			return queryRows(ctx, tx, pgClaimSQL(t), relay, leaseUntil, now, now, limit)
 		})
 	case SQLite:
 		var rows []row
