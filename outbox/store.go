@@ -313,9 +313,9 @@ func (s *Store) markSent(ctx context.Context, rows []row, keep bool) error {
 	var q string
 	var args []any
 	if keep {
-		q, args = inList(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq IN `, rows, s.now().UnixMilli())
+		q, args = s.seqIn(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq`, rows, s.now().UnixMilli())
 	} else {
-		q, args = inList(`DELETE FROM `+s.table+` WHERE seq IN `, rows)
+		q, args = s.seqIn(`DELETE FROM `+s.table+` WHERE seq`, rows)
 	}
 	// A mark that fails turns into duplicates once the lease ends, so it is
 	// worth a few quick tries.
@@ -334,7 +334,7 @@ func (s *Store) release(ctx context.Context, rows []row, relay string) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	q, args := inList(`UPDATE `+s.table+` SET lease_until_ms = 0, claimed_by = '' WHERE claimed_by = ? AND seq IN `, rows, relay)
+	q, args := s.seqIn(`UPDATE `+s.table+` SET lease_until_ms = 0, claimed_by = '' WHERE claimed_by = ? AND seq`, rows, relay)
 	return s.exec(ctx, q, args...)
 }
 
