@@ -18,22 +18,10 @@ import (
 // time and standard attributes.
 func BenchmarkMemoryPublish(b *testing.B) {
 	var r rates
-	withGroup := func(b *testing.B, tr *memory.Transport) {
-		sub, err := tr.Subscriber("g")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		if _, err := sub.Subscribe(ctx, "t"); err != nil {
-			b.Fatal(err)
-		}
-		cancel()
-		sub.Close() // the group stays, and keeps what is published
-	}
 	r.run(b, "raw", func(b *testing.B) {
 		tr := memory.New()
 		defer tr.Close()
-		withGroup(b, tr)
+		memoryGroup(b, tr, "t", "g")
 		pub := tr.Publisher()
 		for i := 0; i < b.N; i++ {
 			m := message.NewMessage(uuid.NewString(), payload)
@@ -47,7 +35,7 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		tr := memory.New()
 		c := sdk.NewClient(tr, sdk.WithLogger(quiet))
 		defer c.Close(context.Background())
-		withGroup(b, tr)
+		memoryGroup(b, tr, "t", "g")
 		ctx := context.Background()
 		for i := 0; i < b.N; i++ {
 			m := sdk.NewMessage(payload)
@@ -58,4 +46,20 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		}
 	})
 	r.report(b, "memory publish")
+}
+
+// memoryGroup creates group on topic of the memory broker: a subscription
+// that ends at once leaves its group behind, and the messages published next
+// wait in it.
+func memoryGroup(b *testing.B, tr *memory.Transport, topic, group string) {
+	sub, err := tr.Subscriber(group)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := sub.Subscribe(ctx, topic); err != nil {
+		b.Fatal(err)
+	}
+	cancel()
+	sub.Close()
 }
