@@ -73,7 +73,6 @@ func (w *watchdog) start(parent context.Context) *deadlineCtx {
 		w.head = c
 	}
 	w.tail = c
-	c.listed = true
 	if !w.armed {
 		w.armed = true
 		if w.timer == nil {
@@ -88,8 +87,8 @@ func (w *watchdog) start(parent context.Context) *deadlineCtx {
 
 // unlinkLocked takes c out of the list; w.mu is held.
 func (w *watchdog) unlinkLocked(c *deadlineCtx) {
-	if !c.listed {
-		return
+	if c.prev == nil && w.head != c {
+		return // not in the list (any more)
 	}
 	if c.prev != nil {
 		c.prev.next = c.next
@@ -101,7 +100,7 @@ func (w *watchdog) unlinkLocked(c *deadlineCtx) {
 	} else {
 		w.tail = c.prev
 	}
-	c.prev, c.next, c.listed = nil, nil, false
+	c.prev, c.next = nil, nil
 }
 
 // fire times out every handler whose deadline has passed and sets the timer
@@ -146,7 +145,6 @@ type deadlineCtx struct {
 	deadline        time.Duration // since w.epoch
 	w               *watchdog
 	prev, next      *deadlineCtx // in w's list, under w.mu
-	listed          bool         // under w.mu
 
 	mu    sync.Mutex // makes std once
 	state atomic.Int32

@@ -330,10 +330,7 @@ func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) ([]row, error)) ([]row
 // driver can send it: a statement with 500 parameters took longer to send,
 // parse and plan than the delete took to run. Elsewhere it is "IN (?, ...)".
 func (s *Store) seqIn(prefix string, rows []row, args ...any) (string, []any) {
-	var b strings.Builder
-	b.WriteString(prefix)
 	if s.dialect == Postgres {
-		b.WriteString(" = ANY(?::bigint[])")
 		var list strings.Builder
 		list.WriteByte('{')
 		for i, r := range rows {
@@ -343,8 +340,10 @@ func (s *Store) seqIn(prefix string, rows []row, args ...any) (string, []any) {
 			list.WriteString(strconv.FormatInt(r.seq, 10))
 		}
 		list.WriteByte('}')
-		return b.String(), append(args, list.String())
+		return prefix + " = ANY(?::bigint[])", append(args, list.String())
 	}
+	var b strings.Builder
+	b.WriteString(prefix)
 	b.WriteString(" IN (")
 	for i, r := range rows {
 		if i > 0 {

@@ -164,7 +164,7 @@ func (c *Client) publishMessages(ctx context.Context, mp MessagePublisher, topic
 		}
 		m.inheritFrom(parent)
 		o := newOutgoing(m, now)
-		if err := c.checkLimitsOf(len(o.Payload()), o.MetadataLen()); err != nil {
+		if err := c.checkOutgoing(o); err != nil {
 			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, o.ID(), err)
 		}
 		outs[i] = o
@@ -185,6 +185,16 @@ func (c *Client) publishMessages(ctx context.Context, mp MessagePublisher, topic
 
 func (c *Client) checkLimits(wm *message.Message) error {
 	return c.checkLimitsOf(len(wm.Payload), len(wm.Metadata))
+}
+
+// checkOutgoing is checkLimits for the MessagePublisher path; it counts the
+// metadata only when there is a limit to check it against.
+func (c *Client) checkOutgoing(o Outgoing) error {
+	metadata := 0
+	if c.caps.MaxMetadataEntries > 0 {
+		metadata = o.MetadataLen()
+	}
+	return c.checkLimitsOf(len(o.Payload()), metadata)
 }
 
 func (c *Client) checkLimitsOf(payload, metadata int) error {

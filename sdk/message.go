@@ -130,20 +130,14 @@ func fromWatermill(wm *message.Message, copyMetadata bool) *Message {
 			md[k] = v
 		}
 	}
-	m := newReceived(wm.UUID, wm.Payload, md)
+	m := new(Message)
+	fillReceived(m, wm.UUID, wm.Payload, md)
 	m.ctx = wm.Context()
 	return m
 }
 
-// newReceived builds a received message around md (not copied), lifting
+// fillReceived makes m a received message around md (not copied), lifting
 // the standard attributes into fields.
-func newReceived(id string, payload []byte, md map[string]string) *Message {
-	m := new(Message)
-	fillReceived(m, id, payload, md)
-	return m
-}
-
-// fillReceived is newReceived into a Message the caller allocated.
 func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	if md == nil {
 		md = map[string]string{}

@@ -175,7 +175,7 @@ func (s *Subscription) handleDirect(d Delivery) bool {
 		ctx handlerContext
 	})
 	fillReceived(&r.msg, d.ID, d.Payload, d.Metadata)
-	acked := s.processIn(&r.msg, &r.ctx)
+	acked := s.process(&r.msg, &r.ctx)
 	s.activeMu.Lock()
 	s.active--
 	if s.stopped && s.active == 0 && s.idle != nil {
@@ -187,20 +187,16 @@ func (s *Subscription) handleDirect(d Delivery) bool {
 }
 
 func (s *Subscription) handle(wm *message.Message) {
-	if s.process(fromWatermill(wm, false)) {
+	if s.process(fromWatermill(wm, false), new(handlerContext)) {
 		wm.Ack()
 	} else {
 		wm.Nack()
 	}
 }
 
-// process runs the handler on msg and reports whether to ack it.
-func (s *Subscription) process(msg *Message) bool {
-	return s.processIn(msg, new(handlerContext))
-}
-
-// processIn is process with the handler context's memory given.
-func (s *Subscription) processIn(msg *Message, ctx *handlerContext) bool {
+// process runs the handler on msg, with ctx as the memory of its
+// context, and reports whether to ack it.
+func (s *Subscription) process(msg *Message, ctx *handlerContext) bool {
 	// The handler context is the subscription's: it is cancelled only at the
 	// shutdown deadline, so a per-message context would cost an allocation
 	// per message and add nothing.

@@ -112,9 +112,20 @@ func (g *group) signalLocked() {
 	g.changed = make(chan struct{})
 }
 
-// take blocks until a message can be delivered, or stop or ctx ends.
+// take blocks until a message can be delivered, or stop or ctx ends. It
+// looks at those first: a consumer that is stopping nacks what it is given,
+// and the message would otherwise go round between the two for ever.
 func (g *group) take(ctx context.Context, closing, brokerDone <-chan struct{}) (envelope, bool) {
 	for {
+		select {
+		case <-ctx.Done():
+			return envelope{}, false
+		case <-closing:
+			return envelope{}, false
+		case <-brokerDone:
+			return envelope{}, false
+		default:
+		}
 		g.mu.Lock()
 		for i := g.head; i < len(g.queue); i++ {
 			e := g.queue[i]

@@ -188,18 +188,6 @@ func (s *Subscriber) SubscribeHandler(ctx context.Context, topic string, concurr
 func (s *Subscriber) handleEach(ctx context.Context, g *group, handle func(sdk.Delivery) bool) {
 	defer s.running.Done()
 	for {
-		// take returns a waiting message before it looks at these, and a
-		// stopping subscription nacks what it is given: without this check
-		// the message would go round between the two for ever.
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.closing:
-			return
-		case <-s.b.done:
-			return
-		default:
-		}
 		e, ok := g.take(ctx, s.closing, s.b.done)
 		if !ok {
 			return
