@@ -134,6 +134,23 @@ func TestRetryRecoversPanicsAndSkipsPermanentErrors(t *testing.T) {
 	}
 }
 
+func TestRetryReportsASuccessThatRacedACancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	h := middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+		calls++
+		if calls == 1 {
+			return errors.New("flaky")
+		}
+		cancel() // shutdown reaches the deadline while the retry succeeds
+		return nil
+	}, middleware.Retry(fast))
+	if err := h(ctx, sdk.NewMessage(nil)); err != nil || calls != 2 {
+		t.Fatalf("a retry that succeeded must be reported as a success, or the message is redelivered and handled twice: %d calls, err %v", calls, err)
+	}
+}
+
 // inspect collects the dead-letter topic.
 func (b *broker) inspect(topic string) <-chan *sdk.Message {
 	ch := make(chan *sdk.Message, 10)

@@ -76,7 +76,8 @@ func Retry(cfg RetryConfig) Middleware {
 				return err
 			}
 			first := err
-			return executor.WithContext(ctx).RunWithExecution(func(e failsafe.Execution[any]) error {
+			succeeded := false
+			err = executor.WithContext(ctx).RunWithExecution(func(e failsafe.Execution[any]) error {
 				if e.Attempts() == 1 {
 					return first // the attempt already made above
 				}
@@ -84,8 +85,17 @@ func Retry(cfg RetryConfig) Middleware {
 					cfg.OnRetry(msg, e.Attempts(), e.LastError())
 				}
 				msg.Set(sdk.KeyAttempt, strconv.Itoa(e.Attempts()))
-				return call(ctx, next, msg)
+				err := call(ctx, next, msg)
+				succeeded = err == nil
+				return err
 			})
+			if succeeded {
+				// failsafe-go reports a context cancelled during the last
+				// attempt even when that attempt succeeded; the message was
+				// handled, and a nack would have it handled again.
+				return nil
+			}
+			return err
 		}
 	}
 }
