@@ -47,10 +47,10 @@ FROM generate_series(1, 50000) g`); err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, pgClaimPrelude, table); err != nil {
+	if _, err := tx.ExecContext(ctx, pgLockPrelude, "30000"); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := tx.QueryContext(ctx, `EXPLAIN `+pgClaimSQL(table), "relay", int64(2), int64(1), int64(1), 500)
+	rows, err := tx.QueryContext(ctx, `EXPLAIN `+pgLockSQL(table), 500)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Dialect names the SQL database the tables live in.
@@ -166,11 +167,11 @@ func (d Dialect) insertIgnore(t string) string {
 	}
 }
 
-// eligible is the WHERE clause of a claim: unsent, not leased, and no
-// earlier unsent message with the same ordering key leased by another
-// relay. Claims run one at a time (an advisory lock, or SQLite's single
-// writer), so the leases it reads are settled; a batch may then hold several
-// messages of one key, in order.
+// eligible is the WHERE clause of a leasing claim (MySQL, SQLite): unsent,
+// not leased, and no earlier unsent message with the same ordering key
+// leased by another relay. Claims run one at a time (a named lock, or
+// SQLite's single writer), so the leases it reads are settled; a batch may
+// then hold several messages of one key, in order.
 func eligible(t string) string {
 	return `o.sent_ms IS NULL AND o.lease_until_ms < ? AND (o.ordering_key = '' OR NOT EXISTS (
     SELECT 1 FROM ` + t + ` p WHERE p.ordering_key = o.ordering_key AND p.sent_ms IS NULL AND p.seq < o.seq AND p.lease_until_ms >= ?))`
@@ -178,38 +179,85 @@ func eligible(t string) string {
 
 const rowColumns = `seq, id, topic, ordering_key, payload, metadata, created_ms`
 
-// pgClaimPrelude starts a PostgreSQL claim transaction: it serialises
-// claims on the table and turns JIT off for the transaction. The planner
-// costs the ordering-key check per candidate row, so with a backlog the
-// claim's estimate passes jit_above_cost, and PostgreSQL compiled the query
-// on every claim (241 ms instead of 5 ms with 50,000 rows waiting, on
-// PostgreSQL 15 here).
-const pgClaimPrelude = `SELECT pg_advisory_xact_lock(hashtext($1)), set_config('jit', 'off', true)`
+// pgLockPrelude starts a PostgreSQL batch transaction (argument: the lease
+// in milliseconds). The lease is the server's idle-in-transaction timeout:
+// the relay's session is idle while it publishes, so a relay that hangs or
+// loses its connection for longer than the lease has its session ended
+// and its row locks freed, and another relay takes the batch. JIT is off
+// because the claim's cost estimate with a backlog passes jit_above_cost,
+// and PostgreSQL then compiled the query on every claim (241 ms instead of
+// 5 ms with 50,000 rows waiting, on PostgreSQL 15 here).
+const pgLockPrelude = `SELECT set_config('idle_in_transaction_session_timeout', $1, true), set_config('jit', 'off', true)`
 
-// pgClaimSQL leases rows to a relay (arguments: relay, lease end, now, now,
-// limit) and returns them. It matches seq = ANY(ARRAY(...)), not
-// IN (...): costing the ordering-key check high, the planner turned IN into
-// a hash join over a scan of the whole table, once per batch (10.8 ms per
-// 500 of 5,000 rows, growing with the backlog); the array is built once and
-// the update finds its rows by primary key (4.7 ms).
-func pgClaimSQL(t string) string {
-	return Postgres.bind(`UPDATE ` + t + ` SET claimed_by = ?, lease_until_ms = ?, attempts = attempts + 1
-WHERE seq = ANY(ARRAY(SELECT o.seq FROM ` + t + ` o WHERE ` + eligible(t) + ` ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED))
-RETURNING ` + rowColumns)
+// pgLockSQL locks the next batch for the transaction (argument: limit) and
+// returns the rows it may publish, in seq order.
+//
+// batch is the first rows nobody holds, skipping locked ones. A keyed row
+// of it may go out only if every earlier unsent row of its key is in the
+// batch too: one outside it is held by another relay, which publishes it
+// first. blocked finds, per key, the first such row; rows of the key after
+// it stay locked by this transaction but unpublished, and come back when it
+// ends. The check reads only the rows of the batch's keys up to the batch,
+// by the ordering-key index, so it costs the same with any backlog.
+func pgLockSQL(t string) string {
+	return `WITH batch AS MATERIALIZED (
+  SELECT ` + rowColumns + ` FROM ` + t + ` WHERE sent_ms IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+), keys AS (
+  SELECT ordering_key, max(seq) AS last FROM batch WHERE ordering_key <> '' GROUP BY ordering_key
+), blocked AS (
+  SELECT k.ordering_key, f.seq FROM keys k CROSS JOIN LATERAL (
+    SELECT p.seq FROM ` + t + ` p
+    WHERE p.ordering_key = k.ordering_key AND p.sent_ms IS NULL AND p.ordering_key <> '' AND p.seq < k.last
+      AND p.seq NOT IN (SELECT seq FROM batch)
+    ORDER BY p.ordering_key, p.seq LIMIT 1) f
+)
+SELECT ` + rowColumns + ` FROM batch b
+WHERE NOT EXISTS (SELECT 1 FROM blocked x WHERE x.ordering_key = b.ordering_key AND x.seq < b.seq)`
+}
+
+// lockBatch opens the transaction of a PostgreSQL batch and locks up to
+// limit rows in it; the caller publishes them and ends it with commitSent.
+// The transaction does not end with ctx: a relay told to stop right after
+// publishing still deletes what it published. lease bounds how long it may
+// stay open between statements.
+func (s *Store) lockBatch(ctx context.Context, lease time.Duration, limit int) (*sql.Tx, []row, error) {
+	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ms := strconv.FormatInt(max(1, lease.Milliseconds()), 10) // 0 would turn the timeout off
+	if _, err := tx.ExecContext(ctx, pgLockPrelude, ms); err != nil {
+		tx.Rollback()
+		return nil, nil, err
+	}
+	rows, err := queryRows(ctx, tx, pgLockSQL(s.table), limit)
+	if err != nil {
+		tx.Rollback()
+		return nil, nil, err
+	}
+	return tx, rows, nil
+}
+
+// commitSent marks the published rows of a PostgreSQL batch (deleted, or
+// stamped sent when keep) and commits; the rest are unlocked for a later
+// round.
+func (s *Store) commitSent(ctx context.Context, tx *sql.Tx, sent []row, keep bool) error {
+	if len(sent) == 0 {
+		return tx.Rollback()
+	}
+	q, args := s.markSQL(sent, keep)
+	if _, err := tx.ExecContext(ctx, Postgres.bind(q), args...); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // claim leases up to limit eligible rows to relay until leaseUntil and
-// returns them in seq order.
+// returns them in seq order (MySQL, SQLite; PostgreSQL uses lockBatch).
 func (s *Store) claim(ctx context.Context, relay string, now, leaseUntil int64, limit int) ([]row, error) {
 	t := s.table
 	switch s.dialect {
-	case Postgres:
-		return s.inTx(ctx, func(tx *sql.Tx) ([]row, error) {
-			if _, err := tx.ExecContext(ctx, pgClaimPrelude, t); err != nil {
-				return nil, err
-			}
-			return queryRows(ctx, tx, pgClaimSQL(t), relay, leaseUntil, now, now, limit)
-		})
 	case SQLite:
 		var rows []row
 		err := s.sqliteWrite(ctx, func(conn *sql.Conn) (err error) {
@@ -309,19 +357,6 @@ func (s *Store) exec(ctx context.Context, q string, args ...any) error {
 		_, err := conn.ExecContext(ctx, q, args...)
 		return err
 	})
-}
-
-func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) ([]row, error)) ([]row, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	rows, err := f(tx)
-	if err != nil {
-		return nil, err
-	}
-	return rows, tx.Commit()
 }
 
 // seqIn appends to prefix (which ends with a column) a match of the rows'

@@ -292,17 +292,22 @@ func TestStandardAttributesSurviveTheOutbox(t *testing.T) {
 	})
 }
 
-// stopAfterPublish publishes, then stops the relay (cancels its context)
-// before it can mark the batch: the crash window of an outbox.
+// stopAfterPublish publishes, then stops the relay (cancels its context).
+// With fail it also reports a failure, so the relay does not mark the batch:
+// the crash window of an outbox.
 type stopAfterPublish struct {
 	inner  outbox.Publisher
 	cancel context.CancelFunc
+	fail   bool
 }
 
 func (s *stopAfterPublish) Publish(ctx context.Context, topic string, msgs ...*sdk.Message) error {
 	err := s.inner.Publish(ctx, topic, msgs...)
 	s.cancel()
-	return errors.Join(err, context.Canceled) // the relay dies before marking
+	if s.fail {
+		return errors.Join(err, context.Canceled) // the relay dies before marking
+	}
+	return err
 }
 
 func TestRelayKilledBetweenPublishAndMarkLosesNothingAndInboxMakesItOnce(t *testing.T) {
@@ -333,7 +338,7 @@ func TestRelayKilledBetweenPublishAndMarkLosesNothingAndInboxMakesItOnce(t *test
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		crashing := e.relay(outbox.RelayConfig{Name: "crashing", Lease: 300 * time.Millisecond, PublishAttempts: 1,
-			Publisher: &stopAfterPublish{inner: e.client, cancel: cancel}})
+			Publisher: &stopAfterPublish{inner: e.client, cancel: cancel, fail: true}})
 		if _, err := crashing.RunOnce(ctx); err == nil {
 			t.Fatal("the crashing relay should report its failure")
 		}

@@ -28,13 +28,16 @@ type Publisher interface {
 type RelayConfig struct {
 	// Publisher sends the messages. Required.
 	Publisher Publisher
-	// Name identifies this relay in leases. Default: host-pid-random.
+	// Name identifies this relay in leases and logs. Default: host-pid-random.
 	Name string
 	// BatchSize is how many messages one claim takes. Default 500.
 	BatchSize int
-	// Lease is how long a claim is this relay's alone. A relay that dies
-	// holding a batch delays it by up to Lease; a batch whose publishing
-	// takes longer than Lease may be published again by another relay.
+	// Lease is how long a claimed batch is this relay's alone. A relay that
+	// hangs holding a batch delays it by up to Lease; a batch whose
+	// publishing takes longer than Lease may be published again by another
+	// relay. On PostgreSQL the batch is held by a transaction and Lease is
+	// its idle-in-transaction timeout (a relay whose process dies frees its
+	// batch at once); on MySQL and SQLite it is written into the rows.
 	// Default 30s.
 	Lease time.Duration
 	// MinPoll and MaxPoll bound the polling interval when the outbox is
@@ -147,6 +150,9 @@ func (r *Relay) Run(ctx context.Context) error {
 // failure it marks what went out, gives the rest back, and returns the
 // error.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	if r.store.dialect == Postgres {
+		return r.runLocked(ctx)
+	}
 	now := r.store.now()
 	rows, err := r.store.claim(ctx, r.cfg.Name, now.UnixMilli(), now.Add(r.cfg.Lease).UnixMilli(), r.cfg.BatchSize)
 	if err != nil {
@@ -155,23 +161,8 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
-	done := 0
-	var pubErr error
-	// Consecutive rows of one topic go out in one Publish call.
-	for start := 0; start < len(rows); {
-		end := start + 1
-		for end < len(rows) && rows[end].topic == rows[start].topic {
-			end++
-		}
-		if pubErr = r.publish(ctx, rows[start:end]); pubErr != nil {
-			break
-		}
-		done = end
-		start = end
-	}
-	// Marking uses a context of its own: a relay told to stop right after a
-	// publish still records it, where it can.
-	markCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	done, pubErr := r.publishInOrder(ctx, rows)
+	markCtx, cancel := markContext(ctx)
 	defer cancel()
 	if err := r.store.markSent(markCtx, rows[:done], r.cfg.Retention > 0); err != nil {
 		// Published but not marked: they go out again after the lease, which
@@ -187,6 +178,66 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	return done, nil
 }
 
+// runLocked is RunOnce on PostgreSQL: the batch's rows stay locked (FOR
+// UPDATE SKIP LOCKED) by one transaction while they are published, and
+// the same transaction deletes them. Writing a lease into every row
+// instead, then deleting in a second transaction, made the relay half as
+// fast as that hand-written loop (docs/outbox.md, "Numbers"). The lease is
+// the server's: the session ends when the transaction idles longer than
+// Lease, which frees the rows for another relay.
+func (r *Relay) runLocked(ctx context.Context) (int, error) {
+	tx, rows, err := r.store.lockBatch(ctx, r.cfg.Lease, r.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("outbox: claim a batch from %s: %w", r.store.table, err)
+	}
+	defer tx.Rollback() // after the commit, a no-op
+	done, pubErr := r.publishInOrder(ctx, rows)
+	markCtx, cancel := markContext(ctx)
+	defer cancel()
+	keep := r.cfg.Retention > 0
+	if err := r.store.commitSent(markCtx, tx, rows[:done], keep); err != nil {
+		// The transaction is gone: most likely publishing took longer than
+		// the lease and the server ended the session. Marking outside it
+		// is still right (whoever published a row may delete it), and
+		// without it a relay whose batches always outlast the lease would
+		// publish the same batch for ever. Another relay that took the
+		// rows meanwhile holds them; this waits for it and finds them gone,
+		// or marks them if it gave them back.
+		if err2 := r.store.markSent(markCtx, rows[:done], keep); err2 != nil {
+			// Published but not marked: the rows go out again, which
+			// at-least-once allows and the consumer's inbox absorbs.
+			return done, fmt.Errorf("outbox: mark %d published message(s) sent: %w", done, errors.Join(err, err2))
+		}
+		r.cfg.Logger.Warn("outbox relay: the batch's transaction ended before the relay marked it, and another relay may have published it again; "+
+			"if publishing a batch takes longer than Lease, raise Lease or lower BatchSize", "relay", r.cfg.Name, "lease", r.cfg.Lease, "error", err)
+	}
+	return done, pubErr
+}
+
+// markContext is the context marking runs in: a relay told to stop right
+// after a publish still records it, where it can.
+func markContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}
+
+// publishInOrder publishes rows in seq order, consecutive rows of one
+// topic in one Publish call, and returns how many went out before the
+// first failure, and that failure.
+func (r *Relay) publishInOrder(ctx context.Context, rows []row) (int, error) {
+	done := 0
+	for done < len(rows) {
+		end := done + 1
+		for end < len(rows) && rows[end].topic == rows[done].topic {
+			end++
+		}
+		if err := r.publish(ctx, rows[done:end]); err != nil {
+			return done, err
+		}
+		done = end
+	}
+	return done, nil
+}
+
 func (r *Relay) publish(ctx context.Context, rows []row) error {
 	msgs := make([]*sdk.Message, len(rows))
 	for i, rw := range rows {
@@ -197,12 +248,21 @@ func (r *Relay) publish(ctx context.Context, rows []row) error {
 		msgs[i] = m
 	}
 	topic := rows[0].topic
-	return r.retry.WithContext(ctx).Run(func() error {
+	published := false
+	err := r.retry.WithContext(ctx).Run(func() error {
 		if err := r.cfg.Publisher.Publish(ctx, topic, msgs...); err != nil {
 			return fmt.Errorf("outbox: publish %d message(s) to %q: %w", len(msgs), topic, err)
 		}
+		published = true
 		return nil
 	})
+	if published {
+		// failsafe-go reports a context cancelled during the last attempt
+		// even when that attempt succeeded; these messages went out and
+		// must be marked, or they go out again.
+		return nil
+	}
+	return err
 }
 
 // listen wakes the relay on the insert trigger's NOTIFY. It needs the pgx

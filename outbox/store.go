@@ -310,13 +310,7 @@ func (s *Store) markSent(ctx context.Context, rows []row, keep bool) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	var q string
-	var args []any
-	if keep {
-		q, args = s.seqIn(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq`, rows, s.now().UnixMilli())
-	} else {
-		q, args = s.seqIn(`DELETE FROM `+s.table+` WHERE seq`, rows)
-	}
+	q, args := s.markSQL(rows, keep)
 	// A mark that fails turns into duplicates once the lease ends, so it is
 	// worth a few quick tries.
 	var err error
@@ -327,6 +321,15 @@ func (s *Store) markSent(ctx context.Context, rows []row, keep bool) error {
 		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
 	}
 	return err
+}
+
+// markSQL is the statement that marks rows published: a delete, or a
+// sent_ms stamp when keep.
+func (s *Store) markSQL(rows []row, keep bool) (string, []any) {
+	if keep {
+		return s.seqIn(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq`, rows, s.now().UnixMilli())
+	}
+	return s.seqIn(`DELETE FROM `+s.table+` WHERE seq`, rows)
 }
 
 // release gives rows back before their lease ends, after a failed publish.
