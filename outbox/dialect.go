@@ -82,13 +82,15 @@ func (d Dialect) outboxDDL(t string) []string {
   sent_ms        BIGINT
 )`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent ON ` + t + ` (seq) WHERE sent_ms IS NULL`,
-			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent_key ON ` + t + ` (ordering_key, seq) WHERE sent_ms IS NULL AND ordering_key <> ''`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_sent ON ` + t + ` (sent_ms) WHERE sent_ms IS NOT NULL`,
-			// A statement-level trigger wakes listening relays at commit, so Add
-			// costs no extra round trip.
-			`CREATE OR REPLACE FUNCTION ` + t + `_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN PERFORM pg_notify('` + t + `', ''); RETURN NULL; END $$`,
-			`CREATE OR REPLACE TRIGGER ` + t + `_notify AFTER INSERT ON ` + t + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + t + `_notify()`,
+			// Tables made before 2026-11-25 had an index on the ordering key,
+			// which the relay no longer reads (pgLockSQL), and an insert
+			// trigger that sent the NOTIFY the INSERT now sends itself
+			// (Store.insertsFrom). Each cost every Add about 3% of a
+			// one-INSERT business transaction; these remove them.
+			`DROP INDEX IF EXISTS ` + t + `_unsent_key`,
+			`DROP TRIGGER IF EXISTS ` + t + `_notify ON ` + t,
+			`DROP FUNCTION IF EXISTS ` + t + `_notify()`,
 		}
 	case MySQL:
 		return []string{
@@ -195,21 +197,21 @@ const pgLockPrelude = `SELECT set_config('idle_in_transaction_session_timeout', 
 // batch is the first rows nobody holds, skipping locked ones. A keyed row
 // of it may go out only if every earlier unsent row of its key is in the
 // batch too: one outside it is held by another relay, which publishes it
-// first. blocked finds, per key, the first such row; rows of the key after
-// it stay locked by this transaction but unpublished, and come back when it
-// ends. The check reads only the rows of the batch's keys up to the batch,
-// by the ordering-key index, so it costs the same with any backlog.
+// first. Every unsent row before the batch's last keyed row that is not in
+// it is such a row (the batch took all the others), so blocked reads just
+// those, by the unsent index, and keeps the first per key (a batch without
+// keys reads none); rows of a key after it
+// stay locked by this transaction but unpublished, and come back when it
+// ends. The check costs what the other relays hold, with any backlog, and
+// needs no index on the ordering key, which would cost every Add.
 func pgLockSQL(t string) string {
 	return `WITH batch AS MATERIALIZED (
   SELECT ` + rowColumns + ` FROM ` + t + ` WHERE sent_ms IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
-), keys AS (
-  SELECT ordering_key, max(seq) AS last FROM batch WHERE ordering_key <> '' GROUP BY ordering_key
 ), blocked AS (
-  SELECT k.ordering_key, f.seq FROM keys k CROSS JOIN LATERAL (
-    SELECT p.seq FROM ` + t + ` p
-    WHERE p.ordering_key = k.ordering_key AND p.sent_ms IS NULL AND p.ordering_key <> '' AND p.seq < k.last
-      AND p.seq NOT IN (SELECT seq FROM batch)
-    ORDER BY p.ordering_key, p.seq LIMIT 1) f
+  SELECT p.ordering_key, min(p.seq) AS seq FROM ` + t + ` p
+  WHERE p.sent_ms IS NULL AND p.seq < (SELECT max(seq) FROM batch WHERE ordering_key <> '') AND p.ordering_key <> ''
+    AND p.seq NOT IN (SELECT seq FROM batch)
+  GROUP BY p.ordering_key
 )
 SELECT ` + rowColumns + ` FROM batch b
 WHERE NOT EXISTS (SELECT 1 FROM blocked x WHERE x.ordering_key = b.ordering_key AND x.seq < b.seq)`

@@ -79,8 +79,11 @@ func openDB(t *testing.T, d outbox.Dialect) *sql.DB {
 	return db
 }
 
-func newEnv(t *testing.T, d outbox.Dialect) *env {
-	e := &env{t: t, dialect: d, db: openDB(t, d), table: randomName("ob_")}
+func newEnv(t *testing.T, d outbox.Dialect) *env { return newEnvNamed(t, d, randomName("ob_")) }
+
+// newEnvNamed is newEnv with the outbox table's name.
+func newEnvNamed(t *testing.T, d outbox.Dialect, table string) *env {
+	e := &env{t: t, dialect: d, db: openDB(t, d), table: table}
 	var err error
 	e.store, err = outbox.New(e.db, outbox.Config{Dialect: d, Table: e.table})
 	if err != nil {

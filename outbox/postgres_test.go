@@ -54,18 +54,66 @@ func TestAddInPgxTransaction(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the message", func() bool { return got.distinct() == 1 })
 }
 
-// With polling effectively off, only the insert trigger's NOTIFY can wake
-// the relay.
+// With polling effectively off, only the NOTIFY that each way of adding
+// sends can wake the relay. The table's name has capitals: PostgreSQL folds
+// it, in LISTEN too, and the notification must use the folded name.
 func TestNotifyWakesTheRelayWithoutPolling(t *testing.T) {
-	e := newEnv(t, outbox.Postgres)
+	e := newEnvNamed(t, outbox.Postgres, "Ob_"+randomName("Notify_"))
+	pool, err := pgxpool.New(context.Background(), testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
 	got := e.consume("billing")
 	relay := e.relay(outbox.RelayConfig{MinPoll: time.Hour, MaxPoll: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go relay.Run(ctx)
-	for i := 0; i < 3; i++ {
-		e.order(fmt.Sprint("n", i), true, sdk.NewMessage([]byte("wake up")))
-		testenv.Eventually(t, 5*time.Second, fmt.Sprintf("message %d to be relayed on NOTIFY", i+1), func() bool { return got.distinct() == i+1 })
+	ways := []struct {
+		name string
+		add  func(id string) error
+	}{
+		{"Add", func(id string) error { e.order(id, true, sdk.NewMessage([]byte("wake up"))); return nil }},
+		{"ExecAndAdd", func(id string) error {
+			tx, err := e.db.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback()
+			if _, err := e.store.ExecAndAdd(ctx, tx, `INSERT INTO `+e.table+`_orders (id, amount) VALUES ($1, 1)`, []any{id}, "orders", sdk.NewMessage([]byte("wake up"))); err != nil {
+				return err
+			}
+			return tx.Commit()
+		}},
+		{"QueueAdd", func(id string) error {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			batch := &pgx.Batch{}
+			batch.Queue(`INSERT INTO `+e.table+`_orders (id, amount) VALUES ($1, 1)`, id)
+			if err := e.store.QueueAdd(batch, "orders", sdk.NewMessage([]byte("wake up"))); err != nil {
+				return err
+			}
+			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}},
+	}
+	// Two messages each: a wake-up left over from an earlier one (the
+	// relay's catch-up after LISTEN, or a NOTIFY whose batch an earlier
+	// wake-up already took) can carry one message, not two in turn.
+	n := 0
+	for _, way := range ways {
+		for range 2 {
+			n++
+			if err := way.add(fmt.Sprint("n", n)); err != nil {
+				t.Fatalf("%s: %v", way.name, err)
+			}
+			testenv.Eventually(t, 5*time.Second, fmt.Sprintf("message %d, written with %s, to be relayed on its NOTIFY", n, way.name), func() bool { return got.distinct() == n })
+		}
 	}
 }
 
@@ -211,5 +259,34 @@ func TestQueueAddSharesTheBusinessBatch(t *testing.T) {
 	sqlite := newEnv(t, outbox.SQLite)
 	if err := sqlite.store.QueueAdd(&pgx.Batch{}, "orders", sdk.NewMessage(nil)); err == nil {
 		t.Fatal("QueueAdd on a SQLite store must fail")
+	}
+}
+
+// Tables made by earlier versions had an ordering-key index and a NOTIFY
+// trigger; Migrate removes both, or every Add keeps paying for them (and
+// relays are woken twice).
+func TestMigrateRemovesWhatEarlierVersionsMade(t *testing.T) {
+	e := newEnv(t, outbox.Postgres)
+	for _, stmt := range []string{
+		`CREATE INDEX ` + e.table + `_unsent_key ON ` + e.table + ` (ordering_key, seq) WHERE sent_ms IS NULL AND ordering_key <> ''`,
+		`CREATE FUNCTION ` + e.table + `_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('` + e.table + `', ''); RETURN NULL; END $$`,
+		`CREATE TRIGGER ` + e.table + `_notify AFTER INSERT ON ` + e.table + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + e.table + `_notify()`,
+	} {
+		if _, err := e.db.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.store.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var indexes, triggers, functions int
+	if err := e.db.QueryRow(`SELECT
+  (SELECT COUNT(*) FROM pg_indexes WHERE indexname = $1),
+  (SELECT COUNT(*) FROM pg_trigger WHERE tgname = $2),
+  (SELECT COUNT(*) FROM pg_proc WHERE proname = $2)`, e.table+"_unsent_key", e.table+"_notify").Scan(&indexes, &triggers, &functions); err != nil {
+		t.Fatal(err)
+	}
+	if indexes+triggers+functions != 0 {
+		t.Fatalf("after Migrate: %d ordering-key index, %d trigger, %d function left; want none", indexes, triggers, functions)
 	}
 }

@@ -42,8 +42,9 @@ type RelayConfig struct {
 	Lease time.Duration
 	// MinPoll and MaxPoll bound the polling interval when the outbox is
 	// empty: it starts at MinPoll and doubles up to MaxPoll. On PostgreSQL
-	// with the pgx driver a NOTIFY from the insert trigger wakes the relay at
-	// once, so polling is only the safety net. Defaults 20ms and 1s.
+	// with the pgx driver the NOTIFY that Add sends wakes the relay at once,
+	// so polling is only the safety net (and what finds rows written by
+	// other means). Defaults 20ms and 1s.
 	MinPoll, MaxPoll time.Duration
 	// Retention keeps published rows (marked sent) for this long before the
 	// relay deletes them; 0 deletes them as soon as they are published.
@@ -265,7 +266,7 @@ func (r *Relay) publish(ctx context.Context, rows []row) error {
 	return err
 }
 
-// listen wakes the relay on the insert trigger's NOTIFY. It needs the pgx
+// listen wakes the relay on the NOTIFY that Add sends. It needs the pgx
 // driver (database/sql with "pgx"); with another driver the relay polls.
 func (r *Relay) listen(ctx context.Context) {
 	delay := 100 * time.Millisecond
@@ -302,7 +303,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 			return errNotPgx
 		}
 		pc := sc.Conn()
-		if _, err := pc.Exec(ctx, `LISTEN `+r.store.table); err != nil {
+		if _, err := pc.Exec(ctx, `LISTEN "`+r.store.channel()+`"`); err != nil {
 			return err
 		}
 		r.signal() // catch up on anything inserted before LISTEN
