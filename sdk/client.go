@@ -163,7 +163,7 @@ func (c *Client) publishMessages(ctx context.Context, mp MessagePublisher, topic
 			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
 		}
 		m.inheritFrom(parent)
-		o := newOutgoing(m, now)
+		o := NewOutgoing(m, now)
 		if err := c.checkOutgoing(o); err != nil {
 			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, o.ID(), err)
 		}

@@ -29,7 +29,11 @@ type Outgoing struct {
 	time string
 }
 
-func newOutgoing(m *Message, now time.Time) Outgoing {
+// NewOutgoing returns m as Client.Publish hands it to a MessagePublisher,
+// with now as its time when it has none: for code that writes messages in
+// their wire form itself, such as the outbox. Like ToWatermill it gives a
+// message without an ID a new one, which it does not set on m.
+func NewOutgoing(m *Message, now time.Time) Outgoing {
 	o := Outgoing{m: m, id: m.ID}
 	if o.id == "" {
 		o.id = uuid.NewString()

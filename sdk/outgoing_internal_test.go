@@ -19,7 +19,7 @@ func TestOutgoingYieldsWhatToWatermillWrites(t *testing.T) {
 	}
 	for name, m := range cases {
 		t.Run(name, func(t *testing.T) {
-			o := newOutgoing(m, now)
+			o := NewOutgoing(m, now)
 			wm := m.ToWatermill(now)
 			got := map[string]string{}
 			o.Metadata(func(k, v string) bool {
@@ -46,7 +46,7 @@ func TestOutgoingYieldsWhatToWatermillWrites(t *testing.T) {
 }
 
 func TestOutgoingMetadataStopsWhenTold(t *testing.T) {
-	o := newOutgoing(&Message{EventType: "e", Source: "s", Metadata: map[string]string{"a": "1", "b": "2"}}, time.Now())
+	o := NewOutgoing(&Message{EventType: "e", Source: "s", Metadata: map[string]string{"a": "1", "b": "2"}}, time.Now())
 	n := 0
 	o.Metadata(func(string, string) bool { n++; return n < 3 })
 	if n != 3 {
