@@ -86,7 +86,7 @@ func (d Dialect) outboxDDL(t string) []string {
 			// Tables made before 2026-11-25 had an index on the ordering key,
 			// which the relay no longer reads (pgLockSQL), and an insert
 			// trigger that sent the NOTIFY the INSERT now sends itself
-			// (Store.insertsFrom). Each cost every Add about 3% of a
+			// (Store.insertSQL). Together they cost every Add 2-4% of a
 			// one-INSERT business transaction; these remove them.
 			`DROP INDEX IF EXISTS ` + t + `_unsent_key`,
 			`DROP TRIGGER IF EXISTS ` + t + `_notify ON ` + t,
@@ -200,10 +200,10 @@ const pgLockPrelude = `SELECT set_config('idle_in_transaction_session_timeout', 
 // first. Every unsent row before the batch's last keyed row that is not in
 // it is such a row (the batch took all the others), so blocked reads just
 // those, by the unsent index, and keeps the first per key (a batch without
-// keys reads none); rows of a key after it
-// stay locked by this transaction but unpublished, and come back when it
-// ends. The check costs what the other relays hold, with any backlog, and
-// needs no index on the ordering key, which would cost every Add.
+// keys reads none). Rows of a key after it stay locked by this transaction
+// but unpublished, and come back when it ends. The check costs what the
+// other relays hold, with any backlog, and needs no index on the ordering
+// key, which would cost every Add.
 func pgLockSQL(t string) string {
 	return `WITH batch AS MATERIALIZED (
   SELECT ` + rowColumns + ` FROM ` + t + ` WHERE sent_ms IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED

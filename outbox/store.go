@@ -80,8 +80,9 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 }
 
 // Migrate creates the outbox table and its indexes. It is idempotent, and
-// on PostgreSQL it also removes the NOTIFY trigger that earlier versions
-// created (Add now notifies relays itself).
+// on PostgreSQL it also removes the ordering-key index and the NOTIFY
+// trigger that earlier versions created (the relay no longer reads the one,
+// and Add now notifies relays itself).
 func (s *Store) Migrate(ctx context.Context) error {
 	for _, stmt := range s.dialect.outboxDDL(s.table) {
 		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
@@ -266,8 +267,9 @@ func (s *Store) insertsFrom(topic string, msgs []*sdk.Message, skip int) ([]stat
 				return nil, fmt.Errorf("outbox: Add: message %d is nil", start+i)
 			}
 			// The message's parts as a publisher writes them, without a
-			// Watermill message (two channels and a map) to take apart:
-			// a third of Add's Go work.
+			// Watermill message (two channels and a map) to take apart.
+			// With metadataJSON this took Add's Go work from 2.8 µs and 39
+			// allocations to 1.2 µs and 17.
 			o := sdk.NewOutgoing(m, now)
 			if m.ID == "" {
 				m.ID = o.ID()
