@@ -108,4 +108,3 @@ func TestRelayProcessKilledHoldingABatchFreesItAtOnce(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, "the three messages to be consumed", func() bool { return got.distinct() == 3 })
 	got.checkOrder(t)
 }
-
