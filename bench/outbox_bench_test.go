@@ -40,8 +40,7 @@ func outboxTable(b *testing.B, db *sql.DB, topic string, n int) *outbox.Store {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		db.Exec(`DROP TABLE IF EXISTS ` + table)
-		db.Exec(`DROP FUNCTION IF EXISTS ` + table + `_notify()`)
+		db.Exec(`DROP TABLE IF EXISTS ` + table + `, ` + table + `_published`)
 	})
 	for added := 0; added < n; {
 		k := min(1000, n-added)

@@ -31,8 +31,7 @@ func TestPostgresClaimPlanWithABacklog(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer db.Exec(`DROP TABLE IF EXISTS ` + table)
-	defer db.Exec(`DROP FUNCTION IF EXISTS ` + table + `_notify()`)
+	defer db.Exec(`DROP TABLE IF EXISTS ` + table + `, ` + table + `_published`)
 	if _, err := db.ExecContext(ctx, `INSERT INTO `+table+` (id, topic, ordering_key, payload, metadata, created_ms)
 SELECT gen_random_uuid()::text, 't', CASE WHEN g % 2 = 0 THEN 'k' || (g % 100) ELSE '' END, '\x00', '{}', 0
 FROM generate_series(1, 50000) g`); err != nil {

@@ -63,7 +63,9 @@ func (d Dialect) bindFrom(q string, skip int) string {
 
 // outboxDDL returns the statements that create the outbox table. Times are
 // Unix milliseconds, the same in every dialect; an empty ordering_key means none;
-// lease_until_ms 0 means unclaimed; sent_ms NULL means not yet published.
+// lease_until_ms 0 means unclaimed; sent_ms NULL means not yet published
+// (on PostgreSQL published rows leave the table: deleted, or moved to
+// <table>_published with a Retention).
 func (d Dialect) outboxDDL(t string) []string {
 	switch d {
 	case Postgres:
@@ -81,13 +83,30 @@ func (d Dialect) outboxDDL(t string) []string {
   attempts       INT NOT NULL DEFAULT 0,
   sent_ms        BIGINT
 )`,
-			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent ON ` + t + ` (seq) WHERE sent_ms IS NULL`,
-			`CREATE INDEX IF NOT EXISTS ` + t + `_sent ON ` + t + ` (sent_ms) WHERE sent_ms IS NOT NULL`,
-			// Tables made before 2026-11-25 had an index on the ordering key,
-			// which the relay no longer reads (pgLockSQL), and an insert
-			// trigger that sent the NOTIFY the INSERT now sends itself
-			// (Store.insertSQL). Together they cost every Add 2-4% of a
-			// one-INSERT business transaction; these remove them.
+			// Published rows kept for a Retention move here, so the outbox
+			// holds only what waits: the relay finds it by primary key, and
+			// no other index costs every Add an entry.
+			`CREATE TABLE IF NOT EXISTS ` + t + `_published (
+  seq          BIGINT PRIMARY KEY,
+  id           TEXT NOT NULL,
+  topic        TEXT NOT NULL,
+  ordering_key TEXT NOT NULL,
+  payload      BYTEA NOT NULL,
+  metadata     TEXT NOT NULL,
+  created_ms   BIGINT NOT NULL,
+  sent_ms      BIGINT NOT NULL
+)`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_published_sent ON ` + t + `_published (sent_ms)`,
+			// Tables made before 2026-11-25 kept published rows in the
+			// outbox (sent_ms set) and had partial indexes for unsent rows,
+			// sent rows and ordering keys, and an insert trigger that sent
+			// the NOTIFY the INSERT now sends itself (Store.insertSQL).
+			// Together they cost every Add 3-5% of a one-INSERT business
+			// transaction. These move the published rows and remove the rest.
+			`WITH moved AS (DELETE FROM ` + t + ` WHERE sent_ms IS NOT NULL RETURNING seq, id, topic, ordering_key, payload, metadata, created_ms, sent_ms)
+INSERT INTO ` + t + `_published SELECT * FROM moved ON CONFLICT (seq) DO NOTHING`,
+			`DROP INDEX IF EXISTS ` + t + `_unsent`,
+			`DROP INDEX IF EXISTS ` + t + `_sent`,
 			`DROP INDEX IF EXISTS ` + t + `_unsent_key`,
 			`DROP TRIGGER IF EXISTS ` + t + `_notify ON ` + t,
 			`DROP FUNCTION IF EXISTS ` + t + `_notify()`,
@@ -199,7 +218,7 @@ const pgLockPrelude = `SELECT set_config('idle_in_transaction_session_timeout', 
 // batch too: one outside it is held by another relay, which publishes it
 // first. Every unsent row before the batch's last keyed row that is not in
 // it is such a row (the batch took all the others), so blocked reads just
-// those, by the unsent index, and keeps the first per key (a batch without
+// those, by primary key, and keeps the first per key (a batch without
 // keys reads none). Rows of a key after it stay locked by this transaction
 // but unpublished, and come back when it ends. The check costs what the
 // other relays hold, with any backlog, and needs no index on the ordering

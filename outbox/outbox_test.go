@@ -102,11 +102,8 @@ func newEnvNamed(t *testing.T, d outbox.Dialect, table string) *env {
 		}
 	}
 	t.Cleanup(func() {
-		for _, tbl := range []string{e.table, e.table + "_orders", e.table + "_inbox", e.table + "_effects"} {
+		for _, tbl := range []string{e.table, e.table + "_published", e.table + "_orders", e.table + "_inbox", e.table + "_effects"} {
 			_, _ = e.db.Exec(`DROP TABLE IF EXISTS ` + tbl)
-		}
-		if d == outbox.Postgres {
-			_, _ = e.db.Exec(`DROP FUNCTION IF EXISTS ` + e.table + `_notify()`)
 		}
 	})
 	e.client = sdk.NewClient(memory.New(), sdk.WithLogger(quiet))
@@ -467,9 +464,16 @@ func TestRetentionKeepsPublishedRowsUntilCleanup(t *testing.T) {
 		if n, err := relay.RunOnce(context.Background()); err != nil || n != 2 {
 			t.Fatalf("RunOnce: %d, %v", n, err)
 		}
+		kept := `SELECT COUNT(*) FROM ` + e.table + ` WHERE sent_ms IS NOT NULL`
+		if e.dialect == outbox.Postgres {
+			kept = `SELECT COUNT(*) FROM ` + e.table + `_published WHERE sent_ms IS NOT NULL`
+		}
 		var rows int
-		if err := e.db.QueryRow(`SELECT COUNT(*) FROM ` + e.table + ` WHERE sent_ms IS NOT NULL`).Scan(&rows); err != nil || rows != 2 {
+		if err := e.db.QueryRow(kept).Scan(&rows); err != nil || rows != 2 {
 			t.Fatalf("with a retention the published rows are kept, marked sent: %d, %v", rows, err)
+		}
+		if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
+			t.Fatalf("kept rows are not waiting: %+v, %v", lag, err)
 		}
 		if n, err := e.store.Cleanup(context.Background(), time.Hour); err != nil || n != 0 {
 			t.Fatalf("rows younger than the retention must stay: deleted %d, %v", n, err)

@@ -262,31 +262,46 @@ func TestQueueAddSharesTheBusinessBatch(t *testing.T) {
 	}
 }
 
-// Tables made by earlier versions had an ordering-key index and a NOTIFY
-// trigger; Migrate removes both, or every Add keeps paying for them (and
-// relays are woken twice).
-func TestMigrateRemovesWhatEarlierVersionsMade(t *testing.T) {
+// Tables made by earlier versions kept published rows (sent_ms set) and
+// had partial indexes and a NOTIFY trigger. Migrate moves the rows to the
+// published table and removes the rest, or every Add keeps paying for them
+// (and relays are woken twice).
+func TestMigrateUpgradesWhatEarlierVersionsMade(t *testing.T) {
 	e := newEnv(t, outbox.Postgres)
-	for _, stmt := range []string{
+	e.order("o1", true, sdk.NewMessage([]byte("kept")), sdk.NewMessage([]byte("waiting")))
+	old := []string{
+		`UPDATE ` + e.table + ` SET sent_ms = 1 WHERE seq = (SELECT min(seq) FROM ` + e.table + `)`,
+		`CREATE INDEX ` + e.table + `_unsent ON ` + e.table + ` (seq) WHERE sent_ms IS NULL`,
+		`CREATE INDEX ` + e.table + `_sent ON ` + e.table + ` (sent_ms) WHERE sent_ms IS NOT NULL`,
 		`CREATE INDEX ` + e.table + `_unsent_key ON ` + e.table + ` (ordering_key, seq) WHERE sent_ms IS NULL AND ordering_key <> ''`,
 		`CREATE FUNCTION ` + e.table + `_notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('` + e.table + `', ''); RETURN NULL; END $$`,
 		`CREATE TRIGGER ` + e.table + `_notify AFTER INSERT ON ` + e.table + ` FOR EACH STATEMENT EXECUTE FUNCTION ` + e.table + `_notify()`,
-	} {
+	}
+	for _, stmt := range old {
 		if _, err := e.db.Exec(stmt); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.store.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
+	for range 2 { // and again: Migrate is idempotent
+		if err := e.store.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
-	var indexes, triggers, functions int
+	var indexes, triggers, functions, kept, waiting int
+	var keptPayload string
 	if err := e.db.QueryRow(`SELECT
-  (SELECT COUNT(*) FROM pg_indexes WHERE indexname = $1),
-  (SELECT COUNT(*) FROM pg_trigger WHERE tgname = $2),
-  (SELECT COUNT(*) FROM pg_proc WHERE proname = $2)`, e.table+"_unsent_key", e.table+"_notify").Scan(&indexes, &triggers, &functions); err != nil {
+  (SELECT COUNT(*) FROM pg_indexes WHERE indexname IN ($1 || '_unsent', $1 || '_sent', $1 || '_unsent_key')),
+  (SELECT COUNT(*) FROM pg_trigger WHERE tgname = $1 || '_notify'),
+  (SELECT COUNT(*) FROM pg_proc WHERE proname = $1 || '_notify'),
+  (SELECT COUNT(*) FROM `+e.table+`_published WHERE sent_ms = 1),
+  (SELECT COUNT(*) FROM `+e.table+`),
+  (SELECT encode(payload, 'escape') FROM `+e.table+`_published)`, e.table).Scan(&indexes, &triggers, &functions, &kept, &waiting, &keptPayload); err != nil {
 		t.Fatal(err)
 	}
 	if indexes+triggers+functions != 0 {
-		t.Fatalf("after Migrate: %d ordering-key index, %d trigger, %d function left; want none", indexes, triggers, functions)
+		t.Fatalf("after Migrate: %d old index(es), %d trigger, %d function left; want none", indexes, triggers, functions)
+	}
+	if kept != 1 || keptPayload != "kept" || waiting != 1 {
+		t.Fatalf("the published row must move to the published table and the waiting one stay: %d moved (%q), %d left", kept, keptPayload, waiting)
 	}
 }

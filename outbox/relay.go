@@ -46,8 +46,9 @@ type RelayConfig struct {
 	// so polling is only the safety net (and what finds rows written by
 	// other means). Defaults 20ms and 1s.
 	MinPoll, MaxPoll time.Duration
-	// Retention keeps published rows (marked sent) for this long before the
-	// relay deletes them; 0 deletes them as soon as they are published.
+	// Retention keeps published rows (marked sent; on PostgreSQL moved to
+	// the table <Table>_published) for this long before the relay deletes
+	// them; 0 deletes them as soon as they are published.
 	Retention time.Duration
 	// PublishAttempts is how often a batch is tried before it is released
 	// for a later round (with backoff between tries). Default 3.

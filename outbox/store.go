@@ -401,14 +401,24 @@ func (s *Store) markSent(ctx context.Context, rows []row, keep bool) error {
 	return err
 }
 
-// markSQL is the statement that marks rows published: a delete, or a
-// sent_ms stamp when keep.
+// markSQL is the statement that marks rows published: a delete, or when
+// keep a sent_ms stamp (on PostgreSQL a move to the published table).
 func (s *Store) markSQL(rows []row, keep bool) (string, []any) {
-	if keep {
+	switch {
+	case keep && s.dialect == Postgres:
+		q, args := s.seqIn(`WITH moved AS (DELETE FROM `+s.table+` WHERE seq`, rows)
+		return q + ` RETURNING seq, id, topic, ordering_key, payload, metadata, created_ms)
+INSERT INTO ` + s.published() + ` (seq, id, topic, ordering_key, payload, metadata, created_ms, sent_ms)
+SELECT seq, id, topic, ordering_key, payload, metadata, created_ms, ?::bigint FROM moved`, append(args, s.now().UnixMilli())
+	case keep:
 		return s.seqIn(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq`, rows, s.now().UnixMilli())
 	}
 	return s.seqIn(`DELETE FROM `+s.table+` WHERE seq`, rows)
 }
+
+// published is the PostgreSQL table of published rows kept for a
+// retention.
+func (s *Store) published() string { return s.table + "_published" }
 
 // release gives rows back before their lease ends, after a failed publish.
 func (s *Store) release(ctx context.Context, rows []row, relay string) error {
@@ -424,6 +434,9 @@ func (s *Store) release(ctx context.Context, rows []row, relay string) error {
 func (s *Store) Cleanup(ctx context.Context, olderThan time.Duration) (int64, error) {
 	cutoff := s.now().Add(-olderThan).UnixMilli()
 	q := `DELETE FROM ` + s.table + ` WHERE sent_ms IS NOT NULL AND sent_ms < ?`
+	if s.dialect == Postgres {
+		q = `DELETE FROM ` + s.published() + ` WHERE sent_ms < ?`
+	}
 	var n int64
 	var err error
 	if s.dialect == SQLite {
