@@ -208,11 +208,11 @@ func run(o options, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, bind(dialect, `INSERT INTO `+ordersTable+` (id, customer) VALUES (?, ?)`), id, "customer-7"); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := store.Add(ctx, tx, topic, msg); err != nil {
+		// The order row and its message in one statement (on PostgreSQL; a
+		// statement each elsewhere), in one transaction. store.Add(ctx, tx,
+		// topic, msg) after the INSERT does the same with a statement of
+		// its own.
+		if _, err := store.ExecAndAdd(ctx, tx, bind(dialect, `INSERT INTO `+ordersTable+` (id, customer) VALUES (?, ?)`), []any{id, "customer-7"}, topic, msg); err != nil {
 			tx.Rollback()
 			return err
 		}
