@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -30,6 +31,12 @@ func postgres(b *testing.B) *sql.DB {
 // outboxTable creates a migrated outbox table holding n unsent 256 B
 // messages for topic (untimed), dropped after the benchmark.
 func outboxTable(b *testing.B, db *sql.DB, topic string, n int) *outbox.Store {
+	return keyedOutboxTable(b, db, topic, n, 0)
+}
+
+// keyedOutboxTable is outboxTable with the messages spread over keys
+// ordering keys in turn (none when keys is 0).
+func keyedOutboxTable(b *testing.B, db *sql.DB, topic string, n, keys int) *outbox.Store {
 	table := "bench_outbox_" + uuid.NewString()[:8]
 	store, err := outbox.New(db, outbox.Config{Dialect: outbox.Postgres, Table: table})
 	if err != nil {
@@ -48,7 +55,13 @@ func outboxTable(b *testing.B, db *sql.DB, topic string, n int) *outbox.Store {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := store.Add(ctx, tx, topic, sdkMessages(k)...); err != nil {
+		msgs := sdkMessages(k)
+		if keys > 0 {
+			for i, m := range msgs {
+				m.OrderingKey = "customer-" + strconv.Itoa((added+i)%keys)
+			}
+		}
+		if err := store.Add(ctx, tx, topic, msgs...); err != nil {
 			b.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -124,14 +137,17 @@ func relayAll(b *testing.B, store *outbox.Store, pub outbox.Publisher, want int)
 // between the hand-written loop and the relay (see interleaveBlocks): run
 // one after the other, the two drifted apart by more than the difference
 // between them. Only the draining is timed.
-func benchmarkRelay(b *testing.B, name string, client func(b *testing.B, topic string) *sdk.Client) {
+//
+// With keys > 0 the messages carry that many ordering keys in turn, which
+// the relay checks and the hand-written loop ignores.
+func benchmarkRelay(b *testing.B, name string, keys int, client func(b *testing.B, topic string) *sdk.Client) {
 	const relayBlock = 5000
 	db := postgres(b)
 	drain := func(b *testing.B, run func(store *outbox.Store, c *sdk.Client)) time.Duration {
 		b.StopTimer()
 		topic := uniqueTopic("outbox")
 		c := client(b, topic)
-		store := outboxTable(b, db, topic, relayBlock)
+		store := keyedOutboxTable(b, db, topic, relayBlock, keys)
 		b.StartTimer()
 		start := time.Now()
 		run(store, c)
@@ -153,25 +169,34 @@ func benchmarkRelay(b *testing.B, name string, client func(b *testing.B, topic s
 func tableOf(s *outbox.Store) string { return outbox.TableName(s) }
 
 func BenchmarkOutboxRelayPostgresToMemory(b *testing.B) {
-	benchmarkRelay(b, "memory", func(b *testing.B, topic string) *sdk.Client {
-		tr := memory.New()
-		c := sdk.NewClient(tr, sdk.WithLogger(quiet))
-		// A consumer group, so every message is really enqueued.
-		if _, err := c.Subscriber("g"); err != nil {
-			b.Fatal(err)
-		}
-		sub, _ := tr.Subscriber("g")
-		if _, err := sub.Subscribe(context.Background(), topic); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { sub.Close(); c.Close(context.Background()) })
-		return c
-	})
+	benchmarkRelay(b, "memory", 0, memoryRelayClient)
+}
+
+// BenchmarkOutboxRelayPostgresToMemoryKeyed is the same with the messages
+// spread over 100 ordering keys: what the relay's order check costs.
+func BenchmarkOutboxRelayPostgresToMemoryKeyed(b *testing.B) {
+	benchmarkRelay(b, "memory, 100 ordering keys", 100, memoryRelayClient)
+}
+
+// memoryRelayClient is the relay benchmarks' client on the memory broker.
+func memoryRelayClient(b *testing.B, topic string) *sdk.Client {
+	tr := memory.New()
+	c := sdk.NewClient(tr, sdk.WithLogger(quiet))
+	// A consumer group, so every message is really enqueued.
+	if _, err := c.Subscriber("g"); err != nil {
+		b.Fatal(err)
+	}
+	sub, _ := tr.Subscriber("g")
+	if _, err := sub.Subscribe(context.Background(), topic); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { sub.Close(); c.Close(context.Background()) })
+	return c
 }
 
 func BenchmarkOutboxRelayPostgresToRabbitMQ(b *testing.B) {
 	url := testenv.RabbitMQ(b)
-	benchmarkRelay(b, "rabbitmq", func(b *testing.B, topic string) *sdk.Client {
+	benchmarkRelay(b, "rabbitmq", 0, func(b *testing.B, topic string) *sdk.Client {
 		declare(b, url, topic, "g") // a bound queue, so the broker stores every message
 		return rabbitClient(b, url)
 	})
