@@ -1,13 +1,10 @@
 package outbox_test
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,26 +71,11 @@ func TestRelayProcessKilledHoldingABatchFreesItAtOnce(t *testing.T) {
 	got := e.consume("billing")
 	e.order("o1", true, keyed("a", 1), keyed("a", 2), sdk.NewMessage([]byte("no key")))
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), dyingRelayEnv+"=1", dyingRelayDSNEnv+"="+testenv.Postgres(t), dyingRelayTableEnv+"="+e.table)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	relay := testenv.StartHelper(t, dyingRelayEnv+"=1", dyingRelayDSNEnv+"="+testenv.Postgres(t), dyingRelayTableEnv+"="+e.table)
+	if line := relay.Line(); line != "holding 3" {
+		t.Fatalf("the relay process should hold the batch of 3 before it dies; it said %q", line)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(stdout)
-	if !lines.Scan() || lines.Text() != "holding 3" {
-		t.Fatalf("the relay process should hold the batch of 3 before it dies; it said %q", lines.Text())
-	}
-	for lines.Scan() {
-		t.Logf("relay process: %s", lines.Text())
-	}
-	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
-		t.Fatalf("the relay process should have been killed: %v", err)
-	}
+	relay.WaitKilled()
 	killed := time.Now()
 
 	survivor := e.relay(outbox.RelayConfig{Name: "survivor"})

@@ -57,20 +57,21 @@ func RunDyingConsumer(open func(url string) (sdk.Transport, error)) {
 	select {}
 }
 
-// DyingConsumer is the consumer process of a crash test.
-type DyingConsumer struct {
+// Helper is the test binary run a second time, as the process a crash test
+// kills; the package's TestMain turns it into what the test needs, told by
+// environment variables, and it reports on stdout, a line at a time.
+type Helper struct {
 	t     *testing.T
 	cmd   *exec.Cmd
 	lines *bufio.Scanner
 }
 
-// StartDyingConsumer starts the test binary as a consumer of topic in group
-// at url (see RunDyingConsumer, which the package's TestMain must call) and
-// returns once it has subscribed.
-func StartDyingConsumer(t *testing.T, url, topic, group string) *DyingConsumer {
+// StartHelper starts the test binary, running no tests, with env added to
+// its environment.
+func StartHelper(t *testing.T, env ...string) *Helper {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), dyingEnv+"=1", dyingURLEnv+"="+url, dyingTopicEnv+"="+topic, dyingGroupEnv+"="+group)
+	cmd.Env = append(os.Environ(), env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -79,33 +80,53 @@ func StartDyingConsumer(t *testing.T, url, topic, group string) *DyingConsumer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &DyingConsumer{t: t, cmd: cmd, lines: bufio.NewScanner(stdout)}
-	if line := d.line(); line != "ready" {
+	return &Helper{t: t, cmd: cmd, lines: bufio.NewScanner(stdout)}
+}
+
+// Line returns the helper's next line of output, or says that there is
+// none.
+func (h *Helper) Line() string {
+	if !h.lines.Scan() {
+		return "(nothing: " + fmt.Sprint(h.lines.Err()) + ")"
+	}
+	return h.lines.Text()
+}
+
+// WaitKilled waits for the helper to end, and fails the test unless
+// SIGKILL ended it.
+func (h *Helper) WaitKilled() {
+	h.t.Helper()
+	err := h.cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		h.t.Fatalf("the helper process should die by SIGKILL, got %v", err)
+	}
+}
+
+// DyingConsumer is the consumer process of a crash test.
+type DyingConsumer struct{ *Helper }
+
+// StartDyingConsumer starts the test binary as a consumer of topic in group
+// at url (see RunDyingConsumer, which the package's TestMain must call) and
+// returns once it has subscribed.
+func StartDyingConsumer(t *testing.T, url, topic, group string) *DyingConsumer {
+	t.Helper()
+	d := &DyingConsumer{StartHelper(t, dyingEnv+"=1", dyingURLEnv+"="+url, dyingTopicEnv+"="+topic, dyingGroupEnv+"="+group)}
+	if line := d.Line(); line != "ready" {
 		t.Fatalf("the consumer process did not subscribe; it said %q (does TestMain call testenv.RunDyingConsumer?)", line)
 	}
 	return d
-}
-
-func (d *DyingConsumer) line() string {
-	if !d.lines.Scan() {
-		return "(nothing: " + fmt.Sprint(d.lines.Err()) + ")"
-	}
-	return d.lines.Text()
 }
 
 // Killed waits until the consumer has received a message and died by
 // SIGKILL, and returns the id of the message it held.
 func (d *DyingConsumer) Killed() string {
 	d.t.Helper()
-	line := d.line()
+	line := d.Line()
 	id, ok := strings.CutPrefix(line, "received ")
 	if !ok {
 		d.t.Fatalf("the consumer process should report the message it received; it said %q", line)
 	}
-	err := d.cmd.Wait()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		d.t.Fatalf("the consumer process should die by SIGKILL, got %v", err)
-	}
+	d.WaitKilled()
 	return id
 }
