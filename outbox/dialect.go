@@ -236,42 +236,61 @@ SELECT ` + rowColumns + ` FROM batch b
 WHERE NOT EXISTS (SELECT 1 FROM blocked x WHERE x.ordering_key = b.ordering_key AND x.seq < b.seq)`
 }
 
+// lockedBatch is a PostgreSQL batch: rows locked by an open transaction.
+type lockedBatch struct {
+	conn *sql.Conn
+	tx   *sql.Tx
+	rows []row
+}
+
+// close ends the batch: it rolls the transaction back unless it has
+// ended, and returns the connection to the pool. It may be called again.
+func (b *lockedBatch) close() {
+	_ = b.tx.Rollback()
+	_ = b.conn.Close()
+}
+
 // lockBatch opens the transaction of a PostgreSQL batch and locks up to
-// limit rows in it; the caller publishes them and ends it with commitSent.
-// The transaction does not end with ctx: a relay told to stop right after
-// publishing still deletes what it published. lease bounds how long it may
-// stay open between statements.
-func (s *Store) lockBatch(ctx context.Context, lease time.Duration, limit int) (*sql.Tx, []row, error) {
-	tx, err := s.db.BeginTx(context.WithoutCancel(ctx), nil)
+// limit rows in it; the caller publishes them, ends it with commitSent and
+// then closes it. The connection is taken with ctx, so a relay told to
+// stop does not wait for a busy pool; the transaction does not end with
+// ctx, so a relay told to stop right after publishing still deletes what it
+// published. lease bounds how long it may stay open between statements.
+func (s *Store) lockBatch(ctx context.Context, lease time.Duration, limit int) (*lockedBatch, error) {
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	b := &lockedBatch{conn: conn, tx: tx}
 	ms := strconv.FormatInt(max(1, lease.Milliseconds()), 10) // 0 would turn the timeout off
 	if _, err := tx.ExecContext(ctx, pgLockPrelude, ms); err != nil {
-		tx.Rollback()
-		return nil, nil, err
+		b.close()
+		return nil, err
 	}
-	rows, err := queryRows(ctx, tx, pgLockSQL(s.table), limit)
-	if err != nil {
-		tx.Rollback()
-		return nil, nil, err
+	if b.rows, err = queryRows(ctx, tx, pgLockSQL(s.table), limit); err != nil {
+		b.close()
+		return nil, err
 	}
-	return tx, rows, nil
+	return b, nil
 }
 
 // commitSent marks the published rows of a PostgreSQL batch (deleted, or
-// stamped sent when keep) and commits; the rest are unlocked for a later
-// round.
-func (s *Store) commitSent(ctx context.Context, tx *sql.Tx, sent []row, keep bool) error {
+// kept when keep) and commits; the rest are unlocked for a later round.
+func (s *Store) commitSent(ctx context.Context, b *lockedBatch, sent []row, keep bool) error {
 	if len(sent) == 0 {
-		return tx.Rollback()
+		return b.tx.Rollback()
 	}
 	q, args := s.markSQL(sent, keep)
-	if _, err := tx.ExecContext(ctx, Postgres.bind(q), args...); err != nil {
-		tx.Rollback()
+	if _, err := b.tx.ExecContext(ctx, Postgres.bind(q), args...); err != nil {
+		_ = b.tx.Rollback() // the rows' locks go now, not at close
 		return err
 	}
-	return tx.Commit()
+	return b.tx.Commit()
 }
 
 // claim leases up to limit eligible rows to relay until leaseUntil and

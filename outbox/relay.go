@@ -188,23 +188,26 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 // the server's: the session ends when the transaction idles longer than
 // Lease, which frees the rows for another relay.
 func (r *Relay) runLocked(ctx context.Context) (int, error) {
-	tx, rows, err := r.store.lockBatch(ctx, r.cfg.Lease, r.cfg.BatchSize)
+	batch, err := r.store.lockBatch(ctx, r.cfg.Lease, r.cfg.BatchSize)
 	if err != nil {
 		return 0, fmt.Errorf("outbox: claim a batch from %s: %w", r.store.table, err)
 	}
-	defer tx.Rollback() // after the commit, a no-op
+	defer batch.close()
+	rows := batch.rows
 	done, pubErr := r.publishInOrder(ctx, rows)
 	markCtx, cancel := markContext(ctx)
 	defer cancel()
 	keep := r.cfg.Retention > 0
-	if err := r.store.commitSent(markCtx, tx, rows[:done], keep); err != nil {
+	if err := r.store.commitSent(markCtx, batch, rows[:done], keep); err != nil {
 		// The transaction is gone: most likely publishing took longer than
 		// the lease and the server ended the session. Marking outside it
 		// is still right (whoever published a row may delete it), and
 		// without it a relay whose batches always outlast the lease would
 		// publish the same batch for ever. Another relay that took the
 		// rows meanwhile holds them; this waits for it and finds them gone,
-		// or marks them if it gave them back.
+		// or marks them if it gave them back. The batch's connection goes
+		// back first: the pool may have no other.
+		batch.close()
 		if err2 := r.store.markSent(markCtx, rows[:done], keep); err2 != nil {
 			// Published but not marked: the rows go out again, which
 			// at-least-once allows and the consumer's inbox absorbs.

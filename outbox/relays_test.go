@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -160,4 +161,40 @@ func TestRelayStoppedRightAfterPublishingStillMarks(t *testing.T) {
 			t.Fatalf("what went out before the stop must be marked, or it goes out again: %+v, %v", lag, err)
 		}
 	})
+}
+
+// A relay's batch on PostgreSQL holds a pooled connection. A relay told to
+// stop must not wait for one, and a batch that outlived its transaction
+// must give its connection back before marking again: the pool may have no
+// other.
+func TestPostgresRelayWithAPoolOfOneConnection(t *testing.T) {
+	e := newEnv(t, outbox.Postgres)
+	e.order("o1", true, keyed("a", 1), keyed("a", 2))
+	e.db.SetMaxOpenConns(1)
+
+	busy, err := e.db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() }) // a failed test must not keep the pool's one connection
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.relay(outbox.RelayConfig{}).RunOnce(ctx)
+		done <- err
+	}()
+	if err := testenv.Await(t, done, "a relay told to stop while the pool is busy to return"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RunOnce should end with its context, got %v", err)
+	}
+	busy.Close()
+
+	const lease = 300 * time.Millisecond
+	slowRelay := e.relay(outbox.RelayConfig{Lease: lease, Publisher: &slow{inner: e.client, delay: 3 * lease}})
+	if n, err := slowRelay.RunOnce(context.Background()); err != nil || n != 2 {
+		t.Fatalf("a batch that outlived its transaction must be marked on the pool's one connection: published %d, %v", n, err)
+	}
+	if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
+		t.Fatalf("nothing may be left unsent: %+v, %v", lag, err)
+	}
 }
