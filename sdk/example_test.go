@@ -123,3 +123,21 @@ func ExampleClient_Request() {
 	fmt.Println(string(reply.Payload))
 	// Output: 12.50 EUR for sku-42
 }
+
+// Code that writes messages in their wire form itself (the outbox writes
+// rows) takes them apart with NewOutgoing: the id, the payload and the
+// metadata a publisher would send, standard attributes included.
+func ExampleNewOutgoing() {
+	m := &sdk.Message{ID: "order-7-created", Payload: []byte(`{"order":7}`), EventType: "order.created", OrderingKey: "customer-7"}
+	m.Set("tenant", "acme")
+	o := sdk.NewOutgoing(m, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	fmt.Println(o.ID(), string(o.Payload()), o.OrderingKey())
+	md := map[string]string{}
+	for k, v := range o.Metadata {
+		md[k] = v
+	}
+	fmt.Println(md)
+	// Output:
+	// order-7-created {"order":7} customer-7
+	// map[ce-time:2026-11-25T12:00:00Z ce-type:order.created ordering-key:customer-7 tenant:acme]
+}
