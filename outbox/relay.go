@@ -107,7 +107,11 @@ func (s *Store) NewRelay(cfg RelayConfig) (*Relay, error) {
 // the broker or the database fails and resumes when they are back.
 func (r *Relay) Run(ctx context.Context) error {
 	if r.store.dialect == Postgres {
-		go r.listen(ctx)
+		if r.store.db.Stats().MaxOpenConnections == 1 {
+			r.cfg.Logger.Warn("outbox relay: the database pool allows one connection, which LISTEN would hold for good and leave none for the relay's batches; polling instead (allow two or more to be woken by NOTIFY)", "relay", r.cfg.Name)
+		} else {
+			go r.listen(ctx)
+		}
 	}
 	poll := r.cfg.MinPoll
 	cleanupEvery := time.NewTicker(time.Minute)

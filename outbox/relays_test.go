@@ -197,4 +197,16 @@ func TestPostgresRelayWithAPoolOfOneConnection(t *testing.T) {
 	if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
 		t.Fatalf("nothing may be left unsent: %+v, %v", lag, err)
 	}
+
+	// Run LISTENs on a connection of its own, for good; with one in the
+	// pool it must poll instead, or it never relays anything.
+	got := e.consume("billing")
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	running := make(chan error, 1)
+	go func() { running <- e.relay(outbox.RelayConfig{MaxPoll: 50 * time.Millisecond}).Run(ctx) }()
+	e.order("o2", true, keyed("b", 1))
+	testenv.Eventually(t, 10*time.Second, "Run on a pool of one connection to relay a new message", func() bool { return got.distinct() == 1 })
+	cancel()
+	testenv.Await(t, running, "Run to end with its context")
 }
