@@ -215,6 +215,15 @@ func (r *received) checkOrder(t *testing.T) {
 	}
 }
 
+// requireNothingUnsent fails the test, saying why it matters, unless the
+// outbox is empty.
+func (e *env) requireNothingUnsent(why string) {
+	e.t.Helper()
+	if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
+		e.t.Fatalf("%s: %+v, %v", why, lag, err)
+	}
+}
+
 func keyed(key string, n int) *sdk.Message {
 	m := sdk.NewMessage([]byte(fmt.Sprintf("%s-%d", key, n)))
 	m.OrderingKey = key
@@ -260,9 +269,7 @@ func TestRollbackPublishesNothingCommitPublishesOnce(t *testing.T) {
 		if got.ids[0] != committed.ID || got.count[committed.ID] != 1 {
 			t.Fatalf("consumed %v, want exactly %s once", got.ids, committed.ID)
 		}
-		if lag, err := e.store.Lag(ctx); err != nil || lag.Unsent != 0 {
-			t.Fatalf("lag after publishing: %+v, %v", lag, err)
-		}
+		e.requireNothingUnsent("lag after publishing")
 	})
 }
 
@@ -472,9 +479,7 @@ func TestRetentionKeepsPublishedRowsUntilCleanup(t *testing.T) {
 		if err := e.db.QueryRow(kept).Scan(&rows); err != nil || rows != 2 {
 			t.Fatalf("with a retention the published rows are kept, marked sent: %d, %v", rows, err)
 		}
-		if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
-			t.Fatalf("kept rows are not waiting: %+v, %v", lag, err)
-		}
+		e.requireNothingUnsent("kept rows are not waiting")
 		if n, err := e.store.Cleanup(context.Background(), time.Hour); err != nil || n != 0 {
 			t.Fatalf("rows younger than the retention must stay: deleted %d, %v", n, err)
 		}

@@ -110,9 +110,7 @@ func TestHungRelayLosesItsBatchToAnotherAfterTheLease(t *testing.T) {
 		if err := testenv.Await(t, hungDone, "the hung relay to return"); err != nil {
 			t.Fatalf("the hung relay: %v", err)
 		}
-		if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
-			t.Fatalf("nothing may be left unsent: %+v, %v", lag, err)
-		}
+		e.requireNothingUnsent("nothing may be left unsent")
 	})
 }
 
@@ -138,9 +136,7 @@ func TestBatchSlowerThanTheLeaseIsStillMarked(t *testing.T) {
 		if n, err := relay.RunOnce(context.Background()); err != nil || n != 2 {
 			t.Fatalf("a batch that outlasts the lease with no other relay about must still be marked: published %d, %v", n, err)
 		}
-		if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
-			t.Fatalf("the slow batch must be marked, or the relay publishes it for ever: %+v, %v", lag, err)
-		}
+		e.requireNothingUnsent("the slow batch must be marked, or the relay publishes it for ever")
 		testenv.Eventually(t, 10*time.Second, "both messages to be consumed", func() bool { return got.distinct() == 2 })
 		if d := got.duplicates(); d != 0 {
 			t.Fatalf("%d duplicates with one relay", d)
@@ -157,9 +153,7 @@ func TestRelayStoppedRightAfterPublishingStillMarks(t *testing.T) {
 		if n, err := relay.RunOnce(ctx); err != nil || n != 2 {
 			t.Fatalf("RunOnce: published %d, %v; want 2 and no error", n, err)
 		}
-		if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
-			t.Fatalf("what went out before the stop must be marked, or it goes out again: %+v, %v", lag, err)
-		}
+		e.requireNothingUnsent("what went out before the stop must be marked, or it goes out again")
 	})
 }
 
@@ -194,9 +188,7 @@ func TestPostgresRelayWithAPoolOfOneConnection(t *testing.T) {
 	if n, err := slowRelay.RunOnce(context.Background()); err != nil || n != 2 {
 		t.Fatalf("a batch that outlived its transaction must be marked on the pool's one connection: published %d, %v", n, err)
 	}
-	if lag, err := e.store.Lag(context.Background()); err != nil || lag.Unsent != 0 {
-		t.Fatalf("nothing may be left unsent: %+v, %v", lag, err)
-	}
+	e.requireNothingUnsent("nothing may be left unsent")
 
 	// Run LISTENs on a connection of its own, for good; with one in the
 	// pool it must poll instead, or it never relays anything.

@@ -289,7 +289,8 @@ func (s *Store) insertsFrom(topic string, msgs []*sdk.Message, skip int) ([]stat
 // after skip. Statements of a few rows, which most Adds are, are built once.
 func (s *Store) insertSQL(rows, skip int) string {
 	key := [2]int{rows, skip}
-	if rows <= 8 {
+	cached := rows <= 8
+	if cached {
 		if q, ok := s.insertSQLs.Load(key); ok {
 			return q.(string)
 		}
@@ -311,7 +312,7 @@ func (s *Store) insertSQL(rows, skip int) string {
 		q.WriteString(` RETURNING pg_notify('` + s.channel() + `', '')`)
 	}
 	query := s.dialect.bindFrom(q.String(), skip)
-	if rows <= 8 {
+	if cached {
 		s.insertSQLs.Store(key, query)
 	}
 	return query
@@ -407,9 +408,8 @@ func (s *Store) markSQL(rows []row, keep bool) (string, []any) {
 	switch {
 	case keep && s.dialect == Postgres:
 		q, args := s.seqIn(`WITH moved AS (DELETE FROM `+s.table+` WHERE seq`, rows)
-		return q + ` RETURNING seq, id, topic, ordering_key, payload, metadata, created_ms)
-INSERT INTO ` + s.published() + ` (seq, id, topic, ordering_key, payload, metadata, created_ms, sent_ms)
-SELECT seq, id, topic, ordering_key, payload, metadata, created_ms, ?::bigint FROM moved`, append(args, s.now().UnixMilli())
+		return q + ` RETURNING ` + rowColumns + `)
+INSERT INTO ` + s.published() + ` (` + rowColumns + `, sent_ms) SELECT ` + rowColumns + `, ?::bigint FROM moved`, append(args, s.now().UnixMilli())
 	case keep:
 		return s.seqIn(`UPDATE `+s.table+` SET sent_ms = ? WHERE seq`, rows, s.now().UnixMilli())
 	}
