@@ -3,6 +3,7 @@ package memory_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -164,5 +165,50 @@ func TestClosingSubscriptionLeavesNewMessagesToTheGroup(t *testing.T) {
 	case extra := <-handled:
 		t.Fatalf("message %s handled twice", extra)
 	case <-time.After(50 * time.Millisecond): // a redelivery would be immediate
+	}
+}
+
+// A consumer that acks and then stops at once (its context cancelled)
+// leaves both ready for the subscriber's goroutine; the ack must win, or
+// the message goes back to the group and is handled twice. On one
+// processor, with the subscriber's goroutine waiting to hand the message
+// over, it cannot run between the ack and the cancel, so it finds both
+// ready; repeated, because it then picks one at random.
+func TestAckJustBeforeTheContextEndsIsKept(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	tr := memory.New()
+	defer tr.Close()
+	pub := tr.Publisher()
+	sub, err := tr.Subscriber("g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := range 200 {
+		topic := fmt.Sprint("t", i)
+		ctx, cancel := context.WithCancel(context.Background())
+		ch, err := sub.Subscribe(ctx, topic) // first: a group gets what is published after it exists
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pub.Publish(topic, message.NewMessage("work", nil)); err != nil {
+			t.Fatal(err)
+		}
+		runtime.Gosched() // the subscriber's goroutine waits to hand the message over
+		testenv.AwaitMessage(t, ch, "the message").Ack()
+		cancel()
+		for range ch { // closed once the subscription has settled the message
+		}
+		// A message put back would come before the marker, in publish order.
+		if err := pub.Publish(topic, message.NewMessage("marker", nil)); err != nil {
+			t.Fatal(err)
+		}
+		ch, err = sub.Subscribe(context.Background(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := testenv.AwaitMessage(t, ch, "the marker"); m.UUID != "marker" {
+			t.Fatalf("round %d: the acked message came back (%s): the ack was lost to the context's end", i, m.UUID)
+		}
 	}
 }

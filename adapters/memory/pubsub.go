@@ -138,10 +138,16 @@ func deliver(ctx context.Context, closing, brokerDone <-chan struct{}, out chan<
 	case <-wm.Nacked():
 		return false, true
 	case <-ctx.Done():
-		return false, false
 	case <-closing:
-		return false, false
 	case <-brokerDone:
+	}
+	// The consumer may have acked just before it stopped, and select picks
+	// at random among ready cases: an ack given must not be lost to the
+	// stop, or the message is handled twice.
+	select {
+	case <-wm.Acked():
+		return true, false
+	default:
 		return false, false
 	}
 }
