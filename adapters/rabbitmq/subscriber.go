@@ -196,12 +196,24 @@ func (s *Subscriber) deliver(ctx context.Context, d *amqp.Delivery, out chan<- *
 		case <-tick:
 			acks.flush() // a slow handler must not hold back the acks before it
 		case <-ctx.Done():
-			_ = d.Nack(false, true)
+			s.settleOnStop(m, d, acks)
 			return false
 		case <-s.closing:
-			_ = d.Nack(false, true)
+			s.settleOnStop(m, d, acks)
 			return false
 		}
+	}
+}
+
+// settleOnStop settles a message the consumer stops holding. The handler
+// may have acked it just before the stop, and select picks at random among
+// ready cases: an ack given must not turn into a requeue.
+func (s *Subscriber) settleOnStop(m *message.Message, d *amqp.Delivery, acks *ackBatcher) {
+	select {
+	case <-m.Acked():
+		acks.add(d.DeliveryTag)
+	default:
+		_ = d.Nack(false, true)
 	}
 }
 

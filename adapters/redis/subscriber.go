@@ -342,11 +342,13 @@ func (c *consumer) handle(ctx context.Context, batch []goredis.XMessage, acks ch
 			m := decode(xm.Values)
 			m.SetContext(ctx)
 			acked, ok := c.deliver(m, heartbeat, batch[i:])
+			if acked {
+				c.acks = append(c.acks, xm.ID)
+			}
 			if !ok {
 				return false
 			}
 			if acked {
-				c.acks = append(c.acks, xm.ID)
 				break
 			}
 		}
@@ -376,7 +378,15 @@ func (c *consumer) deliver(m *message.Message, heartbeat *time.Ticker, held []go
 		case <-heartbeat.C:
 			c.refresh(held)
 		case <-c.stop:
-			return false, false
+			// The handler may have acked just before the stop, and select
+			// picks at random among ready cases: an ack given must not be
+			// lost (the message would be handed back and handled again).
+			select {
+			case <-m.Acked():
+				return true, false
+			default:
+				return false, false
+			}
 		}
 	}
 }
