@@ -1,0 +1,198 @@
+// Package driver is the contract between msgkit and a broker adapter.
+//
+// An adapter implements Transport and Subscription: it sends a batch of
+// messages, receives a batch, and settles (acks or nacks) a batch by id,
+// each call bounded by a context. Everything that decides what "delivered"
+// means is not the adapter's job but the delivery engine's, in package sdk:
+// handler concurrency, the hand-off of a message to its handler and of the
+// verdict back, per-key ordering, ack batching and flushing, lease
+// extension while a handler runs, redelivery after a nack, draining on
+// close, and coalescing concurrent publishes into batches. An adapter keeps
+// what is specific to its broker: wire format, topology, connections and
+// reconnects, and the broker calls.
+//
+// The methods are called by the engine, not by applications; applications
+// use sdk.Client, or the Watermill publisher and subscriber that sdk builds
+// from any Transport. docs/writing-an-adapter.md walks through a complete
+// adapter and lists what the conformance suite checks.
+package driver
+
+import (
+	"context"
+	"time"
+)
+
+// Message is a message as an adapter sends and receives it.
+type Message struct {
+	// ID identifies the message. On send it is never empty. On receive the
+	// adapter sets it from the wire; a message that arrives without one
+	// must get an id that is the same on every redelivery of it.
+	ID string
+	// Payload is the body, any bytes.
+	Payload []byte
+	// Metadata holds every attribute, standard ones included, as strings.
+	// On send the adapter may keep the map; on receive the engine takes
+	// ownership of it.
+	Metadata map[string]string
+	// OrderingKey is, on send, the message's ordering key (the same value
+	// as Metadata["ordering-key"], or empty). On receive the adapter sets
+	// the key the engine must serialise on: messages with one non-empty
+	// key are handed to handlers one at a time, in the order received, and
+	// a nacked one comes back before the next of its key. Kafka sets the
+	// partition here, an SQS FIFO queue the message group.
+	OrderingKey string
+	// AckID is the adapter's handle on a received message, passed back to
+	// SendAcks, SendNacks and ExtendAcks. The engine never looks inside it.
+	AckID AckID
+}
+
+// AckID is an adapter's handle on a received message.
+type AckID any
+
+// Transport is an open connection to a broker.
+type Transport interface {
+	// Capabilities declares what the transport guarantees. It must not
+	// change while the transport is open. The conformance suite checks
+	// every claim; the engine refuses work the transport declares it
+	// cannot do (a payload over MaxPayloadBytes, for instance).
+	Capabilities() Capabilities
+	// SendOptions says how the engine should group publishes for
+	// SendBatch and how long it may retry them.
+	SendOptions() SendOptions
+	// SendBatch publishes msgs to topic and returns once the broker has
+	// taken every one (stored it, where it stores), or with an error. A
+	// failure that concerns only some messages is a BatchError. SendBatch
+	// is called concurrently and must return by ctx's deadline, saying
+	// what it was waiting for. msgs never exceeds SendOptions().MaxMessages
+	// when that is set.
+	SendBatch(ctx context.Context, topic string, msgs []*Message) error
+	// OpenSubscription starts consuming topic as a member of group: every
+	// group receives each message and the members of one group compete
+	// for them. The group exists, and keeps what is published from now on
+	// (DurableGroups), when it returns. It must return by ctx's deadline;
+	// ctx bounds the setup only, not the subscription's life.
+	OpenSubscription(ctx context.Context, topic, group string) (Subscription, error)
+	// OpenReplySubscription consumes a client's private reply topic (a
+	// name starting with "_reply."), whose broker objects may be temporary
+	// and are removed when the subscription closes. Messages sent to such
+	// a topic with SendBatch must reach it. A transport without
+	// RequestReply returns an error.
+	OpenReplySubscription(ctx context.Context, topic string) (Subscription, error)
+	// IsRetryable reports whether an error returned by this transport is
+	// transient (a connection lost, a broker restarting) rather than a
+	// refusal that will recur. The engine sends a batch again after a
+	// retryable error, until the caller's deadline.
+	IsRetryable(err error) bool
+	// As sets target to the adapter's native client when target is a
+	// pointer to its type, and reports whether it did.
+	As(target any) bool
+	// Close releases the connection. Subscriptions still open are closed.
+	Close() error
+}
+
+// Subscription is one member of a consumer group on one topic.
+//
+// The engine calls ReceiveBatch from one goroutine at a time and the
+// settling methods from others, concurrently with it.
+type Subscription interface {
+	// ReceiveBatch returns up to max messages. It blocks until at least
+	// one is available, a poll of the adapter's choosing has passed (it
+	// may then return none), or ctx is done (it then returns ctx's error
+	// or nothing). A transient broker failure is returned as an error; the
+	// engine backs off and calls again, so the adapter reconnects there.
+	ReceiveBatch(ctx context.Context, max int) ([]*Message, error)
+	// SendAcks acknowledges the messages: they are not delivered to this
+	// group again. A failure means they may be redelivered, never lost.
+	SendAcks(ctx context.Context, ids []AckID) error
+	// CanNack reports whether SendNacks hands messages back to the broker
+	// for redelivery. When it is false (Kafka, Redis Streams) the engine
+	// redelivers a nacked message itself, to a handler of this
+	// subscription, and keeps its lease alive meanwhile.
+	CanNack() bool
+	// SendNacks hands the messages back for redelivery, to any member of
+	// the group, after delay when the broker can wait (SQS visibility),
+	// otherwise at once. Called only when CanNack is true.
+	SendNacks(ctx context.Context, ids []AckID, delay time.Duration) error
+	// ExtendAcks keeps messages the engine still holds from being given to
+	// another member (Redis XCLAIM, SQS visibility). It is called every
+	// Options().Lease/3 when Lease is set.
+	ExtendAcks(ctx context.Context, ids []AckID) error
+	// Options tunes the engine for this subscription.
+	Options() Options
+	// Close stops consuming. Every message it returned and that was
+	// neither acked nor nacked goes back to the group, at once where the
+	// broker allows. After Close, settling calls may fail; that means
+	// redelivery, never loss.
+	Close() error
+}
+
+// Options tunes the engine for one subscription.
+type Options struct {
+	// MaxBatch is the most messages the engine asks of ReceiveBatch, and
+	// the most it holds unsettled beyond its running handlers. Default 64.
+	MaxBatch int
+	// AckBatch is the most ids per SendAcks. Default MaxBatch.
+	AckBatch int
+	// AckFlush is how long an ack may wait to be sent with others. Acks
+	// are also sent whenever the handlers run out of work. Default 100ms.
+	AckFlush time.Duration
+	// Lease, when set, is how long the broker lets a member hold a
+	// message before giving it to another; the engine calls ExtendAcks
+	// every Lease/3 for what it holds.
+	Lease time.Duration
+}
+
+// SendOptions says how the engine groups publishes into SendBatch calls.
+type SendOptions struct {
+	// MaxMessages is the most messages per SendBatch; 0 means no limit.
+	// With Coalesce, concurrent publishes to one topic share calls up to
+	// this many messages.
+	MaxMessages int
+	// Coalesce makes publishes that arrive while a SendBatch to the same
+	// topic is in flight wait for it and go together in the next one, so
+	// many small concurrent publishes cost few broker calls.
+	Coalesce bool
+	// MaxInFlight is how many SendBatch calls per topic may run at once
+	// when coalescing. Default 4.
+	MaxInFlight int
+	// Timeout bounds a publish, retries included, whose context has no
+	// deadline (the adapter's publish_timeout). Default 30s.
+	Timeout time.Duration
+}
+
+// BatchError is SendBatch's error when only some messages failed: one
+// entry per message, nil for those the broker took.
+type BatchError []error
+
+func (e BatchError) Error() string {
+	failed, first := 0, error(nil)
+	for _, err := range e {
+		if err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	if first == nil {
+		return "no message failed"
+	}
+	if failed == 1 {
+		return first.Error()
+	}
+	return first.Error() + " (and " + itoa(failed-1) + " more failed)"
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}

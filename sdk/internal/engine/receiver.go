@@ -1,0 +1,475 @@
+// Package engine is msgkit's delivery engine: the one place that decides
+// what "delivered" means, for every driver. A Receiver runs a subscription
+// (handler concurrency, per-key order, ack batching, leases, redelivery,
+// drain); a Sender publishes (batch limits, coalescing, retry). Drivers
+// supply only the broker calls of package driver.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// Handle processes one message and reports whether to ack it. It is called
+// from the receiver's worker goroutines.
+type Handle func(m *driver.Message) bool
+
+// Config configures a Receiver.
+type Config struct {
+	// Concurrency is how many handler calls run at once. Default 1.
+	Concurrency int
+	// NackDelay returns how long a nacked message waits before it is
+	// delivered again, given how often it was nacked here. nil: at once.
+	NackDelay func(attempt int) time.Duration
+	// Logger receives what the engine cannot return: failed acks, receive
+	// errors it retries. Default slog.Default().
+	Logger *slog.Logger
+	// Where names the subscription in logs and errors ("topic/group").
+	Where string
+	// OnDeadline runs when Stop's context ends with handlers still
+	// running, before Stop gives up on them (it cancels their contexts).
+	OnDeadline func()
+}
+
+// item is one received message the receiver holds.
+type item struct {
+	m         *driver.Message
+	received  map[string]string // the metadata as received, for a redelivery here
+	attempt   int               // nacks so far, for redelivery in place
+	notBefore time.Time         // redelivery in place waits until then
+}
+
+// Receiver delivers one driver subscription's messages to a handler.
+type Receiver struct {
+	sub    driver.Subscription
+	opts   driver.Options
+	canNak bool
+	handle Handle
+	cfg    Config
+
+	mu       sync.Mutex
+	changed  chan struct{}      // closed and replaced when work may have appeared or space freed
+	waiting  []*item            // received, not handed to a handler, in receive order
+	keyOwner map[string]*item   // ordering key -> the item that holds it (running or waiting to run again)
+	running  map[*item]struct{} // items in a handler; kept only with a lease to extend
+	held     int                // received and not settled
+	acks     []driver.AckID     // acked, not yet sent
+	stopping bool
+
+	fetchCtx    context.Context
+	stopFetch   context.CancelFunc
+	fetcherDone chan struct{}
+	workers     sync.WaitGroup
+	helpers     sync.WaitGroup // ack flusher and lease keeper
+	helpersStop chan struct{}
+	stopOnce    sync.Once
+	stopErr     error
+}
+
+// Start runs sub, calling handle for each message, until Stop.
+func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
+	opts := withDefaults(sub.Options())
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Receiver{
+		sub: sub, opts: opts, canNak: sub.CanNack(), handle: handle, cfg: cfg,
+		changed: make(chan struct{}), keyOwner: map[string]*item{},
+		fetcherDone: make(chan struct{}), helpersStop: make(chan struct{}),
+	}
+	if opts.Lease > 0 {
+		r.running = map[*item]struct{}{}
+	}
+	r.fetchCtx, r.stopFetch = context.WithCancel(context.Background())
+	go r.fetch()
+	for range cfg.Concurrency {
+		r.workers.Add(1)
+		go r.work()
+	}
+	r.helpers.Add(1)
+	go r.flushEvery(opts.AckFlush)
+	if opts.Lease > 0 {
+		r.helpers.Add(1)
+		go r.keepLeases(opts.Lease / 3)
+	}
+	return r
+}
+
+func withDefaults(o driver.Options) driver.Options {
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 64
+	}
+	if o.AckBatch <= 0 {
+		o.AckBatch = o.MaxBatch
+	}
+	if o.AckFlush <= 0 {
+		o.AckFlush = 100 * time.Millisecond
+	}
+	return o
+}
+
+// signal wakes everyone waiting for a change. r.mu is held.
+func (r *Receiver) signal() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// fetch receives batches while there is room: the receiver holds at most
+// MaxBatch messages beyond those its handlers run.
+func (r *Receiver) fetch() {
+	defer close(r.fetcherDone)
+	limit := r.opts.MaxBatch + r.cfg.Concurrency
+	backoff := 100 * time.Millisecond
+	for {
+		r.mu.Lock()
+		for r.held >= limit && !r.stopping {
+			changed := r.changed
+			r.mu.Unlock()
+			<-changed
+			r.mu.Lock()
+		}
+		if r.stopping {
+			r.mu.Unlock()
+			return
+		}
+		n := min(r.opts.MaxBatch, limit-r.held)
+		r.mu.Unlock()
+
+		msgs, err := r.sub.ReceiveBatch(r.fetchCtx, n)
+		if len(msgs) > 0 {
+			r.mu.Lock()
+			for _, m := range msgs {
+				it := &item{m: m}
+				if !r.canNak {
+					// Redelivered here after a nack: the handler gets the
+					// metadata as received, not what the failed one wrote.
+					it.received = maps.Clone(m.Metadata)
+				}
+				r.waiting = append(r.waiting, it)
+			}
+			r.held += len(msgs)
+			r.signal()
+			r.mu.Unlock()
+		}
+		if r.fetchCtx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.cfg.Logger.Warn("messaging: receiving failed; retrying", "subscription", r.cfg.Where, "error", err, "retry_in", backoff)
+			select {
+			case <-r.fetchCtx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// work takes messages and runs the handler on them until the receiver stops.
+func (r *Receiver) work() {
+	defer r.workers.Done()
+	for {
+		it := r.take()
+		if it == nil {
+			return
+		}
+		r.settle(it, r.handle(it.m))
+	}
+}
+
+// take returns the first waiting message whose key is free (or its own),
+// and whose redelivery time has come, or nil once the receiver stops.
+// Acks are sent before it blocks: nothing else is going on.
+func (r *Receiver) take() *item {
+	for {
+		r.mu.Lock()
+		if r.stopping {
+			r.mu.Unlock()
+			return nil
+		}
+		now := time.Time{}
+		var wake time.Time
+		for i, it := range r.waiting {
+			k := it.m.OrderingKey
+			if k != "" {
+				if owner := r.keyOwner[k]; owner != nil && owner != it {
+					continue
+				}
+			}
+			if !it.notBefore.IsZero() {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				if it.notBefore.After(now) {
+					if wake.IsZero() || it.notBefore.Before(wake) {
+						wake = it.notBefore
+					}
+					continue
+				}
+			}
+			r.waiting = append(r.waiting[:i], r.waiting[i+1:]...)
+			if k != "" {
+				r.keyOwner[k] = it
+			}
+			if r.running != nil {
+				r.running[it] = struct{}{}
+			}
+			r.mu.Unlock()
+			return it
+		}
+		changed := r.changed
+		flush := len(r.acks) > 0
+		r.mu.Unlock()
+		if flush {
+			r.flush()
+			continue
+		}
+		if wake.IsZero() {
+			<-changed
+			continue
+		}
+		t := time.NewTimer(time.Until(wake))
+		select {
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// settle records the handler's verdict on it.
+func (r *Receiver) settle(it *item, acked bool) {
+	k := it.m.OrderingKey
+	r.mu.Lock()
+	if r.running != nil {
+		delete(r.running, it)
+	}
+	switch {
+	case acked:
+		r.release(it)
+		r.acks = append(r.acks, it.m.AckID)
+		full := len(r.acks) >= r.opts.AckBatch
+		r.signal()
+		r.mu.Unlock()
+		if full {
+			r.flush()
+		}
+	case !r.canNak:
+		// Redelivered here: back to the front, keeping its key.
+		it.attempt++
+		it.m.Metadata = maps.Clone(it.received)
+		if d := r.nackDelay(it.attempt); d > 0 {
+			it.notBefore = time.Now().Add(d)
+		}
+		r.waiting = append(r.waiting, nil)
+		copy(r.waiting[1:], r.waiting)
+		r.waiting[0] = it
+		r.signal()
+		r.mu.Unlock()
+	default:
+		// Handed back to the broker, and with it every later message of
+		// its key held here, so the broker redelivers the key in order.
+		ids := []driver.AckID{it.m.AckID}
+		r.release(it)
+		if k != "" {
+			kept := r.waiting[:0]
+			for _, w := range r.waiting {
+				if w.m.OrderingKey == k {
+					ids = append(ids, w.m.AckID)
+					r.held--
+				} else {
+					kept = append(kept, w)
+				}
+			}
+			clear(r.waiting[len(kept):])
+			r.waiting = kept
+		}
+		r.signal()
+		r.mu.Unlock()
+		r.nack(ids, r.nackDelay(it.attempt+1))
+	}
+}
+
+// release forgets a settled item. r.mu is held.
+func (r *Receiver) release(it *item) {
+	r.held--
+	if k := it.m.OrderingKey; k != "" && r.keyOwner[k] == it {
+		delete(r.keyOwner, k)
+	}
+}
+
+func (r *Receiver) nackDelay(attempt int) time.Duration {
+	if r.cfg.NackDelay == nil {
+		return 0
+	}
+	return r.cfg.NackDelay(attempt)
+}
+
+func (r *Receiver) nack(ids []driver.AckID, delay time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.sub.SendNacks(ctx, ids, delay); err != nil {
+		r.cfg.Logger.Warn("messaging: handing nacked messages back failed; they come back after the broker's timeout",
+			"subscription", r.cfg.Where, "count", len(ids), "error", err)
+	}
+}
+
+// flush sends the acks gathered so far, AckBatch at a time.
+func (r *Receiver) flush() {
+	r.mu.Lock()
+	ids := r.acks
+	r.acks = nil
+	r.mu.Unlock()
+	for len(ids) > 0 {
+		n := min(len(ids), r.opts.AckBatch)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.sub.SendAcks(ctx, ids[:n])
+		cancel()
+		if err != nil {
+			r.cfg.Logger.Warn("messaging: sending acks failed; those messages may be delivered again",
+				"subscription", r.cfg.Where, "count", n, "error", err)
+		}
+		ids = ids[n:]
+	}
+}
+
+// flushEvery sends acks that waited AckFlush: a slow handler must not hold
+// back the acks of the messages before it.
+func (r *Receiver) flushEvery(d time.Duration) {
+	defer r.helpers.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.helpersStop:
+			return
+		case <-t.C:
+			r.mu.Lock()
+			pending := len(r.acks) > 0
+			r.mu.Unlock()
+			if pending {
+				r.flush()
+			}
+		}
+	}
+}
+
+// keepLeases extends the lease of every message held, waiting or running,
+// so that no other member takes it meanwhile.
+func (r *Receiver) keepLeases(every time.Duration) {
+	defer r.helpers.Done()
+	t := time.NewTicker(max(every, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-r.helpersStop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		ids := make([]driver.AckID, 0, len(r.waiting)+len(r.running))
+		for _, it := range r.waiting {
+			ids = append(ids, it.m.AckID)
+		}
+		for it := range r.running {
+			ids = append(ids, it.m.AckID)
+		}
+		r.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
+		if err := r.sub.ExtendAcks(ctx, ids); err != nil {
+			r.cfg.Logger.Warn("messaging: extending the lease of held messages failed; another member may take them",
+				"subscription", r.cfg.Where, "count", len(ids), "error", err)
+		}
+		cancel()
+	}
+}
+
+// Stop stops taking messages, waits until ctx ends for running handlers,
+// hands back what was received and not handled, sends the acks, and closes
+// the driver's subscription. Handlers still running when ctx ends are
+// abandoned (Config.OnDeadline runs); their messages go back to the broker
+// with the subscription's Close. Stop is idempotent.
+func (r *Receiver) Stop(ctx context.Context) error {
+	r.stopOnce.Do(func() {
+		r.mu.Lock()
+		r.stopping = true
+		r.signal()
+		r.mu.Unlock()
+		r.stopFetch()
+		workersDone := make(chan struct{})
+		go func() { r.workers.Wait(); close(workersDone) }()
+		if !waitUntil(ctx, r.fetcherDone) {
+			// The driver's ReceiveBatch ignores its context: give up on it.
+			r.stopErr = fmt.Errorf("messaging: subscription %s: the driver's ReceiveBatch did not return after its context was cancelled: %w",
+				r.cfg.Where, ctx.Err())
+		}
+		if !waitUntil(ctx, workersDone) {
+			if r.cfg.OnDeadline != nil {
+				r.cfg.OnDeadline()
+			}
+			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: subscription %s: handlers still running at the shutdown deadline; their messages will be redelivered: %w",
+				r.cfg.Where, ctx.Err()))
+		}
+		close(r.helpersStop)
+		r.helpers.Wait()
+
+		r.mu.Lock()
+		waiting := r.waiting
+		r.waiting = nil
+		r.mu.Unlock()
+		if r.canNak && len(waiting) > 0 {
+			ids := make([]driver.AckID, len(waiting))
+			for i, it := range waiting {
+				ids[i] = it.m.AckID
+			}
+			r.nack(ids, 0)
+		}
+		r.flush()
+		closed := make(chan struct{})
+		var closeErr error
+		go func() { closeErr = r.sub.Close(); close(closed) }()
+		if !waitUntil(ctx, closed) {
+			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: subscription %s: the driver's Close did not return before the deadline: %w", r.cfg.Where, ctx.Err()))
+		} else if closeErr != nil {
+			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: close subscription %s: %w", r.cfg.Where, closeErr))
+		}
+	})
+	return r.stopErr
+}
+
+// waitUntil waits for done until ctx ends and reports whether done came.
+// A done that is ready wins over a ctx that ended meanwhile.
+func waitUntil(ctx context.Context, done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	}
+}

@@ -1,0 +1,230 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// fakeSub hands out its messages once, in order, and records how they
+// were settled.
+type fakeSub struct {
+	canNack bool
+	opts    driver.Options
+
+	mu     sync.Mutex
+	queue  []*driver.Message
+	acks   []string
+	nacks  [][]string
+	closed bool
+	more   chan struct{}
+}
+
+func newFakeSub(canNack bool, msgs ...*driver.Message) *fakeSub {
+	for _, m := range msgs {
+		m.AckID = m.ID
+	}
+	return &fakeSub{canNack: canNack, queue: msgs, more: make(chan struct{})}
+}
+
+func msg(id, key string) *driver.Message {
+	return &driver.Message{ID: id, OrderingKey: key, Metadata: map[string]string{"k": "v"}}
+}
+
+func (s *fakeSub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	s.mu.Lock()
+	n := min(max, len(s.queue))
+	out := s.queue[:n]
+	s.queue = s.queue[n:]
+	s.mu.Unlock()
+	if n > 0 {
+		return out, nil
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.more:
+		return nil, nil
+	}
+}
+
+func ids(a []driver.AckID) []string {
+	out := make([]string, len(a))
+	for i, id := range a {
+		out[i] = id.(string)
+	}
+	return out
+}
+
+func (s *fakeSub) SendAcks(_ context.Context, a []driver.AckID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acks = append(s.acks, ids(a)...)
+	return nil
+}
+
+func (s *fakeSub) CanNack() bool { return s.canNack }
+
+func (s *fakeSub) SendNacks(_ context.Context, a []driver.AckID, _ time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nacks = append(s.nacks, ids(a))
+	return nil
+}
+
+func (s *fakeSub) ExtendAcks(context.Context, []driver.AckID) error { return nil }
+func (s *fakeSub) Options() driver.Options                          { return s.opts }
+func (s *fakeSub) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *fakeSub) settled() (acks []string, nacks [][]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.acks), slices.Clone(s.nacks)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5s: %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Where the broker cannot take a message back, a nacked one is handed to a
+// handler again before the next message of its key, with the metadata it
+// arrived with, not what the failed handler wrote into it.
+func TestLocalRedeliveryComesBeforeTheNextOfItsKeyWithFreshMetadata(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sub := newFakeSub(false, msg("a1", "k"), msg("a2", "k"), msg("b1", ""))
+	var mu sync.Mutex
+	var order []string
+	failed := false
+	r := Start(sub, func(m *driver.Message) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		order = append(order, m.ID+"/"+m.Metadata["k"])
+		if m.ID == "a1" && !failed {
+			failed = true
+			m.Metadata["k"] = "changed by the failed handler"
+			return false
+		}
+		return true
+	}, Config{Concurrency: 4})
+	waitFor(t, "all three acked", func() bool { acks, _ := sub.settled(); return len(acks) == 3 })
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	ia1, ia1again, ia2 := slices.Index(order, "a1/v"), slices.Index(order[slices.Index(order, "a1/v")+1:], "a1/v"), slices.Index(order, "a2/v")
+	if ia1 < 0 || ia1again < 0 || ia2 < 0 || ia2 < ia1+1+ia1again {
+		t.Fatalf("key k must go a1, a1 again (with its metadata as received), then a2; handled: %v", order)
+	}
+	if _, nacks := sub.settled(); len(nacks) != 0 {
+		t.Fatalf("a driver that cannot nack must not be asked to: %v", nacks)
+	}
+}
+
+// Where the broker takes a message back, a nack hands back with it every
+// later message of its key held here, so the broker redelivers the key in
+// order; other keys go on.
+func TestNackHandsBackTheLaterMessagesOfItsKey(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sub := newFakeSub(true, msg("a1", "k"), msg("a2", "k"), msg("a3", "k"), msg("b1", "other"))
+	r := Start(sub, func(m *driver.Message) bool { return m.ID != "a1" }, Config{Concurrency: 2})
+	waitFor(t, "a1 nacked and b1 acked", func() bool {
+		acks, nacks := sub.settled()
+		return len(nacks) == 1 && slices.Contains(acks, "b1")
+	})
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	acks, nacks := sub.settled()
+	if !slices.Equal(nacks[0], []string{"a1", "a2", "a3"}) {
+		t.Fatalf("the nack of a1 must hand back a2 and a3 with it, in order: nacks %v", nacks)
+	}
+	if slices.Contains(acks, "a2") || slices.Contains(acks, "a3") {
+		t.Fatalf("messages handed back must not be handled here: acks %v", acks)
+	}
+}
+
+// Stop waits for a running handler, acks its message, hands back what was
+// received and not started, and closes the subscription.
+func TestStopDrainsAndHandsBackWhatWasNotStarted(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var msgs []*driver.Message
+	for i := range 5 {
+		msgs = append(msgs, msg(fmt.Sprint("m", i), ""))
+	}
+	sub := newFakeSub(true, msgs...)
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r := Start(sub, func(m *driver.Message) bool {
+		once.Do(func() { close(started); <-release })
+		return true
+	}, Config{Concurrency: 1})
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("Stop returned (%v) while a handler ran", err)
+	case <-time.After(50 * time.Millisecond): // a window for a wrong early return
+	}
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	acks, nacks := sub.settled()
+	if !slices.Equal(acks, []string{"m0"}) {
+		t.Fatalf("only the running message may be handled and acked during Stop: acks %v", acks)
+	}
+	var back []string
+	for _, n := range nacks {
+		back = append(back, n...)
+	}
+	slices.Sort(back)
+	if !slices.Equal(back, []string{"m1", "m2", "m3", "m4"}) {
+		t.Fatalf("what was received and not started must be handed back: %v", back)
+	}
+	if !sub.closed {
+		t.Fatal("Stop must close the driver's subscription")
+	}
+}
+
+// A handler that does not return holds Stop only until its context ends.
+func TestStopReturnsAtTheDeadlineWithAStuckHandler(t *testing.T) {
+	sub := newFakeSub(true, msg("stuck", ""))
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	deadlineRan := make(chan struct{})
+	r := Start(sub, func(*driver.Message) bool { close(started); <-release; return true },
+		Config{OnDeadline: func() { close(deadlineRan) }})
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := r.Stop(ctx)
+	if err == nil {
+		t.Fatal("Stop at its deadline with a handler running must say so")
+	}
+	select {
+	case <-deadlineRan:
+	default:
+		t.Fatal("OnDeadline must run when handlers are abandoned")
+	}
+}

@@ -1,0 +1,311 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// DefaultSendTimeout bounds a publish whose context has no deadline when
+// the driver names no timeout of its own.
+const DefaultSendTimeout = 30 * time.Second
+
+// Sender publishes through a driver: it cuts publishes to the driver's
+// batch size, coalesces concurrent ones where the driver asks for it, and
+// sends again what failed for a transient reason until the caller's
+// deadline.
+type Sender struct {
+	t    driver.Transport
+	opts driver.SendOptions
+
+	mu      sync.Mutex
+	closed  bool
+	topics  map[string]*coalescer
+	running sync.WaitGroup // Send calls in progress
+}
+
+// NewSender returns a Sender on t.
+func NewSender(t driver.Transport) *Sender {
+	opts := t.SendOptions()
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 4
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultSendTimeout
+	}
+	return &Sender{t: t, opts: opts}
+}
+
+// ErrClosed is returned by Send after Close.
+var ErrClosed = errors.New("sender closed")
+
+// Send publishes msgs to topic and returns when the broker took every one,
+// or with the first failure. A message that failed for a transient reason
+// is sent again, with backoff, until ctx ends (or the driver's timeout, when
+// ctx has no deadline); a message may then arrive twice, never zero times.
+func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.running.Add(1)
+	s.mu.Unlock()
+	defer s.running.Done()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+		defer cancel()
+	}
+	pending := msgs
+	backoff := 20 * time.Millisecond
+	for {
+		errs := s.sendOnce(ctx, topic, pending)
+		if errs == nil {
+			return nil
+		}
+		var retry []*driver.Message
+		var last error
+		for i, err := range errs {
+			if err == nil {
+				continue
+			}
+			if !s.t.IsRetryable(err) {
+				return fmt.Errorf("%d of %d message(s) not sent (message %s refused): %w", countErrs(errs), len(msgs), pending[i].ID, err)
+			}
+			retry = append(retry, pending[i])
+			last = err
+		}
+		if len(retry) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d message(s) not sent when the wait ended (%w); the last attempt failed with: %w",
+				len(retry), len(msgs), context.Cause(ctx), last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+		pending = retry
+	}
+}
+
+func countErrs(errs []error) int {
+	n := 0
+	for _, err := range errs {
+		if err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// sendOnce makes one attempt at every message and returns nil when all were
+// sent, else one error per message.
+func (s *Sender) sendOnce(ctx context.Context, topic string, msgs []*driver.Message) []error {
+	if s.opts.Coalesce {
+		return s.coalescer(topic).send(ctx, msgs)
+	}
+	var errs []error
+	max := s.opts.MaxMessages
+	if max <= 0 {
+		max = len(msgs)
+	}
+	for off := 0; off < len(msgs); off += max {
+		chunk := msgs[off:min(off+max, len(msgs))]
+		if chunkErrs := perMessage(s.t.SendBatch(ctx, topic, chunk), len(chunk)); chunkErrs != nil {
+			if errs == nil {
+				errs = make([]error, len(msgs))
+			}
+			copy(errs[off:], chunkErrs)
+		}
+	}
+	return errs
+}
+
+// perMessage spreads SendBatch's error over its n messages: nil when all
+// were sent.
+func perMessage(err error, n int) []error {
+	if err == nil {
+		return nil
+	}
+	var be driver.BatchError
+	if errors.As(err, &be) && len(be) == n {
+		if countErrs(be) == 0 {
+			return nil
+		}
+		return be
+	}
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
+}
+
+// Close waits for Send calls in progress and stops the coalescers. Send
+// fails with ErrClosed afterwards.
+func (s *Sender) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	topics := s.topics
+	s.mu.Unlock()
+	s.running.Wait()
+	for _, c := range topics {
+		close(c.stop)
+		c.wg.Wait()
+	}
+}
+
+func (s *Sender) coalescer(topic string) *coalescer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.topics[topic]; ok {
+		return c
+	}
+	if s.topics == nil {
+		s.topics = map[string]*coalescer{}
+	}
+	c := &coalescer{s: s, topic: topic, in: make(chan *request, s.opts.MaxInFlight), stop: make(chan struct{})}
+	for range s.opts.MaxInFlight {
+		c.wg.Add(1)
+		go c.run()
+	}
+	s.topics[topic] = c
+	return c
+}
+
+// coalescer sends one topic's publishes. Each of its MaxInFlight senders
+// takes a request and adds whatever else is waiting, up to MaxMessages, to
+// the same SendBatch: one big publish costs one call per MaxMessages,
+// concurrent small ones share calls under load, and a lone one leaves at
+// once.
+type coalescer struct {
+	s     *Sender
+	topic string
+	in    chan *request
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// request is part of one Send call: at most MaxMessages messages.
+type request struct {
+	ctx  context.Context
+	msgs []*driver.Message
+	res  chan []error // buffered: a late result never blocks a sender
+}
+
+func (c *coalescer) send(ctx context.Context, msgs []*driver.Message) []error {
+	max := c.s.opts.MaxMessages
+	if max <= 0 {
+		max = len(msgs)
+	}
+	var reqs []*request
+	for off := 0; off < len(msgs); off += max {
+		r := &request{ctx: ctx, msgs: msgs[off:min(off+max, len(msgs))], res: make(chan []error, 1)}
+		select {
+		case c.in <- r:
+			reqs = append(reqs, r)
+		case <-ctx.Done():
+			// Those queued may still be sent; none is known to be.
+			errs := make([]error, len(msgs))
+			for i := range errs {
+				errs[i] = fmt.Errorf("not sent before the wait ended: %w", context.Cause(ctx))
+			}
+			return errs
+		}
+	}
+	var errs []error
+	off := 0
+	for _, r := range reqs {
+		select {
+		case rerrs := <-r.res:
+			if rerrs != nil {
+				if errs == nil {
+					errs = make([]error, len(msgs))
+				}
+				copy(errs[off:], rerrs)
+			}
+		case <-ctx.Done():
+			// Those not answered count as not sent; they may arrive anyway.
+			if errs == nil {
+				errs = make([]error, len(msgs))
+			}
+			for i := off; i < len(msgs); i++ {
+				if errs[i] == nil {
+					errs[i] = fmt.Errorf("no answer from the broker: %w", context.Cause(ctx))
+				}
+			}
+			return errs
+		}
+		off += len(r.msgs)
+	}
+	return errs
+}
+
+func (c *coalescer) run() {
+	defer c.wg.Done()
+	max := c.s.opts.MaxMessages
+	var carry *request
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-c.in:
+			case <-c.stop:
+				return
+			}
+		}
+		batch := []*request{first}
+		n := len(first.msgs)
+	fill:
+		for max <= 0 || n < max {
+			select {
+			case r := <-c.in:
+				if max > 0 && n+len(r.msgs) > max {
+					carry = r
+					break fill
+				}
+				batch = append(batch, r)
+				n += len(r.msgs)
+			default:
+				break fill
+			}
+		}
+		c.sendBatch(batch, n)
+	}
+}
+
+// sendBatch sends the requests' messages in one call, bounded by the
+// latest deadline among them, and answers each request.
+func (c *coalescer) sendBatch(batch []*request, n int) {
+	msgs := make([]*driver.Message, 0, n)
+	deadline := time.Time{}
+	for _, r := range batch {
+		msgs = append(msgs, r.msgs...)
+		if d, ok := r.ctx.Deadline(); ok && d.After(deadline) {
+			deadline = d
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	errs := perMessage(c.s.t.SendBatch(ctx, c.topic, msgs), len(msgs))
+	cancel()
+	off := 0
+	for _, r := range batch {
+		if errs != nil {
+			r.res <- errs[off : off+len(r.msgs)]
+		} else {
+			r.res <- nil
+		}
+		off += len(r.msgs)
+	}
+}

@@ -1,0 +1,119 @@
+package sdk_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+func openMemory(t *testing.T) *sdk.Client {
+	t.Helper()
+	c := sdk.NewClient(memory.New(), quiet)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+func TestSubscriptionHandlesRedeliversAndRecoversPanics(t *testing.T) {
+	c := openMemory(t)
+	var calls atomic.Int32
+	done := make(chan *sdk.Message, 1)
+	if _, err := c.Subscribe(context.Background(), "orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+		switch calls.Add(1) {
+		case 1:
+			return errors.New("first delivery fails")
+		case 2:
+			panic("second delivery panics")
+		}
+		done <- m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sent := sdk.NewMessage([]byte("order"))
+	sent.EventType = "order.created"
+	if err := c.Publish(context.Background(), "orders", sent); err != nil {
+		t.Fatal(err)
+	}
+	got := testenv.Await(t, done, "the third delivery")
+	if got.ID != sent.ID || got.EventType != "order.created" || got.Topic() != "orders" || got.Group() != "billing" {
+		t.Fatalf("the handler must get the message as published, with its topic and group: %+v", got)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("an error and a panic must each lead to a redelivery: %d calls, want 3", n)
+	}
+}
+
+func TestSubscriptionCloseWaitsForRunningHandlerAndTakesNoNewMessage(t *testing.T) {
+	c := openMemory(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	var handled atomic.Int32
+	sub, err := c.Subscribe(context.Background(), "work", "g", func(ctx context.Context, m *sdk.Message) error {
+		if handled.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), "work", sdk.NewMessage([]byte("slow"))); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Await(t, started, "the slow handler")
+	closed := make(chan error, 1)
+	go func() { closed <- sub.Close(context.Background()) }()
+	// Published while closing: the subscription must not start handling it.
+	if err := c.Publish(context.Background(), "work", sdk.NewMessage([]byte("late"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a handler was running", err)
+	case <-time.After(200 * time.Millisecond): // a window for a wrong early return; nothing signals "still waiting"
+	}
+	close(release)
+	if err := testenv.Await(t, closed, "Close after the handler finished"); err != nil {
+		t.Fatal(err)
+	}
+	if n := handled.Load(); n != 1 {
+		t.Fatalf("a stopping subscription must not start new handlers: %d ran", n)
+	}
+}
+
+func TestSubscriptionCloseReturnsAtTheDeadlineWithAStuckHandler(t *testing.T) {
+	c := openMemory(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	sub, err := c.Subscribe(context.Background(), "work", "g", func(ctx context.Context, m *sdk.Message) error {
+		close(started)
+		<-release // ignores ctx: a handler bug Close must survive
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), "work", sdk.NewMessage(nil)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Await(t, started, "the handler")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	closed := make(chan error, 1)
+	go func() { closed <- sub.Close(ctx) }()
+	select {
+	case err := <-closed:
+		if err == nil || !strings.Contains(err.Error(), "still running at the shutdown deadline") {
+			t.Fatalf("Close at the deadline must say handlers were still running, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close must return at its deadline even when a handler is stuck")
+	}
+}
