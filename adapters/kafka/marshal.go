@@ -25,11 +25,6 @@ func toRecord(topic string, m *message.Message) *sarama.ProducerMessage {
 	})
 }
 
-// outgoingRecord is toRecord for the sdk.MessagePublisher path.
-func outgoingRecord(topic string, o sdk.Outgoing) *sarama.ProducerMessage {
-	return record(topic, o.ID(), o.Payload(), o.OrderingKey(), o.MetadataLen(), o.Metadata)
-}
-
 func record(topic, id string, payload []byte, key string, n int, metadata func(yield func(k, v string) bool)) *sarama.ProducerMessage {
 	// Every header's bytes are cut from one buffer: one allocation instead of
 	// two per header.
@@ -67,13 +62,6 @@ func (codec) Unmarshal(r *sarama.ConsumerMessage) (*message.Message, error) {
 	} // else NewMessage's map holds 8 entries without growing
 	m.UUID, m.Payload = readRecord(r, m.Metadata)
 	return m, nil
-}
-
-// toDelivery decodes r for the sdk.HandlerSubscriber path.
-func toDelivery(r *sarama.ConsumerMessage) sdk.Delivery {
-	md := make(map[string]string, len(r.Headers))
-	id, payload := readRecord(r, md)
-	return sdk.Delivery{ID: id, Payload: payload, Metadata: md}
 }
 
 // readRecord fills md with r's headers and returns the message id and the

@@ -91,13 +91,6 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	return p.send(context.Background(), topic, len(msgs), func(i int) *sarama.ProducerMessage { return toRecord(topic, msgs[i]) })
 }
 
-// PublishMessages is the sdk.MessagePublisher fast path of Client.Publish:
-// records are built from the messages' parts, with no Watermill message in
-// between. It writes what Publish writes.
-func (p *Publisher) PublishMessages(ctx context.Context, topic string, msgs []sdk.Outgoing) error {
-	return p.send(ctx, topic, len(msgs), func(i int) *sarama.ProducerMessage { return outgoingRecord(topic, msgs[i]) })
-}
-
 func (p *Publisher) send(ctx context.Context, topic string, n int, record func(i int) *sarama.ProducerMessage) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -154,6 +147,5 @@ func (p *Publisher) Close() error {
 }
 
 var (
-	_ message.Publisher    = (*Publisher)(nil)
-	_ sdk.MessagePublisher = (*Publisher)(nil)
+	_ message.Publisher = (*Publisher)(nil)
 )

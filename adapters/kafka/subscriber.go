@@ -52,29 +52,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return out, nil
 	}
 	out := make(chan *message.Message)
-	if err := s.start(ctx, topic, out, nil); err != nil {
+	if err := s.start(ctx, topic, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// SubscribeHandler is the sdk.HandlerSubscriber fast path: the goroutine of
-// each claimed partition calls handle itself, at most concurrency at once,
-// instead of handing the message to a handler goroutine through a channel
-// and waiting for the ack to come back. A partition still has one message
-// in flight, so per-key order holds.
-func (s *Subscriber) SubscribeHandler(ctx context.Context, topic string, concurrency int, handle func(sdk.Delivery) bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.members[topic]; ok {
-		return fmt.Errorf("kafka: subscribe to %q: this subscriber already consumes it", topic)
-	}
-	return s.start(ctx, topic, nil, &direct{handle: handle, gate: newGate(concurrency)})
-}
-
 // start joins the group for topic (or reads the reply topic) and delivers
-// to out, or through d when out is nil. s.mu is held.
-func (s *Subscriber) start(ctx context.Context, topic string, out chan *message.Message, d *direct) error {
+// to out. s.mu is held.
+func (s *Subscriber) start(ctx context.Context, topic string, out chan *message.Message) error {
 	select {
 	case <-s.closing:
 		return fmt.Errorf("kafka: subscribe to %q: subscriber %w", topic, sdk.ErrClosed)
@@ -88,7 +74,7 @@ func (s *Subscriber) start(ctx context.Context, topic string, out chan *message.
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	h := &claimHandler{sub: s, ctx: ctx, out: out, direct: d}
+	h := &claimHandler{sub: s, ctx: ctx, out: out}
 	var run func()
 	if s.group != "" {
 		cg, err := sarama.NewConsumerGroup(s.t.s.brokers, s.group, s.t.s.saramaConfig())
@@ -125,9 +111,7 @@ func (s *Subscriber) start(ctx context.Context, topic string, out chan *message.
 		s.mu.Lock()
 		delete(s.members, topic)
 		s.mu.Unlock()
-		if out != nil {
-			close(out)
-		}
+		close(out)
 	}()
 	return nil
 }
@@ -203,9 +187,6 @@ func (s *Subscriber) consumeAll(ctx context.Context, consumer sarama.Consumer, t
 // redelivered to the group. A reply subscriber also deletes its topic.
 func (s *Subscriber) Close() error {
 	s.closeOnce.Do(func() {
-		// Forgotten first: on the HandlerSubscriber path the wait below
-		// lasts as long as a running handler, and the transport's Close
-		// must not wait for one that ignores its cancelled context.
 		s.t.forget(s)
 		close(s.closing)
 		s.wg.Wait()
@@ -221,45 +202,10 @@ func (s *Subscriber) Close() error {
 // claimHandler hands records of the claimed partitions to the subscription
 // channel and marks each offset once its message is acked.
 type claimHandler struct {
-	sub    *Subscriber
-	ctx    context.Context // the subscription's; cancelled on close
-	out    chan<- *message.Message
-	direct *direct // the HandlerSubscriber path, instead of out
+	sub *Subscriber
+	ctx context.Context // the subscription's; cancelled on close
+	out chan<- *message.Message
 }
-
-// direct is the handler a HandlerSubscriber was given and the gate that
-// bounds how many partitions run it at once.
-type direct struct {
-	handle func(sdk.Delivery) bool
-	gate   gate
-}
-
-// gate bounds concurrent handler calls. For one at a time it is a
-// sync.Mutex: the partition goroutine that just finished may take it again
-// at once and handle a run of messages without a goroutine switch, and the
-// mutex's starvation mode hands it to a partition that waited over a
-// millisecond. For more, a semaphore channel (first come, first served).
-type gate interface {
-	enter()
-	leave()
-}
-
-func newGate(n int) gate {
-	if n <= 1 {
-		return &mutexGate{}
-	}
-	return make(semaphore, n)
-}
-
-type mutexGate struct{ mu sync.Mutex }
-
-func (g *mutexGate) enter() { g.mu.Lock() }
-func (g *mutexGate) leave() { g.mu.Unlock() }
-
-type semaphore chan struct{}
-
-func (s semaphore) enter() { s <- struct{}{} }
-func (s semaphore) leave() { <-s }
 
 func (h *claimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (h *claimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
@@ -283,9 +229,6 @@ func (h *claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 // session lasts until ConsumeClaim returns, up to rebalance_timeout), so a
 // message handled during a rebalance is committed rather than redelivered.
 func (h *claimHandler) deliver(claimCtx context.Context, sess sarama.ConsumerGroupSession, rec *sarama.ConsumerMessage) bool {
-	if h.direct != nil {
-		return h.deliverDirect(claimCtx, sess, rec)
-	}
 	for {
 		// A redelivery is decoded again from the record: a Watermill message
 		// is acked or nacked once, and the handler may have changed the
@@ -320,30 +263,6 @@ func (h *claimHandler) deliver(claimCtx context.Context, sess sarama.ConsumerGro
 	}
 }
 
-// deliverDirect is deliver on the sdk.HandlerSubscriber path: this
-// partition's goroutine runs the handler itself, once the gate lets it.
-// The gate does not watch contexts, so a rebalance waits at most for the
-// handler call in progress; the contexts are checked once inside.
-func (h *claimHandler) deliverDirect(claimCtx context.Context, sess sarama.ConsumerGroupSession, rec *sarama.ConsumerMessage) bool {
-	for {
-		d := toDelivery(rec) // again for a redelivery: the handler may have changed the metadata
-		h.direct.gate.enter()
-		if claimCtx.Err() != nil || h.ctx.Err() != nil {
-			h.direct.gate.leave()
-			return false
-		}
-		acked := h.direct.handle(d)
-		h.direct.gate.leave()
-		if acked {
-			h.mark(sess, rec)
-			return true
-		}
-		if !h.nackPause(claimCtx) {
-			return false
-		}
-	}
-}
-
 // nackPause waits nack_delay before a redelivery; false when the claim or
 // the subscription ended meanwhile.
 func (h *claimHandler) nackPause(claimCtx context.Context) bool {
@@ -368,8 +287,7 @@ func (h *claimHandler) mark(sess sarama.ConsumerGroupSession, rec *sarama.Consum
 }
 
 var (
-	_ message.Subscriber    = (*Subscriber)(nil)
-	_ sdk.HandlerSubscriber = (*Subscriber)(nil)
+	_ message.Subscriber = (*Subscriber)(nil)
 )
 
 // consumeHint says what to change for the errors a retry will not cure.
