@@ -100,7 +100,7 @@ func consumeSDK(b *testing.B, c *sdk.Client, topic, group string, n int) {
 func consumeSDKWith(b *testing.B, c *sdk.Client, topic, group string, n int, mws []middleware.Middleware) {
 	done := make(chan struct{})
 	count := 0
-	_, err := c.Subscribe(topic, group, middleware.Chain(func(context.Context, *sdk.Message) error {
+	_, err := c.Subscribe(context.Background(), topic, group, middleware.Chain(func(context.Context, *sdk.Message) error {
 		count++
 		if count == n {
 			close(done)

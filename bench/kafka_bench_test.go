@@ -183,7 +183,7 @@ func BenchmarkKafkaConsume(b *testing.B) {
 		seen := make(chan struct{}, 1024)
 		// One handler per partition, as sarama runs ConsumeClaim per
 		// partition in the raw variant.
-		if _, err := c.Subscribe(topic, "g-"+uuid.NewString()[:8], func(context.Context, *sdk.Message) error {
+		if _, err := c.Subscribe(context.Background(), topic, "g-"+uuid.NewString()[:8], func(context.Context, *sdk.Message) error {
 			seen <- struct{}{}
 			return nil
 		}, sdk.WithConcurrency(kafkaPartitions)); err != nil {

@@ -132,11 +132,11 @@ func memoryThroughput(b *testing.B, n int, drain bool, wrap func(sdk.Handler, *s
 		runtime.GC() // each variant starts from a collected heap
 		b.StartTimer()
 		start = time.Now()
-		if _, err := c.Subscribe("t", "g", h); err != nil {
+		if _, err := c.Subscribe(context.Background(), "t", "g", h); err != nil {
 			b.Fatal(err)
 		}
 	} else {
-		if _, err := c.Subscribe("t", "g", h); err != nil {
+		if _, err := c.Subscribe(context.Background(), "t", "g", h); err != nil {
 			b.Fatal(err)
 		}
 		runtime.GC()
@@ -157,7 +157,7 @@ func BenchmarkRequestReplyRabbitMQ(b *testing.B) {
 	topic := uniqueTopic("rpc")
 	declare(b, url, topic, "responders") // removed afterwards
 	responder := rabbitClient(b, url)
-	if _, err := responder.Respond(topic, "responders", func(ctx context.Context, req *sdk.Message) (*sdk.Message, error) {
+	if _, err := responder.Respond(context.Background(), topic, "responders", func(ctx context.Context, req *sdk.Message) (*sdk.Message, error) {
 		return &sdk.Message{Payload: req.Payload}, nil
 	}, sdk.WithConcurrency(4)); err != nil {
 		b.Fatal(err)

@@ -183,14 +183,8 @@ func memoryRelayClient(b *testing.B, topic string) *sdk.Client {
 	tr := memory.New()
 	c := sdk.NewClient(tr, sdk.WithLogger(quiet))
 	// A consumer group, so every message is really enqueued.
-	if _, err := c.Subscriber("g"); err != nil {
-		b.Fatal(err)
-	}
-	sub, _ := tr.Subscriber("g")
-	if _, err := sub.Subscribe(context.Background(), topic); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { sub.Close(); c.Close(context.Background()) })
+	memoryGroup(b, tr, topic, "g")
+	b.Cleanup(func() { c.Close(context.Background()) })
 	return c
 }
 

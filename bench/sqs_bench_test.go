@@ -158,7 +158,7 @@ func BenchmarkSQSConsume(b *testing.B) {
 		topic, _ := prefill(b)
 		c := sqsClient(b, endpoint)
 		seen := make(chan struct{}, 1024)
-		if _, err := c.Subscribe(topic, "g", func(context.Context, *sdk.Message) error {
+		if _, err := c.Subscribe(context.Background(), topic, "g", func(context.Context, *sdk.Message) error {
 			seen <- struct{}{}
 			return nil
 		}); err != nil {

@@ -35,7 +35,7 @@ func (e *env) clientMembers(c *sdk.Client, members, concurrency int, work time.D
 	busy := map[string]string{} // ordering key -> the message holding it
 	for i := 0; i < members; i++ {
 		name := "member " + strconv.Itoa(i+1)
-		_, err := c.Subscribe(e.topic, group, func(_ context.Context, m *sdk.Message) error {
+		_, err := c.Subscribe(e.ctx, e.topic, group, func(_ context.Context, m *sdk.Message) error {
 			if k := m.OrderingKey; k != "" {
 				mu.Lock()
 				if other, ok := busy[k]; ok {

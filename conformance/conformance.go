@@ -6,7 +6,7 @@
 //
 //	func TestConformance(t *testing.T) {
 //		conformance.Run(t, conformance.Harness{
-//			Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) {
+//			Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
 //				return mydriver.Driver{}.Open(ctx, sdk.Config{URL: "..."})
 //			},
 //		})
@@ -27,6 +27,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // Harness connects the suite to the broker under test.
@@ -34,7 +35,7 @@ type Harness struct {
 	// Open returns a new transport on the broker under test. It is called at
 	// least once per test; the suite closes every transport it opens. Topic
 	// and group names are unique per test, so one broker serves all tests.
-	Open func(ctx context.Context, t *testing.T) (sdk.Transport, error)
+	Open func(ctx context.Context, t *testing.T) (driver.Transport, error)
 
 	// Timeout bounds every wait for a message that must arrive. Default 15s.
 	Timeout time.Duration

@@ -15,13 +15,13 @@ import (
 func (e *env) deadLetterSetup(fail error, maxDeliveries int) (*sdk.Client, <-chan *sdk.Message, *atomic.Int32) {
 	c := e.client()
 	dead := make(chan *sdk.Message, 4)
-	if _, err := c.Subscribe(e.topic+".dlq", uniqueName("inspector"), func(_ context.Context, m *sdk.Message) error { dead <- m; return nil }); err != nil {
+	if _, err := c.Subscribe(e.ctx, e.topic+".dlq", uniqueName("inspector"), func(_ context.Context, m *sdk.Message) error { dead <- m; return nil }); err != nil {
 		e.t.Fatalf("setup: Subscribe to the dead-letter topic failed: %v", err)
 	}
 	var calls atomic.Int32
 	h := middleware.Chain(func(context.Context, *sdk.Message) error { calls.Add(1); return fail },
 		middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: c, MaxDeliveries: maxDeliveries}))
-	if _, err := c.Subscribe(e.topic, "handler", h); err != nil {
+	if _, err := c.Subscribe(e.ctx, e.topic, "handler", h); err != nil {
 		e.t.Fatalf("setup: Subscribe failed: %v", err)
 	}
 	return c, dead, &calls

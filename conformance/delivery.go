@@ -102,7 +102,7 @@ func testHandlerFailureRedelivers(e *env, guarantee string, fail func() error) {
 	c := e.client()
 	calls := make(chan string, 10)
 	var n atomic.Int32
-	_, err := c.Subscribe(e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
+	_, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
 		calls <- m.ID
 		if n.Add(1) == 1 {
 			return fail()

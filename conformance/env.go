@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // env is one test's view of the broker: a transport, a unique topic, and
@@ -20,7 +21,8 @@ import (
 type env struct {
 	t     *testing.T
 	h     Harness
-	tr    sdk.Transport
+	tr    driver.Transport
+	pub   message.Publisher // the Watermill publisher every driver gets from sdk
 	caps  sdk.Capabilities
 	topic string
 	ctx   context.Context
@@ -32,11 +34,12 @@ func newEnv(t *testing.T, h Harness) *env {
 	e := &env{t: t, h: h, ctx: ctx, topic: uniqueName("t")}
 	e.tr = e.open()
 	e.caps = e.tr.Capabilities()
+	e.pub = sdk.NewWatermillPublisher(e.tr)
 	return e
 }
 
 // open opens a transport that is closed when the test ends.
-func (e *env) open() sdk.Transport {
+func (e *env) open() driver.Transport {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
 	defer cancel()
@@ -65,10 +68,7 @@ func uniqueName(prefix string) string {
 // subscriber returns a subscriber in group that is closed when the test ends.
 func (e *env) subscriber(group string) message.Subscriber {
 	e.t.Helper()
-	sub, err := e.tr.Subscriber(group)
-	if err != nil {
-		e.t.Fatalf("setup: Subscriber(%q) failed: %v", group, err)
-	}
+	sub := sdk.NewWatermillSubscriber(e.tr, group, nil)
 	e.t.Cleanup(func() { _ = sub.Close() })
 	return sub
 }
@@ -90,7 +90,7 @@ func newMsg(payload string) *message.Message {
 
 func (e *env) publish(msgs ...*message.Message) {
 	e.t.Helper()
-	if err := e.tr.Publisher().Publish(e.topic, msgs...); err != nil {
+	if err := e.pub.Publish(e.topic, msgs...); err != nil {
 		e.t.Fatalf("Publish to %q failed: %v", e.topic, err)
 	}
 }

@@ -3,154 +3,82 @@ package conformance_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
-
-	"github.com/ThreeDotsLabs/watermill/message"
+	"time"
 
 	"github.com/msgkit/msgkit/adapters/memory"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // faultyTransport wraps a memory transport and injects one fault, so the
 // suite can be shown to catch it. With fault "" it must be transparent.
 type faultyTransport struct {
-	sdk.Transport
+	driver.Transport
 	fault string
-	pub   *faultyPublisher
 }
 
-func openFaulty(t *testing.T, fault string) (sdk.Transport, error) {
+func openFaulty(t *testing.T, fault string) (driver.Transport, error) {
 	inner, err := memory.Driver{}.Open(context.Background(), sdk.Config{URL: "memory://faulty-" + strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())})
 	if err != nil {
 		return nil, err
 	}
-	return &faultyTransport{Transport: inner, fault: fault, pub: &faultyPublisher{Publisher: inner.Publisher(), fault: fault}}, nil
+	return &faultyTransport{Transport: inner, fault: fault}, nil
 }
 
-func (f *faultyTransport) Publisher() message.Publisher { return f.pub }
-
-func (f *faultyTransport) Subscriber(group string) (message.Subscriber, error) {
-	inner, err := f.Transport.Subscriber(group)
-	if err != nil {
-		return nil, err
-	}
-	return &faultySubscriber{inner: inner, fault: f.fault, done: make(chan struct{})}, nil
-}
-
-type faultyPublisher struct {
-	message.Publisher
-	fault string
-}
-
-func (p *faultyPublisher) Publish(topic string, msgs ...*message.Message) error {
-	out := make([]*message.Message, 0, 2*len(msgs))
+func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
+	out := make([]*driver.Message, 0, 2*len(msgs))
 	for _, m := range msgs {
-		c := message.NewMessage(m.UUID, m.Payload)
-		for k, v := range m.Metadata {
-			c.Metadata[k] = v
-		}
-		switch p.fault {
+		c := *m
+		switch f.fault {
 		case "drop-metadata":
-			c.Metadata = message.Metadata{}
+			c.Metadata = map[string]string{}
 		case "mangle-binary":
 			c.Payload = []byte(strings.ToValidUTF8(string(m.Payload), "\uFFFD"))
 		case "duplicate":
-			out = append(out, c.Copy())
+			d := c
+			d.Metadata = map[string]string{}
+			for k, v := range c.Metadata {
+				d.Metadata[k] = v
+			}
+			out = append(out, &d)
 		}
-		out = append(out, c)
+		out = append(out, &c)
 	}
-	return p.Publisher.Publish(topic, out...)
+	return f.Transport.SendBatch(ctx, topic, out)
 }
 
-type faultySubscriber struct {
-	inner message.Subscriber
-	fault string
-	done  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
-}
-
-func (s *faultySubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
-	// The inner subscription gets a context of its own, cancelled only once
-	// forward has settled the message it holds: cancelling it earlier would
-	// let the inner broker requeue a message whose handler already acked it
-	// before forward has passed the ack on.
-	innerCtx, cancelInner := context.WithCancel(context.Background())
-	in, err := s.inner.Subscribe(innerCtx, topic)
+func (f *faultyTransport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
+	inner, err := f.Transport.OpenSubscription(ctx, topic, group)
 	if err != nil {
-		cancelInner()
 		return nil, err
 	}
-	out := make(chan *message.Message)
-	s.wg.Add(1)
-	go s.forward(ctx, in, out, cancelInner)
-	return out, nil
+	return &faultySubscription{Subscription: inner, fault: f.fault}, nil
 }
 
-func (s *faultySubscriber) forward(ctx context.Context, in <-chan *message.Message, out chan *message.Message, cancelInner context.CancelFunc) {
-	defer s.wg.Done()
-	defer cancelInner()
-	if s.fault != "channel-never-closes" {
-		defer close(out)
-	}
-	for {
-		var m *message.Message
-		select {
-		case got, ok := <-in:
-			if !ok {
-				return
+type faultySubscription struct {
+	driver.Subscription
+	fault string
+}
+
+func (s *faultySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	if s.fault == "receive-ignores-context" {
+		// Waits for a message however long it takes, as a driver that drops
+		// the context on its way to the broker call does.
+		for {
+			msgs, err := s.Subscription.ReceiveBatch(context.Background(), max)
+			if len(msgs) > 0 || err != nil {
+				return msgs, err
 			}
-			m = got
-		case <-ctx.Done():
-			return
-		case <-s.done:
-			return
-		}
-		c := m.Copy()
-		c.SetContext(m.Context())
-		select {
-		case out <- c:
-		case <-ctx.Done():
-			m.Nack()
-			return
-		case <-s.done:
-			m.Nack()
-			return
-		}
-		select {
-		case <-c.Acked():
-			m.Ack()
-		case <-c.Nacked():
-			if s.fault == "never-redeliver" {
-				m.Ack()
-			} else {
-				m.Nack()
-			}
-		case <-ctx.Done():
-			s.settle(m, c)
-			return
-		case <-s.done:
-			s.settle(m, c)
-			return
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	return s.Subscription.ReceiveBatch(ctx, max)
 }
 
-// settle passes on the verdict the handler gave before the subscription
-// ended. Both cases of the select above may have been ready: an ack must
-// not turn into a nack.
-func (s *faultySubscriber) settle(m, c *message.Message) {
-	select {
-	case <-c.Acked():
-		m.Ack()
-	default:
-		m.Nack()
+func (s *faultySubscription) SendNacks(ctx context.Context, ids []driver.AckID, delay time.Duration) error {
+	if s.fault == "never-redeliver" {
+		return s.Subscription.SendAcks(ctx, ids)
 	}
-}
-
-func (s *faultySubscriber) Close() error {
-	s.once.Do(func() { close(s.done) })
-	s.wg.Wait() // forward settles what it holds before the inner side closes
-	return s.inner.Close()
+	return s.Subscription.SendNacks(ctx, ids, delay)
 }

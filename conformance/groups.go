@@ -130,7 +130,7 @@ func testConcurrentPublishers(e *env) {
 				for j := range msgs {
 					msgs[j] = newMsg(fmt.Sprintf("p%d-%d", p, i+j))
 				}
-				if err := e.tr.Publisher().Publish(e.topic, msgs...); err != nil {
+				if err := e.pub.Publish(e.topic, msgs...); err != nil {
 					errs <- fmt.Errorf("publisher %d: %w", p, err)
 					return
 				}

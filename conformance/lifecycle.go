@@ -82,7 +82,7 @@ func testCloseUnblocksIdle(e *env) {
 
 func testPublishAfterCloseFails(e *env) {
 	tr := e.open()
-	pub := tr.Publisher()
+	pub := sdk.NewWatermillPublisher(tr)
 	if err := pub.Close(); err != nil {
 		e.t.Fatalf("Publisher.Close failed: %v", err)
 	}
@@ -99,22 +99,20 @@ func testCloseLeaksNoGoroutines(e *env) {
 	if err != nil {
 		e.t.Fatalf("setup: Harness.Open failed: %v", err)
 	}
-	sub, err := tr.Subscriber(uniqueName("g"))
-	if err != nil {
-		e.t.Fatalf("Subscriber failed: %v", err)
-	}
+	sub := sdk.NewWatermillSubscriber(tr, uniqueName("g"), nil)
+	pub := sdk.NewWatermillPublisher(tr)
 	ch, err := sub.Subscribe(e.ctx, e.topic)
 	if err != nil {
 		e.t.Fatalf("Subscribe failed: %v", err)
 	}
-	if err := tr.Publisher().Publish(e.topic, newMsg("leak check")); err != nil {
+	if err := pub.Publish(e.topic, newMsg("leak check")); err != nil {
 		e.t.Fatalf("Publish failed: %v", err)
 	}
 	ack(e.t, e.receive(ch, "a published message must be delivered"))
 	if err := sub.Close(); err != nil {
 		e.t.Fatalf("Subscriber.Close failed: %v", err)
 	}
-	if err := tr.Publisher().Close(); err != nil {
+	if err := pub.Close(); err != nil {
 		e.t.Fatalf("Publisher.Close failed: %v", err)
 	}
 	if err := tr.Close(); err != nil {
@@ -132,7 +130,7 @@ func testClientCloseDrains(e *env) {
 	started := make(chan struct{})
 	release := make(chan struct{})
 	var cancelled atomic.Bool
-	_, err := c.Subscribe(e.topic, group, func(ctx context.Context, _ *sdk.Message) error {
+	_, err := c.Subscribe(e.ctx, e.topic, group, func(ctx context.Context, _ *sdk.Message) error {
 		close(started)
 		<-release
 		cancelled.Store(ctx.Err() != nil)

@@ -15,7 +15,7 @@ import (
 // as between two services.
 func (e *env) responder(r sdk.Responder) {
 	e.t.Helper()
-	if _, err := e.client().Respond(e.topic, uniqueName("responders"), r); err != nil {
+	if _, err := e.client().Respond(e.ctx, e.topic, uniqueName("responders"), r); err != nil {
 		e.t.Fatalf("setup: Respond failed: %v", err)
 	}
 }

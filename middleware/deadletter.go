@@ -166,7 +166,7 @@ func Replay(ctx context.Context, client *sdk.Client, dlqTopic, group string, lim
 	done := make(chan struct{})
 	var doneOnce sync.Once
 	stop := func() { doneOnce.Do(func() { close(done) }) }
-	sub, err := client.Subscribe(dlqTopic, group, func(ctx context.Context, m *sdk.Message) error {
+	sub, err := client.Subscribe(ctx, dlqTopic, group, func(ctx context.Context, m *sdk.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		if moved >= limit || failed != nil {

@@ -42,8 +42,8 @@ func ExampleDeadLetter() {
 	defer client.Close(ctx)
 
 	dead := make(chan *sdk.Message, 1)
-	client.Subscribe("orders.dlq", "ops", func(_ context.Context, m *sdk.Message) error { dead <- m; return nil })
-	client.Subscribe("orders", "billing", middleware.Chain(
+	client.Subscribe(ctx, "orders.dlq", "ops", func(_ context.Context, m *sdk.Message) error { dead <- m; return nil })
+	client.Subscribe(ctx, "orders", "billing", middleware.Chain(
 		func(ctx context.Context, m *sdk.Message) error {
 			return sdk.Permanent(fmt.Errorf("decode order: invalid JSON"))
 		},
@@ -93,7 +93,7 @@ middleware:
 		fmt.Println(err)
 		return
 	}
-	client.Subscribe("orders", "billing", stack.Handler(func(ctx context.Context, m *sdk.Message) error { return nil }))
+	client.Subscribe(context.Background(), "orders", "billing", stack.Handler(func(ctx context.Context, m *sdk.Message) error { return nil }))
 	publisher := stack.Publisher(client) // fails fast while the broker is down
 	fmt.Println(publisher.Publish(context.Background(), "orders", sdk.NewMessage(nil)))
 	// Output: <nil>
@@ -112,7 +112,7 @@ func ExampleReplay() {
 	var fixed atomic.Bool
 	deadLettered := make(chan struct{})
 	handled := make(chan string, 1)
-	client.Subscribe("orders", "billing", middleware.Chain(
+	client.Subscribe(ctx, "orders", "billing", middleware.Chain(
 		func(ctx context.Context, m *sdk.Message) error {
 			if !fixed.Load() {
 				return sdk.Permanent(errors.New("decode order: unknown field \"coupon\""))

@@ -85,7 +85,7 @@ func (b *broker) publish(topic string, msgs ...*sdk.Message) {
 
 func (b *broker) subscribe(topic, group string, h sdk.Handler, opts ...sdk.SubscribeOption) {
 	b.t.Helper()
-	if _, err := b.client.Subscribe(b.topic(topic), group, h, opts...); err != nil {
+	if _, err := b.client.Subscribe(context.Background(), b.topic(topic), group, h, opts...); err != nil {
 		b.t.Fatal(err)
 	}
 }

@@ -24,7 +24,7 @@ func ExampleObservability() {
 	client := sdk.NewClient(memory.New())
 	defer client.Close(ctx)
 	handled := make(chan struct{})
-	client.Subscribe("orders", "billing", middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+	client.Subscribe(ctx, "orders", "billing", middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
 		return nil
 	}, func(next sdk.Handler) sdk.Handler {
 		return func(ctx context.Context, m *sdk.Message) error { err := next(ctx, m); close(handled); return err }

@@ -51,7 +51,7 @@ func Example() {
 	client := sdk.NewClient(memory.New())
 	defer client.Close(ctx)
 	received := make(chan *sdk.Message, 1)
-	if _, err := client.Subscribe("orders.events", "billing", func(_ context.Context, m *sdk.Message) error {
+	if _, err := client.Subscribe(ctx, "orders.events", "billing", func(_ context.Context, m *sdk.Message) error {
 		received <- m
 		return nil
 	}); err != nil {

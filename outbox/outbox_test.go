@@ -164,7 +164,7 @@ type received struct {
 
 func (e *env) consume(group string) *received {
 	r := &received{count: map[string]int{}, byKey: map[string][]int{}, any: make(chan struct{}, 1)}
-	_, err := e.client.Subscribe("orders", group, func(_ context.Context, m *sdk.Message) error {
+	_, err := e.client.Subscribe(context.Background(), "orders", group, func(_ context.Context, m *sdk.Message) error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.ids = append(r.ids, m.ID)
@@ -276,7 +276,7 @@ func TestRollbackPublishesNothingCommitPublishesOnce(t *testing.T) {
 func TestStandardAttributesSurviveTheOutbox(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, e *env) {
 		got := make(chan *sdk.Message, 1)
-		if _, err := e.client.Subscribe("orders", "audit", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		if _, err := e.client.Subscribe(context.Background(), "orders", "audit", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		sent := &sdk.Message{Payload: []byte("\x00\xff{}"), EventType: "order.created", Source: "orders", ContentType: "application/json",
@@ -330,7 +330,7 @@ func TestRelayKilledBetweenPublishAndMarkLosesNothingAndInboxMakesItOnce(t *test
 			t.Fatal(err)
 		}
 		var deliveries atomic.Int32
-		_, err = e.client.Subscribe("orders", "shipping", func(ctx context.Context, m *sdk.Message) error {
+		_, err = e.client.Subscribe(context.Background(), "orders", "shipping", func(ctx context.Context, m *sdk.Message) error {
 			deliveries.Add(1)
 			return inbox.Handler(func(ctx context.Context, tx *sql.Tx, m *sdk.Message) error {
 				_, err := tx.ExecContext(ctx, bind(e.dialect, `INSERT INTO `+e.table+`_effects (message_id) VALUES (?)`), m.ID)

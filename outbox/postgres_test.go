@@ -148,7 +148,7 @@ func TestRabbitMQOutageBacklogDrains(t *testing.T) {
 	seen := map[string]bool{}
 	last := map[string]int{}
 	var orderErr error
-	if _, err := client.Subscribe(topic, "billing", func(_ context.Context, m *sdk.Message) error {
+	if _, err := client.Subscribe(context.Background(), topic, "billing", func(_ context.Context, m *sdk.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		var n int

@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+	"github.com/msgkit/msgkit/sdk/internal/engine"
 )
 
 // Client is the portable messaging API: publish, subscribe and close, over
 // whichever driver the config selects. It is safe for concurrent use.
 type Client struct {
-	transport Transport
+	transport driver.Transport
 	caps      Capabilities
+	sender    *engine.Sender
 	driver    string
 	logger    *slog.Logger
 	shutdown  time.Duration
@@ -42,8 +46,9 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// Open connects to the broker that cfg selects. The driver must have been
-// registered, usually by a blank import of its adapter package.
+// Open connects to the broker that cfg selects, returning by ctx's
+// deadline. The driver must have been registered, usually by a blank import
+// of its adapter package.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	name := cfg.DriverName()
 	d, err := lookupDriver(name)
@@ -76,11 +81,14 @@ func OpenFile(ctx context.Context, path string, opts ...Option) (*Client, error)
 	return Open(ctx, cfg, opts...)
 }
 
-// NewClient wraps a transport that is already open. Close closes it.
-func NewClient(t Transport, opts ...Option) *Client {
+// NewClient wraps a transport that is already open: one from an adapter's
+// typed constructor, or a Watermill pub/sub wrapped by WatermillTransport.
+// Close closes it.
+func NewClient(t driver.Transport, opts ...Option) *Client {
 	c := &Client{
 		transport: t,
 		caps:      t.Capabilities(),
+		sender:    engine.NewSender(t),
 		driver:    "custom",
 		logger:    slog.Default(),
 		shutdown:  DefaultShutdownTimeout,
@@ -96,22 +104,37 @@ func NewClient(t Transport, opts ...Option) *Client {
 // Capabilities reports what the underlying transport guarantees.
 func (c *Client) Capabilities() Capabilities { return c.caps }
 
-// Publisher returns the underlying Watermill publisher: the escape hatch for
-// code written against Watermill. Messages published through it skip the
-// Client's validation.
-func (c *Client) Publisher() message.Publisher { return c.transport.Publisher() }
+// Transport returns the driver transport the client runs on.
+func (c *Client) Transport() driver.Transport { return c.transport }
 
-// Subscriber returns a new underlying Watermill subscriber in the given
-// consumer group: the escape hatch for Watermill's router and middleware.
-// The caller closes it.
+// As sets target to the driver's native client (an *amqp.Connection, a
+// redis.UniversalClient, a *kgo.Client...) when target points to its type,
+// and reports whether it did: the escape hatch for what the portable API
+// does not cover.
+func (c *Client) As(target any) bool { return c.transport.As(target) }
+
+// Publisher returns a Watermill publisher on the client's transport, for
+// code written against Watermill. It enforces the driver's limits like
+// Publish. Closing it does not close the client.
+func (c *Client) Publisher() message.Publisher {
+	return &watermillPublisher{sender: c.sender, limits: c.limits()}
+}
+
+// Subscriber returns a new Watermill subscriber in the given consumer
+// group, for Watermill's router and middleware. The caller closes it.
 func (c *Client) Subscriber(group string) (message.Subscriber, error) {
-	return c.transport.Subscriber(group)
+	if group == "" {
+		return nil, errors.New("messaging: subscriber: group is empty; name the consumer group (usually the service name)")
+	}
+	return NewWatermillSubscriber(c.transport, group, c.logger), nil
 }
 
 // Publish sends msgs to topic. It checks every message against the driver's
 // declared limits before sending any, so a message that cannot be carried
 // fails with a clear error and nothing partial reaches the broker. Messages
-// without an ID get one, and without a Time get the current time.
+// without an ID get one, and without a Time get the current time. It
+// returns by ctx's deadline, or the driver's publish timeout when ctx has
+// none.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) error {
 	if c.isClosed() {
 		return fmt.Errorf("messaging: publish to %q: %w", topic, ErrClosed)
@@ -124,86 +147,66 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	}
 	now := c.now()
 	parent := Consumed(ctx)
-	if mp, ok := c.transport.Publisher().(MessagePublisher); ok {
-		return c.publishMessages(ctx, mp, topic, msgs, now, parent)
-	}
-	wms := make([]*message.Message, len(msgs))
+	l := c.limits()
+	structs := make([]driver.Message, len(msgs))
+	dms := make([]*driver.Message, len(msgs))
 	for i, m := range msgs {
 		if m == nil {
 			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
 		}
 		m.inheritFrom(parent)
-		wm := m.ToWatermill(now)
-		if err := c.checkLimits(wm); err != nil {
-			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, wm.UUID, err)
+		dm := &structs[i]
+		NewOutgoing(m, now).fill(dm)
+		if err := l.check(dm); err != nil {
+			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, dm.ID, err)
 		}
-		wm.SetContext(ctx)
-		wms[i] = wm
+		dms[i] = dm
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("messaging: publish to %q: %w", topic, err)
 	}
-	if err := c.transport.Publisher().Publish(topic, wms...); err != nil {
-		return fmt.Errorf("messaging: publish %d message(s) to %q via %s: %w", len(wms), topic, c.driver, err)
+	if err := c.sender.Send(ctx, topic, dms); err != nil {
+		if errors.Is(err, engine.ErrClosed) {
+			err = ErrClosed
+		}
+		return fmt.Errorf("messaging: publish %d message(s) to %q via %s: %w", len(dms), topic, c.driver, err)
 	}
 	// Give callers the IDs that were generated, so they can log or correlate.
 	for i, m := range msgs {
 		if m.ID == "" {
-			m.ID = wms[i].UUID
+			m.ID = dms[i].ID
 		}
 	}
 	return nil
 }
 
-// publishMessages is Publish on the MessagePublisher fast path.
-func (c *Client) publishMessages(ctx context.Context, mp MessagePublisher, topic string, msgs []*Message, now time.Time, parent *Message) error {
-	outs := make([]Outgoing, len(msgs))
-	for i, m := range msgs {
-		if m == nil {
-			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
-		}
-		m.inheritFrom(parent)
-		o := NewOutgoing(m, now)
-		if err := c.checkOutgoing(o); err != nil {
-			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, o.ID(), err)
-		}
-		outs[i] = o
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("messaging: publish to %q: %w", topic, err)
-	}
-	if err := mp.PublishMessages(ctx, topic, outs); err != nil {
-		return fmt.Errorf("messaging: publish %d message(s) to %q via %s: %w", len(outs), topic, c.driver, err)
-	}
-	for i, m := range msgs {
-		if m.ID == "" {
-			m.ID = outs[i].ID()
-		}
-	}
-	return nil
+func (c *Client) limits() limits { return limits{caps: c.caps, driver: c.driver} }
+
+// limits checks a message against a driver's declared limits.
+type limits struct {
+	caps   Capabilities
+	driver string
 }
 
-func (c *Client) checkLimits(wm *message.Message) error {
-	return c.checkLimitsOf(len(wm.Payload), len(wm.Metadata))
-}
-
-// checkOutgoing is checkLimits for the MessagePublisher path; it counts the
-// metadata only when there is a limit to check it against.
-func (c *Client) checkOutgoing(o Outgoing) error {
-	metadata := 0
-	if c.caps.MaxMetadataEntries > 0 {
-		metadata = o.MetadataLen()
+func (l limits) check(m *driver.Message) error {
+	if l.driver == "" {
+		l.driver = "of this transport"
 	}
-	return c.checkLimitsOf(len(o.Payload()), metadata)
-}
-
-func (c *Client) checkLimitsOf(payload, metadata int) error {
-	if max := c.caps.MaxPayloadBytes; max > 0 && payload > max {
-		return fmt.Errorf("%w: %d bytes, driver %s carries at most %d", ErrPayloadTooLarge, payload, c.driver, max)
+	if max := l.caps.MaxPayloadBytes; max > 0 && len(m.Payload) > max {
+		return fmt.Errorf("%w: %d bytes, driver %s carries at most %d", ErrPayloadTooLarge, len(m.Payload), l.driver, max)
 	}
-	if max := c.caps.MaxMetadataEntries; max > 0 && metadata > max {
+	if max := l.caps.MaxMetadataEntries; max > 0 && len(m.Metadata) > max {
 		return fmt.Errorf("%w: %d entries (standard attributes included), driver %s carries at most %d",
-			ErrTooManyMetadataEntries, metadata, c.driver, max)
+			ErrTooManyMetadataEntries, len(m.Metadata), l.driver, max)
+	}
+	if max := l.caps.MaxMetadataBytes; max > 0 {
+		n := 0
+		for k, v := range m.Metadata {
+			n += len(k) + len(v)
+		}
+		if n > max {
+			return fmt.Errorf("%w: %d bytes of keys and values, driver %s carries at most %d", ErrMetadataTooLarge, n, l.driver, max)
+		}
 	}
 	return nil
 }
@@ -215,11 +218,12 @@ func (c *Client) isClosed() bool {
 }
 
 // Close stops every subscription, waits for running handlers to finish
-// (their messages are acked or nacked as usual), then closes the publisher
-// and the transport. It waits at most until ctx is done, or the config's
-// shutdown_timeout when ctx has no deadline; handlers still running then have
-// their context cancelled and their messages are left unacknowledged, for the
-// broker to redeliver. Close is idempotent.
+// (their messages are acked or nacked as usual), then closes the transport.
+// It waits at most until ctx is done, or the config's shutdown_timeout when
+// ctx has no deadline; handlers still running then have their context
+// cancelled and their messages are left unacknowledged, for the broker to
+// redeliver, and Close returns an error naming what did not stop. Close is
+// idempotent.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	if c.closed {
@@ -238,7 +242,7 @@ func (c *Client) Close(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, c.shutdown)
 		defer cancel()
 	}
-	errs := make([]error, len(subs)+2)
+	errs := make([]error, len(subs), len(subs)+3)
 	var wg sync.WaitGroup
 	for i, s := range subs {
 		wg.Add(1)
@@ -248,16 +252,27 @@ func (c *Client) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if err := c.replies.close(); err != nil {
+	if err := c.replies.close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("messaging: close the reply subscription: %w", err))
 	}
-	if err := c.transport.Publisher().Close(); err != nil {
-		errs[len(subs)] = fmt.Errorf("messaging: close publisher: %w", err)
-	}
-	if err := c.transport.Close(); err != nil {
-		errs[len(subs)+1] = fmt.Errorf("messaging: close %s transport: %w", c.driver, err)
+	errs = append(errs, bounded(ctx, "the publisher's sends in progress", func() error { c.sender.Close(); return nil }))
+	if err := bounded(ctx, "the "+c.driver+" transport's Close", c.transport.Close); err != nil {
+		errs = append(errs, fmt.Errorf("messaging: close %s transport: %w", c.driver, err))
 	}
 	return errors.Join(errs...)
+}
+
+// bounded runs f and waits for it until ctx ends; then it reports what did
+// not return and leaves f running.
+func bounded(ctx context.Context, what string, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("messaging: %s did not return before the shutdown deadline: %w", what, ctx.Err())
+	}
 }
 
 func (c *Client) forget(s *Subscription) {

@@ -17,6 +17,7 @@ import (
 	"github.com/msgkit/msgkit/adapters/memory"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 var quiet = sdk.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -50,7 +51,7 @@ func TestOpenUnknownDriverListsRegistered(t *testing.T) {
 
 type urlDriver struct{}
 
-func (urlDriver) Open(_ context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (urlDriver) Open(_ context.Context, cfg sdk.Config) (driver.Transport, error) {
 	if cfg.URL == "" {
 		return nil, cfg.Invalid("url", nil, "the test driver needs a URL such as test://host:1234")
 	}
@@ -96,7 +97,7 @@ func TestRegisterPanicsOnDuplicate(t *testing.T) {
 func TestPublishAssignsIDAndTime(t *testing.T) {
 	c := open(t, sdk.Config{})
 	got := make(chan *sdk.Message, 1)
-	if _, err := c.Subscribe("orders", "billing", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+	if _, err := c.Subscribe(context.Background(), "orders", "billing", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	msg := &sdk.Message{Payload: []byte("x"), EventType: "order.created"}
@@ -127,7 +128,7 @@ func TestPublishEnforcesDeclaredLimitsBeforeSending(t *testing.T) {
 	c := sdk.NewClient(limited{memory.New()}, quiet)
 	defer c.Close(context.Background())
 	delivered := make(chan struct{}, 10)
-	if _, err := c.Subscribe("t", "g", func(context.Context, *sdk.Message) error { delivered <- struct{}{}; return nil }); err != nil {
+	if _, err := c.Subscribe(context.Background(), "t", "g", func(context.Context, *sdk.Message) error { delivered <- struct{}{}; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	ok := &sdk.Message{Payload: []byte("small")}
@@ -164,7 +165,7 @@ func TestSubscribeRejectsBadArguments(t *testing.T) {
 		{"t", "", h, "group is empty"},
 		{"t", "g", nil, "handler is nil"},
 	} {
-		if _, err := c.Subscribe(tc.topic, tc.group, tc.h); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := c.Subscribe(context.Background(), tc.topic, tc.group, tc.h); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Subscribe(%q, %q): want %q, got %v", tc.topic, tc.group, tc.want, err)
 		}
 	}
@@ -182,7 +183,7 @@ func TestCloseDeadlineCancelsStuckHandlerAndMessageIsRedelivered(t *testing.T) {
 	}
 	started := make(chan struct{})
 	sawCancel := make(chan struct{})
-	if _, err := c.Subscribe("jobs", "workers", func(ctx context.Context, _ *sdk.Message) error {
+	if _, err := c.Subscribe(context.Background(), "jobs", "workers", func(ctx context.Context, _ *sdk.Message) error {
 		close(started)
 		<-ctx.Done() // a handler that only stops when told to
 		close(sawCancel)
@@ -206,7 +207,7 @@ func TestCloseDeadlineCancelsStuckHandlerAndMessageIsRedelivered(t *testing.T) {
 	// Another instance of the service gets the message.
 	c2 := open(t, cfg)
 	again := make(chan string, 1)
-	if _, err := c2.Subscribe("jobs", "workers", func(_ context.Context, m *sdk.Message) error { again <- m.ID; return nil }); err != nil {
+	if _, err := c2.Subscribe(ctx, "jobs", "workers", func(_ context.Context, m *sdk.Message) error { again <- m.ID; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if id := testenv.Await(t, again, "redelivery to the second client"); id != msg.ID {
@@ -225,7 +226,7 @@ func TestCloseIsIdempotentAndRefusesNewWork(t *testing.T) {
 	if err := c.Close(context.Background()); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := c.Subscribe("t", "g", func(context.Context, *sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrClosed) {
+	if _, err := c.Subscribe(context.Background(), "t", "g", func(context.Context, *sdk.Message) error { return nil }); !errors.Is(err, sdk.ErrClosed) {
 		t.Fatalf("Subscribe after Close: want ErrClosed, got %v", err)
 	}
 }
@@ -235,7 +236,7 @@ func TestConcurrencyRunsHandlersInParallel(t *testing.T) {
 	var running, peak atomic.Int32
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 4)
-	if _, err := c.Subscribe("t", "g", func(context.Context, *sdk.Message) error {
+	if _, err := c.Subscribe(context.Background(), "t", "g", func(context.Context, *sdk.Message) error {
 		n := running.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 		}
@@ -263,10 +264,10 @@ func TestConcurrencyRunsHandlersInParallel(t *testing.T) {
 func TestHandlersPublishWithCorrelationAndCausation(t *testing.T) {
 	c := open(t, sdk.Config{})
 	got := make(chan *sdk.Message, 2)
-	if _, err := c.Subscribe("payments", "ledger", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+	if _, err := c.Subscribe(context.Background(), "payments", "ledger", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Subscribe("orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+	if _, err := c.Subscribe(context.Background(), "orders", "billing", func(ctx context.Context, m *sdk.Message) error {
 		if m.Topic() != "orders" || m.Group() != "billing" {
 			t.Errorf("received message should know its topic and group: %q %q", m.Topic(), m.Group())
 		}

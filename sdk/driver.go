@@ -7,118 +7,35 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // Driver builds transports for one kind of broker. An adapter package
 // implements it and calls Register from its init function, the way
 // database/sql drivers do, so a blank import is all a service needs.
 type Driver interface {
-	// Open connects to the broker described by cfg. It must validate cfg
-	// (unknown options, malformed URL) and return a *ConfigError for bad input,
-	// before any network call where possible.
-	Open(ctx context.Context, cfg Config) (Transport, error)
+	// Open connects to the broker described by cfg and returns by ctx's
+	// deadline. It must validate cfg (unknown options, malformed URL) and
+	// return a *ConfigError for bad input, before any network call where
+	// possible.
+	Open(ctx context.Context, cfg Config) (driver.Transport, error)
 }
 
-// Transport is an open connection to a broker: the Watermill publisher and
-// subscribers that carry messages, and the capabilities they guarantee.
-//
-// Watermill's message.Publisher and message.Subscriber are the driver
-// contract, so any Watermill pub/sub can be wrapped as a Transport.
-type Transport interface {
-	// Capabilities declares what this transport guarantees. The conformance
-	// suite checks every claim; the Client refuses work the transport
-	// declares it cannot do (for example a payload above MaxPayloadBytes).
-	Capabilities() Capabilities
-	// Publisher returns the transport's publisher. It is safe for concurrent
-	// use and is closed by Close.
-	Publisher() message.Publisher
-	// Subscriber returns a subscriber that consumes as a member of the named
-	// consumer group: every group receives each message, and the members of
-	// one group compete for them. Each call may return a new subscriber; the
-	// caller closes it.
-	Subscriber(group string) (message.Subscriber, error)
-	// Close releases the connection. Publishers and subscribers obtained
-	// from the transport must not be used afterwards.
-	Close() error
-}
-
-// HandlerSubscriber is an optional fast path for a subscriber returned by
-// Transport.Subscriber: Client.Subscribe uses it, when present, instead of
-// the Watermill channel. The driver then calls handle on its own goroutines
-// (a Kafka partition's, say), so a message is not handed from the driver's
-// goroutine to the handler's and its ack handed back, and no Watermill
-// message is built only to be taken apart: on a fast broker those cost more
-// than the rest of the SDK's work. The Watermill Subscribe stays the
-// contract every driver implements and the conformance suite checks.
-type HandlerSubscriber interface {
-	// SubscribeHandler consumes topic and calls handle for each message,
-	// at most concurrency calls at once, keeping the order the transport
-	// declares. handle returns true to ack the message and false to nack
-	// it; the driver treats that as it treats an ack or nack on the channel
-	// path. Consumption has started when SubscribeHandler returns, and stops
-	// when ctx is cancelled or the subscriber is closed.
-	SubscribeHandler(ctx context.Context, topic string, concurrency int, handle func(Delivery) bool) error
-}
-
-// Delivery is a received message on the HandlerSubscriber path. The
-// handler may keep and modify Metadata; a redelivery must get a copy.
-type Delivery struct {
-	ID       string
-	Payload  []byte
-	Metadata map[string]string
-}
-
-// Capabilities is a driver's declaration of what it guarantees. A zero field
-// means "not supported"; the conformance suite skips tests for a capability
-// that is not declared and fails any test whose capability is declared but
-// not delivered.
-type Capabilities struct {
-	// ConsumerGroups: members of one group compete for messages (each message
-	// to one member) and distinct groups each receive every message.
-	ConsumerGroups bool
-	// Ordering is the order in which one group receives messages.
-	Ordering Ordering
-	// DurableGroups: messages published while a group has no running
-	// subscriber are delivered when one subscribes again.
-	DurableGroups bool
-	// NewGroupsReceiveHistory: a group created after messages were published
-	// still receives them (Kafka, Redis Streams from the start of the stream).
-	NewGroupsReceiveHistory bool
-	// Persistent: messages survive a broker restart.
-	Persistent bool
-	// RequestReply: the transport can provide a private reply address per
-	// client for request/reply.
-	RequestReply bool
-	// MaxPayloadBytes is the largest payload accepted; 0 means no limit below
-	// what the process can hold.
-	MaxPayloadBytes int
-	// MaxMetadataEntries is the largest number of metadata entries carried;
-	// 0 means no limit.
-	MaxMetadataEntries int
-}
+// Capabilities is a transport's declaration of what it guarantees; see
+// driver.Capabilities.
+type Capabilities = driver.Capabilities
 
 // Ordering describes what order a consumer group sees messages in.
-type Ordering int
+type Ordering = driver.Ordering
 
 const (
 	// OrderingNone promises nothing about order.
-	OrderingNone Ordering = iota
-	// OrderingPerKey delivers messages with the same ordering key (KeyOrderingKey)
-	// in publish order to a group, one at a time, even with competing consumers.
-	OrderingPerKey
+	OrderingNone = driver.OrderingNone
+	// OrderingPerKey delivers messages with the same ordering key
+	// (KeyOrderingKey) in publish order to a group, one at a time, even
+	// with competing consumers.
+	OrderingPerKey = driver.OrderingPerKey
 )
-
-func (o Ordering) String() string {
-	switch o {
-	case OrderingNone:
-		return "none"
-	case OrderingPerKey:
-		return "per-key"
-	default:
-		return fmt.Sprintf("Ordering(%d)", int(o))
-	}
-}
 
 var (
 	driversMu sync.RWMutex

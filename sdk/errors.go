@@ -50,3 +50,8 @@ func (e *ConfigError) Error() string {
 }
 
 func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ErrMetadataTooLarge is returned, before any network call, when a
+// message's metadata keys and values add up to more bytes than the
+// transport's declared MaxMetadataBytes.
+var ErrMetadataTooLarge = errors.New("messaging: metadata too large")

@@ -21,7 +21,7 @@ func Example() {
 		return
 	}
 	done := make(chan struct{})
-	_, err = client.Subscribe("orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+	_, err = client.Subscribe(ctx, "orders", "billing", func(ctx context.Context, m *sdk.Message) error {
 		fmt.Printf("billing got %s: %s\n", m.EventType, m.Payload)
 		close(done)
 		return nil
@@ -83,7 +83,7 @@ func ExampleHandler() {
 	defer client.Close(ctx)
 	attempts := 0
 	done := make(chan struct{})
-	client.Subscribe("payments", "ledger", func(ctx context.Context, m *sdk.Message) error {
+	client.Subscribe(ctx, "payments", "ledger", func(ctx context.Context, m *sdk.Message) error {
 		attempts++
 		if attempts < 3 {
 			fmt.Println("attempt", attempts, "failed")
@@ -110,7 +110,7 @@ func ExampleClient_Request() {
 	pricing, _ := sdk.Open(ctx, sdk.Config{URL: "memory://request-example"}, quiet)
 	defer pricing.Close(ctx)
 
-	pricing.Respond("prices.quote", "pricing", func(ctx context.Context, req *sdk.Message) (*sdk.Message, error) {
+	pricing.Respond(ctx, "prices.quote", "pricing", func(ctx context.Context, req *sdk.Message) (*sdk.Message, error) {
 		return sdk.NewMessage([]byte("12.50 EUR for " + string(req.Payload))), nil
 	})
 	reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -1,37 +1,24 @@
 package sdk
 
 import (
-	"context"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
-// MessagePublisher is an optional fast path for a transport's publisher:
-// Client.Publish uses it, when present, instead of Watermill's Publish. The
-// driver gets each message's parts (Outgoing) rather than a Watermill
-// message (a struct, two channels and a map) built only to be taken apart
-// into its wire format. It must write exactly what it writes for the
-// Watermill message ToWatermill makes; the conformance suite checks that
-// (TestClientPublishWritesWhatWatermillPublishWrites). Watermill's Publish
-// stays the contract every driver implements.
-type MessagePublisher interface {
-	// PublishMessages sends msgs to topic, as Publish does, giving up when
-	// ctx is done.
-	PublishMessages(ctx context.Context, topic string, msgs []Outgoing) error
-}
-
-// Outgoing is a message on its way to a MessagePublisher: what
-// ToWatermill would make of it, without making it.
+// Outgoing is a message on its way out: its id, payload and metadata as
+// they go on the wire, read from the Message without copying it.
 type Outgoing struct {
 	m    *Message
 	id   string
 	time string
 }
 
-// NewOutgoing returns m as Client.Publish hands it to a MessagePublisher,
-// with now as its time when it has none: for code that writes messages in
-// their wire form itself, such as the outbox. Like ToWatermill it gives a
+// NewOutgoing returns m as Client.Publish sends it, with now as its time
+// when it has none: for code that writes messages in their wire form
+// itself, such as the outbox. Like ToWatermill it gives a
 // message without an ID a new one, which it does not set on m.
 func NewOutgoing(m *Message, now time.Time) Outgoing {
 	o := Outgoing{m: m, id: m.ID}
@@ -117,4 +104,11 @@ func (o Outgoing) overridden(k string) bool {
 		return m.OrderingKey != ""
 	}
 	return false
+}
+
+// fill makes dm the driver message of o, with a metadata map of its own.
+func (o Outgoing) fill(dm *driver.Message) {
+	md := make(map[string]string, len(o.m.Metadata)+2)
+	o.Metadata(func(k, v string) bool { md[k] = v; return true })
+	*dm = driver.Message{ID: o.id, Payload: o.m.Payload, Metadata: md, OrderingKey: o.OrderingKey()}
 }

@@ -9,16 +9,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/msgkit/msgkit/sdk/driver"
+	"github.com/msgkit/msgkit/sdk/internal/engine"
 )
 
 // Metadata keys of request/reply.
 const (
 	KeyInReplyTo  = "in-reply-to" // on a reply: the id of the request it answers
 	KeyReplyError = "x-reply-error"
-	// ReplyTopicPrefix starts every client's private reply topic. Adapters
-	// may treat such topics as temporary (no durable broker objects).
-	ReplyTopicPrefix = "_reply."
+	// ReplyTopicPrefix starts every client's private reply topic; see
+	// driver.Transport.OpenReplySubscription.
+	ReplyTopicPrefix = driver.ReplyTopicPrefix
 )
 
 // DefaultRequestTimeout bounds Request when its context has no deadline.
@@ -33,81 +34,62 @@ type RemoteError struct{ Message string }
 
 func (e *RemoteError) Error() string { return "responder failed: " + e.Message }
 
-// ReplyTransport is implemented by transports that can give a client a
-// private reply topic whose broker resources go away with it (a RabbitMQ
-// exclusive queue, a Redis stream deleted on close). Transports without it
-// get a regular subscription on the reply topic.
-type ReplyTransport interface {
-	ReplySubscriber(topic string) (message.Subscriber, error)
-}
-
 // replies routes replies arriving on the client's reply topic to the
 // Request calls waiting for them.
 type replies struct {
-	once    sync.Once
-	err     error
+	setup   sync.Mutex // held while the reply subscription opens
 	topic   string
-	sub     message.Subscriber
+	recv    *engine.Receiver
 	mu      sync.Mutex
 	waiting map[string]chan *Message
-	done    chan struct{}
 }
 
-func (c *Client) startReplies() error {
-	c.replies.once.Do(func() {
-		r := &c.replies
+// startReplies opens the client's reply subscription on first use. A
+// failed attempt is tried again by the next Request.
+func (c *Client) startReplies(ctx context.Context) error {
+	r := &c.replies
+	r.setup.Lock()
+	defer r.setup.Unlock()
+	if r.recv != nil {
+		return nil
+	}
+	if r.topic == "" {
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
 		r.topic = ReplyTopicPrefix + hex.EncodeToString(b)
 		r.waiting = map[string]chan *Message{}
-		r.done = make(chan struct{})
-		var sub message.Subscriber
-		var err error
-		if rt, ok := c.transport.(ReplyTransport); ok {
-			sub, err = rt.ReplySubscriber(r.topic)
-		} else {
-			sub, err = c.transport.Subscriber(r.topic)
-		}
-		if err != nil {
-			r.err = fmt.Errorf("messaging: open the reply topic: %w", err)
-			return
-		}
-		ch, err := sub.Subscribe(context.Background(), r.topic)
-		if err != nil {
-			_ = sub.Close()
-			r.err = fmt.Errorf("messaging: subscribe to the reply topic: %w", err)
-			return
-		}
-		r.sub = sub
-		go r.dispatch(ch)
-	})
-	return c.replies.err
-}
-
-// dispatch hands each reply to its waiting request. A reply nobody waits for
-// any more (its request timed out) is dropped.
-func (r *replies) dispatch(ch <-chan *message.Message) {
-	defer close(r.done)
-	for wm := range ch {
-		reply := fromWatermill(wm, false)
-		r.mu.Lock()
-		w, ok := r.waiting[reply.Get(KeyInReplyTo)]
-		delete(r.waiting, reply.Get(KeyInReplyTo))
-		r.mu.Unlock()
-		if ok {
-			w <- reply // buffered: never blocks
-		}
-		wm.Ack()
 	}
+	ds, err := c.transport.OpenReplySubscription(ctx, r.topic)
+	if err != nil {
+		return fmt.Errorf("messaging: open the reply topic: %w", err)
+	}
+	r.recv = engine.Start(ds, r.dispatch, engine.Config{Logger: c.logger, Where: "reply topic " + r.topic})
+	return nil
 }
 
-func (r *replies) close() error {
-	if r.sub == nil {
+// dispatch hands a reply to its waiting request. A reply nobody waits for
+// any more (its request timed out) is dropped.
+func (r *replies) dispatch(dm *driver.Message) bool {
+	reply := new(Message)
+	fillReceived(reply, dm.ID, dm.Payload, dm.Metadata)
+	id := reply.Get(KeyInReplyTo)
+	r.mu.Lock()
+	w, ok := r.waiting[id]
+	delete(r.waiting, id)
+	r.mu.Unlock()
+	if ok {
+		w <- reply // buffered: never blocks
+	}
+	return true
+}
+
+func (r *replies) close(ctx context.Context) error {
+	r.setup.Lock()
+	defer r.setup.Unlock()
+	if r.recv == nil {
 		return nil
 	}
-	err := r.sub.Close()
-	<-r.done
-	return err
+	return r.recv.Stop(ctx)
 }
 
 // Request publishes msg to topic with this client's reply address and waits
@@ -122,12 +104,15 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 	if msg == nil {
 		return nil, fmt.Errorf("messaging: request to %q: message is nil", topic)
 	}
+	if c.isClosed() {
+		return nil, fmt.Errorf("messaging: request to %q: %w", topic, ErrClosed)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 	}
-	if err := c.startReplies(); err != nil {
+	if err := c.startReplies(ctx); err != nil {
 		return nil, err
 	}
 	if msg.ID == "" {
@@ -165,14 +150,17 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 type Responder func(ctx context.Context, req *Message) (*Message, error)
 
 // Respond subscribes r to topic in group: each request's reply is published
-// to the request's reply address, correlated with it. A request without a
-// reply address is handled and acknowledged with nothing sent back. If the
-// reply cannot be published, the request is nacked and comes again.
-func (c *Client) Respond(topic, group string, r Responder, opts ...SubscribeOption) (*Subscription, error) {
+// to the request's reply address, correlated with it. group is the
+// responders' consumer group: responders sharing it share the requests
+// (each request answered once), as instances of one service do. A request
+// without a reply address is handled and acknowledged with nothing sent
+// back. If the reply cannot be published, the request is nacked and comes
+// again. ctx bounds the setup, as for Subscribe.
+func (c *Client) Respond(ctx context.Context, topic, group string, r Responder, opts ...SubscribeOption) (*Subscription, error) {
 	if r == nil {
 		return nil, fmt.Errorf("messaging: respond on %q: responder is nil", topic)
 	}
-	return c.Subscribe(topic, group, func(ctx context.Context, req *Message) error {
+	return c.Subscribe(ctx, topic, group, func(ctx context.Context, req *Message) error {
 		reply, err := r(ctx, req)
 		to := req.Get(KeyReplyTo)
 		if to == "" {

@@ -37,7 +37,7 @@ func names(prefix string) (topic, group string) {
 	return "ct-" + prefix + "-" + id, "g-" + id
 }
 
-func mustOpen(t *testing.T, url string, opts map[string]string) sdk.Transport {
+func mustOpen(t *testing.T, url string, opts map[string]string) *testenv.Transport {
 	t.Helper()
 	tr, err := open(context.Background(), url, opts)
 	if err != nil {
@@ -134,7 +134,7 @@ func TestRebalanceWhileConsumingLosesNothing(t *testing.T) {
 		h := func(ctx context.Context, m *sdk.Message) error {
 			return handler(context.WithValue(ctx, memberKey{}, name), m)
 		}
-		if _, err := c.Subscribe(topic, group, h, sdk.WithConcurrency(4)); err != nil {
+		if _, err := c.Subscribe(context.Background(), topic, group, h, sdk.WithConcurrency(4)); err != nil {
 			t.Fatal(err)
 		}
 		return c
@@ -206,7 +206,7 @@ func TestPartitionsAreConsumedConcurrently(t *testing.T) {
 	defer releaseOnce.Do(func() { close(release) })
 	overlapped := make(chan struct{})
 	var once sync.Once
-	if _, err := c.Subscribe(topic, group, func(context.Context, *sdk.Message) error {
+	if _, err := c.Subscribe(context.Background(), topic, group, func(context.Context, *sdk.Message) error {
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
 		if n >= 2 {
@@ -493,7 +493,7 @@ func TestClientHandlersRunOnPartitionsInOrderWithinTheConcurrency(t *testing.T) 
 	var running, most atomic.Int32
 	done := make(chan struct{})
 	total := 0
-	if _, err := c.Subscribe(topic, group, func(ctx context.Context, m *sdk.Message) error {
+	if _, err := c.Subscribe(context.Background(), topic, group, func(ctx context.Context, m *sdk.Message) error {
 		n := running.Add(1)
 		defer running.Add(-1)
 		for {
@@ -549,7 +549,7 @@ func TestClientRedeliveryAfterAnErrorStartsFromTheOriginalMetadata(t *testing.T)
 	c := sdk.NewClient(mustOpen(t, url, nil))
 	var attempts atomic.Int32
 	second := make(chan map[string]string, 1)
-	if _, err := c.Subscribe(topic, group, func(ctx context.Context, m *sdk.Message) error {
+	if _, err := c.Subscribe(context.Background(), topic, group, func(ctx context.Context, m *sdk.Message) error {
 		if attempts.Add(1) == 1 {
 			m.Metadata["scribbled"] = "by the first attempt"
 			return errors.New("first attempt fails")

@@ -27,7 +27,9 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // DriverName is the name the driver registers under.
@@ -40,7 +42,15 @@ type Driver struct{}
 
 // Open validates cfg and connects to the cluster (one client for the
 // producer and topic administration; each subscription has its own).
-func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
+	t, err := Driver{}.openWatermill(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bridge.Transport(t, nil), nil
+}
+
+func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := parseSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -207,7 +217,4 @@ func (t *Transport) Close() error {
 	return errors.Join(errs...)
 }
 
-var (
-	_ sdk.Transport      = (*Transport)(nil)
-	_ sdk.ReplyTransport = (*Transport)(nil)
-)
+var ()

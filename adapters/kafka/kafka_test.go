@@ -10,6 +10,7 @@ import (
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // fastGroups makes group membership changes quick enough for tests; real
@@ -20,7 +21,7 @@ var fastGroups = map[string]string{"session_timeout": "3s", "heartbeat_interval"
 // once per process and never stops.
 var leakOptions = []goleak.Option{goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick")}
 
-func open(ctx context.Context, url string, opts map[string]string) (sdk.Transport, error) {
+func open(ctx context.Context, url string, opts map[string]string) (*testenv.Transport, error) {
 	merged := map[string]string{}
 	for k, v := range fastGroups {
 		merged[k] = v
@@ -28,13 +29,13 @@ func open(ctx context.Context, url string, opts map[string]string) (sdk.Transpor
 	for k, v := range opts {
 		merged[k] = v
 	}
-	return kafka.Driver{}.Open(ctx, sdk.Config{Driver: "kafka", URL: url, Options: merged})
+	return testenv.Watermill(kafka.Driver{}.Open(ctx, sdk.Config{Driver: "kafka", URL: url, Options: merged}))
 }
 
 func TestConformance(t *testing.T) {
 	url := testenv.Kafka(t)
 	conformance.Run(t, conformance.Harness{
-		Open:        func(ctx context.Context, t *testing.T) (sdk.Transport, error) { return open(ctx, url, nil) },
+		Open:        func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, url, nil) },
 		LeakOptions: leakOptions,
 	})
 }

@@ -80,6 +80,13 @@ func (b *broker) group(topicName, groupName string) (*group, bool) {
 	return g, true
 }
 
+// removeTopic forgets a topic and its groups (a client's reply topic).
+func (b *broker) removeTopic(name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.topics, name)
+}
+
 func (b *broker) topicLocked(name string) *topic {
 	t, ok := b.topics[name]
 	if !ok {
@@ -112,43 +119,36 @@ func (g *group) signalLocked() {
 	g.changed = make(chan struct{})
 }
 
-// take blocks until a message can be delivered, or stop or ctx ends. It
-// looks at those first: a consumer that is stopping nacks what it is given,
-// and the message would otherwise go round between the two for ever.
-func (g *group) take(ctx context.Context, closing, brokerDone <-chan struct{}) (envelope, bool) {
+// take blocks until a message can be delivered, or stop or ctx ends, and
+// returns up to max messages. It looks at the stop signals first: a
+// consumer that is stopping must take nothing.
+func (g *group) take(ctx context.Context, closing, brokerDone <-chan struct{}, max int) []envelope {
 	for {
 		select {
 		case <-ctx.Done():
-			return envelope{}, false
+			return nil
 		case <-closing:
-			return envelope{}, false
+			return nil
 		case <-brokerDone:
-			return envelope{}, false
+			return nil
 		default:
 		}
 		g.mu.Lock()
-		for i := g.head; i < len(g.queue); i++ {
-			e := g.queue[i]
-			if e.key != "" && g.inFlight[e.key] {
-				continue
-			}
-			g.remove(i)
-			if e.key != "" {
-				g.inFlight[e.key] = true
-			}
+		out := g.takeLocked(max)
+		if len(out) > 0 {
 			g.mu.Unlock()
-			return e, true
+			return out
 		}
 		changed := g.changed
 		g.mu.Unlock()
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return envelope{}, false
+			return nil
 		case <-closing:
-			return envelope{}, false
+			return nil
 		case <-brokerDone:
-			return envelope{}, false
+			return nil
 		}
 	}
 }
@@ -176,15 +176,40 @@ func (g *group) settle(e envelope, acked bool) {
 	g.signalLocked()
 }
 
-// remove takes queue[i] out. Taking the front, by far the most common, only
-// moves head; the space before head is reclaimed once it is half the queue.
-func (g *group) remove(i int) {
-	g.queue[i] = envelope{} // drop references for the collector
-	if i == g.head {
-		g.head++
+// takeLocked takes up to max waiting messages whose ordering key is not in
+// flight, marking their keys in flight. Taking from the front, by far the
+// most common, only moves head; the space before head is reclaimed once it
+// is half the queue.
+func (g *group) takeLocked(max int) []envelope {
+	var out []envelope
+	prefix := true // every message taken so far was at the front
+	for i := g.head; i < len(g.queue) && len(out) < max; i++ {
+		e := g.queue[i]
+		if e.key != "" {
+			if g.inFlight[e.key] {
+				prefix = false
+				continue
+			}
+			g.inFlight[e.key] = true
+		}
+		out = append(out, e)
+		g.queue[i].seq = 0 // marks it taken, for the general case below
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	if prefix {
+		clear(g.queue[g.head : g.head+len(out)])
+		g.head += len(out)
 	} else {
-		copy(g.queue[i:], g.queue[i+1:])
-		g.queue = g.queue[:len(g.queue)-1]
+		kept := g.queue[:g.head]
+		for _, e := range g.queue[g.head:] {
+			if e.seq != 0 {
+				kept = append(kept, e)
+			}
+		}
+		clear(g.queue[len(kept):])
+		g.queue = kept
 	}
 	if g.head == len(g.queue) {
 		g.queue, g.head = g.queue[:0], 0
@@ -193,4 +218,5 @@ func (g *group) remove(i int) {
 		clear(g.queue[n:])
 		g.queue, g.head = g.queue[:n], 0
 	}
+	return out
 }

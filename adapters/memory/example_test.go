@@ -27,7 +27,7 @@ func Example() {
 	defer billing.Close(ctx)
 
 	got := make(chan string, 1)
-	if _, err := billing.Subscribe("orders", "billing", func(_ context.Context, m *sdk.Message) error {
+	if _, err := billing.Subscribe(ctx, "orders", "billing", func(_ context.Context, m *sdk.Message) error {
 		got <- string(m.Payload)
 		return nil
 	}); err != nil {

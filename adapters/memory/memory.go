@@ -15,13 +15,15 @@
 package memory
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/url"
 	"sync"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // DriverName is the name the memory driver registers under.
@@ -48,7 +50,7 @@ var (
 
 // Open returns a transport on a private broker, or on the process-wide
 // broker named by a memory://NAME URL. The memory driver has no options.
-func (Driver) Open(_ context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (Driver) Open(_ context.Context, cfg sdk.Config) (driver.Transport, error) {
 	if err := cfg.CheckOptions(); err != nil {
 		return nil, err
 	}
@@ -57,7 +59,7 @@ func (Driver) Open(_ context.Context, cfg sdk.Config) (sdk.Transport, error) {
 		return nil, err
 	}
 	if name == "" {
-		return &Transport{b: newBroker(), owned: true}, nil
+		return New(), nil
 	}
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
@@ -88,27 +90,57 @@ func New() *Transport { return &Transport{b: newBroker(), owned: true} }
 type Transport struct {
 	b     *broker
 	owned bool // a private broker closes with its transport
-
-	pubOnce sync.Once
-	pub     *Publisher
 }
 
 // Capabilities returns the memory driver's capabilities.
 func (t *Transport) Capabilities() sdk.Capabilities { return Capabilities }
 
-// Publisher returns the transport's publisher.
-func (t *Transport) Publisher() message.Publisher {
-	t.pubOnce.Do(func() { t.pub = &Publisher{b: t.b} })
-	return t.pub
+// SendOptions: a publish is one call, however many messages it holds.
+func (t *Transport) SendOptions() driver.SendOptions { return driver.SendOptions{} }
+
+// SendBatch appends msgs to every consumer group of topic. It keeps the
+// messages' metadata maps and copies their payloads.
+func (t *Transport) SendBatch(_ context.Context, topic string, msgs []*driver.Message) error {
+	envs := make([]envelope, len(msgs))
+	for i, m := range msgs {
+		envs[i] = envelope{id: m.ID, payload: bytes.Clone(m.Payload), metadata: m.Metadata, key: m.OrderingKey}
+	}
+	if !t.b.publish(topic, envs) {
+		return fmt.Errorf("memory: publish to %q: broker %w", topic, sdk.ErrClosed)
+	}
+	return nil
 }
 
-// Subscriber returns a new subscriber in the named group.
-func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+// OpenSubscription joins group on topic; the group exists, and receives
+// every message published from now on, when it returns.
+func (t *Transport) OpenSubscription(_ context.Context, topic, group string) (driver.Subscription, error) {
 	if group == "" {
 		return nil, errNoGroup
 	}
-	return &Subscriber{b: t.b, group: group, closing: make(chan struct{})}, nil
+	g, ok := t.b.group(topic, group)
+	if !ok {
+		return nil, fmt.Errorf("memory: subscribe to %q: broker %w", topic, sdk.ErrClosed)
+	}
+	return newSubscription(t.b, g, nil), nil
 }
+
+// OpenReplySubscription consumes a reply topic, which is removed from the
+// broker when the subscription closes.
+func (t *Transport) OpenReplySubscription(_ context.Context, topic string) (driver.Subscription, error) {
+	g, ok := t.b.group(topic, topic)
+	if !ok {
+		return nil, fmt.Errorf("memory: subscribe to %q: broker %w", topic, sdk.ErrClosed)
+	}
+	return newSubscription(t.b, g, func() { t.b.removeTopic(topic) }), nil
+}
+
+var errNoGroup = errors.New("memory: consumer group is empty; name the group (usually the service name)")
+
+// IsRetryable: the memory broker fails only once closed, for good.
+func (t *Transport) IsRetryable(error) bool { return false }
+
+// As reaches nothing: the memory broker has no native client.
+func (t *Transport) As(any) bool { return false }
 
 // Close closes a private broker, which ends every subscription on it. A
 // shared broker lives as long as the process.
@@ -119,4 +151,4 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-var _ sdk.Transport = (*Transport)(nil)
+var _ driver.Transport = (*Transport)(nil)

@@ -7,13 +7,14 @@ import (
 	"github.com/msgkit/msgkit/adapters/memory"
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // Each test gets its own named broker, so the transports the suite opens
 // within one test (for example a second client) share it.
 func harness() conformance.Harness {
 	return conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) {
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
 			return memory.Driver{}.Open(ctx, sdk.Config{URL: "memory://conformance-" + sanitize(t.Name())})
 		},
 	}

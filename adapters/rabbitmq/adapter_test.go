@@ -17,12 +17,13 @@ import (
 
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds an unacked message.
 func TestMain(m *testing.M) {
-	testenv.RunDyingConsumer(func(url string) (sdk.Transport, error) { return open(&testing.T{}, url, nil) })
+	testenv.RunDyingConsumer(func(url string) (driver.Transport, error) { return open(&testing.T{}, url, nil) })
 	os.Exit(m.Run())
 }
 

@@ -25,7 +25,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // DriverName is the name the driver registers under.
@@ -38,7 +40,15 @@ type Driver struct{}
 
 // Open validates cfg and connects (one connection for publishing, one for
 // consuming, so that flow control on a fast publisher never delays acks).
-func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
+	t, err := Driver{}.openWatermill(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bridge.Transport(t, nil), nil
+}
+
+func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := parseSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -150,5 +160,3 @@ func (t *Transport) Close() error {
 	}
 	return errors.Join(t.pub.Close(), t.consume.close(), t.publish.close())
 }
-
-var _ sdk.Transport = (*Transport)(nil)

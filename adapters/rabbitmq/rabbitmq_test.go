@@ -11,18 +11,22 @@ import (
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // open opens a transport and deletes the queues and exchanges it declared
 // when the test ends, so test runs leave the broker as they found it.
-func open(t *testing.T, url string, options map[string]string) (*rabbitmq.Transport, error) {
-	tr, err := rabbitmq.Driver{}.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: url, Options: options})
+func open(t *testing.T, url string, options map[string]string) (*testenv.Transport, error) {
+	tr, err := testenv.Watermill(rabbitmq.Driver{}.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: url, Options: options}))
 	if err != nil {
 		return nil, err
 	}
-	rt := tr.(*rabbitmq.Transport)
+	var rt *rabbitmq.Transport
+	if !tr.As(&rt) {
+		t.Fatal("As(*rabbitmq.Transport) failed")
+	}
 	t.Cleanup(func() { deleteTopology(t, url, rt.DeclaredQueues()) })
-	return rt, nil
+	return tr, nil
 }
 
 func deleteTopology(t *testing.T, url string, queues []string) {
@@ -56,7 +60,7 @@ func deleteTopology(t *testing.T, url string, queues []string) {
 
 func harness(url string, options map[string]string) conformance.Harness {
 	return conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) { return open(t, url, options) },
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(t, url, options) },
 	}
 }
 

@@ -21,13 +21,14 @@ import (
 	msgredis "github.com/msgkit/msgkit/adapters/redis"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds a batch of unacked messages.
 func TestMain(m *testing.M) {
-	testenv.RunDyingConsumer(func(url string) (sdk.Transport, error) {
-		return msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: map[string]string{"batch_size": "10"}})
+	testenv.RunDyingConsumer(func(url string) (driver.Transport, error) {
+		return testenv.Watermill(msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: map[string]string{"batch_size": "10"}}))
 	})
 	os.Exit(m.Run())
 }

@@ -31,7 +31,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // DriverName is the name the driver registers under.
@@ -43,7 +45,15 @@ func init() { sdk.Register(DriverName, Driver{}) }
 type Driver struct{}
 
 // Open validates cfg, connects and checks the server answers.
-func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
+	t, err := Driver{}.openWatermill(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bridge.Transport(t, nil), nil
+}
+
+func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := parseSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -259,5 +269,3 @@ func (p *Publisher) Close() error {
 	p.mu.Unlock()
 	return nil
 }
-
-var _ sdk.Transport = (*Transport)(nil)

@@ -11,12 +11,13 @@ import (
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // open opens a transport and deletes the streams the test used when it
 // ends. Test streams are all named ct-*.
-func open(t *testing.T, url string, options map[string]string) (sdk.Transport, error) {
-	tr, err := msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: options})
+func open(t *testing.T, url string, options map[string]string) (*testenv.Transport, error) {
+	tr, err := testenv.Watermill(msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: options}))
 	if err != nil {
 		return nil, err
 	}
@@ -42,14 +43,14 @@ func deleteTestStreams(t *testing.T, url string) {
 func TestConformance(t *testing.T) {
 	url := testenv.Redis(t)
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) { return open(t, url, nil) },
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(t, url, nil) },
 	})
 }
 
 func TestConformanceNewGroupsFromOldest(t *testing.T) {
 	url := testenv.Redis(t)
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) {
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
 			return open(t, url, map[string]string{"new_group_start": "oldest", "batch_size": "7"})
 		},
 	})

@@ -22,7 +22,7 @@ import (
 
 func topicName(prefix string) string { return prefix + "-" + uuid.NewString()[:8] }
 
-func mustOpen(t *testing.T, endpoint string, extra map[string]string) sdk.Transport {
+func mustOpen(t *testing.T, endpoint string, extra map[string]string) *testenv.Transport {
 	t.Helper()
 	tr, err := open(context.Background(), endpoint, extra)
 	if err != nil {
@@ -44,7 +44,7 @@ func rawSNS(endpoint string) *awssns.Client {
 
 // createGroup makes the group's queue and its subscription, as a
 // subscriber's first Subscribe does, without consuming anything.
-func createGroup(t *testing.T, tr sdk.Transport, topic, group string) {
+func createGroup(t *testing.T, tr *testenv.Transport, topic, group string) {
 	t.Helper()
 	sub, err := tr.Subscriber(group)
 	if err != nil {
@@ -124,7 +124,7 @@ func TestReplyTopicAndQueueAreDeletedOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Respond("echo", "echo-service", func(ctx context.Context, m *sdk.Message) (*sdk.Message, error) {
+	if _, err := c.Respond(context.Background(), "echo", "echo-service", func(ctx context.Context, m *sdk.Message) (*sdk.Message, error) {
 		return sdk.NewMessage(m.Payload), nil
 	}); err != nil {
 		t.Fatal(err)
@@ -188,8 +188,8 @@ func TestMissingTopicWithoutCreation(t *testing.T) {
 
 func TestUnreachableEndpointNamesHostAndHidesSecret(t *testing.T) {
 	const secret = "wJalrXUtnFEMI-K7MDENG-SECRET"
-	tr, err := sns.Driver{}.Open(context.Background(), sdk.Config{Driver: "sns", URL: "http://127.0.0.1:1",
-		Options: map[string]string{"region": "us-east-1", "access_key_id": "AKIAEXAMPLE", "secret_access_key": secret}})
+	tr, err := testenv.Watermill(sns.Driver{}.Open(context.Background(), sdk.Config{Driver: "sns", URL: "http://127.0.0.1:1",
+		Options: map[string]string{"region": "us-east-1", "access_key_id": "AKIAEXAMPLE", "secret_access_key": secret}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,8 +31,10 @@ import (
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/msgkit/msgkit/adapters/internal/awsq"
+	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/adapters/sqs"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // DriverName is the name the driver registers under.
@@ -45,7 +47,15 @@ type Driver struct{}
 
 // Open validates cfg and loads the AWS configuration. Topics, queues and
 // subscriptions are created or looked up on first use.
-func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
+	t, err := Driver{}.openWatermill(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bridge.Transport(t, nil), nil
+}
+
+func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := awsq.ParseSettings(cfg, DriverName)
 	if err != nil {
 		return nil, err
@@ -308,7 +318,4 @@ func QueueName(prefix, topic, group string) string {
 	return awsq.QueueName(prefix+topic, group, false)
 }
 
-var (
-	_ sdk.Transport      = (*Transport)(nil)
-	_ sdk.ReplyTransport = (*Transport)(nil)
-)
+var ()

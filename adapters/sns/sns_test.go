@@ -8,15 +8,16 @@ import (
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
-func open(ctx context.Context, endpoint string, extra map[string]string) (sdk.Transport, error) {
-	return sns.Driver{}.Open(ctx, sdk.Config{Driver: "sns", URL: endpoint, Options: testenv.AWSOptions(extra)})
+func open(ctx context.Context, endpoint string, extra map[string]string) (*testenv.Transport, error) {
+	return testenv.Watermill(sns.Driver{}.Open(ctx, sdk.Config{Driver: "sns", URL: endpoint, Options: testenv.AWSOptions(extra)}))
 }
 
 func TestConformance(t *testing.T) {
 	endpoint := testenv.AWSEndpoint(t)
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (sdk.Transport, error) { return open(ctx, endpoint, nil) },
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, endpoint, nil) },
 	})
 }

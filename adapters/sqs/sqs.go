@@ -29,7 +29,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/msgkit/msgkit/adapters/internal/awsq"
+	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // DriverName is the name the driver registers under.
@@ -42,7 +44,15 @@ type Driver struct{}
 
 // Open validates cfg and loads the AWS configuration. Queues are created or
 // looked up on first use.
-func (Driver) Open(ctx context.Context, cfg sdk.Config) (sdk.Transport, error) {
+func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
+	t, err := Driver{}.openWatermill(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bridge.Transport(t, nil), nil
+}
+
+func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := awsq.ParseSettings(cfg, DriverName)
 	if err != nil {
 		return nil, err
@@ -207,7 +217,4 @@ func QueueName(prefix, topic string, fifo bool) string {
 	return awsq.QueueName(prefix+topic, "", fifo)
 }
 
-var (
-	_ sdk.Transport      = (*Transport)(nil)
-	_ sdk.ReplyTransport = (*Transport)(nil)
-)
+var ()

@@ -63,7 +63,7 @@ func run(configPath string, out io.Writer) error {
 
 	var fixed atomic.Bool
 	handled := make(chan string, 10)
-	_, err = client.Subscribe(topic, "billing", middleware.Chain(
+	_, err = client.Subscribe(ctx, topic, "billing", middleware.Chain(
 		func(ctx context.Context, m *sdk.Message) error {
 			if !ours(m) {
 				return nil // left over from an earlier run
@@ -105,7 +105,7 @@ func run(configPath string, out io.Writer) error {
 
 	// Wait for both dead letters (the replay group sees them too).
 	inspect := make(chan struct{}, 2)
-	if _, err := client.Subscribe(dlq, "ops", func(ctx context.Context, m *sdk.Message) error {
+	if _, err := client.Subscribe(ctx, dlq, "ops", func(ctx context.Context, m *sdk.Message) error {
 		if ours(m) {
 			inspect <- struct{}{}
 		}

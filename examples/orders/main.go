@@ -157,7 +157,7 @@ func run(o options, out io.Writer) error {
 	var shipped sync.WaitGroup
 	shipped.Add(o.orders)
 	duplicate := make(chan struct{}, 1)
-	_, err = client.Subscribe(topic, "shipping", func(ctx context.Context, m *sdk.Message) error {
+	_, err = client.Subscribe(context.Background(), topic, "shipping", func(ctx context.Context, m *sdk.Message) error {
 		if m.Get("run") != suffix {
 			return nil // left over from an earlier run on the same broker
 		}

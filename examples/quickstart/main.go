@@ -107,7 +107,7 @@ func run(configPath string, timeout time.Duration, out io.Writer) error {
 		t.orders[msgs[i].ID] = fmt.Sprintf("order-%d", i+1)
 	}
 	for _, g := range []struct{ name, failOnce string }{{"billing", ""}, {"shipping", "order-2"}} {
-		if _, err := client.Subscribe(topic, g.name, t.handler(g.name, g.failOnce)); err != nil {
+		if _, err := client.Subscribe(ctx, topic, g.name, t.handler(g.name, g.failOnce)); err != nil {
 			_ = client.Close(ctx)
 			return err
 		}

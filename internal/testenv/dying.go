@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // The crash tests run a consumer in a second process and kill it with
@@ -30,7 +31,7 @@ const (
 // "ready", and on the first message prints "received <id>" and kills
 // itself with SIGKILL; it never returns. In any other process it returns at
 // once.
-func RunDyingConsumer(open func(url string) (sdk.Transport, error)) {
+func RunDyingConsumer(open func(url string) (driver.Transport, error)) {
 	if os.Getenv(dyingEnv) != "1" {
 		return
 	}
@@ -42,10 +43,7 @@ func RunDyingConsumer(open func(url string) (sdk.Transport, error)) {
 	if err != nil {
 		fail(err)
 	}
-	sub, err := tr.Subscriber(os.Getenv(dyingGroupEnv))
-	if err != nil {
-		fail(err)
-	}
+	sub := sdk.NewWatermillSubscriber(tr, os.Getenv(dyingGroupEnv), nil)
 	ch, err := sub.Subscribe(context.Background(), os.Getenv(dyingTopicEnv))
 	if err != nil {
 		fail(err)

@@ -21,7 +21,7 @@ func RestartMidStream(t *testing.T, client *sdk.Client, topic, group string, res
 	var mu sync.Mutex
 	seen := map[string]int{}
 	progress := make(chan struct{}, 1)
-	if _, err := client.Subscribe(topic, group, func(_ context.Context, m *sdk.Message) error {
+	if _, err := client.Subscribe(context.Background(), topic, group, func(_ context.Context, m *sdk.Message) error {
 		mu.Lock()
 		seen[m.ID]++
 		mu.Unlock()
