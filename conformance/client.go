@@ -11,9 +11,9 @@ import (
 )
 
 // The group and ordering guarantees through sdk.Client, which services use:
-// Client.Subscribe takes a driver's HandlerSubscriber fast path when it has
-// one, with several handler goroutines per subscription, and the channel
-// tests above do not reach that path.
+// one subscription runs several handler goroutines of the engine, which a
+// Watermill subscription (one member, one message at a time) does not
+// reach.
 
 // handled is one handler call: which subscription made it, and the message.
 type handled struct {

@@ -137,9 +137,8 @@ func testStandardAttributes(e *env) {
 }
 
 // testClientPublishMatchesWatermill publishes one message through
-// Client.Publish (a driver's sdk.MessagePublisher fast path, when it has
-// one) and the same message, made by ToWatermill, through the Watermill
-// publisher: both must arrive alike.
+// Client.Publish and the same message, made by ToWatermill, through the
+// Watermill publisher sdk builds on the driver: both must arrive alike.
 func testClientPublishMatchesWatermill(e *env) {
 	ch, _ := e.subscribe(uniqueName("g"))
 	build := func(id string) *sdk.Message {

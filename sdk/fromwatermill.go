@@ -2,7 +2,7 @@ package sdk
 
 import (
 	"context"
-	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -60,13 +60,13 @@ func (t *watermillTransport) open(ctx context.Context, topic, group string) (dri
 		return nil, err
 	}
 	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ch, err := sub.Subscribe(subCtx, topic)
-	if err != nil {
+	s := &watermillSubscription{sub: sub, topic: topic, ctx: subCtx, cancel: cancel, merged: make(chan *message.Message)}
+	if err := s.addMember(); err != nil {
 		cancel()
 		_ = sub.Close()
 		return nil, err
 	}
-	return &watermillSubscription{sub: sub, ch: ch, cancel: cancel}, nil
+	return s, nil
 }
 
 func (t *watermillTransport) IsRetryable(error) bool { return false }
@@ -82,16 +82,64 @@ func (t *watermillTransport) As(target any) bool {
 
 func (t *watermillTransport) Close() error { return t.pub.Close() }
 
-// watermillSubscription reads a Watermill subscription's channel; the
-// AckID of a message is the *message.Message.
+// watermillSubscription reads the channels of one or more Subscribe calls
+// on a Watermill subscriber; the AckID of a message is the
+// *message.Message. A Watermill subscription hands out its next message
+// only once the last is settled, so each Subscribe call is one member: a
+// new one joins whenever every member holds an unsettled message and the
+// engine asks for more, up to maxWatermillMembers.
 type watermillSubscription struct {
 	sub    message.Subscriber
-	ch     <-chan *message.Message
+	topic  string
+	ctx    context.Context // the members' lifetime; cancelled by Close
 	cancel context.CancelFunc
-	ended  bool // the channel closed; said once, then ReceiveBatch waits for its context
+	merged chan *message.Message
+
+	mu          sync.Mutex
+	members     int
+	live        int // members whose channel is still open
+	outstanding int // received, not settled
+	ended       bool
+}
+
+const maxWatermillMembers = 64
+
+// addMember subscribes once more and forwards the channel to merged.
+func (s *watermillSubscription) addMember() error {
+	ch, err := s.sub.Subscribe(s.ctx, s.topic)
+	if err != nil {
+		return err
+	}
+	s.members++
+	s.live++
+	go func() {
+		for wm := range ch {
+			select {
+			case s.merged <- wm:
+			case <-s.ctx.Done():
+				wm.Nack()
+			}
+		}
+		s.mu.Lock()
+		s.live--
+		if s.live == 0 {
+			s.ended = true
+			close(s.merged)
+		}
+		s.mu.Unlock()
+	}()
+	return nil
 }
 
 func (s *watermillSubscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	s.mu.Lock()
+	if !s.ended && s.outstanding >= s.members && s.members < maxWatermillMembers && s.ctx.Err() == nil {
+		if err := s.addMember(); err != nil {
+			s.mu.Unlock()
+			return nil, err
+		}
+	}
+	s.mu.Unlock()
 	var out []*driver.Message
 	add := func(wm *message.Message) {
 		md := make(map[string]string, len(wm.Metadata))
@@ -100,15 +148,16 @@ func (s *watermillSubscription) ReceiveBatch(ctx context.Context, max int) ([]*d
 		}
 		out = append(out, &driver.Message{ID: wm.UUID, Payload: wm.Payload, Metadata: md, OrderingKey: md[KeyOrderingKey], AckID: wm})
 	}
-	if s.ended {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
+	defer func() {
+		s.mu.Lock()
+		s.outstanding += len(out)
+		s.mu.Unlock()
+	}()
 	select {
-	case wm, ok := <-s.ch:
+	case wm, ok := <-s.merged:
 		if !ok {
-			s.ended = true
-			return nil, fmt.Errorf("the Watermill subscriber closed its channel: this subscription receives nothing more")
+			<-ctx.Done() // every member's channel closed: nothing more comes
+			return nil, ctx.Err()
 		}
 		add(wm)
 	case <-ctx.Done():
@@ -116,9 +165,8 @@ func (s *watermillSubscription) ReceiveBatch(ctx context.Context, max int) ([]*d
 	}
 	for len(out) < max {
 		select {
-		case wm, ok := <-s.ch:
+		case wm, ok := <-s.merged:
 			if !ok {
-				s.ended = true
 				return out, nil
 			}
 			add(wm)
@@ -129,7 +177,14 @@ func (s *watermillSubscription) ReceiveBatch(ctx context.Context, max int) ([]*d
 	return out, nil
 }
 
+func (s *watermillSubscription) settled(n int) {
+	s.mu.Lock()
+	s.outstanding -= n
+	s.mu.Unlock()
+}
+
 func (s *watermillSubscription) SendAcks(_ context.Context, ids []driver.AckID) error {
+	defer s.settled(len(ids))
 	for _, id := range ids {
 		id.(*message.Message).Ack()
 	}
@@ -139,6 +194,7 @@ func (s *watermillSubscription) SendAcks(_ context.Context, ids []driver.AckID) 
 func (s *watermillSubscription) CanNack() bool { return true }
 
 func (s *watermillSubscription) SendNacks(_ context.Context, ids []driver.AckID, _ time.Duration) error {
+	defer s.settled(len(ids))
 	for _, id := range ids {
 		id.(*message.Message).Nack()
 	}

@@ -477,10 +477,9 @@ func TestMissingTopicWithoutCreation(t *testing.T) {
 	}
 }
 
-// Client.Subscribe takes the HandlerSubscriber path on Kafka: the partition
-// goroutines run the handler themselves. It must keep each key's order,
-// run at most the requested number of handlers at once, and use the
-// partitions in parallel.
+// Client.Subscribe on Kafka must keep each key's order, run at most the
+// requested number of handlers at once, and use the partitions in
+// parallel.
 func TestClientHandlersRunOnPartitionsInOrderWithinTheConcurrency(t *testing.T) {
 	url := testenv.Kafka(t)
 	topic, group := names("direct")
@@ -541,7 +540,7 @@ func TestClientHandlersRunOnPartitionsInOrderWithinTheConcurrency(t *testing.T) 
 	}
 }
 
-// On the HandlerSubscriber path a redelivery gets a fresh copy of the
+// A redelivery through Client.Subscribe gets a fresh copy of the
 // metadata: what a failed attempt wrote must not reach the next.
 func TestClientRedeliveryAfterAnErrorStartsFromTheOriginalMetadata(t *testing.T) {
 	url := testenv.Kafka(t)
