@@ -61,8 +61,10 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			[]string{"TestConcurrentPublishersLoseNothing", "TestCompetingConsumersShareMessages"},
 			[]string{"TestNackRedelivers"},
 			"arrived 2 times"},
+		// Only where the driver's ReceiveBatch is already waiting when the
+		// subscription stops: a cancel right after Subscribe may come first.
 		{"receive-ignores-context",
-			[]string{"TestSubscriberCloseClosesChannels", "TestContextCancelClosesChannel"},
+			[]string{"TestSubscriberCloseClosesChannels"},
 			[]string{"TestPublishSubscribeRoundTrip"},
 			"guarantee broken: Subscriber.Close must return"},
 	}
