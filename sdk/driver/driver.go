@@ -129,7 +129,8 @@ type Subscription interface {
 // Options tunes the engine for one subscription.
 type Options struct {
 	// MaxBatch is the most messages the engine asks of ReceiveBatch, and
-	// the most it holds unsettled beyond its running handlers. Default 64.
+	// the most it holds unsettled (or one per handler, when a subscription
+	// runs more handlers). Default 64.
 	MaxBatch int
 	// AckBatch is the most ids per SendAcks. Default MaxBatch.
 	AckBatch int

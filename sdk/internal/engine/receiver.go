@@ -125,10 +125,10 @@ func (r *Receiver) signal() {
 }
 
 // fetch receives batches while there is room: the receiver holds at most
-// MaxBatch messages beyond those its handlers run.
+// MaxBatch messages, or one per handler when there are more handlers.
 func (r *Receiver) fetch() {
 	defer close(r.fetcherDone)
-	limit := r.opts.MaxBatch + r.cfg.Concurrency
+	limit := max(r.opts.MaxBatch, r.cfg.Concurrency)
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
