@@ -203,7 +203,11 @@ func (s *watermillSubscription) SendNacks(_ context.Context, ids []driver.AckID,
 
 func (s *watermillSubscription) ExtendAcks(context.Context, []driver.AckID) error { return nil }
 
-func (s *watermillSubscription) Options() driver.Options { return driver.Options{MaxBatch: 1} }
+// Options: a Watermill subscription hands out its next message only once
+// the last is settled, so acks go at once and a batch is one message.
+func (s *watermillSubscription) Options() driver.Options {
+	return driver.Options{MaxBatch: 1, AckBatch: 1}
+}
 
 func (s *watermillSubscription) Close() error {
 	s.cancel()

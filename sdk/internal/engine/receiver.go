@@ -261,12 +261,19 @@ func (r *Receiver) settle(it *item, acked bool) {
 	case acked:
 		r.release(it)
 		r.acks = append(r.acks, it.m.AckID)
-		full := len(r.acks) >= r.opts.AckBatch
+		if len(r.acks) < r.opts.AckBatch {
+			r.signal()
+			r.mu.Unlock()
+			return
+		}
+		// A full batch goes out before the fetcher hears of the room it
+		// made: a driver whose broker hands out the next message only after
+		// an ack (a Watermill subscription) must see the ack first.
+		r.mu.Unlock()
+		r.flush()
+		r.mu.Lock()
 		r.signal()
 		r.mu.Unlock()
-		if full {
-			r.flush()
-		}
 	case !r.canNak:
 		// Redelivered here: back to the front, keeping its key.
 		it.attempt++
@@ -297,9 +304,11 @@ func (r *Receiver) settle(it *item, acked bool) {
 			clear(r.waiting[len(kept):])
 			r.waiting = kept
 		}
-		r.signal()
 		r.mu.Unlock()
 		r.nack(ids, r.nackDelay(it.attempt+1))
+		r.mu.Lock()
+		r.signal()
+		r.mu.Unlock()
 	}
 }
 

@@ -228,3 +228,55 @@ func TestStopReturnsAtTheDeadlineWithAStuckHandler(t *testing.T) {
 		t.Fatal("OnDeadline must run when handlers are abandoned")
 	}
 }
+
+// orderedSub counts messages received and not yet acked, and records the
+// count each ReceiveBatch call found.
+type orderedSub struct {
+	*fakeSub
+	mu      sync.Mutex
+	unacked int
+	found   []int
+}
+
+func (s *orderedSub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	s.mu.Lock()
+	s.found = append(s.found, s.unacked)
+	s.mu.Unlock()
+	msgs, err := s.fakeSub.ReceiveBatch(ctx, max)
+	s.mu.Lock()
+	s.unacked += len(msgs)
+	s.mu.Unlock()
+	return msgs, err
+}
+
+func (s *orderedSub) SendAcks(ctx context.Context, a []driver.AckID) error {
+	s.mu.Lock()
+	s.unacked -= len(a)
+	s.mu.Unlock()
+	return s.fakeSub.SendAcks(ctx, a)
+}
+
+// With AckBatch 1 an ack reaches the driver before the next ReceiveBatch:
+// a broker that hands out its next message only after an ack (a Watermill
+// subscription) must not be asked for more while it waits for one.
+func TestAFullAckBatchIsSentBeforeTheNextReceive(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var msgs []*driver.Message
+	for i := range 50 {
+		msgs = append(msgs, msg(fmt.Sprint("m", i), ""))
+	}
+	sub := &orderedSub{fakeSub: newFakeSub(true, msgs...)}
+	sub.opts = driver.Options{MaxBatch: 1, AckBatch: 1}
+	r := Start(sub, func(*driver.Message) bool { return true }, Config{Concurrency: 1})
+	waitFor(t, "all acked", func() bool { acks, _ := sub.settled(); return len(acks) == 50 })
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for i, n := range sub.found {
+		if n != 0 {
+			t.Fatalf("ReceiveBatch call %d came with %d message(s) handled but not yet acked to the driver", i, n)
+		}
+	}
+}
