@@ -104,9 +104,6 @@ func NewClient(t driver.Transport, opts ...Option) *Client {
 // Capabilities reports what the underlying transport guarantees.
 func (c *Client) Capabilities() Capabilities { return c.caps }
 
-// Transport returns the driver transport the client runs on.
-func (c *Client) Transport() driver.Transport { return c.transport }
-
 // As sets target to the driver's native client (an *amqp.Connection, a
 // redis.UniversalClient, a *kgo.Client...) when target points to its type,
 // and reports whether it did: the escape hatch for what the portable API

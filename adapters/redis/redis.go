@@ -50,7 +50,7 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
-	return bridge.Transport(t, nil), nil
+	return bridge.Transport(t), nil
 }
 
 func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {

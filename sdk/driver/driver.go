@@ -19,6 +19,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -166,34 +167,17 @@ type SendOptions struct {
 type BatchError []error
 
 func (e BatchError) Error() string {
-	failed, first := 0, error(nil)
+	var failed []error
 	for _, err := range e {
 		if err != nil {
-			failed++
-			if first == nil {
-				first = err
-			}
+			failed = append(failed, err)
 		}
 	}
-	if first == nil {
+	switch len(failed) {
+	case 0:
 		return "no message failed"
+	case 1:
+		return failed[0].Error()
 	}
-	if failed == 1 {
-		return first.Error()
-	}
-	return first.Error() + " (and " + itoa(failed-1) + " more failed)"
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
+	return fmt.Sprintf("%v (and %d more failed)", failed[0], len(failed)-1)
 }

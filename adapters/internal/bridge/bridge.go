@@ -27,9 +27,8 @@ type Replier interface {
 	ReplySubscriber(topic string) (message.Subscriber, error)
 }
 
-// Transport returns w as a driver transport. As reaches w itself, and
-// native when it is not nil.
-func Transport(w Watermill, native any) driver.Transport {
+// Transport returns w as a driver transport; As reaches w itself.
+func Transport(w Watermill) driver.Transport {
 	newSub := w.Subscriber
 	if r, ok := w.(Replier); ok {
 		newSub = func(group string) (message.Subscriber, error) {
@@ -39,25 +38,19 @@ func Transport(w Watermill, native any) driver.Transport {
 			return w.Subscriber(group)
 		}
 	}
-	return &transport{Transport: sdk.WatermillTransport(w.Publisher(), newSub, w.Capabilities()), w: w, native: native}
+	return &transport{Transport: sdk.WatermillTransport(w.Publisher(), newSub, w.Capabilities()), w: w}
 }
 
 type transport struct {
 	driver.Transport
-	w      Watermill
-	native any
+	w Watermill
 }
 
 func (t *transport) As(target any) bool {
-	for _, v := range []any{t.w, t.native} {
-		if v == nil {
-			continue
-		}
-		p := reflect.ValueOf(target)
-		if p.Kind() == reflect.Pointer && !p.IsNil() && reflect.TypeOf(v).AssignableTo(p.Elem().Type()) {
-			p.Elem().Set(reflect.ValueOf(v))
-			return true
-		}
+	p := reflect.ValueOf(target)
+	if p.Kind() == reflect.Pointer && !p.IsNil() && reflect.TypeOf(t.w).AssignableTo(p.Elem().Type()) {
+		p.Elem().Set(reflect.ValueOf(t.w))
+		return true
 	}
 	return false
 }

@@ -25,9 +25,6 @@ type Handle func(m *driver.Message) bool
 type Config struct {
 	// Concurrency is how many handler calls run at once. Default 1.
 	Concurrency int
-	// NackDelay returns how long a nacked message waits before it is
-	// delivered again, given how often it was nacked here. nil: at once.
-	NackDelay func(attempt int) time.Duration
 	// Logger receives what the engine cannot return: failed acks, receive
 	// errors it retries. Default slog.Default().
 	Logger *slog.Logger
@@ -40,10 +37,8 @@ type Config struct {
 
 // item is one received message the receiver holds.
 type item struct {
-	m         *driver.Message
-	received  map[string]string // the metadata as received, for a redelivery here
-	attempt   int               // nacks so far, for redelivery in place
-	notBefore time.Time         // redelivery in place waits until then
+	m        *driver.Message
+	received map[string]string // the metadata as received, for a redelivery here
 }
 
 // Receiver delivers one driver subscription's messages to a handler.
@@ -96,11 +91,13 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 		r.workers.Add(1)
 		go r.work()
 	}
+	// Acks that waited AckFlush go out: a slow handler must not hold back
+	// the acks of the messages before it.
 	r.helpers.Add(1)
-	go r.flushEvery(opts.AckFlush)
+	go r.every(opts.AckFlush, r.flush)
 	if opts.Lease > 0 {
 		r.helpers.Add(1)
-		go r.keepLeases(opts.Lease / 3)
+		go r.every(opts.Lease/3, func() { r.extendLeases(max(opts.Lease/3, time.Second)) })
 	}
 	return r
 }
@@ -191,7 +188,7 @@ func (r *Receiver) work() {
 }
 
 // take returns the first waiting message whose key is free (or its own),
-// and whose redelivery time has come, or nil once the receiver stops.
+// or nil once the receiver stops.
 // Acks are sent before it blocks: nothing else is going on.
 func (r *Receiver) take() *item {
 	for {
@@ -200,23 +197,10 @@ func (r *Receiver) take() *item {
 			r.mu.Unlock()
 			return nil
 		}
-		now := time.Time{}
-		var wake time.Time
 		for i, it := range r.waiting {
 			k := it.m.OrderingKey
 			if k != "" {
 				if owner := r.keyOwner[k]; owner != nil && owner != it {
-					continue
-				}
-			}
-			if !it.notBefore.IsZero() {
-				if now.IsZero() {
-					now = time.Now()
-				}
-				if it.notBefore.After(now) {
-					if wake.IsZero() || it.notBefore.Before(wake) {
-						wake = it.notBefore
-					}
 					continue
 				}
 			}
@@ -237,16 +221,7 @@ func (r *Receiver) take() *item {
 			r.flush()
 			continue
 		}
-		if wake.IsZero() {
-			<-changed
-			continue
-		}
-		t := time.NewTimer(time.Until(wake))
-		select {
-		case <-changed:
-		case <-t.C:
-		}
-		t.Stop()
+		<-changed
 	}
 }
 
@@ -276,11 +251,7 @@ func (r *Receiver) settle(it *item, acked bool) {
 		r.mu.Unlock()
 	case !r.canNak:
 		// Redelivered here: back to the front, keeping its key.
-		it.attempt++
 		it.m.Metadata = maps.Clone(it.received)
-		if d := r.nackDelay(it.attempt); d > 0 {
-			it.notBefore = time.Now().Add(d)
-		}
 		r.waiting = append(r.waiting, nil)
 		copy(r.waiting[1:], r.waiting)
 		r.waiting[0] = it
@@ -305,7 +276,7 @@ func (r *Receiver) settle(it *item, acked bool) {
 			r.waiting = kept
 		}
 		r.mu.Unlock()
-		r.nack(ids, r.nackDelay(it.attempt+1))
+		r.nack(ids, 0)
 		r.mu.Lock()
 		r.signal()
 		r.mu.Unlock()
@@ -318,13 +289,6 @@ func (r *Receiver) release(it *item) {
 	if k := it.m.OrderingKey; k != "" && r.keyOwner[k] == it {
 		delete(r.keyOwner, k)
 	}
-}
-
-func (r *Receiver) nackDelay(attempt int) time.Duration {
-	if r.cfg.NackDelay == nil {
-		return 0
-	}
-	return r.cfg.NackDelay(attempt)
 }
 
 func (r *Receiver) nack(ids []driver.AckID, delay time.Duration) {
@@ -355,57 +319,41 @@ func (r *Receiver) flush() {
 	}
 }
 
-// flushEvery sends acks that waited AckFlush: a slow handler must not hold
-// back the acks of the messages before it.
-func (r *Receiver) flushEvery(d time.Duration) {
+// every calls f every d until the receiver stops.
+func (r *Receiver) every(d time.Duration, f func()) {
 	defer r.helpers.Done()
-	t := time.NewTicker(d)
+	t := time.NewTicker(max(d, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
 		case <-r.helpersStop:
 			return
 		case <-t.C:
-			r.mu.Lock()
-			pending := len(r.acks) > 0
-			r.mu.Unlock()
-			if pending {
-				r.flush()
-			}
+			f()
 		}
 	}
 }
 
-// keepLeases extends the lease of every message held, waiting or running,
-// so that no other member takes it meanwhile.
-func (r *Receiver) keepLeases(every time.Duration) {
-	defer r.helpers.Done()
-	t := time.NewTicker(max(every, time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-r.helpersStop:
-			return
-		case <-t.C:
-		}
-		r.mu.Lock()
-		ids := make([]driver.AckID, 0, len(r.waiting)+len(r.running))
-		for _, it := range r.waiting {
-			ids = append(ids, it.m.AckID)
-		}
-		for it := range r.running {
-			ids = append(ids, it.m.AckID)
-		}
-		r.mu.Unlock()
-		if len(ids) == 0 {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(every, time.Second))
-		if err := r.sub.ExtendAcks(ctx, ids); err != nil {
-			r.cfg.Logger.Warn("messaging: extending the lease of held messages failed; another member may take them",
-				"subscription", r.cfg.Where, "count", len(ids), "error", err)
-		}
-		cancel()
+// extendLeases extends the lease of every message held, waiting or
+// running, so that no other member takes it meanwhile.
+func (r *Receiver) extendLeases(timeout time.Duration) {
+	r.mu.Lock()
+	ids := make([]driver.AckID, 0, len(r.waiting)+len(r.running))
+	for _, it := range r.waiting {
+		ids = append(ids, it.m.AckID)
+	}
+	for it := range r.running {
+		ids = append(ids, it.m.AckID)
+	}
+	r.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := r.sub.ExtendAcks(ctx, ids); err != nil {
+		r.cfg.Logger.Warn("messaging: extending the lease of held messages failed; another member may take them",
+			"subscription", r.cfg.Where, "count", len(ids), "error", err)
 	}
 }
 
