@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/msgkit/msgkit/adapters/rabbitmq"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -321,5 +323,34 @@ func TestRefusedCredentialsErrorKeepsItsCause(t *testing.T) {
 	var ae *amqp.Error
 	if !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
 		t.Fatalf("the AMQP error should be reachable with errors.As (code 403), got %T: %v", err, err)
+	}
+}
+
+// A server that accepts the connection and never answers: Open returns by
+// its context's deadline and says what it waited for.
+func TestOpenReturnsByItsDeadlineWhenTheBrokerNeverAnswers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = rabbitmq.Driver{}.Open(ctx, sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:guest@" + l.Addr().String() + "/"})
+	if elapsed := time.Since(start); elapsed > 3*time.Second {
+		t.Fatalf("Open took %v with a 500ms context", elapsed)
+	}
+	if err == nil || !strings.Contains(err.Error(), "handshake") {
+		t.Fatalf("Open against a silent server must fail saying it got no handshake, got %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -33,9 +34,9 @@ type connection struct {
 	wg        sync.WaitGroup
 }
 
-func dial(s settings, role string, logger *slog.Logger) (*connection, error) {
+func dial(ctx context.Context, s settings, role string, logger *slog.Logger) (*connection, error) {
 	c := &connection{s: s, role: role, logger: logger, ready: make(chan struct{}), done: make(chan struct{})}
-	conn, err := c.dialOnce()
+	conn, err := c.dialOnce(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -43,10 +44,36 @@ func dial(s settings, role string, logger *slog.Logger) (*connection, error) {
 	return c, nil
 }
 
-func (c *connection) dialOnce() (*amqp.Connection, error) {
+// dialTimeout bounds a connection's TCP, TLS and AMQP handshakes when the
+// context has no deadline (a reconnect).
+const dialTimeout = 30 * time.Second
+
+// dialOnce connects and opens the AMQP connection, by ctx's deadline: a
+// broker that accepts TCP and never answers fails then, saying so.
+func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("msgkit-" + c.role)
-	conn, err := amqp.DialConfig(c.s.url, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(dialTimeout)
+	}
+	conn, err := amqp.DialConfig(c.s.url, amqp.Config{Properties: props, Heartbeat: 10 * time.Second,
+		Dial: func(network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			nc, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// Cleared by the library once the AMQP handshake is done.
+			if err := nc.SetDeadline(deadline); err != nil {
+				_ = nc.Close()
+				return nil, err
+			}
+			return nc, nil
+		}})
+	if err != nil && !time.Now().Before(deadline) {
+		err = fmt.Errorf("no AMQP handshake from the broker by the deadline (is something else listening there?): %w", err)
+	}
 	if err != nil {
 		return nil, &dialError{
 			msg:   fmt.Sprintf("rabbitmq: connect to %s: %s", c.s.where(), explainDialError(redact(err.Error(), c.s.url))),
@@ -123,7 +150,7 @@ func (c *connection) watch(closed <-chan *amqp.Error) {
 			return
 		case <-time.After(delay):
 		}
-		conn, err := c.dialOnce()
+		conn, err := c.dialOnce(context.Background())
 		if err == nil {
 			c.logger.Info("rabbitmq: reconnected", "role", c.role, "broker", c.s.where())
 			c.install(conn)

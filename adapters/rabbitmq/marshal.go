@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // toPublishing carries metadata as AMQP headers and also copies the standard
 // attributes to the native properties (message-id, correlation-id,
 // content-type, reply-to, type, app-id, timestamp), where non-Go clients and
 // the management UI look for them.
-func toPublishing(m *message.Message, persistent bool) amqp.Publishing {
+func toPublishing(m *driver.Message, persistent bool) amqp.Publishing {
 	headers := make(amqp.Table, len(m.Metadata))
 	for k, v := range m.Metadata {
 		headers[k] = v
@@ -23,7 +23,7 @@ func toPublishing(m *message.Message, persistent bool) amqp.Publishing {
 	p := amqp.Publishing{
 		Headers:       headers,
 		Body:          m.Payload,
-		MessageId:     m.UUID,
+		MessageId:     m.ID,
 		ContentType:   m.Metadata[sdk.KeyContentType],
 		CorrelationId: m.Metadata[sdk.KeyCorrelationID],
 		ReplyTo:       m.Metadata[sdk.KeyReplyTo],
@@ -44,14 +44,15 @@ func toPublishing(m *message.Message, persistent bool) amqp.Publishing {
 // metadata. Headers that are not strings (x-death tables, numbers set by
 // other clients) are rendered as text instead of failing the message, which
 // would otherwise be nacked and redelivered forever.
-func fromDelivery(d *amqp.Delivery) *message.Message {
-	m := message.NewMessage(d.MessageId, d.Body)
+func fromDelivery(d *amqp.Delivery) *driver.Message {
+	md := make(map[string]string, len(d.Headers)+2)
 	for k, v := range d.Headers {
-		m.Metadata[k] = headerString(v)
+		md[k] = headerString(v)
 	}
+	m := &driver.Message{ID: d.MessageId, Payload: d.Body, Metadata: md}
 	fill := func(key, value string) {
-		if _, ok := m.Metadata[key]; !ok && value != "" {
-			m.Metadata[key] = value
+		if _, ok := md[key]; !ok && value != "" {
+			md[key] = value
 		}
 	}
 	fill(sdk.KeyContentType, d.ContentType)
@@ -59,8 +60,8 @@ func fromDelivery(d *amqp.Delivery) *message.Message {
 	fill(sdk.KeyReplyTo, d.ReplyTo)
 	fill(sdk.KeyEventType, d.Type)
 	fill(sdk.KeySource, d.AppId)
-	if _, ok := m.Metadata[sdk.KeyTime]; !ok && !d.Timestamp.IsZero() {
-		m.Metadata[sdk.KeyTime] = d.Timestamp.UTC().Format(time.RFC3339Nano)
+	if _, ok := md[sdk.KeyTime]; !ok && !d.Timestamp.IsZero() {
+		md[sdk.KeyTime] = d.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
 	return m
 }

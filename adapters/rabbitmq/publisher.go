@@ -10,20 +10,20 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
-// Publisher publishes over a pool of long-lived channels in confirm mode.
+// publisher publishes over a pool of long-lived channels in confirm mode.
 //
 // It replaces watermill-amqp's publisher, which waits for each message's
 // confirm before sending the next (about 1.6k msg/s here); this one sends up
 // to confirm_window messages and then collects their confirms, and
-// concurrent Publish calls share the pool, so confirms from many callers are
+// concurrent publishes share the pool, so confirms from many callers are
 // pipelined on each channel.
-type Publisher struct {
+type publisher struct {
 	s      settings
 	conn   *connection
 	pool   []*pubChannel
@@ -40,8 +40,8 @@ type pubChannel struct {
 	ch *amqp.Channel
 }
 
-func newPublisher(s settings, conn *connection) *Publisher {
-	p := &Publisher{s: s, conn: conn, pool: make([]*pubChannel, s.publishChannels)}
+func newPublisher(s settings, conn *connection) *publisher {
+	p := &publisher{s: s, conn: conn, pool: make([]*pubChannel, s.publishChannels)}
 	for i := range p.pool {
 		p.pool[i] = &pubChannel{}
 	}
@@ -50,7 +50,7 @@ func newPublisher(s settings, conn *connection) *Publisher {
 
 // get returns the pooled channel, opening it on the current connection
 // when it is missing or closed.
-func (p *Publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, error) {
+func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.ch != nil && !pc.ch.IsClosed() {
@@ -70,36 +70,28 @@ func (p *Publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, err
 	return ch, nil
 }
 
-// Publish sends msgs to topic and, with publisher confirms on (the default),
-// returns only when the broker has confirmed every one. If the connection
-// drops mid-way, the unconfirmed rest is sent again after the reconnect (a
-// message may then arrive twice, never zero times), until the message
-// context or publish_timeout ends.
-func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+// send publishes msgs to topic and, with publisher confirms on (the
+// default), returns only when the broker has confirmed every one. When the
+// channel breaks part way, the messages confirmed so far count as sent and
+// the rest fail with a retryable error: the engine sends them again after
+// the reconnect (a message may then arrive twice, never zero times).
+func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Message) error {
 	if p.closed.Load() {
 		return fmt.Errorf("rabbitmq: publish to %q: publisher %w", topic, sdk.ErrClosed)
 	}
-	if len(msgs) == 0 {
+	sent, err := p.publishOnce(ctx, p.s.names(topic, ""), msgs)
+	if err == nil {
 		return nil
 	}
-	ctx := msgs[0].Context()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.s.publishTimeout)
-		defer cancel()
+	err = fmt.Errorf("rabbitmq: publish to %q on %s: %w", topic, p.s.where(), err)
+	if sent == 0 {
+		return err
 	}
-	n := p.s.names(topic, "")
-	pending := msgs
-	for {
-		sent, err := p.publishOnce(ctx, n, pending)
-		pending = pending[sent:]
-		if err == nil {
-			return nil
-		}
-		if !retryable(err) || ctx.Err() != nil || p.closed.Load() {
-			return fmt.Errorf("rabbitmq: publish %d of %d message(s) to %q on %s: %w", len(pending), len(msgs), topic, p.s.where(), err)
-		}
+	errs := make(driver.BatchError, len(msgs))
+	for i := sent; i < len(msgs); i++ {
+		errs[i] = err
 	}
+	return errs
 }
 
 // errChannelLost marks a publish whose channel closed before confirming.
@@ -125,7 +117,7 @@ func retryable(err error) bool {
 // publishOnce publishes on one pooled channel, keeping at most
 // confirm_window unconfirmed, and returns how many leading messages were
 // confirmed.
-func (p *Publisher) publishOnce(ctx context.Context, n names, msgs []*message.Message) (int, error) {
+func (p *publisher) publishOnce(ctx context.Context, n names, msgs []*driver.Message) (int, error) {
 	if err := p.ensureExchange(ctx, n); err != nil {
 		return 0, err
 	}
@@ -146,7 +138,7 @@ func (p *Publisher) publishOnce(ctx context.Context, n names, msgs []*message.Me
 }
 
 // discard drops a broken pooled channel so the next use opens a new one.
-func (p *Publisher) discard(pc *pubChannel, ch *amqp.Channel) {
+func (p *publisher) discard(pc *pubChannel, ch *amqp.Channel) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.ch == ch {
@@ -161,7 +153,7 @@ func (p *Publisher) discard(pc *pubChannel, ch *amqp.Channel) {
 // across its frames, so a declaration could land between another
 // goroutine's content header and body, which RabbitMQ answers by closing the
 // connection (UNEXPECTED_FRAME).
-func (p *Publisher) ensureExchange(ctx context.Context, n names) error {
+func (p *publisher) ensureExchange(ctx context.Context, n names) error {
 	if n.exchange == "" { // the default exchange (reply queues)
 		return nil
 	}
@@ -185,7 +177,7 @@ func (p *Publisher) ensureExchange(ctx context.Context, n names) error {
 	return nil
 }
 
-func (p *Publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, msgs []*message.Message) (int, error) {
+func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, msgs []*driver.Message) (int, error) {
 	window := make([]*amqp.DeferredConfirmation, 0, min(len(msgs), p.s.confirmWindow))
 	confirmed := 0
 	wait := func(dc *amqp.DeferredConfirmation) error {
@@ -228,7 +220,7 @@ func (p *Publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, ms
 }
 
 // Close makes further Publish calls fail and closes the pooled channels.
-func (p *Publisher) Close() error {
+func (p *publisher) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}

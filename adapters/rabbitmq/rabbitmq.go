@@ -23,9 +23,8 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -39,16 +38,9 @@ func init() { sdk.Register(DriverName, Driver{}) }
 type Driver struct{}
 
 // Open validates cfg and connects (one connection for publishing, one for
-// consuming, so that flow control on a fast publisher never delays acks).
+// consuming, so that flow control on a fast publisher never delays acks),
+// returning by ctx's deadline.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
-	t, err := Driver{}.openWatermill(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return bridge.Transport(t), nil
-}
-
-func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := parseSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -56,19 +48,19 @@ func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, er
 	return open(ctx, s)
 }
 
-func open(_ context.Context, s settings) (*Transport, error) {
+func open(ctx context.Context, s settings) (*Transport, error) {
 	logger := slog.Default().With("driver", DriverName)
-	pubConn, err := dial(s, "publish", logger)
+	pubConn, err := dial(ctx, s, "publish", logger)
 	if err != nil {
 		return nil, err
 	}
-	subConn, err := dial(s, "consume", logger)
+	subConn, err := dial(ctx, s, "consume", logger)
 	if err != nil {
 		_ = pubConn.close()
 		return nil, err
 	}
 	t := &Transport{s: s, publish: pubConn, consume: subConn, logger: logger,
-		subs: map[*Subscriber]struct{}{}, declared: map[string]bool{}}
+		subs: map[*subscription]struct{}{}, declared: map[string]bool{}}
 	t.pub = newPublisher(s, pubConn)
 	return t, nil
 }
@@ -78,11 +70,11 @@ type Transport struct {
 	s       settings
 	publish *connection
 	consume *connection
-	pub     *Publisher
+	pub     *publisher
 	logger  *slog.Logger
 
 	mu       sync.Mutex
-	subs     map[*Subscriber]struct{}
+	subs     map[*subscription]struct{}
 	declared map[string]bool // queue and exchange names declared by this transport
 }
 
@@ -98,41 +90,70 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 	}
 }
 
-// Publisher returns the pooled, confirming publisher.
-func (t *Transport) Publisher() message.Publisher { return t.pub }
+// SendOptions: a publish pipelines its messages on one pooled channel,
+// retried until publish_timeout when the caller's context has no deadline.
+func (t *Transport) SendOptions() driver.SendOptions {
+	return driver.SendOptions{Timeout: t.s.publishTimeout}
+}
 
-// Subscriber returns a subscriber in the named group.
-func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+// SendBatch publishes msgs with publisher confirms.
+func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
+	return t.pub.send(ctx, topic, msgs)
+}
+
+// IsRetryable reports whether err means the channel or connection went
+// away rather than the broker refusing the message.
+func (t *Transport) IsRetryable(err error) bool { return retryable(err) }
+
+// OpenSubscription declares the group's queue, so the group receives every
+// message published from now on, and returns a consumer on it.
+func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
 	if group == "" {
 		return nil, errors.New("rabbitmq: consumer group is empty; name the group (usually the service name)")
+	}
+	return t.subscribe(ctx, t.s.names(topic, group))
+}
+
+// OpenReplySubscription consumes a reply topic through an exclusive,
+// auto-deleted queue reached by the default exchange: it goes away with
+// the subscription, and nothing durable is left behind.
+func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	return t.subscribe(ctx, t.s.names(topic, ""))
+}
+
+func (t *Transport) subscribe(ctx context.Context, n names) (driver.Subscription, error) {
+	setupCtx, cancel := context.WithTimeout(ctx, t.s.publishTimeout)
+	defer cancel()
+	ch, err := t.consume.channel(setupCtx)
+	if err != nil {
+		return nil, err
+	}
+	err = t.s.declareGroup(ch, n)
+	_ = ch.Close()
+	if err != nil {
+		return nil, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.subs == nil {
 		return nil, fmt.Errorf("rabbitmq: transport %w", sdk.ErrClosed)
 	}
-	s := &Subscriber{t: t, group: group, closing: make(chan struct{})}
+	if n.exchange != "" { // reply queues delete themselves
+		t.declared[n.queue] = true
+		if t.s.deadLetter {
+			t.declared[n.queue+".dlq"] = true
+		}
+	}
+	s := &subscription{t: t, n: n}
 	t.subs[s] = struct{}{}
 	return s, nil
 }
 
-func (t *Transport) forget(s *Subscriber) {
+func (t *Transport) forget(s *subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.subs != nil {
 		delete(t.subs, s)
-	}
-}
-
-func (t *Transport) noteDeclared(n names) {
-	if n.exchange == "" {
-		return // reply queues delete themselves
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.declared[n.queue] = true
-	if t.s.deadLetter {
-		t.declared[n.queue+".dlq"] = true
 	}
 }
 
@@ -149,7 +170,24 @@ func (t *Transport) DeclaredQueues() []string {
 	return out
 }
 
-// Close closes the publisher, every subscriber and both connections.
+// As reaches the transport itself (**Transport) and its publishing
+// connection (**amqp.Connection, the one in use now: it is replaced after
+// a reconnect).
+func (t *Transport) As(target any) bool {
+	switch p := target.(type) {
+	case **Transport:
+		*p = t
+	case **amqp.Connection:
+		t.publish.mu.Lock()
+		*p = t.publish.conn
+		t.publish.mu.Unlock()
+	default:
+		return false
+	}
+	return true
+}
+
+// Close closes the publisher, every subscription and both connections.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	subs := t.subs
@@ -160,3 +198,5 @@ func (t *Transport) Close() error {
 	}
 	return errors.Join(t.pub.Close(), t.consume.close(), t.publish.close())
 }
+
+var _ driver.Transport = (*Transport)(nil)
