@@ -313,3 +313,86 @@ func TestEntriesFromOtherProducersAreDelivered(t *testing.T) {
 		t.Fatal("an entry written by another producer was not delivered")
 	}
 }
+
+// An entry without an id field (a non-Go producer) gets its stream entry id,
+// the same on every redelivery.
+func TestEntryWithoutIDGetsItsEntryID(t *testing.T) {
+	url := testenv.Redis(t)
+	topic, group := names("noid")
+	c := sdk.NewClient(mustTransport(t, url), sdk.WithLogger(quietLogger()))
+	defer c.Close(context.Background())
+	got := make(chan string, 4)
+	calls := 0
+	if _, err := c.Subscribe(context.Background(), topic, group, func(_ context.Context, m *sdk.Message) error {
+		got <- m.ID
+		if calls++; calls == 1 {
+			return errors.New("fail once, to see the redelivery's id")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	entry, err := rawClient(t, url).XAdd(context.Background(), &goredis.XAddArgs{Stream: topic, Values: []any{"payload", "x"}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, again := testenv.Await(t, got, "the delivery"), testenv.Await(t, got, "the redelivery")
+	if first != entry || again != entry {
+		t.Fatalf("an entry without an id must get its entry id %s on every delivery, got %q then %q", entry, first, again)
+	}
+}
+
+// The stream and group vanish and the connections drop, as when a server
+// without persistence restarts: the consumer creates its group again and
+// receives what is published afterwards.
+func TestGroupLostWithTheServerIsCreatedAgain(t *testing.T) {
+	url := testenv.Redis(t)
+	topic, group := names("nogroup")
+	c := sdk.NewClient(mustTransport(t, url), sdk.WithLogger(quietLogger()))
+	defer c.Close(context.Background())
+	got := make(chan string, 4)
+	if _, err := c.Subscribe(context.Background(), topic, group, func(_ context.Context, m *sdk.Message) error {
+		got <- string(m.Payload)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw := rawClient(t, url)
+	ctx := context.Background()
+	if err := raw.Del(ctx, topic).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Drop every other client's connection: the reader's XREADGROUP fails,
+	// and the consumer first re-reads its own pending entries (NOGROUP now).
+	if err := raw.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := c.Publish(ctx, topic, sdk.NewMessage([]byte("after"))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case p := <-got:
+			if p != "after" {
+				t.Fatalf("unexpected message %q", p)
+			}
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after 20s no message published after the group was lost has arrived: the consumer did not create its group again")
+		}
+	}
+}
+
+func mustTransport(t *testing.T, url string) driver.Transport {
+	t.Helper()
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -3,9 +3,8 @@ package redis
 import (
 	"strings"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // Stream entry layout, readable by any Redis client:
@@ -21,9 +20,9 @@ const (
 	headerPrefix = "h:"
 )
 
-func encode(m *message.Message) []any {
+func encode(m *driver.Message) []any {
 	values := make([]any, 0, 4+2*len(m.Metadata))
-	values = append(values, fieldID, m.UUID, fieldPayload, []byte(m.Payload))
+	values = append(values, fieldID, m.ID, fieldPayload, m.Payload)
 	for k, v := range m.Metadata {
 		values = append(values, headerField(k), v)
 	}
@@ -50,16 +49,18 @@ func headerField(k string) string {
 	return headerPrefix + k
 }
 
-// decode rebuilds a message. Fields written by other producers that follow
-// no part of the layout become metadata under their own names, so such an
-// entry is still delivered instead of failing forever.
-func decode(values map[string]any) *message.Message {
-	m := message.NewMessage("", nil)
+// decode rebuilds the message of stream entry entryID. Fields written by
+// other producers that follow no part of the layout become metadata under
+// their own names, so such an entry is still delivered instead of failing
+// forever; an entry without an id field takes the entry id, which is the
+// same on every redelivery.
+func decode(entryID string, values map[string]any) *driver.Message {
+	m := &driver.Message{Metadata: make(map[string]string, len(values))}
 	for k, v := range values {
 		s, _ := v.(string)
 		switch {
 		case k == fieldID:
-			m.UUID = s
+			m.ID = s
 		case k == fieldPayload:
 			m.Payload = []byte(s)
 		case strings.HasPrefix(k, headerPrefix):
@@ -67,6 +68,9 @@ func decode(values map[string]any) *message.Message {
 		default:
 			m.Metadata[k] = s
 		}
+	}
+	if m.ID == "" {
+		m.ID = entryID
 	}
 	if m.Payload == nil {
 		m.Payload = []byte{}

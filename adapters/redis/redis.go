@@ -26,12 +26,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -44,16 +41,9 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens Redis Streams transports.
 type Driver struct{}
 
-// Open validates cfg, connects and checks the server answers.
+// Open validates cfg, connects and checks the server answers, by ctx's
+// deadline.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
-	t, err := Driver{}.openWatermill(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return bridge.Transport(t), nil
-}
-
-func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := parseSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -63,9 +53,8 @@ func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, er
 		_ = client.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
 	}
-	t := &Transport{s: s, client: client, logger: slog.Default().With("driver", DriverName), subs: map[*Subscriber]struct{}{}}
+	t := &Transport{s: s, client: client, logger: slog.Default().With("driver", DriverName), subs: map[*subscription]struct{}{}}
 	t.persistent = serverPersists(ctx, client)
-	t.pub = &Publisher{t: t}
 	return t, nil
 }
 
@@ -99,10 +88,10 @@ type Transport struct {
 	client     *goredis.Client // publishing, acks, claims, group setup
 	logger     *slog.Logger
 	persistent bool
-	pub        *Publisher
 
-	mu   sync.Mutex
-	subs map[*Subscriber]struct{}
+	mu     sync.Mutex
+	subs   map[*subscription]struct{}
+	closed bool
 }
 
 // Capabilities declares what Redis Streams guarantee under this
@@ -114,130 +103,62 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		DurableGroups:           true,
 		NewGroupsReceiveHistory: t.s.startOldest,
 		Persistent:              t.persistent,
-		RequestReply:            true, // reply streams are deleted when their consumer closes
+		RequestReply:            true, // reply streams are deleted when their subscription closes
 		MaxPayloadBytes:         t.s.maxPayload,
 	}
 }
 
-// Publisher returns the pipelining publisher.
-func (t *Transport) Publisher() message.Publisher { return t.pub }
-
-// Subscriber returns a subscriber in the named group.
-func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
-	if group == "" {
-		return nil, errors.New("redis: consumer group is empty; name the group (usually the service name)")
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs == nil {
-		return nil, fmt.Errorf("redis: transport %w", sdk.ErrClosed)
-	}
-	s := &Subscriber{t: t, group: group, closing: make(chan struct{})}
-	t.subs[s] = struct{}{}
-	return s, nil
+// SendOptions: a publish is one pipeline, retried until publish_timeout
+// when the caller's context has no deadline.
+func (t *Transport) SendOptions() driver.SendOptions {
+	return driver.SendOptions{Timeout: t.s.pubTimeout}
 }
 
-// ReplySubscriber returns a subscriber for a client's private reply topic:
-// its stream is deleted when the subscriber closes.
-func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
-	s, err := t.Subscriber(topic)
-	if err != nil {
-		return nil, err
-	}
-	s.(*Subscriber).ephemeral = true
-	return s, nil
-}
-
-func (t *Transport) forget(s *Subscriber) {
+// SendBatch XADDs msgs to the topic's stream in one pipeline, trimming by
+// max_len or retention when configured. Entries added before a failure
+// count as sent; an XADD whose reply was lost may be applied twice after
+// the engine retries: at least once, never zero times.
+func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs != nil {
-		delete(t.subs, s)
-	}
-}
-
-// Close closes every subscriber (handing back their unacked messages), the
-// publisher and the connection pool.
-func (t *Transport) Close() error {
-	t.mu.Lock()
-	subs := t.subs
-	t.subs = nil
+	closed := t.closed
 	t.mu.Unlock()
-	for s := range subs {
-		_ = s.Close()
+	if closed {
+		return fmt.Errorf("redis: publish to %q: transport %w", topic, sdk.ErrClosed)
 	}
-	_ = t.pub.Close()
-	if err := t.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
-		return fmt.Errorf("redis: close: %w", err)
-	}
-	return nil
-}
-
-// Publisher appends messages to streams, pipelining a batch into one round
-// trip.
-type Publisher struct {
-	t      *Transport
-	mu     sync.RWMutex
-	closed bool
-}
-
-// Publish XADDs msgs to the topic's stream in one pipeline, trimming by
-// max_len or retention when configured.
-func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return fmt.Errorf("redis: publish to %q: publisher %w", topic, sdk.ErrClosed)
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	ctx := msgs[0].Context()
 	args := make([]goredis.XAddArgs, len(msgs))
 	for i, m := range msgs {
 		args[i] = goredis.XAddArgs{Stream: topic, Values: encode(m), Approx: true}
-		if p.t.s.maxLen > 0 {
-			args[i].MaxLen = p.t.s.maxLen
-		} else if p.t.s.retention > 0 {
-			args[i].MinID = fmt.Sprint(timeNow().Add(-p.t.s.retention).UnixMilli())
+		if t.s.maxLen > 0 {
+			args[i].MaxLen = t.s.maxLen
+		} else if t.s.retention > 0 {
+			args[i].MinID = fmt.Sprint(timeNow().Add(-t.s.retention).UnixMilli())
 		}
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.t.s.pubTimeout)
-		defer cancel()
+	added, err := t.add(ctx, args)
+	if err == nil {
+		return nil
 	}
-	// While the server is unreachable (a restart), keep trying until the
-	// message context or publish_timeout ends. An XADD whose reply was lost
-	// may then be applied twice: at least once, never zero times.
-	delay := 50 * time.Millisecond
-	for {
-		added, err := p.add(ctx, args)
-		args = args[added:]
-		if err == nil {
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("redis: publish to %q on %s: %d of %d message(s) not added: %w", topic, p.t.s.where(), len(args), len(msgs), err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, time.Second)
+	err = fmt.Errorf("redis: publish to %q on %s: %w", topic, t.s.where(), err)
+	if added == 0 {
+		return err
 	}
+	errs := make(driver.BatchError, len(msgs))
+	for i := added; i < len(msgs); i++ {
+		errs[i] = err
+	}
+	return errs
 }
 
 // add sends args in one pipeline and reports how many leading entries were
 // added.
-func (p *Publisher) add(ctx context.Context, args []goredis.XAddArgs) (int, error) {
+func (t *Transport) add(ctx context.Context, args []goredis.XAddArgs) (int, error) {
 	if len(args) == 1 {
-		if err := p.t.client.XAdd(ctx, &args[0]).Err(); err != nil {
+		if err := t.client.XAdd(ctx, &args[0]).Err(); err != nil {
 			return 0, err
 		}
 		return 1, nil
 	}
-	cmds, err := p.t.client.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+	cmds, err := t.client.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
 		for i := range args {
 			pipe.XAdd(ctx, &args[i])
 		}
@@ -253,19 +174,86 @@ func (p *Publisher) add(ctx context.Context, args []goredis.XAddArgs) (int, erro
 	return added, err
 }
 
-// transient reports whether err is the connection failing (the server
+// IsRetryable reports whether err is the connection failing (the server
 // restarting or out of reach) rather than the server refusing the command.
-func transient(err error) bool {
+func (t *Transport) IsRetryable(err error) bool {
 	var ne net.Error
 	msg := err.Error()
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		strings.HasPrefix(msg, "LOADING") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe")
+		strings.Contains(msg, "LOADING") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe")
 }
 
-// Close makes further Publish calls fail.
-func (p *Publisher) Close() error {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
+// OpenSubscription creates the group on the topic's stream if needed (so
+// the group receives every message published from now on, or the whole
+// stream with new_group_start: oldest) and returns a consumer of it.
+func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
+	if group == "" {
+		return nil, errors.New("redis: consumer group is empty; name the group (usually the service name)")
+	}
+	return t.subscribe(ctx, topic, group, false)
+}
+
+// OpenReplySubscription consumes a client's private reply stream, deleted
+// when the subscription closes.
+func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	return t.subscribe(ctx, topic, topic, true)
+}
+
+func (t *Transport) subscribe(ctx context.Context, topic, group string, ephemeral bool) (driver.Subscription, error) {
+	if err := t.createGroup(ctx, topic, group); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, errClosedTransport
+	}
+	s := t.newSubscription(topic, group, ephemeral)
+	t.subs[s] = struct{}{}
+	return s, nil
+}
+
+func (t *Transport) forget(s *subscription) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.subs, s)
+}
+
+// As reaches the go-redis client the transport publishes and acks with
+// (**goredis.Client, or *goredis.UniversalClient).
+func (t *Transport) As(target any) bool {
+	switch p := target.(type) {
+	case **goredis.Client:
+		*p = t.client
+	case *goredis.UniversalClient:
+		*p = t.client
+	default:
+		return false
+	}
+	return true
+}
+
+// Close closes every subscription (handing back what they held) and the
+// connection pool.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	subs := make([]*subscription, 0, len(t.subs))
+	for s := range t.subs {
+		subs = append(subs, s)
+	}
+	t.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Close()
+	}
+	if err := t.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+		return fmt.Errorf("redis: close: %w", err)
+	}
 	return nil
 }
+
+var _ driver.Transport = (*Transport)(nil)

@@ -1,0 +1,271 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+var timeNow = time.Now
+
+func (t *Transport) createGroup(ctx context.Context, topic, group string) error {
+	err := t.client.XGroupCreateMkStream(ctx, topic, group, t.s.groupStart()).Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("redis: create consumer group %q on stream %q at %s: %w", group, topic, t.s.where(), err)
+	}
+	return nil
+}
+
+func consumerName(group string) string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%s-%d-%s", group, host, os.Getpid(), hex.EncodeToString(b))
+}
+
+func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+
+// subscription is one consumer of a group on one stream. It reads with
+// XREADGROUP COUNT, takes over what other members left pending for
+// claim_idle with XAUTOCLAIM, and hands back what it holds when it closes.
+type subscription struct {
+	t         *Transport
+	topic     string
+	group     string
+	name      string
+	ephemeral bool            // a private reply stream, deleted on close
+	reader    *goredis.Client // its own connection, closed to interrupt a blocked XREADGROUP
+
+	// Touched by ReceiveBatch only (one call at a time).
+	cursor     string    // XAUTOCLAIM scan position
+	nextClaim  time.Time // zero: claim at once, so a new member takes over what a dead one left
+	recoverOwn bool      // after a read error: re-read this consumer's own pending entries
+
+	// held are the entries read and not yet acked. After a read error the
+	// consumer re-reads its own pending entries and delivers those not
+	// held: an XREADGROUP whose reply was lost with the connection.
+	held sync.Map
+}
+
+func (t *Transport) newSubscription(topic, group string, ephemeral bool) *subscription {
+	readerOpts := *t.s.opts
+	readerOpts.PoolSize = 1
+	readerOpts.MinIdleConns = 0
+	// No silent retries: an XREADGROUP retried by go-redis after a dropped
+	// connection hides that the first one may have been applied (entries
+	// assigned to this consumer, reply lost). ReceiveBatch sees the error,
+	// and the next call first recovers those entries from its own pending
+	// list instead of leaving them for claim_idle.
+	readerOpts.MaxRetries = -1
+	return &subscription{t: t, topic: topic, group: group, name: consumerName(group), ephemeral: ephemeral,
+		reader: goredis.NewClient(&readerOpts)}
+}
+
+// ReceiveBatch returns, in this order of preference: entries of its own that
+// a lost reply left pending, entries other members left idle for
+// claim_idle (checked every claim_interval), and new entries, waiting up to
+// block for them.
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	// A blocked XREADGROUP does not watch its context: closing the reader's
+	// connection interrupts it. The context ends only when the engine stops.
+	stop := context.AfterFunc(ctx, func() { _ = s.reader.Close() })
+	defer stop()
+	count := int64(max)
+	var batch []goredis.XMessage
+	var err error
+	if s.recoverOwn {
+		if batch, err = s.readOwnPending(ctx, count); err == nil {
+			s.recoverOwn = false
+		}
+	}
+	if err == nil && len(batch) == 0 && !timeNow().Before(s.nextClaim) {
+		batch, err = s.claim(ctx, count)
+		if len(batch) < max {
+			s.nextClaim = timeNow().Add(s.t.s.claimInterval)
+		}
+	}
+	if err == nil && len(batch) == 0 {
+		batch, err = s.read(ctx, count, min(s.t.s.block, time.Until(s.nextClaim)))
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		s.recoverOwn = true
+		return nil, fmt.Errorf("redis: read stream %q for group %q: %w", s.topic, s.group, err)
+	}
+	out := make([]*driver.Message, len(batch))
+	for i, xm := range batch {
+		s.held.Store(xm.ID, struct{}{})
+		out[i] = decode(xm.ID, xm.Values)
+		out[i].AckID = xm.ID
+	}
+	return out, nil
+}
+
+// read takes new entries for this consumer, blocking up to block.
+func (s *subscription) read(ctx context.Context, count int64, block time.Duration) ([]goredis.XMessage, error) {
+	streams, err := s.reader.XReadGroup(ctx, &goredis.XReadGroupArgs{
+		Group: s.group, Consumer: s.name, Streams: []string{s.topic, ">"}, Count: count, Block: max(block, time.Millisecond),
+	}).Result()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return nil, nil
+	case isNoGroup(err):
+		return nil, s.recreateGroup(ctx)
+	case err != nil:
+		return nil, err
+	case len(streams) == 0:
+		return nil, nil
+	}
+	return streams[0].Messages, nil
+}
+
+// recreateGroup creates the stream and group again when they are gone
+// (deleted, or a server restart without persistence), so consumption goes
+// on; what the server lost cannot be recovered here.
+func (s *subscription) recreateGroup(ctx context.Context) error {
+	s.t.logger.Warn("redis: consumer group missing; creating it again", "stream", s.topic, "group", s.group)
+	return s.t.createGroup(ctx, s.topic, s.group)
+}
+
+// readOwnPending returns this consumer's pending entries that it does not
+// hold: entries the server assigned to it by an XREADGROUP whose reply was
+// lost with the connection. Without this they would wait claim_idle.
+func (s *subscription) readOwnPending(ctx context.Context, count int64) ([]goredis.XMessage, error) {
+	streams, err := s.t.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
+		Group: s.group, Consumer: s.name, Streams: []string{s.topic, "0"}, Count: count,
+	}).Result()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return nil, nil
+	case isNoGroup(err):
+		return nil, s.recreateGroup(ctx)
+	case err != nil:
+		return nil, err
+	case len(streams) == 0:
+		return nil, nil
+	}
+	var lost []goredis.XMessage
+	for _, xm := range streams[0].Messages {
+		if _, held := s.held.Load(xm.ID); !held && xm.Values != nil {
+			lost = append(lost, xm)
+		}
+	}
+	return lost, nil
+}
+
+// claim takes over entries pending in the group for longer than
+// claim_idle: those of a consumer that died, or that one handed back.
+func (s *subscription) claim(ctx context.Context, count int64) ([]goredis.XMessage, error) {
+	if s.cursor == "" {
+		s.cursor = "0-0"
+	}
+	msgs, next, err := s.t.client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
+		Stream: s.topic, Group: s.group, Consumer: s.name, MinIdle: s.t.s.claimIdle, Start: s.cursor, Count: count,
+	}).Result()
+	if isNoGroup(err) {
+		return nil, nil // read creates it again
+	}
+	if err != nil {
+		return nil, fmt.Errorf("XAUTOCLAIM: %w", err)
+	}
+	s.cursor = next
+	return msgs, nil
+}
+
+func entryIDs(ids []driver.AckID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id.(string)
+	}
+	return out
+}
+
+// SendAcks acks the entries with one XACK. Whether it got through or not
+// they are no longer held: one still pending after a failed XACK is
+// delivered again.
+func (s *subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
+	entries := entryIDs(ids)
+	err := s.t.client.XAck(ctx, s.topic, s.group, entries...).Err()
+	for _, id := range entries {
+		s.held.Delete(id)
+	}
+	return err
+}
+
+// CanNack: a Redis stream has no way to hand an entry back to the group
+// but to let it idle, so the engine redelivers a nacked message itself.
+func (s *subscription) CanNack() bool { return false }
+
+// SendNacks is never called (CanNack is false).
+func (s *subscription) SendNacks(context.Context, []driver.AckID, time.Duration) error {
+	return errors.New("redis: SendNacks called on a subscription that cannot nack")
+}
+
+// ExtendAcks keeps held entries from looking idle, so that a slow handler's
+// messages are not claimed by another member.
+func (s *subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error {
+	return s.t.client.XClaimJustID(ctx, &goredis.XClaimArgs{
+		Stream: s.topic, Group: s.group, Consumer: s.name, MinIdle: 0, Messages: entryIDs(ids),
+	}).Err()
+}
+
+// Options: batches of batch_size, one XACK per batch, and claim_idle as the
+// lease the engine keeps alive.
+func (s *subscription) Options() driver.Options {
+	return driver.Options{MaxBatch: int(s.t.s.batchSize), Lease: s.t.s.claimIdle}
+}
+
+// Close hands every entry still pending under this consumer back to the
+// group by marking it long idle, so the next claim by any member takes it
+// at once instead of after claim_idle. A consumer that holds nothing
+// removes itself from the group; a reply stream is deleted.
+func (s *subscription) Close() error {
+	_ = s.reader.Close()
+	defer s.t.forget(s)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s.ephemeral {
+		return s.t.client.Del(ctx, s.topic).Err()
+	}
+	pending, err := s.t.client.XPendingExt(ctx, &goredis.XPendingExtArgs{
+		Stream: s.topic, Group: s.group, Start: "-", End: "+", Count: 10000, Consumer: s.name,
+	}).Result()
+	if err != nil {
+		s.t.logger.Warn("redis: listing pending messages on close failed; they will be claimed after claim_idle", "stream", s.topic, "error", err)
+		return nil
+	}
+	if len(pending) == 0 {
+		_ = s.t.client.XGroupDelConsumer(ctx, s.topic, s.group, s.name).Err()
+		return nil
+	}
+	args := []any{"XCLAIM", s.topic, s.group, s.name, 0}
+	for _, p := range pending {
+		args = append(args, p.ID)
+	}
+	// IDLE sets the last-delivery time to now-IDLE; Redis ignores a value
+	// that would put it before the epoch, so stay well inside it.
+	idle := max(10*s.t.s.claimIdle, 24*time.Hour)
+	args = append(args, "IDLE", idle.Milliseconds(), "JUSTID")
+	if err := s.t.client.Do(ctx, args...).Err(); err != nil {
+		s.t.logger.Warn("redis: handing back pending messages on close failed; they will be claimed after claim_idle", "stream", s.topic, "error", err)
+	}
+	return nil
+}
+
+var _ driver.Subscription = (*subscription)(nil)
+
+// errClosedTransport is OpenSubscription's error after Close.
+var errClosedTransport = fmt.Errorf("redis: transport %w", sdk.ErrClosed)
