@@ -21,17 +21,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sns/types"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/msgkit/msgkit/adapters/internal/awsq"
-	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/adapters/sqs"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -48,14 +47,6 @@ type Driver struct{}
 // Open validates cfg and loads the AWS configuration. Topics, queues and
 // subscriptions are created or looked up on first use.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
-	t, err := Driver{}.openWatermill(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return bridge.Transport(t), nil
-}
-
-func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := awsq.ParseSettings(cfg, DriverName)
 	if err != nil {
 		return nil, err
@@ -78,7 +69,7 @@ func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, er
 		logger: slog.Default().With("driver", DriverName), topics: map[string]string{},
 		subscribed: map[string]string{}}
 	t.queues = &awsq.Queues{SQS: sqsClient, S: s, Where: where}
-	t.pub = &awsq.Publisher{S: s, Resolve: t.topicARN, Send: t.publishBatch}
+	t.sender = &awsq.Sender{S: s, Resolve: t.topicARN, Send: t.publishBatch}
 	return t, nil
 }
 
@@ -89,7 +80,7 @@ type Transport struct {
 	sqs       *awssqs.Client
 	where     string
 	queues    *awsq.Queues
-	pub       *awsq.Publisher
+	sender    *awsq.Sender
 	logger    *slog.Logger
 	closeIdle func() // drops the idle HTTP connections on Close
 
@@ -97,7 +88,7 @@ type Transport struct {
 	topics     map[string]string // topic name -> ARN
 	subscribed map[string]string // queue ARN -> subscription ARN
 
-	subs awsq.Subscribers
+	subs awsq.Subscriptions
 }
 
 // Capabilities declares what SNS with SQS queues guarantees.
@@ -115,43 +106,59 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 	}
 }
 
-// Publisher returns the batching publisher.
-func (t *Transport) Publisher() message.Publisher { return t.pub }
+// SendOptions: batches of ten, concurrent publishes coalesced.
+func (t *Transport) SendOptions() driver.SendOptions { return t.sender.SendOptions() }
 
-// Subscriber returns a subscriber that consumes as a member of group: it
-// reads the group's queue of each topic it subscribes to.
-func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+// SendBatch publishes msgs to the topic's SNS topic with PublishBatch.
+func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
+	return t.sender.SendBatch(ctx, topic, msgs)
+}
+
+// IsRetryable: the AWS SDK already retries throttling and transient
+// failures; only a connection that failed outright is tried again.
+func (t *Transport) IsRetryable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// OpenSubscription reads the group's queue, created and subscribed to the
+// topic on first use: every group receives every message, and the members
+// of a group compete for it.
+func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
 	if group == "" {
 		return nil, errors.New("sns: consumer group is empty; name the group (usually the service name)")
 	}
-	return t.newSubscriber(func(ctx context.Context, topic string) (awsq.Queue, error) {
-		return t.groupQueue(ctx, topic, group)
-	}, nil)
+	q, err := t.groupQueue(ctx, topic, group)
+	if err != nil {
+		return nil, err
+	}
+	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
 }
 
-// ReplySubscriber reads the client's reply topic through a queue of its
-// own; topic, queue and subscription are deleted when it closes.
-func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
-	var q awsq.Queue
-	var mu sync.Mutex
-	return t.newSubscriber(func(ctx context.Context, topic string) (awsq.Queue, error) {
-		got, err := t.groupQueue(ctx, topic, "")
-		mu.Lock()
-		q = got
-		mu.Unlock()
-		return got, err
-	}, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if q.URL == "" {
-			return nil
-		}
+// OpenReplySubscription reads the client's reply topic through a queue of
+// its own; topic, queue and subscription are deleted when it closes.
+func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	q, err := t.groupQueue(ctx, topic, "")
+	if err != nil {
+		return nil, err
+	}
+	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
 		return t.deleteReplyTopic(topic, q)
 	})
 }
 
-func (t *Transport) newSubscriber(queue func(context.Context, string) (awsq.Queue, error), onClose func() error) (*awsq.Subscriber, error) {
-	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Logger: t.logger, Queue: queue}, onClose)
+// As reaches the SNS client (**sns.Client) and the SQS client of the
+// group queues (**sqs.Client).
+func (t *Transport) As(target any) bool {
+	switch p := target.(type) {
+	case **awssns.Client:
+		*p = t.sns
+	case **awssqs.Client:
+		*p = t.sqs
+	default:
+		return false
+	}
+	return true
 }
 
 // topicARN returns the ARN of the topic's SNS topic, creating it when
@@ -296,13 +303,12 @@ func (t *Transport) publishBatch(ctx context.Context, topicARN string, batch []a
 	return awsq.BatchResult(len(batch), err, ok, failed)
 }
 
-// Close closes every subscriber and the publisher.
+// Close closes every subscription.
 func (t *Transport) Close() error {
 	errs, first := t.subs.CloseAll()
 	if !first {
 		return nil
 	}
-	errs = append(errs, t.pub.Close())
 	t.closeIdle()
 	return errors.Join(errs...)
 }
@@ -318,4 +324,4 @@ func QueueName(prefix, topic, group string) string {
 	return awsq.QueueName(prefix+topic, group, false)
 }
 
-var ()
+var _ driver.Transport = (*Transport)(nil)

@@ -22,14 +22,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/msgkit/msgkit/adapters/internal/awsq"
-	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -45,14 +44,6 @@ type Driver struct{}
 // Open validates cfg and loads the AWS configuration. Queues are created or
 // looked up on first use.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
-	t, err := Driver{}.openWatermill(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return bridge.Transport(t), nil
-}
-
-func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := awsq.ParseSettings(cfg, DriverName)
 	if err != nil {
 		return nil, err
@@ -65,7 +56,7 @@ func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, er
 	where := s.Where(ac.Region)
 	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName)}
 	t.queues = &awsq.Queues{SQS: client, S: s, Where: where}
-	t.pub = &awsq.Publisher{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
+	t.sender = &awsq.Sender{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
 	return t, nil
 }
 
@@ -135,12 +126,12 @@ type Transport struct {
 	s      awsq.Settings
 	sqs    *awssqs.Client
 	queues *awsq.Queues
-	pub    *awsq.Publisher
+	sender *awsq.Sender
 	logger *slog.Logger
 	// closeIdle drops the idle HTTP connections on Close.
 	closeIdle func()
 
-	subs awsq.Subscribers
+	subs awsq.Subscriptions
 }
 
 // Capabilities declares what SQS guarantees under this configuration.
@@ -167,46 +158,63 @@ func (t *Transport) queueURL(ctx context.Context, topic string) (string, error) 
 	return q.URL, err
 }
 
-// Publisher returns the batching publisher.
-func (t *Transport) Publisher() message.Publisher { return t.pub }
+// SendOptions: batches of ten, concurrent publishes coalesced.
+func (t *Transport) SendOptions() driver.SendOptions { return t.sender.SendOptions() }
 
-// Subscriber returns a subscriber reading the topics' queues. SQS has no
-// groups: group only names the subscriber in logs.
-func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+// SendBatch sends msgs to the topic's queue with SendMessageBatch.
+func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
+	return t.sender.SendBatch(ctx, topic, msgs)
+}
+
+// IsRetryable: the AWS SDK already retries throttling and transient
+// failures; only a connection that failed outright is tried again.
+func (t *Transport) IsRetryable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// OpenSubscription reads the topic's queue (created on first use unless
+// create is false). SQS has no groups: group only names the subscriber.
+func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
 	if group == "" {
 		return nil, errors.New("sqs: consumer group is empty; name the group (usually the service name)")
 	}
-	return t.newSubscriber(nil)
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+	if err != nil {
+		return nil, err
+	}
+	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
 }
 
-// ReplySubscriber reads the client's reply queue and deletes it on close.
-func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
-	name := awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO)
-	return t.newSubscriber(func() error {
+// OpenReplySubscription reads the client's reply queue and deletes it on
+// close.
+func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+	if err != nil {
+		return nil, err
+	}
+	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
 		defer cancel()
-		q, err := t.queues.Ensure(ctx, name, nil)
-		if err != nil {
-			return err
-		}
 		return t.queues.Delete(ctx, q)
 	})
 }
 
-func (t *Transport) newSubscriber(onClose func() error) (*awsq.Subscriber, error) {
-	return t.subs.Add(&awsq.Subscriber{SQS: t.sqs, S: t.s, Logger: t.logger,
-		Queue: func(ctx context.Context, topic string) (awsq.Queue, error) {
-			return t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
-		}}, onClose)
+// As reaches the SQS client (**sqs.Client).
+func (t *Transport) As(target any) bool {
+	if p, ok := target.(**awssqs.Client); ok {
+		*p = t.sqs
+		return true
+	}
+	return false
 }
 
-// Close closes every subscriber and the publisher.
+// Close closes every subscription.
 func (t *Transport) Close() error {
 	errs, first := t.subs.CloseAll()
 	if !first {
 		return nil
 	}
-	errs = append(errs, t.pub.Close())
 	t.closeIdle()
 	return errors.Join(errs...)
 }
@@ -217,4 +225,4 @@ func QueueName(prefix, topic string, fifo bool) string {
 	return awsq.QueueName(prefix+topic, "", fifo)
 }
 
-var ()
+var _ driver.Transport = (*Transport)(nil)

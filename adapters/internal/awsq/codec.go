@@ -11,9 +11,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // Attribute names the drivers add. A message carries at most MaxAttributes
@@ -60,8 +59,8 @@ var standard = []string{sdk.KeyEventType, sdk.KeySource, sdk.KeyTime, sdk.KeyCon
 // SQS accepts, base64 otherwise; metadata as native attributes while they
 // fit, the rest packed. It fails, before any network call, when the result
 // exceeds SQS's size limit.
-func Encode(m *message.Message) (Encoded, error) {
-	e := Encoded{ID: m.UUID, Attributes: map[string]string{AttrID: m.UUID}, OrderKey: m.Metadata[sdk.KeyOrderingKey]}
+func Encode(m *driver.Message) (Encoded, error) {
+	e := Encoded{ID: m.ID, Attributes: map[string]string{AttrID: m.ID}, OrderKey: m.OrderingKey}
 	switch {
 	case len(m.Payload) == 0:
 		e.Body, e.Attributes[AttrEncoding] = "-", "empty" // SQS refuses an empty body
@@ -116,13 +115,13 @@ func Encode(m *message.Message) (Encoded, error) {
 		}
 		b, err := json.Marshal(rest)
 		if err != nil {
-			return Encoded{}, fmt.Errorf("pack the metadata of message %s: %w", m.UUID, err)
+			return Encoded{}, fmt.Errorf("pack the metadata of message %s: %w", m.ID, err)
 		}
 		e.Attributes[AttrPacked] = string(b)
 	}
 	if size := e.Size(); size > MaxMessageBytes {
 		return Encoded{}, fmt.Errorf("message %s is %d bytes as an SQS message (body %d bytes%s, plus %d attributes), over the %d-byte limit of SQS and SNS; send large payloads by reference (store the payload elsewhere, publish its location)",
-			m.UUID, size, len(e.Body), map[bool]string{true: ", base64-encoded because the payload is binary", false: ""}[e.Attributes[AttrEncoding] == "base64"], len(e.Attributes), MaxMessageBytes)
+			m.ID, size, len(e.Body), map[bool]string{true: ", base64-encoded because the payload is binary", false: ""}[e.Attributes[AttrEncoding] == "base64"], len(e.Attributes), MaxMessageBytes)
 	}
 	return e, nil
 }
@@ -131,7 +130,7 @@ func Encode(m *message.Message) (Encoded, error) {
 // attributes. It never fails: a body or attribute that is not in this
 // format is taken as is (a message from a non-Go producer), and the
 // fallback id, when the message has no AttrID, is the queue's message id.
-func Decode(body string, attrs map[string]string, fallbackID string) *message.Message {
+func Decode(body string, attrs map[string]string, fallbackID string) *driver.Message {
 	id := attrs[AttrID]
 	if id == "" {
 		id = fallbackID
@@ -145,7 +144,7 @@ func Decode(body string, attrs map[string]string, fallbackID string) *message.Me
 			payload = b
 		}
 	}
-	m := message.NewMessage(id, payload)
+	m := &driver.Message{ID: id, Payload: payload, Metadata: make(map[string]string, len(attrs))}
 	for k, v := range attrs {
 		switch k {
 		case AttrID, AttrEncoding:

@@ -6,12 +6,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
-func roundTrip(t *testing.T, m *message.Message) (Encoded, *message.Message) {
+func roundTrip(t *testing.T, m *driver.Message) (Encoded, *driver.Message) {
 	t.Helper()
 	e, err := Encode(m)
 	if err != nil {
@@ -31,9 +30,9 @@ func TestPayloadsRoundTrip(t *testing.T) {
 		"control char": []byte("a\x01b"), // valid UTF-8 that SQS refuses in a body
 	} {
 		t.Run(name, func(t *testing.T) {
-			e, got := roundTrip(t, message.NewMessage("id-1", payload))
-			if !bytes.Equal(got.Payload, payload) || got.UUID != "id-1" {
-				t.Fatalf("payload %q (id id-1) came back as %q (id %s)", payload, got.Payload, got.UUID)
+			e, got := roundTrip(t, newMessage("id-1", payload))
+			if !bytes.Equal(got.Payload, payload) || got.ID != "id-1" {
+				t.Fatalf("payload %q (id id-1) came back as %q (id %s)", payload, got.Payload, got.ID)
 			}
 			if name == "text" && e.Body != string(payload) {
 				t.Fatalf("a text payload must be the body as is, for other consumers; body %q", e.Body)
@@ -46,7 +45,7 @@ func TestPayloadsRoundTrip(t *testing.T) {
 }
 
 func TestStandardAttributesStayNativeWhenMetadataOverflows(t *testing.T) {
-	m := message.NewMessage("id-1", []byte("x"))
+	m := newMessage("id-1", []byte("x"))
 	m.Metadata[sdk.KeyEventType] = "order.created"
 	m.Metadata[sdk.KeyCorrelationID] = "c-1"
 	m.Metadata[sdk.KeyTraceParent] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -78,8 +77,8 @@ func TestStandardAttributesStayNativeWhenMetadataOverflows(t *testing.T) {
 
 func TestForeignMessagesDecodeAsIs(t *testing.T) {
 	got := Decode("aGVsbG8=", map[string]string{"ce-type": "ping"}, "sqs-id")
-	if string(got.Payload) != "aGVsbG8=" || got.UUID != "sqs-id" || got.Metadata["ce-type"] != "ping" {
-		t.Fatalf("a message without msgkit attributes must be taken as is, with SQS's id: %q %s %v", got.Payload, got.UUID, got.Metadata)
+	if string(got.Payload) != "aGVsbG8=" || got.ID != "sqs-id" || got.Metadata["ce-type"] != "ping" {
+		t.Fatalf("a message without msgkit attributes must be taken as is, with SQS's id: %q %s %v", got.Payload, got.ID, got.Metadata)
 	}
 	got = Decode("x", map[string]string{AttrPacked: "not json"}, "sqs-id")
 	if got.Metadata[AttrPacked] != "not json" {
@@ -88,11 +87,11 @@ func TestForeignMessagesDecodeAsIs(t *testing.T) {
 }
 
 func TestOversizedMessageIsRefused(t *testing.T) {
-	_, err := Encode(message.NewMessage("id-1", bytes.Repeat([]byte{0xff}, MaxPayloadBytes+40<<10)))
+	_, err := Encode(newMessage("id-1", bytes.Repeat([]byte{0xff}, MaxPayloadBytes+40<<10)))
 	if err == nil || !strings.Contains(err.Error(), "base64") || !strings.Contains(err.Error(), "262144") {
 		t.Fatalf("a binary payload too big once base64-encoded must be refused with the reason, got %v", err)
 	}
-	if _, err := Encode(message.NewMessage("id-1", bytes.Repeat([]byte{0xff}, MaxPayloadBytes))); err != nil {
+	if _, err := Encode(newMessage("id-1", bytes.Repeat([]byte{0xff}, MaxPayloadBytes))); err != nil {
 		t.Fatalf("a binary payload of the declared maximum must fit: %v", err)
 	}
 }
@@ -151,4 +150,8 @@ func TestSplitRespectsCountAndSize(t *testing.T) {
 	if fmt.Sprint(sizes) != "[2 2]" {
 		t.Fatalf("three 100 KiB entries and a small one must split by size 2+2, got %v", sizes)
 	}
+}
+
+func newMessage(id string, payload []byte) *driver.Message {
+	return &driver.Message{ID: id, Payload: payload, Metadata: map[string]string{}}
 }

@@ -1,0 +1,230 @@
+package awsq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// Subscription reads one SQS queue: long polls for up to ten messages, acks
+// deleted in batches, nacks made visible again (after the nack delay),
+// and visibility extended while the engine holds a message. On a FIFO queue
+// the message group is the ordering key the engine serialises on.
+type Subscription struct {
+	SQS    *sqs.Client
+	S      Settings
+	Logger *slog.Logger
+	Q      Queue
+	// OnClose runs after the subscription stopped (a reply queue deletes
+	// itself, the transport forgets it).
+	OnClose func() error
+
+	mu     sync.Mutex
+	held   map[string]struct{} // receipt handles not yet settled
+	closed bool
+}
+
+// ReceiveBatch long-polls the queue for up to min(max, 10) messages.
+func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	resp, err := s.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+		QueueUrl:                    aws.String(s.Q.URL),
+		MaxNumberOfMessages:         int32(min(max, MaxBatch)),
+		WaitTimeSeconds:             int32(s.S.Wait / time.Second),
+		MessageAttributeNames:       []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s: receive from queue %q: %w", s.S.Driver, s.Q.Name, err)
+	}
+	out := make([]*driver.Message, len(resp.Messages))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		s.held = map[string]struct{}{}
+	}
+	for i, m := range resp.Messages {
+		attrs := make(map[string]string, len(m.MessageAttributes))
+		for k, v := range m.MessageAttributes {
+			if v.StringValue != nil {
+				attrs[k] = *v.StringValue
+			}
+		}
+		receipt := aws.ToString(m.ReceiptHandle)
+		out[i] = Decode(aws.ToString(m.Body), attrs, aws.ToString(m.MessageId))
+		out[i].AckID = receipt
+		if s.S.FIFO {
+			out[i].OrderingKey = m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
+		}
+		s.held[receipt] = struct{}{}
+	}
+	return out, nil
+}
+
+func (s *Subscription) settled(ids []driver.AckID) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	receipts := make([]string, len(ids))
+	for i, id := range ids {
+		receipts[i] = id.(string)
+		delete(s.held, receipts[i])
+	}
+	return receipts
+}
+
+// SendAcks deletes the messages, ten per call.
+func (s *Subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
+	receipts := s.settled(ids)
+	var errs []error
+	for off := 0; off < len(receipts); off += MaxBatch {
+		batch := receipts[off:min(off+MaxBatch, len(receipts))]
+		entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
+		for i, r := range batch {
+			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(BatchIDs[i]), ReceiptHandle: aws.String(r)}
+		}
+		out, err := s.SQS.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.Q.URL), Entries: entries})
+		var ok []string
+		failed := map[string]string{}
+		if out != nil {
+			for _, e := range out.Successful {
+				ok = append(ok, aws.ToString(e.Id))
+			}
+			for _, e := range out.Failed {
+				failed[aws.ToString(e.Id)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
+			}
+		}
+		for _, e := range BatchResult(len(batch), err, ok, failed) {
+			if e != nil {
+				errs = append(errs, fmt.Errorf("%s: delete an acked message from %q (it comes back after its visibility timeout): %w", s.S.Driver, s.Q.Name, e))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CanNack: a nacked message is made visible again.
+func (s *Subscription) CanNack() bool { return true }
+
+// SendNacks makes the messages visible again after delay, or after the
+// nack_delay setting when it is longer.
+func (s *Subscription) SendNacks(ctx context.Context, ids []driver.AckID, delay time.Duration) error {
+	return s.changeVisibility(ctx, s.settled(ids), max(delay, s.S.NackDelay))
+}
+
+// ExtendAcks keeps held messages invisible for another visibility timeout.
+func (s *Subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error {
+	receipts := make([]string, len(ids))
+	for i, id := range ids {
+		receipts[i] = id.(string)
+	}
+	return s.changeVisibility(ctx, receipts, s.S.Visibility)
+}
+
+func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, d time.Duration) error {
+	var errs []error
+	for _, r := range receipts {
+		if _, err := s.SQS.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(s.Q.URL),
+			ReceiptHandle: aws.String(r), VisibilityTimeout: int32(d / time.Second)}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s: change the visibility of %d message(s) in %q: %w", s.S.Driver, len(errs), s.Q.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Options: ten messages a batch, deletes batched by ten within
+// ack_flush_interval, and the visibility timeout as the lease.
+func (s *Subscription) Options() driver.Options {
+	return driver.Options{MaxBatch: MaxBatch, AckBatch: MaxBatch, AckFlush: s.S.AckFlush, Lease: s.S.Visibility}
+}
+
+// Close makes what it still holds visible again at once (not after the
+// visibility timeout) and runs OnClose.
+func (s *Subscription) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	held := make([]string, 0, len(s.held))
+	for r := range s.held {
+		held = append(held, r)
+	}
+	s.held = nil
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	if err := s.changeVisibility(ctx, held, 0); err != nil {
+		s.Logger.Warn(s.S.Driver+": could not hand back held messages on close; the visibility timeout will", "queue", s.Q.Name, "error", err)
+	}
+	if s.OnClose != nil {
+		errs = append(errs, s.OnClose())
+	}
+	return errors.Join(errs...)
+}
+
+// Subscriptions are a transport's open subscriptions, which its Close
+// closes. The zero value is ready.
+type Subscriptions struct {
+	mu     sync.Mutex
+	open   map[*Subscription]struct{}
+	closed bool
+}
+
+// Add registers s, arranging for it to leave the set when it closes (after
+// which onClose, when not nil, runs). It fails once CloseAll has run.
+func (r *Subscriptions) Add(s *Subscription, onClose func() error) (*Subscription, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, fmt.Errorf("%s: transport %w", s.S.Driver, sdk.ErrClosed)
+	}
+	if r.open == nil {
+		r.open = map[*Subscription]struct{}{}
+	}
+	s.OnClose = func() error {
+		r.mu.Lock()
+		delete(r.open, s)
+		r.mu.Unlock()
+		if onClose != nil {
+			return onClose()
+		}
+		return nil
+	}
+	r.open[s] = struct{}{}
+	return s, nil
+}
+
+// CloseAll closes every open subscription and refuses new ones. It reports
+// false when it had already run.
+func (r *Subscriptions) CloseAll() (errs []error, first bool) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, false
+	}
+	r.closed = true
+	open := r.open
+	r.open = nil
+	r.mu.Unlock()
+	for s := range open {
+		errs = append(errs, s.Close())
+	}
+	return errs, true
+}
