@@ -1,17 +1,19 @@
-// Package kafka is the Kafka driver, on IBM/sarama and watermill-kafka.
+// Package kafka is the Kafka driver, on franz-go (github.com/twmb/franz-go),
+// with watermill-kafka's wire format.
 //
 // A topic is a Kafka topic (created on first use with the configured
 // partitions, unless create_topics is false) and a consumer group a Kafka
 // consumer group. The ordering key is the record key, so messages with one
-// key go to one partition and a group sees them in order; different
-// partitions are consumed concurrently. Offsets are marked only after the
-// handler acks, so a crash or a rebalance redelivers instead of losing.
+// key go to one partition; the delivery engine hands a partition's records
+// to handlers one at a time, in order, and different partitions
+// concurrently. Offsets are marked only after the handler acks and
+// committed every second and when partitions are revoked, so a crash or a
+// rebalance redelivers instead of losing.
 //
-// Publishing goes through one idempotent AsyncProducer (acks from all
-// in-sync replicas) that batches concurrent publishes. Consuming uses a
-// sarama consumer group per subscription. The wire format is
-// watermill-kafka's. TLS and SASL (PLAIN, SCRAM-SHA-256/512) are configured by options.
-// See docs/adapters/kafka.md.
+// Publishing goes through one idempotent producer (acks from all in-sync
+// replicas) that batches concurrent publishes. Each subscription is a
+// franz-go group consumer of its own. TLS and SASL (PLAIN,
+// SCRAM-SHA-256/512) are configured by options. See docs/adapters/kafka.md.
 //
 //	import _ "github.com/msgkit/msgkit/adapters/kafka"
 package kafka
@@ -20,14 +22,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/msgkit/msgkit/adapters/internal/bridge"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -40,17 +42,10 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens Kafka transports.
 type Driver struct{}
 
-// Open validates cfg and connects to the cluster (one client for the
-// producer and topic administration; each subscription has its own).
+// Open validates cfg and connects to the cluster by ctx's deadline (one
+// client for the producer and topic administration; each subscription has
+// its own).
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
-	t, err := Driver{}.openWatermill(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return bridge.Transport(t), nil
-}
-
-func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, error) {
 	s, err := parseSettings(cfg)
 	if err != nil {
 		return nil, err
@@ -58,30 +53,39 @@ func (Driver) openWatermill(ctx context.Context, cfg sdk.Config) (*Transport, er
 	return open(ctx, s)
 }
 
-func open(_ context.Context, s settings) (*Transport, error) {
-	client, err := sarama.NewClient(s.brokers, s.saramaConfig())
+func open(ctx context.Context, s settings) (*Transport, error) {
+	client, err := kgo.NewClient(s.producerOptions()...)
 	if err != nil {
 		return nil, connectError(s, err)
 	}
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	if err != nil {
-		_ = client.Close()
+	if err := ping(ctx, client); err != nil {
+		client.Close()
 		return nil, connectError(s, err)
 	}
-	t := &Transport{s: s, client: client, admin: admin, topics: map[string]bool{}, subs: map[*Subscriber]struct{}{},
-		logger: slog.Default().With("driver", DriverName)}
-	if t.pub, err = newPublisher(t, client); err != nil {
-		_ = admin.Close()
-		return nil, err
+	return &Transport{s: s, client: client, topics: map[string]bool{}, subs: map[*subscription]struct{}{},
+		logger: slog.Default().With("driver", DriverName)}, nil
+}
+
+// ping asks the cluster for its metadata, which also authenticates: a
+// refused SASL login or a TLS mismatch fails here rather than on the first
+// publish.
+func ping(ctx context.Context, client *kgo.Client) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
 	}
-	return t, nil
+	return client.Ping(ctx)
 }
 
 func connectError(s settings, err error) error {
 	hint := "is Kafka running there, and are the brokers right?"
+	var ke *kerr.Error
 	switch {
-	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
+	case errors.As(err, &ke) && (ke.Code == kerr.SaslAuthenticationFailed.Code || ke.Code == kerr.IllegalSaslState.Code):
 		hint = "the cluster refused the SASL credentials; check sasl_user, sasl_password and sasl_mechanism"
+	case s.sasl != "" && errors.Is(err, io.EOF):
+		hint = "the broker closed the connection during the SASL login: the credentials or the mechanism were refused, or the listener does not use SASL (or TLS) as configured"
 	case s.tls == nil:
 		hint += " (if the listener uses TLS, set tls: true)"
 	}
@@ -91,23 +95,21 @@ func connectError(s settings, err error) error {
 // Transport is an open Kafka transport.
 type Transport struct {
 	s      settings
-	client sarama.Client
-	admin  sarama.ClusterAdmin // owns client: closing it closes the client
-	pub    *Publisher
+	client *kgo.Client // producing and topic administration
 	logger *slog.Logger
 
 	topicsMu sync.Mutex
 	topics   map[string]bool // topics known to exist
 
 	mu   sync.Mutex
-	subs map[*Subscriber]struct{}
+	subs map[*subscription]struct{}
 }
 
 // Capabilities declares what Kafka guarantees under this configuration.
 func (t *Transport) Capabilities() sdk.Capabilities {
 	return sdk.Capabilities{
 		ConsumerGroups:          true,
-		Ordering:                sdk.OrderingPerKey, // key -> partition; one message per partition in flight
+		Ordering:                sdk.OrderingPerKey, // key -> partition; one record per partition in flight
 		DurableGroups:           true,               // committed offsets
 		NewGroupsReceiveHistory: t.s.startOldest,
 		Persistent:              true, // the log is on the brokers' disks (acks=all)
@@ -116,83 +118,87 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 	}
 }
 
-// Publisher returns the shared batching publisher.
-func (t *Transport) Publisher() message.Publisher { return t.pub }
+// SendOptions: the producer batches concurrent publishes itself.
+func (t *Transport) SendOptions() driver.SendOptions {
+	return driver.SendOptions{Timeout: t.s.pubTimeout}
+}
 
-// Subscriber returns a subscriber that consumes as a member of the Kafka
-// consumer group named group.
-func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
+// SendBatch produces msgs and returns once the cluster acknowledged each
+// (acks from all in-sync replicas). A record that failed fails alone; one
+// whose topic went missing makes the next attempt check (and, with
+// create_topics, create) the topic again.
+func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
+	if err := t.ensureTopic(ctx, topic, t.s.partitions); err != nil {
+		return err
+	}
+	records := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		records[i] = toRecord(topic, m)
+	}
+	var errs driver.BatchError
+	for i, r := range t.client.ProduceSync(ctx, records...) {
+		if r.Err == nil {
+			continue
+		}
+		if errs == nil {
+			errs = make(driver.BatchError, len(msgs))
+		}
+		if errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+			// The cluster lost the topic: the producer drops what it knew of
+			// it (partitions, sequence numbers) and the next attempt checks
+			// the topic again, creating it with create_topics.
+			t.client.PurgeTopicsFromProducing(topic)
+			t.forgetTopic(topic)
+		}
+		errs[i] = fmt.Errorf("kafka: publish to %q on %s: %w", topic, t.s.where(), r.Err)
+	}
+	if errs == nil {
+		return nil
+	}
+	return errs
+}
+
+// IsRetryable reports whether err is transient: a connection lost, a
+// leader moving, a topic that went missing (checked again before the next
+// attempt). franz-go already retries what Kafka marks retryable within a
+// produce request.
+func (t *Transport) IsRetryable(err error) bool {
+	return kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kgo.ErrRecordTimeout) ||
+		isNetError(err)
+}
+
+// OpenSubscription makes sure topic exists and returns a member of the
+// group consuming it.
+func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
 	if group == "" {
 		return nil, errors.New("kafka: consumer group is empty; name the group (usually the service name)")
 	}
-	return t.newSubscriber(group, "")
-}
-
-// ReplySubscriber reads the client's reply topic: a one-partition topic
-// read without a consumer group (no join, no rebalance), deleted when the
-// subscriber closes.
-func (t *Transport) ReplySubscriber(topic string) (message.Subscriber, error) {
-	if err := t.ensureTopic(topic, 1); err != nil {
+	if err := t.ensureTopic(ctx, topic, t.s.partitions); err != nil {
 		return nil, err
 	}
-	return t.newSubscriber("", topic)
+	return t.subscribe(topic, group)
 }
 
-func (t *Transport) newSubscriber(group, replyTopic string) (*Subscriber, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs == nil {
-		return nil, fmt.Errorf("kafka: transport %w", sdk.ErrClosed)
+// OpenReplySubscription reads the client's reply topic: a one-partition
+// topic read without a consumer group (no join, no rebalance), deleted when
+// the subscription closes.
+func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	if err := t.ensureTopic(ctx, topic, 1); err != nil {
+		return nil, err
 	}
-	s := &Subscriber{t: t, group: group, replyTopic: replyTopic, closing: make(chan struct{})}
-	t.subs[s] = struct{}{}
-	return s, nil
+	return t.subscribe(topic, "")
 }
 
-// ensureTopic makes sure topic exists, creating it with partitions when
-// create_topics is on, and waits until its partitions have leaders.
-func (t *Transport) ensureTopic(topic string, partitions int32) error {
-	t.topicsMu.Lock()
-	defer t.topicsMu.Unlock()
-	if t.topics[topic] {
-		return nil
+// As reaches the franz-go client the transport produces with (**kgo.Client).
+func (t *Transport) As(target any) bool {
+	if p, ok := target.(**kgo.Client); ok {
+		*p = t.client
+		return true
 	}
-	if t.s.create {
-		err := t.admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: t.s.replication}, false)
-		if err != nil && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %q on %s: %w (set create_topics: false to use topics created by an administrator)", topic, t.s.where(), err)
-		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := t.client.RefreshMetadata(topic)
-		if err == nil {
-			if ps, perr := t.client.Partitions(topic); perr == nil && len(ps) > 0 && t.leadersKnown(topic, ps) {
-				t.topics[topic] = true
-				return nil
-			}
-		}
-		missing := !t.s.create && errors.Is(err, sarama.ErrUnknownTopicOrPartition)
-		if missing || time.Now().After(deadline) {
-			if !t.s.create {
-				return fmt.Errorf("kafka: topic %q is not available on %s and create_topics is false: create it, or set create_topics: true: %w", topic, t.s.where(), err)
-			}
-			return fmt.Errorf("kafka: topic %q on %s has no partition leaders 15s after creation: %w", topic, t.s.where(), err)
-		}
-		time.Sleep(wait) // no event announces a topic's leaders; poll metadata, bounded
-	}
+	return false
 }
 
-func (t *Transport) leadersKnown(topic string, partitions []int32) bool {
-	for _, p := range partitions {
-		if _, err := t.client.Leader(topic, p); err != nil {
-			return false
-		}
-	}
-	return true
-}
-
-func (t *Transport) forget(s *Subscriber) {
+func (t *Transport) forget(s *subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.subs != nil {
@@ -200,7 +206,8 @@ func (t *Transport) forget(s *Subscriber) {
 	}
 }
 
-// Close closes every subscriber, flushes the producer and disconnects.
+// Close closes every subscription (their members leave the group) and the
+// producer, which first sends what it buffered.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	subs := t.subs
@@ -213,8 +220,13 @@ func (t *Transport) Close() error {
 	for s := range subs {
 		errs = append(errs, s.Close())
 	}
-	errs = append(errs, t.pub.Close(), t.admin.Close())
+	ctx, cancel := context.WithTimeout(context.Background(), t.s.pubTimeout)
+	defer cancel()
+	if err := t.client.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("kafka: flush the producer on close: %w", err))
+	}
+	t.client.Close()
 	return errors.Join(errs...)
 }
 
-var ()
+var _ driver.Transport = (*Transport)(nil)

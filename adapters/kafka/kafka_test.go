@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/msgkit/msgkit/adapters/kafka"
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -16,10 +14,6 @@ import (
 // fastGroups makes group membership changes quick enough for tests; real
 // deployments keep the defaults.
 var fastGroups = map[string]string{"session_timeout": "3s", "heartbeat_interval": "300ms", "nack_delay": "20ms"}
-
-// leakOptions ignores the meter ticker go-metrics (used by sarama) starts
-// once per process and never stops.
-var leakOptions = []goleak.Option{goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick")}
 
 func open(ctx context.Context, url string, opts map[string]string) (*testenv.Transport, error) {
 	merged := map[string]string{}
@@ -35,7 +29,6 @@ func open(ctx context.Context, url string, opts map[string]string) (*testenv.Tra
 func TestConformance(t *testing.T) {
 	url := testenv.Kafka(t)
 	conformance.Run(t, conformance.Harness{
-		Open:        func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, url, nil) },
-		LeakOptions: leakOptions,
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, url, nil) },
 	})
 }

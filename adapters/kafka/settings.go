@@ -1,25 +1,25 @@
 package kafka
 
 import (
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
-	"github.com/xdg-go/scram"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/msgkit/msgkit/sdk"
 )
 
 type settings struct {
 	brokers     []string
-	version     sarama.KafkaVersion
 	clientID    string
 	partitions  int32
 	replication int16
@@ -59,12 +59,8 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		return settings{}, err
 	}
 	var err error
-	v := cfg.OptionString("version", "3.6.0")
-	if s.version, err = sarama.ParseKafkaVersion(v); err != nil {
-		return settings{}, cfg.Invalid("options.version", err, "want the Kafka version of the cluster, such as 3.6.0, got %q", v)
-	}
-	if !s.version.IsAtLeast(sarama.V0_11_0_0) {
-		return settings{}, cfg.Invalid("options.version", nil, "the driver needs Kafka 0.11 or newer (record headers carry metadata), got %s", v)
+	if err := checkVersion(cfg); err != nil {
+		return settings{}, err
 	}
 	ints := []struct {
 		key      string
@@ -219,7 +215,7 @@ func (s *settings) parseSASL(cfg sdk.Config) error {
 	}
 	mech := strings.ToUpper(cfg.OptionString("sasl_mechanism", ""))
 	if mech == "" && s.user != "" {
-		mech = sarama.SASLTypePlaintext
+		mech = saslPlain
 	}
 	switch mech {
 	case "":
@@ -227,7 +223,7 @@ func (s *settings) parseSASL(cfg sdk.Config) error {
 			return cfg.Invalid("options.sasl_password", nil, "a SASL password is set without a user; set sasl_user too")
 		}
 		return nil
-	case sarama.SASLTypePlaintext, sarama.SASLTypeSCRAMSHA256, sarama.SASLTypeSCRAMSHA512:
+	case saslPlain, saslSCRAM256, saslSCRAM512:
 	default:
 		return cfg.Invalid("options.sasl_mechanism", nil, "want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", mech)
 	}
@@ -251,76 +247,101 @@ func (s settings) where() string {
 	return w
 }
 
-// saramaConfig is the configuration shared by the producer, the admin client
-// and the consumers.
-func (s settings) saramaConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.ClientID = s.clientID
-	c.Version = s.version
-	c.Net.DialTimeout = 10 * time.Second
-	c.Metadata.AllowAutoTopicCreation = false // topics are created explicitly, with the configured partitions
-	if s.tls != nil {
-		c.Net.TLS.Enable = true
-		c.Net.TLS.Config = s.tls.Clone()
-	}
-	if s.sasl != "" {
-		c.Net.SASL.Enable = true
-		c.Net.SASL.Mechanism = sarama.SASLMechanism(s.sasl)
-		c.Net.SASL.User = s.user
-		c.Net.SASL.Password = s.passwrd
-		c.Net.SASL.Handshake = true
-		switch s.sasl {
-		case sarama.SASLTypeSCRAMSHA256:
-			c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.HashGeneratorFcn(sha256.New)} }
-		case sarama.SASLTypeSCRAMSHA512:
-			c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.HashGeneratorFcn(sha512.New)} }
+// SASL mechanisms, as the option names them.
+const (
+	saslPlain    = "PLAIN"
+	saslSCRAM256 = "SCRAM-SHA-256"
+	saslSCRAM512 = "SCRAM-SHA-512"
+)
+
+// checkVersion validates the version option. franz-go negotiates every
+// request's version with the brokers, so the option only states the
+// cluster's version, which must have record headers (0.11).
+func checkVersion(cfg sdk.Config) error {
+	v := cfg.OptionString("version", "3.6.0")
+	parts := strings.Split(v, ".")
+	nums := make([]int, len(parts))
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || len(parts) < 2 || len(parts) > 4 {
+			return cfg.Invalid("options.version", nil, "want the Kafka version of the cluster, such as 3.6.0, got %q", v)
 		}
+		nums[i] = n
 	}
-
-	// Producer: acks from all in-sync replicas and, by default, idempotence,
-	// so a retried batch is neither duplicated nor reordered.
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Return.Successes = true
-	c.Producer.Return.Errors = true
-	c.Producer.Partitioner = sarama.NewHashPartitioner // ordering key -> partition; no key -> random
-	c.Producer.MaxMessageBytes = s.maxPayload + 64<<10
-	if s.idempotent {
-		c.Producer.Idempotent = true
-		c.Net.MaxOpenRequests = 1
-		c.Producer.Retry.Max = 10
+	if nums[0] == 0 && nums[1] < 11 {
+		return cfg.Invalid("options.version", nil, "the driver needs Kafka 0.11 or newer (record headers carry metadata), got %s", v)
 	}
-
-	c.Consumer.Return.Errors = true
-	c.Consumer.Offsets.AutoCommit.Enable = true // commits only offsets marked after an ack
-	c.Consumer.Offsets.AutoCommit.Interval = time.Second
-	c.Consumer.Offsets.Initial = sarama.OffsetNewest
-	if s.startOldest {
-		c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	}
-	c.Consumer.MaxWaitTime = s.fetchWait
-	c.Consumer.Group.Session.Timeout = s.session
-	c.Consumer.Group.Heartbeat.Interval = s.heartbeat
-	c.Consumer.Group.Rebalance.Timeout = s.rebalance
-	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
-	return c
-}
-
-// scramClient adapts github.com/xdg-go/scram to sarama's SCRAMClient; sarama
-// ships the interface but no implementation.
-type scramClient struct {
-	hash scram.HashGeneratorFcn
-	conv *scram.ClientConversation
-}
-
-func (c *scramClient) Begin(user, password, authzID string) error {
-	client, err := c.hash.NewClient(user, password, authzID)
-	if err != nil {
-		return err
-	}
-	c.conv = client.NewConversation()
 	return nil
 }
 
-func (c *scramClient) Step(challenge string) (string, error) { return c.conv.Step(challenge) }
+// clientOptions are the options of every client: the transport's producer
+// and each subscription's consumer.
+func (s settings) clientOptions() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(s.brokers...),
+		kgo.ClientID(s.clientID),
+		kgo.DialTimeout(10 * time.Second),
+		kgo.WithLogger(nil),
+	}
+	if s.tls != nil {
+		opts = append(opts, kgo.DialTLSConfig(s.tls.Clone()))
+	}
+	switch s.sasl {
+	case saslPlain:
+		opts = append(opts, kgo.SASL(plain.Auth{User: s.user, Pass: s.passwrd}.AsMechanism()))
+	case saslSCRAM256:
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.passwrd}.AsSha256Mechanism()))
+	case saslSCRAM512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: s.user, Pass: s.passwrd}.AsSha512Mechanism()))
+	}
+	return opts
+}
 
-func (c *scramClient) Done() bool { return c.conv.Done() }
+// producerOptions: acks from all in-sync replicas and, by default,
+// idempotence, so a retried batch is neither duplicated nor reordered; the
+// ordering key picks the partition as sarama's hash partitioner does, so
+// watermill-kafka producers and ours put one key on one partition.
+func (s settings) producerOptions() []kgo.Opt {
+	opts := append(s.clientOptions(),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(fnv32a))),
+		kgo.ProducerBatchMaxBytes(int32(s.maxPayload+64<<10)),
+		kgo.ProduceRequestTimeout(s.pubTimeout),
+		// A topic the cluster does not know fails its records after a few
+		// quick metadata checks instead of waiting out the publish timeout:
+		// the driver then checks (or creates) the topic and tries again.
+		kgo.UnknownTopicRetries(3),
+		kgo.MetadataMinAge(200*time.Millisecond),
+	)
+	if !s.idempotent {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	return opts
+}
+
+func fnv32a(b []byte) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write(b)
+	return h.Sum32()
+}
+
+// consumerOptions consume topic as a member of group: offsets are committed
+// only for records marked after an ack.
+func (s settings) consumerOptions(topic, group string) []kgo.Opt {
+	start := kgo.NewOffset().AtEnd()
+	if s.startOldest {
+		start = kgo.NewOffset().AtStart()
+	}
+	return append(s.clientOptions(),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeResetOffset(start),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(time.Second),
+		kgo.FetchMaxWait(s.fetchWait),
+		kgo.FetchMaxBytes(int32(max(50<<20, s.maxPayload+64<<10))),
+		kgo.SessionTimeout(s.session),
+		kgo.HeartbeatInterval(s.heartbeat),
+		kgo.RebalanceTimeout(s.rebalance),
+	)
+}

@@ -142,6 +142,10 @@ type Options struct {
 	// message before giving it to another; the engine calls ExtendAcks
 	// every Lease/3 for what it holds.
 	Lease time.Duration
+	// RedeliveryDelay is how long a nacked message waits before the
+	// engine hands it to a handler again, where it redelivers itself
+	// (CanNack false). The rest of its key waits with it.
+	RedeliveryDelay time.Duration
 }
 
 // SendOptions says how the engine groups publishes into SendBatch calls.

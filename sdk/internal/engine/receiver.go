@@ -37,8 +37,9 @@ type Config struct {
 
 // item is one received message the receiver holds.
 type item struct {
-	m        *driver.Message
-	received map[string]string // the metadata as received, for a redelivery here
+	m         *driver.Message
+	received  map[string]string // the metadata as received, for a redelivery here
+	notBefore time.Time         // a redelivery here waits until then
 }
 
 // Receiver delivers one driver subscription's messages to a handler.
@@ -187,8 +188,8 @@ func (r *Receiver) work() {
 	}
 }
 
-// take returns the first waiting message whose key is free (or its own),
-// or nil once the receiver stops.
+// take returns the first waiting message whose key is free (or its own)
+// and whose redelivery delay has passed, or nil once the receiver stops.
 // Acks are sent before it blocks: nothing else is going on.
 func (r *Receiver) take() *item {
 	for {
@@ -197,10 +198,22 @@ func (r *Receiver) take() *item {
 			r.mu.Unlock()
 			return nil
 		}
+		var now, wake time.Time
 		for i, it := range r.waiting {
 			k := it.m.OrderingKey
 			if k != "" {
 				if owner := r.keyOwner[k]; owner != nil && owner != it {
+					continue
+				}
+			}
+			if !it.notBefore.IsZero() {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				if it.notBefore.After(now) {
+					if wake.IsZero() || it.notBefore.Before(wake) {
+						wake = it.notBefore
+					}
 					continue
 				}
 			}
@@ -221,7 +234,16 @@ func (r *Receiver) take() *item {
 			r.flush()
 			continue
 		}
-		<-changed
+		if wake.IsZero() {
+			<-changed
+			continue
+		}
+		t := time.NewTimer(time.Until(wake))
+		select {
+		case <-changed:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 
@@ -252,6 +274,9 @@ func (r *Receiver) settle(it *item, acked bool) {
 	case !r.canNak:
 		// Redelivered here: back to the front, keeping its key.
 		it.m.Metadata = maps.Clone(it.received)
+		if d := r.opts.RedeliveryDelay; d > 0 {
+			it.notBefore = time.Now().Add(d)
+		}
 		r.waiting = append(r.waiting, nil)
 		copy(r.waiting[1:], r.waiting)
 		r.waiting[0] = it

@@ -280,3 +280,31 @@ func TestAFullAckBatchIsSentBeforeTheNextReceive(t *testing.T) {
 		}
 	}
 }
+
+// A message redelivered here waits RedeliveryDelay; other keys go on
+// meanwhile.
+func TestRedeliveryDelayHoldsOnlyTheNackedKey(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sub := newFakeSub(false, msg("a1", "k"), msg("b1", "other"))
+	sub.opts = driver.Options{RedeliveryDelay: 200 * time.Millisecond}
+	var mu sync.Mutex
+	at := map[string][]time.Time{}
+	r := Start(sub, func(m *driver.Message) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		at[m.ID] = append(at[m.ID], time.Now())
+		return m.ID != "a1" || len(at["a1"]) > 1
+	}, Config{Concurrency: 1})
+	waitFor(t, "both acked", func() bool { acks, _ := sub.settled(); return len(acks) == 2 })
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if gap := at["a1"][1].Sub(at["a1"][0]); gap < 200*time.Millisecond {
+		t.Fatalf("a1 came again after %v, before its 200ms redelivery delay", gap)
+	}
+	if !at["b1"][0].Before(at["a1"][1]) {
+		t.Fatal("b1, of another key, must not wait for a1's redelivery")
+	}
+}

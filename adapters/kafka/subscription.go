@@ -1,0 +1,183 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// subscription is one member of a consumer group on one topic (or, for a
+// reply topic, a reader without a group). The engine gets each record with
+// its partition as the ordering key, so a partition's records are handled
+// one at a time and in order; an ack marks the record's offset for commit.
+// Kafka cannot take a record back, so the engine redelivers a nacked one
+// itself before the next of its partition.
+type subscription struct {
+	t      *Transport
+	topic  string
+	group  string // "" for a reply topic
+	client *kgo.Client
+
+	mu          sync.Mutex
+	outstanding map[int32]int // partition -> records received and not acked
+	settled     chan struct{} // closed and replaced when outstanding drops
+	closing     bool
+}
+
+func (t *Transport) subscribe(topic, group string) (driver.Subscription, error) {
+	s := &subscription{t: t, topic: topic, group: group, outstanding: map[int32]int{}, settled: make(chan struct{})}
+	var opts []kgo.Opt
+	if group != "" {
+		opts = append(t.s.consumerOptions(topic, group), kgo.OnPartitionsRevoked(s.revoked))
+	} else {
+		opts = append(t.s.clientOptions(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.FetchMaxWait(t.s.fetchWait))
+	}
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: consume %q on %s: %w", topic, t.s.where(), err)
+	}
+	s.client = client
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs == nil {
+		client.Close()
+		return nil, fmt.Errorf("kafka: transport %w", sdk.ErrClosed)
+	}
+	t.subs[s] = struct{}{}
+	return s, nil
+}
+
+// ReceiveBatch polls for up to max records.
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	fetches := s.client.PollRecords(ctx, max)
+	if fetches.IsClientClosed() {
+		return nil, fmt.Errorf("kafka: subscription %w", sdk.ErrClosed)
+	}
+	if ctx.Err() != nil && fetches.NumRecords() == 0 {
+		return nil, ctx.Err()
+	}
+	var fetchErr error
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			fetchErr = errors.Join(fetchErr, fmt.Errorf("kafka: fetch %s[%d] on %s: %w", topic, partition, s.t.s.where(), err))
+		}
+	})
+	records := fetches.Records()
+	if len(records) == 0 {
+		return nil, fetchErr
+	}
+	out := make([]*driver.Message, len(records))
+	s.mu.Lock()
+	for i, r := range records {
+		s.outstanding[r.Partition]++
+		m := fromRecord(r)
+		m.AckID = r
+		m.OrderingKey = strconv.Itoa(int(r.Partition))
+		out[i] = m
+	}
+	s.mu.Unlock()
+	if fetchErr != nil {
+		s.t.logger.Warn("kafka: some partitions could not be fetched; retrying", "topic", s.topic, "group", s.group, "error", fetchErr)
+	}
+	return out, nil
+}
+
+// SendAcks marks the records' offsets for commit (sent every second, on a
+// rebalance and on close).
+func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
+	records := make([]*kgo.Record, len(ids))
+	for i, id := range ids {
+		records[i] = id.(*kgo.Record)
+	}
+	if s.group != "" {
+		s.client.MarkCommitRecords(records...)
+	}
+	s.mu.Lock()
+	for _, r := range records {
+		s.outstanding[r.Partition]--
+	}
+	close(s.settled)
+	s.settled = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// revoked runs when the group takes partitions from this member: it waits
+// (up to rebalance_timeout) for the records of those partitions the engine
+// still holds to be handled, then commits, so the next owner starts after
+// them and a key's order holds across the rebalance.
+func (s *subscription) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
+	ctx, cancel := context.WithTimeout(ctx, s.t.s.rebalance)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		busy := 0
+		for _, p := range lost[s.topic] {
+			busy += s.outstanding[p]
+		}
+		settled, closing := s.settled, s.closing
+		s.mu.Unlock()
+		if busy == 0 || closing {
+			break
+		}
+		select {
+		case <-settled:
+		case <-ctx.Done():
+			s.t.logger.Warn("kafka: partitions revoked while records were still being handled; the next owner will get them again",
+				"topic", s.topic, "group", s.group, "records", busy)
+			return
+		}
+	}
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		s.t.logger.Warn("kafka: committing offsets at a rebalance failed; the next owner will get some records again",
+			"topic", s.topic, "group", s.group, "error", err)
+	}
+}
+
+// CanNack: Kafka has no way to give a record back.
+func (s *subscription) CanNack() bool { return false }
+
+// SendNacks is never called (CanNack is false).
+func (s *subscription) SendNacks(context.Context, []driver.AckID, time.Duration) error {
+	return errors.New("kafka: SendNacks called on a subscription that cannot nack")
+}
+
+// ExtendAcks has nothing to do: the member keeps its partitions while it
+// heartbeats.
+func (s *subscription) ExtendAcks(context.Context, []driver.AckID) error { return nil }
+
+// Options: up to 500 records a poll; a nacked record comes again after
+// nack_delay.
+func (s *subscription) Options() driver.Options {
+	return driver.Options{MaxBatch: 500, RedeliveryDelay: s.t.s.nackDelay}
+}
+
+// Close commits the marked offsets and leaves the group, so the others
+// rebalance at once; a reply subscription deletes its topic.
+func (s *subscription) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	defer s.t.forget(s)
+	if s.group == "" {
+		s.client.Close()
+		return s.t.deleteTopic(s.topic)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.client.CommitMarkedOffsets(ctx)
+	s.client.Close()
+	if err != nil {
+		return fmt.Errorf("kafka: commit offsets of group %q on close: %w", s.group, err)
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ensureTopic makes sure topic exists, creating it with partitions when
+// create_topics is on, and waits until its partitions have leaders; by
+// ctx's deadline, or 15s.
+func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions int32) error {
+	t.topicsMu.Lock()
+	defer t.topicsMu.Unlock()
+	if t.topics[topic] {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if t.s.create {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, t.s.replication
+		req.Topics = append(req.Topics, rt)
+		req.TimeoutMillis = 15000
+		resp, err := req.RequestWith(ctx, t.client)
+		if err == nil && len(resp.Topics) == 1 {
+			err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %q on %s: %w (set create_topics: false to use topics created by an administrator)", topic, t.s.where(), err)
+		}
+	}
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := t.leadersKnown(ctx, topic)
+		if err == nil {
+			t.topics[topic] = true
+			return nil
+		}
+		if !t.s.create && errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return fmt.Errorf("kafka: topic %q does not exist on %s and create_topics is false: create it, or set create_topics: true", topic, t.s.where())
+		}
+		select {
+		case <-ctx.Done():
+			if !t.s.create {
+				return fmt.Errorf("kafka: topic %q is not available on %s and create_topics is false: create it, or set create_topics: true: %w", topic, t.s.where(), err)
+			}
+			return fmt.Errorf("kafka: topic %q on %s has no partition leaders yet (%w); gave up: %w", topic, t.s.where(), err, ctx.Err())
+		case <-time.After(wait): // no event announces a topic's leaders; poll metadata, bounded
+		}
+	}
+}
+
+// leadersKnown asks for the topic's metadata; nil when every partition has
+// a leader.
+func (t *Transport) leadersKnown(ctx context.Context, topic string) error {
+	req := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, mt)
+	resp, err := req.RequestWith(ctx, t.client)
+	if err != nil {
+		return err
+	}
+	if len(resp.Topics) != 1 {
+		return fmt.Errorf("metadata for %d topics, asked for one", len(resp.Topics))
+	}
+	rt := resp.Topics[0]
+	if err := kerr.ErrorForCode(rt.ErrorCode); err != nil {
+		return err
+	}
+	if len(rt.Partitions) == 0 {
+		return errors.New("the topic has no partitions yet")
+	}
+	for _, p := range rt.Partitions {
+		if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+			return err
+		}
+		if p.Leader < 0 {
+			return fmt.Errorf("partition %d has no leader yet", p.Partition)
+		}
+	}
+	return nil
+}
+
+// forgetTopic makes the next publish check the topic again (it went missing).
+func (t *Transport) forgetTopic(topic string) {
+	t.topicsMu.Lock()
+	delete(t.topics, topic)
+	t.topicsMu.Unlock()
+}
+
+// deleteTopic removes a reply topic.
+func (t *Transport) deleteTopic(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	dt := kmsg.NewDeleteTopicsRequestTopic()
+	dt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, dt)
+	req.TopicNames = append(req.TopicNames, topic)
+	req.TimeoutMillis = 10000
+	resp, err := req.RequestWith(ctx, t.client)
+	if err == nil && len(resp.Topics) == 1 {
+		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
+	}
+	if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return fmt.Errorf("kafka: delete reply topic %q: %w", topic, err)
+	}
+	t.forgetTopic(topic)
+	return nil
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne)
+}
