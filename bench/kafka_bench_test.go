@@ -9,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	_ "github.com/msgkit/msgkit/adapters/kafka"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -52,6 +53,18 @@ func rawKafkaConfig() *sarama.Config {
 	c.Consumer.MaxWaitTime = fetchWait
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
 	return c
+}
+
+// rawFranz is a franz-go client as a team would write it: acks from all
+// in-sync replicas and idempotence (franz-go's defaults), keys hashed as the
+// driver does.
+func rawFranz(b *testing.B, url string, opts ...kgo.Opt) *kgo.Client {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kafkaBrokers(url)...)}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	return cl
 }
 
 // kafkaPartitions is the driver's default partition count.
@@ -108,6 +121,23 @@ func BenchmarkKafkaPublish(b *testing.B) {
 	var r rates
 	r.run(b, "raw", func(b *testing.B) {
 		topic := createKafkaTopic(b, url)
+		cl := rawFranz(b, url)
+		ctx := context.Background()
+		b.ResetTimer()
+		for sent := 0; sent < b.N; {
+			n := min(batchSize, b.N-sent)
+			records := make([]*kgo.Record, n)
+			for i := range records {
+				records[i] = &kgo.Record{Topic: topic, Value: payload, Headers: []kgo.RecordHeader{{Key: wkafka.UUIDHeaderKey, Value: []byte(uuid.NewString())}}}
+			}
+			if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			sent += n
+		}
+	})
+	r.run(b, "raw-sarama", func(b *testing.B) {
+		topic := createKafkaTopic(b, url)
 		p, err := sarama.NewAsyncProducer(kafkaBrokers(url), rawKafkaConfig())
 		if err != nil {
 			b.Fatal(err)
@@ -154,6 +184,25 @@ func BenchmarkKafkaConsume(b *testing.B) {
 	// rebalance whose length varies by hundreds of milliseconds from run to
 	// run and would otherwise swamp the comparison.
 	r.run(b, "raw", func(b *testing.B) {
+		topic := prefill(b)
+		cl := rawFranz(b, url, kgo.ConsumeTopics(topic), kgo.ConsumerGroup("g-"+uuid.NewString()[:8]),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AutoCommitMarks(), kgo.FetchMaxWait(fetchWait))
+		ctx := context.Background()
+		got := 0
+		for got < b.N {
+			fetches := cl.PollRecords(ctx, 500)
+			if err := fetches.Err0(); err != nil {
+				b.Fatal(err)
+			}
+			records := fetches.Records()
+			if got == 0 && len(records) > 0 {
+				b.ResetTimer()
+			}
+			cl.MarkCommitRecords(records...)
+			got += len(records)
+		}
+	})
+	r.run(b, "raw-sarama", func(b *testing.B) {
 		topic := prefill(b)
 		cg, err := sarama.NewConsumerGroup(kafkaBrokers(url), "g-"+uuid.NewString()[:8], rawKafkaConfig())
 		if err != nil {

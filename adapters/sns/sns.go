@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 
@@ -114,12 +113,10 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	return t.sender.SendBatch(ctx, topic, msgs)
 }
 
-// IsRetryable: the AWS SDK already retries throttling and transient
-// failures; only a connection that failed outright is tried again.
-func (t *Transport) IsRetryable(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
-}
+// IsRetryable is false: the AWS SDK already retries throttling, refused
+// connections and other transient failures, with backoff, before it
+// returns an error.
+func (t *Transport) IsRetryable(error) bool { return false }
 
 // OpenSubscription reads the group's queue, created and subscribed to the
 // topic on first use: every group receives every message, and the members

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -166,12 +165,10 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	return t.sender.SendBatch(ctx, topic, msgs)
 }
 
-// IsRetryable: the AWS SDK already retries throttling and transient
-// failures; only a connection that failed outright is tried again.
-func (t *Transport) IsRetryable(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne)
-}
+// IsRetryable is false: the AWS SDK already retries throttling, refused
+// connections and other transient failures, with backoff, before it
+// returns an error.
+func (t *Transport) IsRetryable(error) bool { return false }
 
 // OpenSubscription reads the topic's queue (created on first use unless
 // create is false). SQS has no groups: group only names the subscriber.

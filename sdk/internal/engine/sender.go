@@ -63,31 +63,42 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 	}
 	pending := msgs
 	backoff := 20 * time.Millisecond
+	var last error // the last failure the broker (or the connection) gave, not the wait's end
 	for {
 		errs := s.sendOnce(ctx, topic, pending)
 		if errs == nil {
 			return nil
 		}
 		var retry []*driver.Message
-		var last error
 		for i, err := range errs {
 			if err == nil {
 				continue
 			}
-			if !s.t.IsRetryable(err) {
+			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+				last = err
+			}
+			if ctx.Err() == nil && !s.t.IsRetryable(err) {
 				return fmt.Errorf("%d of %d message(s) not sent (message %s refused): %w", countErrs(errs), len(msgs), pending[i].ID, err)
 			}
 			retry = append(retry, pending[i])
-			last = err
 		}
 		if len(retry) == 0 {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d message(s) not sent when the wait ended (%w); the last attempt failed with: %w",
+		if ctx.Err() == nil {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			if last == nil {
+				return fmt.Errorf("%d of %d message(s) not sent when the wait ended: %w", len(retry), len(msgs), context.Cause(ctx))
+			}
+			return fmt.Errorf("%d of %d message(s) not sent when the wait ended (%w); the last attempt that got an answer failed with: %w",
 				len(retry), len(msgs), context.Cause(ctx), last)
-		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Second)
 		pending = retry

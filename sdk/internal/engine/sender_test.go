@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+var errFlaky = errors.New("connection reset (flaky)")
+
+// fakeTransport records SendBatch calls; send decides each call's result.
+type fakeTransport struct {
+	driver.Transport // only the methods below are called
+	opts             driver.SendOptions
+	send             func(call int, msgs []*driver.Message) error
+
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func (t *fakeTransport) SendOptions() driver.SendOptions { return t.opts }
+func (t *fakeTransport) IsRetryable(err error) bool      { return errors.Is(err, errFlaky) }
+func (t *fakeTransport) SendBatch(_ context.Context, _ string, msgs []*driver.Message) error {
+	t.mu.Lock()
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	t.calls = append(t.calls, ids)
+	call := len(t.calls)
+	t.mu.Unlock()
+	return t.send(call, msgs)
+}
+
+func msgs(n int) []*driver.Message {
+	out := make([]*driver.Message, n)
+	for i := range out {
+		out[i] = &driver.Message{ID: fmt.Sprint("m", i)}
+	}
+	return out
+}
+
+// Only the messages that failed for a transient reason are sent again.
+func TestSendRetriesOnlyTheFailedMessages(t *testing.T) {
+	tr := &fakeTransport{send: func(call int, m []*driver.Message) error {
+		if call == 1 {
+			return driver.BatchError{nil, errFlaky, nil}
+		}
+		return nil
+	}}
+	s := NewSender(tr)
+	defer s.Close()
+	if err := s.Send(context.Background(), "t", msgs(3)); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(tr.calls) != "[[m0 m1 m2] [m1]]" {
+		t.Fatalf("want the batch, then m1 alone; calls: %v", tr.calls)
+	}
+}
+
+// A refusal is not retried; a transient failure is, until the deadline,
+// and the error then names the last failure the broker gave.
+func TestSendStopsAtARefusalAndReportsTheLastTransientFailure(t *testing.T) {
+	refused := errors.New("message too large")
+	tr := &fakeTransport{send: func(int, []*driver.Message) error { return refused }}
+	s := NewSender(tr)
+	defer s.Close()
+	if err := s.Send(context.Background(), "t", msgs(1)); !errors.Is(err, refused) || len(tr.calls) != 1 {
+		t.Fatalf("a refusal must fail at once, with its cause: %v after %d calls", err, len(tr.calls))
+	}
+	tr = &fakeTransport{send: func(int, []*driver.Message) error { return errFlaky }}
+	s2 := NewSender(tr)
+	defer s2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := s2.Send(ctx, "t", msgs(1))
+	if !errors.Is(err, errFlaky) || !strings.Contains(err.Error(), "wait ended") || len(tr.calls) < 2 {
+		t.Fatalf("a transient failure must be retried until the deadline and named: %v after %d calls", err, len(tr.calls))
+	}
+}
+
+// Concurrent single-message publishes share SendBatch calls when the
+// driver coalesces, never more than MaxMessages per call.
+func TestCoalescedPublishesShareCalls(t *testing.T) {
+	release := make(chan struct{})
+	tr := &fakeTransport{opts: driver.SendOptions{Coalesce: true, MaxMessages: 10, MaxInFlight: 1},
+		send: func(call int, m []*driver.Message) error {
+			if call == 1 {
+				<-release // hold the first call while the others queue up
+			}
+			return nil
+		}}
+	s := NewSender(tr)
+	defer s.Close()
+	var wg sync.WaitGroup
+	for i := range 31 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Send(context.Background(), "t", []*driver.Message{{ID: fmt.Sprint("m", i)}}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	waitFor(t, "the first call to be in flight", func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.calls) == 1 })
+	time.Sleep(50 * time.Millisecond) // let the other 30 queue behind it; nothing signals "queued"
+	close(release)
+	wg.Wait()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	total := 0
+	for _, c := range tr.calls {
+		if len(c) > 10 {
+			t.Fatalf("a call carried %d messages, over MaxMessages 10", len(c))
+		}
+		total += len(c)
+	}
+	if total != 31 || len(tr.calls) > 5 {
+		t.Fatalf("31 concurrent publishes must share calls (1 + 3 of ten); got %d calls for %d messages", len(tr.calls), total)
+	}
+}
