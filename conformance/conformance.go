@@ -49,6 +49,18 @@ type Harness struct {
 	// transport leaves no goroutine behind, for goroutines a client library
 	// keeps for the whole process by design.
 	LeakOptions []goleak.Option
+
+	// OpenConfig and ConfigAt, when both are set, enable the hygiene tests:
+	// OpenConfig opens a transport from a config (the driver's Open), and
+	// ConfigAt returns a working config for a broker at addr (host:port)
+	// with Secret as its password. The suite points it at an address where
+	// nothing listens and at one that accepts and never answers, and adds
+	// an unknown option: each must fail by its deadline with a clear error
+	// that never contains Secret.
+	OpenConfig func(ctx context.Context, cfg sdk.Config) (driver.Transport, error)
+	ConfigAt   func(addr string) sdk.Config
+	// Secret is the password ConfigAt puts in the config.
+	Secret string
 }
 
 func (h Harness) withDefaults() Harness {
@@ -70,6 +82,8 @@ type guaranteeTest struct {
 	// skip returns why the test does not apply to caps, or "".
 	skip func(caps sdk.Capabilities) string
 	run  func(e *env)
+	// hygiene: the test needs Harness.OpenConfig and ConfigAt.
+	hygiene bool
 }
 
 func always(sdk.Capabilities) string { return "" }
@@ -85,53 +99,57 @@ func needs(ok func(sdk.Capabilities) bool, reason string) func(sdk.Capabilities)
 
 var suite = []guaranteeTest{
 	// Delivery.
-	{"TestPublishSubscribeRoundTrip", always, testRoundTrip},
-	{"TestAckPreventsRedelivery", always, testAckPreventsRedelivery},
-	{"TestNackRedelivers", always, testNackRedelivers},
-	{"TestHandlerErrorRedelivers", always, testHandlerErrorRedelivers},
-	{"TestHandlerPanicRedelivers", always, testHandlerPanicRedelivers},
-	{"TestUnackedMessageRedeliveredAfterSubscriberClose", always, testUnackedRedeliveredAfterClose},
+	{"TestPublishSubscribeRoundTrip", always, testRoundTrip, false},
+	{"TestAckPreventsRedelivery", always, testAckPreventsRedelivery, false},
+	{"TestNackRedelivers", always, testNackRedelivers, false},
+	{"TestHandlerErrorRedelivers", always, testHandlerErrorRedelivers, false},
+	{"TestHandlerPanicRedelivers", always, testHandlerPanicRedelivers, false},
+	{"TestUnackedMessageRedeliveredAfterSubscriberClose", always, testUnackedRedeliveredAfterClose, false},
 	// Fidelity.
-	{"TestEmptyPayloadRoundTrips", always, testEmptyPayload},
-	{"TestBinaryPayloadRoundTrips", always, testBinaryPayload},
-	{"TestLargePayloadRoundTrips", always, testLargePayload},
-	{"TestMetadataRoundTrips", always, testMetadataRoundTrips},
-	{"TestStandardAttributesRoundTrip", always, testStandardAttributes},
-	{"TestClientPublishWritesWhatWatermillPublishWrites", always, testClientPublishMatchesWatermill},
+	{"TestEmptyPayloadRoundTrips", always, testEmptyPayload, false},
+	{"TestBinaryPayloadRoundTrips", always, testBinaryPayload, false},
+	{"TestLargePayloadRoundTrips", always, testLargePayload, false},
+	{"TestMetadataRoundTrips", always, testMetadataRoundTrips, false},
+	{"TestStandardAttributesRoundTrip", always, testStandardAttributes, false},
+	{"TestClientPublishWritesWhatWatermillPublishWrites", always, testClientPublishMatchesWatermill, false},
 	// Groups, ordering, persistence.
 	{"TestCompetingConsumersShareMessages", needs(func(c sdk.Capabilities) bool { return c.ConsumerGroups },
-		"ConsumerGroups not declared"), testCompetingConsumers},
+		"ConsumerGroups not declared"), testCompetingConsumers, false},
 	{"TestEveryGroupReceivesEveryMessage", needs(func(c sdk.Capabilities) bool { return c.ConsumerGroups },
-		"ConsumerGroups not declared"), testFanOut},
+		"ConsumerGroups not declared"), testFanOut, false},
 	{"TestOrderingPerKey", needs(func(c sdk.Capabilities) bool { return c.Ordering == sdk.OrderingPerKey },
-		"Ordering is not OrderingPerKey"), testOrderingPerKey},
+		"Ordering is not OrderingPerKey"), testOrderingPerKey, false},
 	{"TestClientSubscriptionsShareMessages", needs(func(c sdk.Capabilities) bool { return c.ConsumerGroups },
-		"ConsumerGroups not declared"), testClientCompetingSubscriptions},
+		"ConsumerGroups not declared"), testClientCompetingSubscriptions, false},
 	{"TestClientOrderingPerKey", needs(func(c sdk.Capabilities) bool { return c.Ordering == sdk.OrderingPerKey },
-		"Ordering is not OrderingPerKey"), testClientOrderingPerKey},
+		"Ordering is not OrderingPerKey"), testClientOrderingPerKey, false},
 	{"TestDurableGroupReceivesMessagesPublishedWhileAway", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
-		"DurableGroups not declared"), testDurableGroup},
+		"DurableGroups not declared"), testDurableGroup, false},
 	{"TestNewGroupReceivesHistory", needs(func(c sdk.Capabilities) bool { return c.NewGroupsReceiveHistory },
-		"NewGroupsReceiveHistory not declared: a group sees only messages published after it first subscribed"), testNewGroupHistory},
+		"NewGroupsReceiveHistory not declared: a group sees only messages published after it first subscribed"), testNewGroupHistory, false},
 	// Dead-lettering (middleware over the driver's redelivery).
-	{"TestPermanentFailureIsDeadLettered", always, testPermanentFailureIsDeadLettered},
-	{"TestRepeatedFailureIsDeadLetteredAfterRedeliveries", always, testRepeatedFailureIsDeadLetteredAfterRedeliveries},
+	{"TestPermanentFailureIsDeadLettered", always, testPermanentFailureIsDeadLettered, false},
+	{"TestRepeatedFailureIsDeadLetteredAfterRedeliveries", always, testRepeatedFailureIsDeadLetteredAfterRedeliveries, false},
 	// Request/reply.
 	{"TestRequestReplyRoundTrip", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
-		"RequestReply not declared"), testRequestReplyRoundTrip},
+		"RequestReply not declared"), testRequestReplyRoundTrip, false},
 	{"TestRequestTimesOutAndLateReplyIsDiscarded", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
-		"RequestReply not declared"), testRequestTimesOutAndLateReplyIsDiscarded},
+		"RequestReply not declared"), testRequestTimesOutAndLateReplyIsDiscarded, false},
 	{"TestConcurrentRequestsAreCorrelated", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
-		"RequestReply not declared"), testConcurrentRequestsAreCorrelated},
+		"RequestReply not declared"), testConcurrentRequestsAreCorrelated, false},
 	// Load.
-	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers},
+	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers, false},
 	// Lifecycle.
-	{"TestSubscriberCloseClosesChannels", always, testSubscriberCloseClosesChannels},
-	{"TestContextCancelClosesChannel", always, testContextCancelClosesChannel},
-	{"TestCloseUnblocksIdleSubscriber", always, testCloseUnblocksIdle},
-	{"TestPublishAfterCloseFails", always, testPublishAfterCloseFails},
-	{"TestCloseLeaksNoGoroutines", always, testCloseLeaksNoGoroutines},
-	{"TestClientCloseDrainsInFlightHandler", always, testClientCloseDrains},
+	{"TestSubscriberCloseClosesChannels", always, testSubscriberCloseClosesChannels, false},
+	{"TestContextCancelClosesChannel", always, testContextCancelClosesChannel, false},
+	{"TestCloseUnblocksIdleSubscriber", always, testCloseUnblocksIdle, false},
+	{"TestPublishAfterCloseFails", always, testPublishAfterCloseFails, false},
+	{"TestCloseLeaksNoGoroutines", always, testCloseLeaksNoGoroutines, false},
+	{"TestClientCloseDrainsInFlightHandler", always, testClientCloseDrains, false},
+	// Hygiene: bad config and brokers that cannot be used.
+	{"TestUnknownOptionIsAConfigError", always, testUnknownOptionIsAConfigError, true},
+	{"TestUnreachableBrokerFailsByTheDeadline", always, testUnreachableBrokerFailsByTheDeadline, true},
+	{"TestSilentBrokerFailsByTheDeadline", always, testSilentBrokerFailsByTheDeadline, true},
 }
 
 // Run runs the whole suite against the harness, one subtest per guarantee.
@@ -147,6 +165,9 @@ func Run(t *testing.T, h Harness) {
 		t.Run(g.name, func(t *testing.T) {
 			if reason := g.skip(caps); reason != "" {
 				t.Skipf("not applicable: %s", reason)
+			}
+			if g.hygiene && (h.OpenConfig == nil || h.ConfigAt == nil) {
+				t.Skip("not run: Harness.OpenConfig and ConfigAt are not set")
 			}
 			g.run(newEnv(t, h))
 		})

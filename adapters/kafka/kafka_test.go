@@ -29,6 +29,11 @@ func open(ctx context.Context, url string, opts map[string]string) (*testenv.Tra
 func TestConformance(t *testing.T) {
 	url := testenv.Kafka(t)
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, url, nil) },
+		Open:       func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, url, nil) },
+		OpenConfig: kafka.Driver{}.Open,
+		ConfigAt: func(addr string) sdk.Config {
+			return sdk.Config{Driver: "kafka", URL: "kafka://alice:s3cret-in-the-url@" + addr}
+		},
+		Secret: "s3cret-in-the-url",
 	})
 }

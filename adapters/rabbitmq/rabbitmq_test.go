@@ -65,8 +65,16 @@ func harness(url string, options map[string]string) conformance.Harness {
 }
 
 func TestConformanceClassicQueues(t *testing.T) {
-	conformance.Run(t, harness(testenv.RabbitMQ(t), nil))
+	h := harness(testenv.RabbitMQ(t), nil)
+	h.OpenConfig, h.Secret = rabbitmq.Driver{}.Open, hygieneSecret
+	h.ConfigAt = func(addr string) sdk.Config {
+		return sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:" + hygieneSecret + "@" + addr + "/"}
+	}
+	conformance.Run(t, h)
 }
+
+// hygieneSecret is the password of the configs the hygiene tests use.
+const hygieneSecret = "s3cret-in-the-url"
 
 func TestConformanceQuorumQueues(t *testing.T) {
 	conformance.Run(t, harness(testenv.RabbitMQ(t), map[string]string{"queue_type": "quorum"}))

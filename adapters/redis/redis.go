@@ -49,13 +49,27 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 		return nil, err
 	}
 	client := goredis.NewClient(s.opts)
-	if err := client.Ping(ctx).Err(); err != nil {
+	if err := ping(ctx, client); err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
 	}
 	t := &Transport{s: s, client: client, logger: slog.Default().With("driver", DriverName), subs: map[*subscription]struct{}{}}
 	t.persistent = serverPersists(ctx, client)
 	return t, nil
+}
+
+// ping checks the server answers, by ctx's deadline: go-redis bounds a new
+// connection's handshake by its own timeouts, not by the context, so a
+// server that accepts and never answers would hold Open past it.
+func ping(ctx context.Context, client *goredis.Client) error {
+	done := make(chan error, 1)
+	go func() { done <- client.Ping(ctx).Err() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from the server (is it Redis, and is TLS configured as the server expects?): %w", ctx.Err())
+	}
 }
 
 func explain(err error) string {

@@ -43,7 +43,12 @@ func deleteTestStreams(t *testing.T, url string) {
 func TestConformance(t *testing.T) {
 	url := testenv.Redis(t)
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(t, url, nil) },
+		Open:       func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(t, url, nil) },
+		OpenConfig: msgredis.Driver{}.Open,
+		ConfigAt: func(addr string) sdk.Config {
+			return sdk.Config{Driver: "redis", URL: "redis://:s3cret-in-the-url@" + addr + "/0"}
+		},
+		Secret: "s3cret-in-the-url",
 	})
 }
 

@@ -18,7 +18,13 @@ func open(ctx context.Context, endpoint string, extra map[string]string) (*teste
 func TestConformance(t *testing.T) {
 	endpoint := testenv.AWSEndpoint(t)
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, endpoint, nil) },
+		Open:       func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, endpoint, nil) },
+		OpenConfig: sqs.Driver{}.Open,
+		ConfigAt: func(addr string) sdk.Config {
+			return sdk.Config{Driver: "sqs", URL: "http://" + addr,
+				Options: testenv.AWSOptions(map[string]string{"secret_access_key": "s3cret-in-the-url"})}
+		},
+		Secret: "s3cret-in-the-url",
 	})
 }
 
