@@ -20,6 +20,10 @@ func WatermillTransport(pub message.Publisher, newSubscriber func(group string) 
 	return &watermillTransport{pub: pub, newSub: newSubscriber, caps: caps}
 }
 
+// DefaultPublishTimeout bounds a publish through a wrapped Watermill
+// publisher whose context has no deadline.
+const DefaultPublishTimeout = 30 * time.Second
+
 type watermillTransport struct {
 	pub    message.Publisher
 	newSub func(group string) (message.Subscriber, error)
@@ -28,7 +32,12 @@ type watermillTransport struct {
 
 func (t *watermillTransport) Capabilities() Capabilities { return t.caps }
 
-func (t *watermillTransport) SendOptions() driver.SendOptions { return driver.SendOptions{} }
+// SendOptions: a Watermill publisher's Publish takes no context, so a
+// publish whose context has no deadline gets DefaultPublishTimeout for its
+// retries.
+func (t *watermillTransport) SendOptions() driver.SendOptions {
+	return driver.SendOptions{Timeout: DefaultPublishTimeout}
+}
 
 func (t *watermillTransport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	wms := make([]*message.Message, len(msgs))

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,8 +63,32 @@ func open(ctx context.Context, s settings) (*Transport, error) {
 		client.Close()
 		return nil, connectError(s, err)
 	}
-	return &Transport{s: s, client: client, topics: map[string]bool{}, subs: map[*subscription]struct{}{},
-		logger: slog.Default().With("driver", DriverName)}, nil
+	return newTransport(s, client, true), nil
+}
+
+// New returns a transport that produces with the caller's own franz-go
+// client (its brokers, TLS, SASL, producer settings); each subscription
+// consumes with a client made from the same options plus the group's.
+// options are the keys of a config file's options section for this driver
+// (partitions, create_topics, initial_offset...); brokers, TLS and SASL
+// come from client. A bad option is a *sdk.ConfigError naming it. Close
+// flushes client and leaves it open.
+func New(ctx context.Context, client *kgo.Client, options map[string]string) (*Transport, error) {
+	seeds, _ := client.OptValue(kgo.SeedBrokers).([]string)
+	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: "kafka://" + strings.Join(seeds, ","), Options: options})
+	if err != nil {
+		return nil, err
+	}
+	s.base = client.Opts()
+	if err := ping(ctx, client); err != nil {
+		return nil, connectError(s, err)
+	}
+	return newTransport(s, client, false), nil
+}
+
+func newTransport(s settings, client *kgo.Client, owned bool) *Transport {
+	return &Transport{s: s, client: client, ownsClient: owned, topics: map[string]bool{}, subs: map[*subscription]struct{}{},
+		logger: slog.Default().With("driver", DriverName)}
 }
 
 // ping asks the cluster for its metadata, which also authenticates: a
@@ -94,9 +119,10 @@ func connectError(s settings, err error) error {
 
 // Transport is an open Kafka transport.
 type Transport struct {
-	s      settings
-	client *kgo.Client // producing and topic administration
-	logger *slog.Logger
+	s          settings
+	client     *kgo.Client // producing and topic administration
+	ownsClient bool        // false: the caller's (New), left open by Close
+	logger     *slog.Logger
 
 	topicsMu sync.Mutex
 	topics   map[string]bool // topics known to exist
@@ -225,7 +251,9 @@ func (t *Transport) Close() error {
 	if err := t.client.Flush(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kafka: flush the producer on close: %w", err))
 	}
-	t.client.Close()
+	if t.ownsClient {
+		t.client.Close()
+	}
 	return errors.Join(errs...)
 }
 

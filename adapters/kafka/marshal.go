@@ -16,10 +16,22 @@ import (
 // record key, which is what puts one key on one partition.
 
 func toRecord(topic string, m *driver.Message) *kgo.Record {
+	// Every header value is cut from one buffer: one allocation instead of
+	// one per header.
+	size := len(m.ID)
+	for _, v := range m.Metadata {
+		size += len(v)
+	}
+	buf := make([]byte, 0, size)
+	cut := func(s string) []byte {
+		start := len(buf)
+		buf = append(buf, s...)
+		return buf[start:len(buf):len(buf)]
+	}
 	headers := make([]kgo.RecordHeader, 0, len(m.Metadata)+1)
-	headers = append(headers, kgo.RecordHeader{Key: wkafka.UUIDHeaderKey, Value: []byte(m.ID)})
+	headers = append(headers, kgo.RecordHeader{Key: wkafka.UUIDHeaderKey, Value: cut(m.ID)})
 	for k, v := range m.Metadata {
-		headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		headers = append(headers, kgo.RecordHeader{Key: k, Value: cut(v)})
 	}
 	r := &kgo.Record{Topic: topic, Value: m.Payload, Headers: headers}
 	if m.OrderingKey != "" {

@@ -34,6 +34,8 @@ type settings struct {
 	rebalance   time.Duration
 	fetchWait   time.Duration
 
+	base []kgo.Opt // the caller's client's options (New), in place of brokers, TLS and SASL
+
 	tls     *tls.Config
 	sasl    string // mechanism, "" for none
 	user    string
@@ -277,6 +279,9 @@ func checkVersion(cfg sdk.Config) error {
 // clientOptions are the options of every client: the transport's producer
 // and each subscription's consumer.
 func (s settings) clientOptions() []kgo.Opt {
+	if s.base != nil {
+		return append([]kgo.Opt(nil), s.base...)
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(s.brokers...),
 		kgo.ClientID(s.clientID),

@@ -21,9 +21,10 @@ import (
 // synchronisation, which the race detector reports during a reconnect; this
 // one guards them with a mutex.
 type connection struct {
-	s      settings
-	role   string // "publish" or "consume": separate connections, so flow control on publishing never stalls acks
-	logger *slog.Logger
+	s        settings
+	role     string // "publish" or "consume": separate connections, so flow control on publishing never stalls acks
+	logger   *slog.Logger
+	borrowed bool // the caller's (New): never redialled, never closed here
 
 	mu    sync.Mutex
 	conn  *amqp.Connection
@@ -50,6 +51,15 @@ const dialTimeout = 30 * time.Second
 
 // dialOnce connects and opens the AMQP connection, by ctx's deadline: a
 // broker that accepts TCP and never answers fails then, saying so.
+// borrow wraps the caller's connection: it is used as it is, and when it
+// closes, channels fail instead of waiting for a redial.
+func borrow(s settings, conn *amqp.Connection, logger *slog.Logger) *connection {
+	c := &connection{s: s, role: "publish and consume", logger: logger, borrowed: true, ready: make(chan struct{}), done: make(chan struct{})}
+	c.conn = conn
+	close(c.ready)
+	return c
+}
+
 func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("msgkit-" + c.role)
@@ -168,6 +178,13 @@ func (c *connection) channel(ctx context.Context) (*amqp.Channel, error) {
 		c.mu.Lock()
 		ready, conn := c.ready, c.conn
 		c.mu.Unlock()
+		if c.borrowed {
+			ch, err := conn.Channel()
+			if err != nil {
+				return nil, fmt.Errorf("rabbitmq: open a channel on the connection given to rabbitmq.New (it is not redialled): %w", err)
+			}
+			return ch, nil
+		}
 		select {
 		case <-c.done:
 			return nil, fmt.Errorf("rabbitmq: connection %w", sdk.ErrClosed)
@@ -213,7 +230,7 @@ func (c *connection) close() error {
 	conn := c.conn
 	c.mu.Unlock()
 	var err error
-	if conn != nil && !conn.IsClosed() {
+	if conn != nil && !conn.IsClosed() && !c.borrowed {
 		if cerr := conn.Close(); cerr != nil && !errors.Is(cerr, amqp.ErrClosed) {
 			err = fmt.Errorf("rabbitmq: close %s connection: %w", c.role, cerr)
 		}

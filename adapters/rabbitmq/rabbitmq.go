@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"sort"
 	"sync"
 
@@ -59,10 +60,31 @@ func open(ctx context.Context, s settings) (*Transport, error) {
 		_ = pubConn.close()
 		return nil, err
 	}
+	return newTransport(s, pubConn, subConn, logger), nil
+}
+
+// New returns a transport on the caller's own connection, used for
+// publishing and consuming alike. It is not redialled when it drops (the
+// driver does not know how it was dialled): calls then fail until the
+// caller makes a new transport; Close leaves it open. options are the keys
+// of a config file's options section for this driver (prefetch,
+// queue_type, exchange...); a bad one is a *sdk.ConfigError naming it.
+func New(conn *amqp.Connection, options map[string]string) (*Transport, error) {
+	url := fmt.Sprintf("amqp://%s/%s", conn.RemoteAddr(), neturl.PathEscape(conn.Config.Vhost))
+	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: url, Options: options})
+	if err != nil {
+		return nil, err
+	}
+	logger := slog.Default().With("driver", DriverName)
+	c := borrow(s, conn, logger)
+	return newTransport(s, c, c, logger), nil
+}
+
+func newTransport(s settings, pubConn, subConn *connection, logger *slog.Logger) *Transport {
 	t := &Transport{s: s, publish: pubConn, consume: subConn, logger: logger,
 		subs: map[*subscription]struct{}{}, declared: map[string]bool{}}
 	t.pub = newPublisher(s, pubConn)
-	return t, nil
+	return t
 }
 
 // Transport is an open RabbitMQ transport.

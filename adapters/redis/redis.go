@@ -53,9 +53,32 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 		_ = client.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
 	}
-	t := &Transport{s: s, client: client, logger: slog.Default().With("driver", DriverName), subs: map[*subscription]struct{}{}}
+	return newTransport(ctx, s, client, true), nil
+}
+
+// New returns a transport on the caller's own go-redis client (its
+// address, credentials, TLS, pool). Each subscription reads with a client
+// of its own made from client's options, since a blocked XREADGROUP holds
+// its connection. options are the keys of a config file's options section
+// for this driver (batch_size, claim_idle...); a bad one is a
+// *sdk.ConfigError naming it. Close leaves client open.
+func New(ctx context.Context, client *goredis.Client, options map[string]string) (*Transport, error) {
+	o := client.Options()
+	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: fmt.Sprintf("redis://%s/%d", o.Addr, o.DB), Options: options})
+	if err != nil {
+		return nil, err
+	}
+	s.opts = o
+	if err := ping(ctx, client); err != nil {
+		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
+	}
+	return newTransport(ctx, s, client, false), nil
+}
+
+func newTransport(ctx context.Context, s settings, client *goredis.Client, owned bool) *Transport {
+	t := &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName), subs: map[*subscription]struct{}{}}
 	t.persistent = serverPersists(ctx, client)
-	return t, nil
+	return t
 }
 
 // ping checks the server answers, by ctx's deadline: go-redis bounds a new
@@ -100,6 +123,7 @@ func serverPersists(ctx context.Context, c *goredis.Client) bool {
 type Transport struct {
 	s          settings
 	client     *goredis.Client // publishing, acks, claims, group setup
+	ownsClient bool            // false: the caller's (New), left open by Close
 	logger     *slog.Logger
 	persistent bool
 
@@ -263,6 +287,9 @@ func (t *Transport) Close() error {
 	t.mu.Unlock()
 	for _, s := range subs {
 		_ = s.Close()
+	}
+	if !t.ownsClient {
+		return nil
 	}
 	if err := t.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("redis: close: %w", err)

@@ -57,6 +57,27 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
+	return newTransport(ac, s, closeIdle), nil
+}
+
+// New returns a transport on the caller's own AWS configuration (its
+// region, credentials chain, HTTP client, retryer). options are the keys
+// of a config file's options section for this driver (prefix,
+// visibility_timeout...); region and credentials there are ignored in
+// favour of ac. A bad option is a *sdk.ConfigError naming it.
+func New(ac aws.Config, options map[string]string) (*Transport, error) {
+	cfg := sdk.Config{Driver: DriverName, Options: options}
+	s, err := awsq.ParseSettings(cfg, DriverName)
+	if err != nil {
+		return nil, err
+	}
+	if s.FIFO {
+		return nil, cfg.Invalid("options.fifo", nil, "the sns driver does not support FIFO topics yet; for per-key order use the sqs driver with fifo: true")
+	}
+	return newTransport(ac, s, func() {}), nil
+}
+
+func newTransport(ac aws.Config, s awsq.Settings, closeIdle func()) *Transport {
 	where := s.Where(ac.Region)
 	snsClient := awssns.NewFromConfig(ac, func(o *awssns.Options) {
 		if s.Endpoint != "" {
@@ -69,7 +90,7 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 		subscribed: map[string]string{}}
 	t.queues = &awsq.Queues{SQS: sqsClient, S: s, Where: where}
 	t.sender = &awsq.Sender{S: s, Resolve: t.topicARN, Send: t.publishBatch}
-	return t, nil
+	return t
 }
 
 // Transport is an open SNS transport.

@@ -51,12 +51,29 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
+	return newTransport(ac, s, closeIdle), nil
+}
+
+// New returns a transport on the caller's own AWS configuration (its
+// region, credentials chain, HTTP client, retryer). options are the keys
+// of a config file's options section for this driver (fifo, prefix,
+// visibility_timeout...); region and credentials there are ignored in
+// favour of ac. A bad option is a *sdk.ConfigError naming it.
+func New(ac aws.Config, options map[string]string) (*Transport, error) {
+	s, err := awsq.ParseSettings(sdk.Config{Driver: DriverName, Options: options}, DriverName)
+	if err != nil {
+		return nil, err
+	}
+	return newTransport(ac, s, func() {}), nil
+}
+
+func newTransport(ac aws.Config, s awsq.Settings, closeIdle func()) *Transport {
 	client := NewClient(ac, s)
 	where := s.Where(ac.Region)
 	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName)}
 	t.queues = &awsq.Queues{SQS: client, S: s, Where: where}
 	t.sender = &awsq.Sender{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
-	return t, nil
+	return t
 }
 
 // NewClient builds the SQS client for s (the endpoint, when set, replaces

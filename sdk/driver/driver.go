@@ -162,7 +162,8 @@ type SendOptions struct {
 	// when coalescing. Default 4.
 	MaxInFlight int
 	// Timeout bounds a publish, retries included, whose context has no
-	// deadline (the adapter's publish_timeout). Default 30s.
+	// deadline (the adapter's publish_timeout). Zero adds no deadline: only
+	// for a driver whose SendBatch cannot block (an in-process broker).
 	Timeout time.Duration
 }
 

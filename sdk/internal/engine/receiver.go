@@ -40,6 +40,7 @@ type item struct {
 	m         *driver.Message
 	received  map[string]string // the metadata as received, for a redelivery here
 	notBefore time.Time         // a redelivery here waits until then
+	seq       uint64            // receive order
 }
 
 // Receiver delivers one driver subscription's messages to a handler.
@@ -52,8 +53,7 @@ type Receiver struct {
 
 	mu       sync.Mutex
 	changed  chan struct{}      // closed and replaced when work may have appeared or space freed
-	waiting  []*item            // received, not handed to a handler, in receive order
-	keyOwner map[string]*item   // ordering key -> the item that holds it (running or waiting to run again)
+	waiting  waiting            // received, not handed to a handler
 	running  map[*item]struct{} // items in a handler; kept only with a lease to extend
 	held     int                // received and not settled
 	acks     []driver.AckID     // acked, not yet sent
@@ -80,7 +80,7 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 	}
 	r := &Receiver{
 		sub: sub, opts: opts, canNak: sub.CanNack(), handle: handle, cfg: cfg,
-		changed: make(chan struct{}), keyOwner: map[string]*item{},
+		changed: make(chan struct{}), waiting: newWaiting(),
 		fetcherDone: make(chan struct{}), helpersStop: make(chan struct{}),
 	}
 	if opts.Lease > 0 {
@@ -153,7 +153,7 @@ func (r *Receiver) fetch() {
 					// metadata as received, not what the failed one wrote.
 					it.received = maps.Clone(m.Metadata)
 				}
-				r.waiting = append(r.waiting, it)
+				r.waiting.add(it)
 			}
 			r.held += len(msgs)
 			r.signal()
@@ -188,9 +188,9 @@ func (r *Receiver) work() {
 	}
 }
 
-// take returns the first waiting message whose key is free (or its own)
-// and whose redelivery delay has passed, or nil once the receiver stops.
-// Acks are sent before it blocks: nothing else is going on.
+// take returns the next waiting message that may run (its key free, its
+// redelivery delay over), or nil once the receiver stops. Acks are sent
+// before it blocks: nothing else is going on.
 func (r *Receiver) take() *item {
 	for {
 		r.mu.Lock()
@@ -198,29 +198,8 @@ func (r *Receiver) take() *item {
 			r.mu.Unlock()
 			return nil
 		}
-		var now, wake time.Time
-		for i, it := range r.waiting {
-			k := it.m.OrderingKey
-			if k != "" {
-				if owner := r.keyOwner[k]; owner != nil && owner != it {
-					continue
-				}
-			}
-			if !it.notBefore.IsZero() {
-				if now.IsZero() {
-					now = time.Now()
-				}
-				if it.notBefore.After(now) {
-					if wake.IsZero() || it.notBefore.Before(wake) {
-						wake = it.notBefore
-					}
-					continue
-				}
-			}
-			r.waiting = append(r.waiting[:i], r.waiting[i+1:]...)
-			if k != "" {
-				r.keyOwner[k] = it
-			}
+		it, wake := r.waiting.take(time.Now)
+		if it != nil {
 			if r.running != nil {
 				r.running[it] = struct{}{}
 			}
@@ -249,14 +228,14 @@ func (r *Receiver) take() *item {
 
 // settle records the handler's verdict on it.
 func (r *Receiver) settle(it *item, acked bool) {
-	k := it.m.OrderingKey
 	r.mu.Lock()
 	if r.running != nil {
 		delete(r.running, it)
 	}
 	switch {
 	case acked:
-		r.release(it)
+		r.held--
+		r.waiting.done(it)
 		r.acks = append(r.acks, it.m.AckID)
 		if len(r.acks) < r.opts.AckBatch {
 			r.signal()
@@ -272,47 +251,31 @@ func (r *Receiver) settle(it *item, acked bool) {
 		r.signal()
 		r.mu.Unlock()
 	case !r.canNak:
-		// Redelivered here: back to the front, keeping its key.
+		// Redelivered here, before the rest of its key, with its metadata
+		// as received.
 		it.m.Metadata = maps.Clone(it.received)
 		if d := r.opts.RedeliveryDelay; d > 0 {
 			it.notBefore = time.Now().Add(d)
 		}
-		r.waiting = append(r.waiting, nil)
-		copy(r.waiting[1:], r.waiting)
-		r.waiting[0] = it
+		r.waiting.again(it)
 		r.signal()
 		r.mu.Unlock()
 	default:
 		// Handed back to the broker, and with it every later message of
 		// its key held here, so the broker redelivers the key in order.
 		ids := []driver.AckID{it.m.AckID}
-		r.release(it)
-		if k != "" {
-			kept := r.waiting[:0]
-			for _, w := range r.waiting {
-				if w.m.OrderingKey == k {
-					ids = append(ids, w.m.AckID)
-					r.held--
-				} else {
-					kept = append(kept, w)
-				}
+		r.held--
+		if k := it.m.OrderingKey; k != "" {
+			for _, w := range r.waiting.dropKey(k) {
+				ids = append(ids, w.m.AckID)
+				r.held--
 			}
-			clear(r.waiting[len(kept):])
-			r.waiting = kept
 		}
 		r.mu.Unlock()
 		r.nack(ids, 0)
 		r.mu.Lock()
 		r.signal()
 		r.mu.Unlock()
-	}
-}
-
-// release forgets a settled item. r.mu is held.
-func (r *Receiver) release(it *item) {
-	r.held--
-	if k := it.m.OrderingKey; k != "" && r.keyOwner[k] == it {
-		delete(r.keyOwner, k)
 	}
 }
 
@@ -363,10 +326,8 @@ func (r *Receiver) every(d time.Duration, f func()) {
 // running, so that no other member takes it meanwhile.
 func (r *Receiver) extendLeases(timeout time.Duration) {
 	r.mu.Lock()
-	ids := make([]driver.AckID, 0, len(r.waiting)+len(r.running))
-	for _, it := range r.waiting {
-		ids = append(ids, it.m.AckID)
-	}
+	ids := make([]driver.AckID, 0, r.waiting.n+len(r.running))
+	r.waiting.each(func(it *item) { ids = append(ids, it.m.AckID) })
 	for it := range r.running {
 		ids = append(ids, it.m.AckID)
 	}
@@ -412,8 +373,7 @@ func (r *Receiver) Stop(ctx context.Context) error {
 		r.helpers.Wait()
 
 		r.mu.Lock()
-		waiting := r.waiting
-		r.waiting = nil
+		waiting := r.waiting.all()
 		r.mu.Unlock()
 		if r.canNak && len(waiting) > 0 {
 			ids := make([]driver.AckID, len(waiting))

@@ -10,10 +10,6 @@ import (
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
-// DefaultSendTimeout bounds a publish whose context has no deadline when
-// the driver names no timeout of its own.
-const DefaultSendTimeout = 30 * time.Second
-
 // Sender publishes through a driver: it cuts publishes to the driver's
 // batch size, coalesces concurrent ones where the driver asks for it, and
 // sends again what failed for a transient reason until the caller's
@@ -34,9 +30,6 @@ func NewSender(t driver.Transport) *Sender {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 4
 	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultSendTimeout
-	}
 	return &Sender{t: t, opts: opts}
 }
 
@@ -45,7 +38,7 @@ var ErrClosed = errors.New("sender closed")
 
 // Send publishes msgs to topic and returns when the broker took every one,
 // or with the first failure. A message that failed for a transient reason
-// is sent again, with backoff, until ctx ends (or the driver's timeout, when
+// is sent again, with backoff, until ctx ends (or the driver's Timeout, when
 // ctx has no deadline); a message may then arrive twice, never zero times.
 func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message) error {
 	s.mu.Lock()
@@ -56,7 +49,7 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 	s.running.Add(1)
 	s.mu.Unlock()
 	defer s.running.Done()
-	if _, ok := ctx.Deadline(); !ok {
+	if _, ok := ctx.Deadline(); !ok && s.opts.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
 		defer cancel()

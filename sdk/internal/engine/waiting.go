@@ -1,0 +1,202 @@
+package engine
+
+import (
+	"container/heap"
+	"time"
+)
+
+// waiting holds the messages received and not running, so that taking the
+// next one costs O(log n) however many are held: a heap, by receive order,
+// of every unkeyed message and of the first message of each ordering key
+// that has none running. A key's other messages wait in its queue.
+type waiting struct {
+	seq     uint64
+	ready   readyHeap
+	keys    map[string]*keyQueue
+	delayed []*item // redeliveries whose time has not come
+	n       int     // messages held here, ready, queued or delayed
+}
+
+// keyQueue is one ordering key's messages, in receive order. While busy,
+// its first message is running or delayed, and none is in the heap.
+type keyQueue struct {
+	items []*item
+	busy  bool
+}
+
+func newWaiting() waiting { return waiting{keys: map[string]*keyQueue{}} }
+
+// add takes a newly received message.
+func (w *waiting) add(it *item) {
+	w.seq++
+	it.seq = w.seq
+	w.n++
+	k := it.m.OrderingKey
+	if k == "" {
+		heap.Push(&w.ready, it)
+		return
+	}
+	q := w.keys[k]
+	if q == nil {
+		q = &keyQueue{}
+		w.keys[k] = q
+	}
+	q.items = append(q.items, it)
+	if !q.busy && len(q.items) == 1 {
+		heap.Push(&w.ready, it)
+	}
+}
+
+// take returns the next message that may run, in receive order, or nil and
+// when a delayed one becomes due (zero: none is delayed).
+func (w *waiting) take(now func() time.Time) (*item, time.Time) {
+	var wake time.Time
+	if len(w.delayed) > 0 {
+		t := now()
+		kept := w.delayed[:0]
+		for _, it := range w.delayed {
+			if it.notBefore.After(t) {
+				kept = append(kept, it)
+				if wake.IsZero() || it.notBefore.Before(wake) {
+					wake = it.notBefore
+				}
+				continue
+			}
+			it.notBefore = time.Time{}
+			if q := w.keys[it.m.OrderingKey]; q != nil {
+				q.busy = false
+			}
+			heap.Push(&w.ready, it)
+		}
+		clear(w.delayed[len(kept):])
+		w.delayed = kept
+	}
+	if len(w.ready) == 0 {
+		return nil, wake
+	}
+	it := heap.Pop(&w.ready).(*item)
+	w.n--
+	if k := it.m.OrderingKey; k != "" {
+		q := w.keys[k]
+		q.items = q.items[1:]
+		q.busy = true
+	}
+	return it, time.Time{}
+}
+
+// done ends a running message's hold on its key: the key's next message
+// may run.
+func (w *waiting) done(it *item) {
+	k := it.m.OrderingKey
+	if k == "" {
+		return
+	}
+	q := w.keys[k]
+	if q == nil {
+		return
+	}
+	q.busy = false
+	if len(q.items) > 0 {
+		heap.Push(&w.ready, q.items[0])
+	} else {
+		delete(w.keys, k)
+	}
+}
+
+// again puts a running message back to run again, before the rest of its
+// key, at once or once its notBefore has come.
+func (w *waiting) again(it *item) {
+	w.n++
+	k := it.m.OrderingKey
+	if k != "" {
+		q := w.keys[k]
+		if q == nil {
+			q = &keyQueue{}
+			w.keys[k] = q
+		}
+		q.items = append([]*item{it}, q.items...)
+		q.busy = true // until it is back in the heap
+	}
+	if !it.notBefore.IsZero() {
+		w.delayed = append(w.delayed, it)
+		return
+	}
+	if k != "" {
+		w.keys[k].busy = false
+	}
+	heap.Push(&w.ready, it)
+}
+
+// dropKey removes and returns the waiting messages of key (a nack hands
+// them back with the one that failed).
+func (w *waiting) dropKey(k string) []*item {
+	q := w.keys[k]
+	if q == nil {
+		return nil
+	}
+	delete(w.keys, k)
+	if !q.busy && len(q.items) > 0 {
+		for i, it := range w.ready {
+			if it == q.items[0] {
+				heap.Remove(&w.ready, i)
+				break
+			}
+		}
+	}
+	w.n -= len(q.items)
+	return q.items
+}
+
+// all removes and returns every waiting message.
+func (w *waiting) all() []*item {
+	out := make([]*item, 0, w.n)
+	for _, it := range w.ready {
+		if it.m.OrderingKey == "" {
+			out = append(out, it)
+		}
+	}
+	for _, it := range w.delayed {
+		if it.m.OrderingKey == "" {
+			out = append(out, it)
+		}
+	}
+	for _, q := range w.keys {
+		out = append(out, q.items...)
+	}
+	*w = newWaiting()
+	return out
+}
+
+// each calls f for every waiting message.
+func (w *waiting) each(f func(*item)) {
+	for _, it := range w.ready {
+		if it.m.OrderingKey == "" {
+			f(it)
+		}
+	}
+	for _, it := range w.delayed {
+		if it.m.OrderingKey == "" {
+			f(it)
+		}
+	}
+	for _, q := range w.keys {
+		for _, it := range q.items {
+			f(it)
+		}
+	}
+}
+
+// readyHeap orders messages by receive sequence.
+type readyHeap []*item
+
+func (h readyHeap) Len() int           { return len(h) }
+func (h readyHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
+func (h readyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *readyHeap) Push(x any)        { *h = append(*h, x.(*item)) }
+func (h *readyHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return it
+}
