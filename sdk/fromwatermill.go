@@ -96,7 +96,8 @@ func (t *watermillTransport) Close() error { return t.pub.Close() }
 // *message.Message. A Watermill subscription hands out its next message
 // only once the last is settled, so each Subscribe call is one member: a
 // new one joins whenever every member holds an unsettled message and the
-// engine asks for more, up to maxWatermillMembers.
+// engine asks for more (one per handler, and one to have the next message
+// ready), up to maxWatermillMembers.
 type watermillSubscription struct {
 	sub    message.Subscriber
 	topic  string

@@ -602,3 +602,33 @@ func TestTopicLostFromTheClusterIsCreatedAgain(t *testing.T) {
 		t.Fatalf("publishing after the cluster lost the topic must create it again: %v", err)
 	}
 }
+
+// New produces with the caller's client, consumes with clients made from
+// its options, reaches it through As, leaves it open on Close, and names a
+// bad option.
+func TestNewOnTheCallersClient(t *testing.T) {
+	c := startCluster(t)
+	client, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := context.Background()
+	var ce *sdk.ConfigError
+	if _, err := kafka.New(ctx, client, map[string]string{"partitionz": "1"}); !errors.As(err, &ce) || ce.Key != "options.partitionz" {
+		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	}
+	tr, err := kafka.New(ctx, client, map[string]string{"partitions": "2", "fetch_max_wait": "20ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *kgo.Client
+	if !tr.As(&got) || got != client {
+		t.Fatal("As must reach the client New was given")
+	}
+	topic, _ := names("new")
+	testenv.RoundTrip(t, tr, topic)
+	if err := client.Ping(ctx); err != nil {
+		t.Fatalf("closing the transport must leave the caller's client open: %v", err)
+	}
+}

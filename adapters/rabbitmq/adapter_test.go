@@ -354,3 +354,36 @@ func TestOpenReturnsByItsDeadlineWhenTheBrokerNeverAnswers(t *testing.T) {
 		t.Fatalf("Open against a silent server must fail saying it got no handshake, got %v", err)
 	}
 }
+
+// New runs on the caller's connection, reaches it through As, leaves it
+// open on Close, and names a bad option.
+func TestNewOnTheCallersConnection(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := rabbitmq.New(conn, map[string]string{"prefetchh": "1"}); !isConfigError(err, "options.prefetchh") {
+		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	}
+	tr, err := rabbitmq.New(conn, map[string]string{"prefetch": "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteTopology(t, url, tr.DeclaredQueues()) })
+	var got *amqp.Connection
+	if !tr.As(&got) || got != conn {
+		t.Fatal("As must reach the connection New was given")
+	}
+	topic, _ := names("new")
+	testenv.RoundTrip(t, tr, topic)
+	if conn.IsClosed() {
+		t.Fatal("closing the transport must leave the caller's connection open")
+	}
+}
+
+func isConfigError(err error, key string) bool {
+	var ce *sdk.ConfigError
+	return errors.As(err, &ce) && ce.Key == key
+}

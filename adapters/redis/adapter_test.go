@@ -396,3 +396,28 @@ func mustTransport(t *testing.T, url string) driver.Transport {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// New runs on the caller's client, reaches it through As, leaves it open
+// on Close, and names a bad option.
+func TestNewOnTheCallersClient(t *testing.T) {
+	url := testenv.Redis(t)
+	client := rawClient(t, url)
+	ctx := context.Background()
+	var ce *sdk.ConfigError
+	if _, err := msgredis.New(ctx, client, map[string]string{"batch_sise": "1"}); !errors.As(err, &ce) || ce.Key != "options.batch_sise" {
+		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	}
+	tr, err := msgredis.New(ctx, client, map[string]string{"batch_size": "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *goredis.Client
+	if !tr.As(&got) || got != client {
+		t.Fatal("As must reach the client New was given")
+	}
+	topic, _ := names("new")
+	testenv.RoundTrip(t, tr, topic)
+	if err := client.Ping(ctx).Err(); err != nil {
+		t.Fatalf("closing the transport must leave the caller's client open: %v", err)
+	}
+}

@@ -202,3 +202,18 @@ func TestUnreachableEndpointNamesHostAndHidesSecret(t *testing.T) {
 		t.Fatalf("the error leaks the secret key: %v", err)
 	}
 }
+
+// New runs on the caller's AWS configuration and names a bad option.
+func TestNewOnTheCallersAWSConfig(t *testing.T) {
+	endpoint := testenv.AWSEndpoint(t)
+	ac := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
+	var ce *sdk.ConfigError
+	if _, err := sns.New(ac, map[string]string{"endpoint": endpoint, "prefixx": "ct-"}); !errors.As(err, &ce) || ce.Key != "options.prefixx" {
+		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	}
+	tr, err := sns.New(ac, map[string]string{"endpoint": endpoint, "prefix": "ct-", "wait_time": "1s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.RoundTrip(t, tr, topicName("new"))
+}

@@ -1,6 +1,10 @@
 package testenv
 
 import (
+	"context"
+	"testing"
+	"time"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/msgkit/msgkit/sdk"
@@ -29,4 +33,37 @@ func (t *Transport) Publisher() message.Publisher { return t.pub }
 // Subscriber returns a Watermill subscriber in group.
 func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
 	return sdk.NewWatermillSubscriber(t.Transport, group, nil), nil
+}
+
+// RoundTrip publishes a message on tr through an sdk.Client and fails the
+// test unless a subscriber of a new group gets it, id and payload intact.
+// It closes the client, and with it tr.
+func RoundTrip(t testing.TB, tr driver.Transport, topic string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := sdk.NewClient(tr)
+	defer func() {
+		if err := c.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	got := make(chan *sdk.Message, 1)
+	if _, err := c.Subscribe(ctx, topic, "roundtrip", func(_ context.Context, m *sdk.Message) error {
+		select {
+		case got <- m:
+		default:
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sent := sdk.NewMessage([]byte("round trip"))
+	if err := c.Publish(ctx, topic, sent); err != nil {
+		t.Fatal(err)
+	}
+	m := Await(t, got, "the message")
+	if m.ID != sent.ID || string(m.Payload) != "round trip" {
+		t.Fatalf("got message %s %q, want %s %q", m.ID, m.Payload, sent.ID, "round trip")
+	}
 }

@@ -129,9 +129,9 @@ type Subscription interface {
 
 // Options tunes the engine for one subscription.
 type Options struct {
-	// MaxBatch is the most messages the engine asks of ReceiveBatch, and
-	// the most it holds unsettled (or one per handler, when a subscription
-	// runs more handlers). Default 64.
+	// MaxBatch is how many messages the engine asks of ReceiveBatch. It
+	// asks once it holds no more than one message per handler, so it holds
+	// at most MaxBatch plus one per handler. Default 64.
 	MaxBatch int
 	// AckBatch is the most ids per SendAcks. Default MaxBatch.
 	AckBatch int

@@ -55,7 +55,7 @@ type Receiver struct {
 	changed  chan struct{}      // closed and replaced when work may have appeared or space freed
 	waiting  waiting            // received, not handed to a handler
 	running  map[*item]struct{} // items in a handler; kept only with a lease to extend
-	held     int                // received and not settled
+	held     int                // received, and not nacked or its ack not yet sent
 	acks     []driver.AckID     // acked, not yet sent
 	stopping bool
 
@@ -122,15 +122,16 @@ func (r *Receiver) signal() {
 	r.changed = make(chan struct{})
 }
 
-// fetch receives batches while there is room: the receiver holds at most
-// MaxBatch messages, or one per handler when there are more handlers.
+// fetch receives a full batch (MaxBatch) whenever the receiver holds no
+// more than one message per handler: the next batch arrives while the last
+// ones run, and no receive asks for less than a batch (SQS bills per call).
 func (r *Receiver) fetch() {
 	defer close(r.fetcherDone)
-	limit := max(r.opts.MaxBatch, r.cfg.Concurrency)
+	n := r.opts.MaxBatch
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
-		for r.held >= limit && !r.stopping {
+		for r.held > r.cfg.Concurrency && !r.stopping {
 			changed := r.changed
 			r.mu.Unlock()
 			<-changed
@@ -140,7 +141,6 @@ func (r *Receiver) fetch() {
 			r.mu.Unlock()
 			return
 		}
-		n := min(r.opts.MaxBatch, limit-r.held)
 		r.mu.Unlock()
 
 		msgs, err := r.sub.ReceiveBatch(r.fetchCtx, n)
@@ -234,22 +234,17 @@ func (r *Receiver) settle(it *item, acked bool) {
 	}
 	switch {
 	case acked:
-		r.held--
+		// Still held until its ack is sent (flush): a broker that hands
+		// out its next message only after an ack must not be asked for
+		// more before it has it.
 		r.waiting.done(it)
 		r.acks = append(r.acks, it.m.AckID)
-		if len(r.acks) < r.opts.AckBatch {
-			r.signal()
-			r.mu.Unlock()
-			return
+		full := len(r.acks) >= r.opts.AckBatch
+		r.signal() // its key is free
+		r.mu.Unlock()
+		if full {
+			r.flush()
 		}
-		// A full batch goes out before the fetcher hears of the room it
-		// made: a driver whose broker hands out the next message only after
-		// an ack (a Watermill subscription) must see the ack first.
-		r.mu.Unlock()
-		r.flush()
-		r.mu.Lock()
-		r.signal()
-		r.mu.Unlock()
 	case !r.canNak:
 		// Redelivered here, before the rest of its key, with its metadata
 		// as received.
@@ -304,6 +299,10 @@ func (r *Receiver) flush() {
 				"subscription", r.cfg.Where, "count", n, "error", err)
 		}
 		ids = ids[n:]
+		r.mu.Lock()
+		r.held -= n
+		r.signal()
+		r.mu.Unlock()
 	}
 }
 

@@ -256,9 +256,10 @@ func (s *orderedSub) SendAcks(ctx context.Context, a []driver.AckID) error {
 	return s.fakeSub.SendAcks(ctx, a)
 }
 
-// With AckBatch 1 an ack reaches the driver before the next ReceiveBatch:
-// a broker that hands out its next message only after an ack (a Watermill
-// subscription) must not be asked for more while it waits for one.
+// With AckBatch 1 an ack reaches the driver before the fetcher hears of
+// the room it made: a broker that hands out its next message only after an
+// ack (a Watermill subscription) must not see more unacked messages at a
+// ReceiveBatch than the engine means to hold (one per handler).
 func TestAFullAckBatchIsSentBeforeTheNextReceive(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	var msgs []*driver.Message
@@ -275,8 +276,8 @@ func TestAFullAckBatchIsSentBeforeTheNextReceive(t *testing.T) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	for i, n := range sub.found {
-		if n != 0 {
-			t.Fatalf("ReceiveBatch call %d came with %d message(s) handled but not yet acked to the driver", i, n)
+		if n > 1 {
+			t.Fatalf("ReceiveBatch call %d came with %d messages not yet acked to the driver; one handler holds at most one", i, n)
 		}
 	}
 }
