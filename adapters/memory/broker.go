@@ -181,7 +181,10 @@ func (g *group) settle(e envelope, acked bool) {
 // most common, only moves head; the space before head is reclaimed once it
 // is half the queue.
 func (g *group) takeLocked(max int) []envelope {
-	var out []envelope
+	if g.head == len(g.queue) {
+		return nil
+	}
+	out := make([]envelope, 0, min(max, len(g.queue)-g.head))
 	prefix := true // every message taken so far was at the front
 	for i := g.head; i < len(g.queue) && len(out) < max; i++ {
 		e := g.queue[i]

@@ -16,13 +16,13 @@ type subscription struct {
 	onClose func()
 
 	mu      sync.Mutex
-	held    map[uint64]envelope // by seq
+	held    map[*driver.Message]envelope // what it handed out, by the message it made of it
 	closed  bool
 	closing chan struct{}
 }
 
 func newSubscription(b *broker, g *group, onClose func()) *subscription {
-	return &subscription{b: b, g: g, onClose: onClose, held: map[uint64]envelope{}, closing: make(chan struct{})}
+	return &subscription{b: b, g: g, onClose: onClose, held: map[*driver.Message]envelope{}, closing: make(chan struct{})}
 }
 
 // ReceiveBatch takes up to max messages, waiting for the first. Messages
@@ -34,11 +34,22 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	}
 	out := make([]*driver.Message, len(envs))
 	msgs := make([]driver.Message, len(envs))
+	for i, e := range envs {
+		// Every group shares the envelope: each delivery gets its own copy
+		// for the handler to keep and change.
+		md := make(map[string]string, len(e.metadata))
+		for k, v := range e.metadata {
+			md[k] = v
+		}
+		msgs[i] = driver.Message{ID: e.id, Payload: append([]byte(nil), e.payload...), Metadata: md, OrderingKey: e.key}
+		msgs[i].AckID = &msgs[i]
+		out[i] = &msgs[i]
+	}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
-		for _, e := range envs {
-			s.held[e.seq] = e
+		for i, e := range envs {
+			s.held[out[i]] = e
 		}
 	}
 	s.mu.Unlock()
@@ -48,24 +59,14 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		}
 		return nil, nil
 	}
-	for i, e := range envs {
-		// Every group shares the envelope: each delivery gets its own copy
-		// for the handler to keep and change.
-		md := make(map[string]string, len(e.metadata))
-		for k, v := range e.metadata {
-			md[k] = v
-		}
-		msgs[i] = driver.Message{ID: e.id, Payload: append([]byte(nil), e.payload...), Metadata: md, OrderingKey: e.key, AckID: e.seq}
-		out[i] = &msgs[i]
-	}
 	return out, nil
 }
 
 func (s *subscription) settle(ids []driver.AckID, acked bool) {
 	for _, id := range ids {
 		s.mu.Lock()
-		e, ok := s.held[id.(uint64)]
-		delete(s.held, id.(uint64))
+		e, ok := s.held[id.(*driver.Message)]
+		delete(s.held, id.(*driver.Message))
 		s.mu.Unlock()
 		if ok { // not settled already, nor put back by Close
 			s.g.settle(e, acked)
@@ -106,7 +107,7 @@ func (s *subscription) Close() error {
 	s.closed = true
 	close(s.closing)
 	held := s.held
-	s.held = map[uint64]envelope{}
+	s.held = map[*driver.Message]envelope{}
 	s.mu.Unlock()
 	for _, e := range held {
 		s.g.settle(e, false)

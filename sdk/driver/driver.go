@@ -104,6 +104,7 @@ type Subscription interface {
 	ReceiveBatch(ctx context.Context, max int) ([]*Message, error)
 	// SendAcks acknowledges the messages: they are not delivered to this
 	// group again. A failure means they may be redelivered, never lost.
+	// The engine reuses ids after the call: keep none of it.
 	SendAcks(ctx context.Context, ids []AckID) error
 	// CanNack reports whether SendNacks hands messages back to the broker
 	// for redelivery. When it is false (Kafka, Redis Streams) the engine

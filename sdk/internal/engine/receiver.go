@@ -52,11 +52,13 @@ type Receiver struct {
 	cfg    Config
 
 	mu       sync.Mutex
-	changed  chan struct{}      // closed and replaced when work may have appeared or space freed
+	ready    wakeup             // workers wait here for a message they may take
+	room     wakeup             // the fetcher waits here for room to fetch
 	waiting  waiting            // received, not handed to a handler
 	running  map[*item]struct{} // items in a handler; kept only with a lease to extend
-	held     int                // received, and not nacked or its ack not yet sent
+	held     int                // received and not settled
 	acks     []driver.AckID     // acked, not yet sent
+	spare    []driver.AckID     // a sent batch's buffer, for the next
 	stopping bool
 
 	fetchCtx    context.Context
@@ -80,7 +82,7 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 	}
 	r := &Receiver{
 		sub: sub, opts: opts, canNak: sub.CanNack(), handle: handle, cfg: cfg,
-		changed: make(chan struct{}), waiting: newWaiting(),
+		waiting:     newWaiting(),
 		fetcherDone: make(chan struct{}), helpersStop: make(chan struct{}),
 	}
 	if opts.Lease > 0 {
@@ -116,25 +118,44 @@ func withDefaults(o driver.Options) driver.Options {
 	return o
 }
 
-// signal wakes everyone waiting for a change. r.mu is held.
-func (r *Receiver) signal() {
-	close(r.changed)
-	r.changed = make(chan struct{})
+// wakeup lets goroutines wait for a change under r.mu without a channel
+// made per change: one is made only when someone waits.
+type wakeup struct{ ch chan struct{} }
+
+// wait returns a channel closed by the next broadcast. r.mu is held.
+func (w *wakeup) wait() <-chan struct{} {
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
 }
 
-// fetch receives a full batch (MaxBatch) whenever the receiver holds no
-// more than one message per handler: the next batch arrives while the last
-// ones run, and no receive asks for less than a batch (SQS bills per call).
+// broadcast wakes every waiter. r.mu is held.
+func (w *wakeup) broadcast() {
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+}
+
+// roomLimit is how many messages the receiver holds before it stops
+// fetching: a batch ahead of the one being handled, or one per handler.
+func (r *Receiver) roomLimit() int { return max(r.opts.MaxBatch, r.cfg.Concurrency) }
+
+// fetch receives a full batch (MaxBatch) whenever the receiver holds at
+// most roomLimit messages: the next batch arrives while one is handled, and
+// no receive asks for less than a batch (SQS bills per call).
 func (r *Receiver) fetch() {
 	defer close(r.fetcherDone)
 	n := r.opts.MaxBatch
+	limit := r.roomLimit()
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
-		for r.held > r.cfg.Concurrency && !r.stopping {
-			changed := r.changed
+		for r.held > limit && !r.stopping {
+			room := r.room.wait()
 			r.mu.Unlock()
-			<-changed
+			<-room
 			r.mu.Lock()
 		}
 		if r.stopping {
@@ -145,9 +166,11 @@ func (r *Receiver) fetch() {
 
 		msgs, err := r.sub.ReceiveBatch(r.fetchCtx, n)
 		if len(msgs) > 0 {
+			items := make([]item, len(msgs)) // one allocation a batch
 			r.mu.Lock()
-			for _, m := range msgs {
-				it := &item{m: m}
+			for i, m := range msgs {
+				it := &items[i]
+				it.m = m
 				if !r.canNak {
 					// Redelivered here after a nack: the handler gets the
 					// metadata as received, not what the failed one wrote.
@@ -156,7 +179,7 @@ func (r *Receiver) fetch() {
 				r.waiting.add(it)
 			}
 			r.held += len(msgs)
-			r.signal()
+			r.ready.broadcast()
 			r.mu.Unlock()
 		}
 		if r.fetchCtx.Err() != nil {
@@ -206,7 +229,7 @@ func (r *Receiver) take() *item {
 			r.mu.Unlock()
 			return it
 		}
-		changed := r.changed
+		changed := r.ready.wait()
 		flush := len(r.acks) > 0
 		r.mu.Unlock()
 		if flush {
@@ -234,13 +257,23 @@ func (r *Receiver) settle(it *item, acked bool) {
 	}
 	switch {
 	case acked:
-		// Still held until its ack is sent (flush): a broker that hands
-		// out its next message only after an ack must not be asked for
-		// more before it has it.
-		r.waiting.done(it)
+		if r.waiting.done(it) {
+			r.ready.broadcast() // its key's next message may run
+		}
+		if r.opts.AckBatch == 1 {
+			// Acks one at a time: a broker that hands out its next message
+			// only after an ack (a Watermill subscription) must have it
+			// before the fetcher hears of the room.
+			r.mu.Unlock()
+			r.send([]driver.AckID{it.m.AckID})
+			r.mu.Lock()
+			r.release(1)
+			r.mu.Unlock()
+			return
+		}
+		r.release(1)
 		r.acks = append(r.acks, it.m.AckID)
 		full := len(r.acks) >= r.opts.AckBatch
-		r.signal() // its key is free
 		r.mu.Unlock()
 		if full {
 			r.flush()
@@ -253,23 +286,21 @@ func (r *Receiver) settle(it *item, acked bool) {
 			it.notBefore = time.Now().Add(d)
 		}
 		r.waiting.again(it)
-		r.signal()
+		r.ready.broadcast()
 		r.mu.Unlock()
 	default:
 		// Handed back to the broker, and with it every later message of
 		// its key held here, so the broker redelivers the key in order.
 		ids := []driver.AckID{it.m.AckID}
-		r.held--
 		if k := it.m.OrderingKey; k != "" {
 			for _, w := range r.waiting.dropKey(k) {
 				ids = append(ids, w.m.AckID)
-				r.held--
 			}
 		}
 		r.mu.Unlock()
 		r.nack(ids, 0)
 		r.mu.Lock()
-		r.signal()
+		r.release(len(ids))
 		r.mu.Unlock()
 	}
 }
@@ -286,23 +317,38 @@ func (r *Receiver) nack(ids []driver.AckID, delay time.Duration) {
 // flush sends the acks gathered so far, AckBatch at a time.
 func (r *Receiver) flush() {
 	r.mu.Lock()
-	ids := r.acks
-	r.acks = nil
+	all := r.acks
+	r.acks, r.spare = r.spare[:0], nil
 	r.mu.Unlock()
-	for len(ids) > 0 {
+	for ids := all; len(ids) > 0; {
 		n := min(len(ids), r.opts.AckBatch)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := r.sub.SendAcks(ctx, ids[:n])
-		cancel()
-		if err != nil {
-			r.cfg.Logger.Warn("messaging: sending acks failed; those messages may be delivered again",
-				"subscription", r.cfg.Where, "count", n, "error", err)
-		}
+		r.send(ids[:n])
 		ids = ids[n:]
-		r.mu.Lock()
-		r.held -= n
-		r.signal()
-		r.mu.Unlock()
+	}
+	clear(all)
+	r.mu.Lock()
+	if r.spare == nil {
+		r.spare = all[:0]
+	}
+	r.mu.Unlock()
+}
+
+// send sends one batch of acks.
+func (r *Receiver) send(ids []driver.AckID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.sub.SendAcks(ctx, ids); err != nil {
+		r.cfg.Logger.Warn("messaging: sending acks failed; those messages may be delivered again",
+			"subscription", r.cfg.Where, "count", len(ids), "error", err)
+	}
+}
+
+// release forgets n settled messages, waking the fetcher when that makes
+// room. r.mu is held.
+func (r *Receiver) release(n int) {
+	r.held -= n
+	if r.held <= r.roomLimit() {
+		r.room.broadcast()
 	}
 }
 
@@ -351,7 +397,8 @@ func (r *Receiver) Stop(ctx context.Context) error {
 	r.stopOnce.Do(func() {
 		r.mu.Lock()
 		r.stopping = true
-		r.signal()
+		r.ready.broadcast()
+		r.room.broadcast()
 		r.mu.Unlock()
 		r.stopFetch()
 		workersDone := make(chan struct{})

@@ -84,23 +84,24 @@ func (w *waiting) take(now func() time.Time) (*item, time.Time) {
 	return it, time.Time{}
 }
 
-// done ends a running message's hold on its key: the key's next message
-// may run.
-func (w *waiting) done(it *item) {
+// done ends a running message's hold on its key, and reports whether the
+// key's next message may now run.
+func (w *waiting) done(it *item) bool {
 	k := it.m.OrderingKey
 	if k == "" {
-		return
+		return false
 	}
 	q := w.keys[k]
 	if q == nil {
-		return
+		return false
 	}
 	q.busy = false
 	if len(q.items) > 0 {
 		heap.Push(&w.ready, q.items[0])
-	} else {
-		delete(w.keys, k)
+		return true
 	}
+	delete(w.keys, k)
+	return false
 }
 
 // again puts a running message back to run again, before the rest of its
