@@ -128,7 +128,11 @@ func BenchmarkKafkaPublish(b *testing.B) {
 			n := min(batchSize, b.N-sent)
 			records := make([]*kgo.Record, n)
 			for i := range records {
-				records[i] = &kgo.Record{Topic: topic, Value: payload, Headers: []kgo.RecordHeader{{Key: wkafka.UUIDHeaderKey, Value: []byte(uuid.NewString())}}}
+				// Wire-identical to the SDK's records: the id and ce-time headers.
+				records[i] = &kgo.Record{Topic: topic, Value: payload, Headers: []kgo.RecordHeader{
+					{Key: wkafka.UUIDHeaderKey, Value: []byte(uuid.NewString())},
+					{Key: sdk.KeyTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+				}}
 			}
 			if err := cl.ProduceSync(ctx, records...).FirstErr(); err != nil {
 				b.Fatal(err)

@@ -131,10 +131,12 @@ type Subscription interface {
 // Options tunes the engine for one subscription.
 type Options struct {
 	// MaxBatch is how many messages the engine asks of ReceiveBatch. It
-	// asks once it holds no more than one message per handler, so it holds
-	// at most MaxBatch plus one per handler. Default 64.
+	// asks whenever it holds no more than max(MaxBatch, handlers), so the
+	// next batch arrives while one is handled. Default 64.
 	MaxBatch int
-	// AckBatch is the most ids per SendAcks. Default MaxBatch.
+	// AckBatch is the most ids per SendAcks. Default MaxBatch. With 1,
+	// each ack is sent before the engine counts its message as gone (for
+	// brokers that hand out the next message only after an ack).
 	AckBatch int
 	// AckFlush is how long an ack may wait to be sent with others. Acks
 	// are also sent whenever the handlers run out of work. Default 100ms.
