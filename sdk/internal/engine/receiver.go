@@ -59,6 +59,7 @@ type Receiver struct {
 	held     int                // received and not settled
 	acks     []driver.AckID     // acked, not yet sent
 	spare    []driver.AckID     // a sent batch's buffer, for the next
+	flushNow chan struct{}      // asks the flusher to send the acks now
 	stopping bool
 
 	fetchCtx    context.Context
@@ -82,7 +83,7 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 	}
 	r := &Receiver{
 		sub: sub, opts: opts, canNak: sub.CanNack(), handle: handle, cfg: cfg,
-		waiting:     newWaiting(),
+		waiting: newWaiting(), flushNow: make(chan struct{}, 1),
 		fetcherDone: make(chan struct{}), helpersStop: make(chan struct{}),
 	}
 	if opts.Lease > 0 {
@@ -94,10 +95,8 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 		r.workers.Add(1)
 		go r.work()
 	}
-	// Acks that waited AckFlush go out: a slow handler must not hold back
-	// the acks of the messages before it.
 	r.helpers.Add(1)
-	go r.every(opts.AckFlush, r.flush)
+	go r.flusher(opts.AckFlush)
 	if opts.Lease > 0 {
 		r.helpers.Add(1)
 		go r.every(opts.Lease/3, func() { r.extendLeases(max(opts.Lease/3, time.Second)) })
@@ -230,12 +229,10 @@ func (r *Receiver) take() *item {
 			return it
 		}
 		changed := r.ready.wait()
-		flush := len(r.acks) > 0
-		r.mu.Unlock()
-		if flush {
-			r.flush()
-			continue
+		if len(r.acks) > 0 {
+			r.flushSoon() // nothing else is going on
 		}
+		r.mu.Unlock()
 		if wake.IsZero() {
 			<-changed
 			continue
@@ -273,11 +270,10 @@ func (r *Receiver) settle(it *item, acked bool) {
 		}
 		r.release(1)
 		r.acks = append(r.acks, it.m.AckID)
-		full := len(r.acks) >= r.opts.AckBatch
-		r.mu.Unlock()
-		if full {
-			r.flush()
+		if len(r.acks) >= r.opts.AckBatch {
+			r.flushSoon()
 		}
+		r.mu.Unlock()
 	case !r.canNak:
 		// Redelivered here, before the rest of its key, with its metadata
 		// as received.
@@ -349,6 +345,33 @@ func (r *Receiver) release(n int) {
 	r.held -= n
 	if r.held <= r.roomLimit() {
 		r.room.broadcast()
+	}
+}
+
+// flushSoon asks the flusher to send the acks gathered so far, without
+// making a worker wait for the broker's answer. r.mu is held.
+func (r *Receiver) flushSoon() {
+	select {
+	case r.flushNow <- struct{}{}:
+	default: // already asked
+	}
+}
+
+// flusher sends the acks when asked (a full batch, or the workers ran out
+// of work), and those that waited AckFlush: a slow handler must not hold
+// back the acks of the messages before it.
+func (r *Receiver) flusher(d time.Duration) {
+	defer r.helpers.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.helpersStop:
+			return
+		case <-r.flushNow:
+		case <-t.C:
+		}
+		r.flush()
 	}
 }
 
