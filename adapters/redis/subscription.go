@@ -116,9 +116,16 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 
 // read takes new entries for this consumer, blocking up to block.
 func (s *subscription) read(ctx context.Context, count int64, block time.Duration) ([]goredis.XMessage, error) {
-	streams, err := s.reader.XReadGroup(ctx, &goredis.XReadGroupArgs{
+	return s.entries(ctx, s.reader.XReadGroup(ctx, &goredis.XReadGroupArgs{
 		Group: s.group, Consumer: s.name, Streams: []string{s.topic, ">"}, Count: count, Block: max(block, time.Millisecond),
-	}).Result()
+	}))
+}
+
+// entries returns the entries an XREADGROUP of this subscription's stream
+// read; none when it timed out, and none after creating the group again
+// when it is gone.
+func (s *subscription) entries(ctx context.Context, cmd *goredis.XStreamSliceCmd) ([]goredis.XMessage, error) {
+	streams, err := cmd.Result()
 	switch {
 	case errors.Is(err, goredis.Nil):
 		return nil, nil
@@ -144,21 +151,14 @@ func (s *subscription) recreateGroup(ctx context.Context) error {
 // hold: entries the server assigned to it by an XREADGROUP whose reply was
 // lost with the connection. Without this they would wait claim_idle.
 func (s *subscription) readOwnPending(ctx context.Context, count int64) ([]goredis.XMessage, error) {
-	streams, err := s.t.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
+	pending, err := s.entries(ctx, s.t.client.XReadGroup(ctx, &goredis.XReadGroupArgs{
 		Group: s.group, Consumer: s.name, Streams: []string{s.topic, "0"}, Count: count,
-	}).Result()
-	switch {
-	case errors.Is(err, goredis.Nil):
-		return nil, nil
-	case isNoGroup(err):
-		return nil, s.recreateGroup(ctx)
-	case err != nil:
+	}))
+	if err != nil {
 		return nil, err
-	case len(streams) == 0:
-		return nil, nil
 	}
 	var lost []goredis.XMessage
-	for _, xm := range streams[0].Messages {
+	for _, xm := range pending {
 		if _, held := s.held.Load(xm.ID); !held && xm.Values != nil {
 			lost = append(lost, xm)
 		}
