@@ -142,7 +142,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	if len(msgs) == 0 {
 		return nil
 	}
-	now := c.now()
+	now, nowText := c.now(), ""
 	parent := Consumed(ctx)
 	l := c.limits()
 	structs := make([]driver.Message, len(msgs))
@@ -153,7 +153,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		}
 		m.inheritFrom(parent)
 		dm := &structs[i]
-		NewOutgoing(m, now).fill(dm)
+		newOutgoing(m, now, &nowText).fill(dm)
 		if err := l.check(dm); err != nil {
 			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, dm.ID, err)
 		}

@@ -21,15 +21,26 @@ type Outgoing struct {
 // itself, such as the outbox. Like ToWatermill it gives a
 // message without an ID a new one, which it does not set on m.
 func NewOutgoing(m *Message, now time.Time) Outgoing {
+	var nowText string
+	return newOutgoing(m, now, &nowText)
+}
+
+// newOutgoing is NewOutgoing with now formatted at most once for all the
+// messages of a call that share it (*nowText, "" until first needed).
+func newOutgoing(m *Message, now time.Time, nowText *string) Outgoing {
 	o := Outgoing{m: m, id: m.ID}
 	if o.id == "" {
 		o.id = uuid.NewString()
 	}
-	t := m.Time
-	if t.IsZero() {
-		t = now
+	switch {
+	case !m.Time.IsZero():
+		o.time = m.Time.UTC().Format(keyTimeLayout)
+	case *nowText != "":
+		o.time = *nowText
+	default:
+		*nowText = now.UTC().Format(keyTimeLayout)
+		o.time = *nowText
 	}
-	o.time = t.UTC().Format(keyTimeLayout)
 	return o
 }
 
