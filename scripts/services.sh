@@ -72,6 +72,7 @@ case "${1:-up}" in
     if ! listening 5432 && [ -d /etc/postgresql ]; then
       start PostgreSQL 5432 30 pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
     fi
+    start NATS 4222 20 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
     start MariaDB 3306 30 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
     emulator kfake 19092 -port 19092
     emulator goaws 4100 -addr 127.0.0.1:4100 -config internal/emulator/goaws/goaws.yaml

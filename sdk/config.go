@@ -47,10 +47,10 @@ const (
 //	  prefetch: 100
 type Config struct {
 	// Driver is the registered driver name: memory, rabbitmq, redis, kafka,
-	// sqs, sns. Empty means DefaultDriver.
+	// nats, sqs, sns. Empty means DefaultDriver.
 	Driver string
 	// URL locates the broker; its form is the driver's (amqp://, redis://,
-	// kafka://host:port, an AWS endpoint). It may hold credentials: it is
+	// kafka://host:port, nats://, an AWS endpoint). It may hold credentials: it is
 	// redacted whenever the config is printed.
 	URL string
 	// ShutdownTimeout bounds Client.Close when the context passed to Close

@@ -79,6 +79,7 @@ var adapterPackages = map[string]string{
 	"rabbitmq": "github.com/msgkit/msgkit/adapters/rabbitmq",
 	"redis":    "github.com/msgkit/msgkit/adapters/redis",
 	"kafka":    "github.com/msgkit/msgkit/adapters/kafka",
+	"nats":     "github.com/msgkit/msgkit/adapters/nats",
 	"sqs":      "github.com/msgkit/msgkit/adapters/sqs",
 	"sns":      "github.com/msgkit/msgkit/adapters/sns",
 }

@@ -7,6 +7,7 @@ package all
 import (
 	_ "github.com/msgkit/msgkit/adapters/kafka"    // registers "kafka"
 	_ "github.com/msgkit/msgkit/adapters/memory"   // registers "memory"
+	_ "github.com/msgkit/msgkit/adapters/nats"     // registers "nats"
 	_ "github.com/msgkit/msgkit/adapters/rabbitmq" // registers "rabbitmq"
 	_ "github.com/msgkit/msgkit/adapters/redis"    // registers "redis"
 	_ "github.com/msgkit/msgkit/adapters/sns"      // registers "sns"

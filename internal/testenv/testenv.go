@@ -17,6 +17,7 @@ import (
 const (
 	DefaultRabbitMQURL = "amqp://guest:guest@127.0.0.1:5672/"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+	DefaultNATSURL     = "nats://127.0.0.1:4222"
 )
 
 // InCI reports whether the tests run under CI (CI=true), where a missing
@@ -64,6 +65,16 @@ func Redis(tb testing.TB) string {
 	RequireTCP(tb, "Redis", Getenv("MSGKIT_TEST_REDIS_ADDR", "127.0.0.1:6379"),
 		`redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log`)
 	return Getenv("MSGKIT_TEST_REDIS_URL", DefaultRedisURL)
+}
+
+// NATS returns the NATS URL for tests (MSGKIT_TEST_NATS_URL or the local
+// default), after checking the server answers. The server must run with
+// JetStream (-js).
+func NATS(tb testing.TB) string {
+	tb.Helper()
+	RequireTCP(tb, "NATS", Getenv("MSGKIT_TEST_NATS_ADDR", "127.0.0.1:4222"),
+		"start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log")
+	return Getenv("MSGKIT_TEST_NATS_URL", DefaultNATSURL)
 }
 
 // Eventually polls cond every interval until it holds or timeout passes,

@@ -1,0 +1,139 @@
+package nats
+
+import (
+	"encoding/base64"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// Message layout, the same as watermill-nats writes, readable by any NATS
+// client:
+//
+//	data                     the payload bytes
+//	_watermill_message_uuid  header: the message id
+//	<key>                    one header per metadata entry
+//
+// NATS headers are text lines: a name is printable ASCII without
+// "()/,:;<=>?@[\]{}" and a value loses leading whitespace and line breaks.
+// So that every key and value arrives exactly as sent, a name that is not a
+// valid header name is written as keyPrefix+base64url(name), and a value
+// that would not survive (or that starts like an encoded one) as an RFC 2047
+// encoded word, =?UTF-8?B?<base64>?=.
+const (
+	headerID    = "_watermill_message_uuid"
+	keyPrefix   = "Msgkit-B64-"
+	wordPrefix  = "=?UTF-8?B?"
+	wordSuffix  = "?="
+	natsPrefix  = "Nats-" // the server's own headers (Nats-Msg-Id, Nats-Expected-*)
+	idSeparator = "-"
+)
+
+func encode(topic string, m *driver.Message) *nats.Msg {
+	h := make(nats.Header, len(m.Metadata)+1)
+	h[headerID] = []string{m.ID}
+	for k, v := range m.Metadata {
+		h[encodeKey(k)] = []string{encodeValue(v)}
+	}
+	return &nats.Msg{Subject: topic, Header: h, Data: m.Payload}
+}
+
+// decode rebuilds a received message. One from another producer without an
+// id header takes its Nats-Msg-Id, or else stream-sequence: the same on
+// every redelivery.
+func decode(stream string, seq uint64, h nats.Header, data []byte) *driver.Message {
+	m := &driver.Message{Payload: data, Metadata: make(map[string]string, len(h))}
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		if k == headerID {
+			m.ID = vs[0]
+			continue
+		}
+		if hasNatsPrefix(k) {
+			if k == "Nats-Msg-Id" && m.ID == "" {
+				m.ID = vs[0]
+			}
+			continue
+		}
+		m.Metadata[decodeKey(k)] = decodeValue(strings.Join(vs, ","))
+	}
+	if m.ID == "" {
+		m.ID = stream + idSeparator + strconv.FormatUint(seq, 10)
+	}
+	if m.Payload == nil {
+		m.Payload = []byte{}
+	}
+	return m
+}
+
+func encodeKey(k string) string {
+	if validKey(k) && !strings.HasPrefix(k, keyPrefix) && !hasNatsPrefix(k) && k != headerID {
+		return k
+	}
+	return keyPrefix + base64.RawURLEncoding.EncodeToString([]byte(k))
+}
+
+func decodeKey(k string) string {
+	if rest, ok := strings.CutPrefix(k, keyPrefix); ok {
+		if b, err := base64.RawURLEncoding.DecodeString(rest); err == nil {
+			return string(b)
+		}
+	}
+	return k
+}
+
+// hasNatsPrefix reports whether k names one of the server's own headers,
+// which metadata must never set (Nats-Msg-Id would make the server drop
+// messages as duplicates) and which are not metadata when received.
+func hasNatsPrefix(k string) bool {
+	return len(k) >= len(natsPrefix) && strings.EqualFold(k[:len(natsPrefix)], natsPrefix)
+}
+
+func validKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c < 33 || c > 126 || strings.IndexByte(`"()/,:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func encodeValue(v string) string {
+	if safeValue(v) {
+		return v
+	}
+	return wordPrefix + base64.StdEncoding.EncodeToString([]byte(v)) + wordSuffix
+}
+
+func decodeValue(v string) string {
+	if strings.HasPrefix(v, wordPrefix) && strings.HasSuffix(v, wordSuffix) && len(v) >= len(wordPrefix)+len(wordSuffix) {
+		if b, err := base64.StdEncoding.DecodeString(v[len(wordPrefix) : len(v)-len(wordSuffix)]); err == nil {
+			return string(b)
+		}
+	}
+	return v
+}
+
+// safeValue reports whether v arrives unchanged as a header value: no line
+// breaks or NULs, no whitespace at either end, nothing that reads as an
+// encoded word.
+func safeValue(v string) bool {
+	if v == "" {
+		return true
+	}
+	if isSpace(v[0]) || isSpace(v[len(v)-1]) || strings.HasPrefix(v, "=?") {
+		return false
+	}
+	return strings.IndexAny(v, "\r\n\x00") < 0
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

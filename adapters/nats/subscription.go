@@ -1,0 +1,325 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// subscription is one member of a group: it pulls from the group's durable
+// consumer. One pull request for up to batch_size messages is open at a
+// time, for up to fetch_wait; ReceiveBatch returns what has arrived of it so
+// far, so a backlog comes in full batches and a trickle with no added
+// latency. Replies to every pull come to one inbox subscription that lives
+// as long as the subscription: a message the server sent to a pull is
+// never dropped on the way because the pull was given up.
+type subscription struct {
+	t            *Transport
+	topic, group string
+	inbox        string // pulls are answered on inbox.<pull number>
+	sub          *nats.Subscription
+
+	mu      sync.Mutex
+	next    string    // the consumer's next-message API subject
+	pull    uint64    // number of the open pull
+	left    int       // messages the open pull may still bring; 0: none open
+	expires time.Time // when the server ends the open pull
+	held    map[*nats.Msg]struct{}
+	closed  bool
+}
+
+func newSubscription(t *Transport, topic, group string, c jetstream.Consumer) (*subscription, error) {
+	s := &subscription{t: t, topic: topic, group: group, inbox: t.nc.NewInbox(), held: map[*nats.Msg]struct{}{}}
+	s.setConsumer(c)
+	var err error
+	if s.sub, err = t.nc.SubscribeSync(s.inbox + ".*"); err != nil {
+		return nil, fmt.Errorf("nats: subscribe to the pull inbox for %q: %w", topic, err)
+	}
+	return s, nil
+}
+
+func (s *subscription) setConsumer(c jetstream.Consumer) {
+	info := c.CachedInfo()
+	s.mu.Lock()
+	s.next = "$JS.API.CONSUMER.MSG.NEXT." + info.Stream + "." + info.Name
+	s.left = 0
+	s.mu.Unlock()
+}
+
+// ReceiveBatch opens a pull when none is open, waits for its first message
+// and returns it with every other that has arrived.
+func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	s.mu.Lock()
+	if s.left == 0 || time.Now().After(s.expires) {
+		s.pull++
+		s.left, s.expires = max, time.Now().Add(s.t.s.fetchWait)
+		req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, max, s.t.s.fetchWait.Nanoseconds())
+		err := s.t.nc.PublishRequest(s.next, s.inbox+"."+strconv.FormatUint(s.pull, 10), []byte(req))
+		s.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
+		}
+	} else {
+		s.mu.Unlock()
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.t.s.fetchWait+time.Second)
+	m, err := s.sub.NextMsgWithContext(wctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		s.mu.Lock()
+		s.left = 0 // the server's answer to the pull is overdue: pull again
+		s.mu.Unlock()
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
+	}
+	var out []*driver.Message
+	for {
+		dm, err := s.take(ctx, m)
+		if err != nil {
+			return out, err
+		}
+		if dm != nil {
+			out = append(out, dm)
+		}
+		if n, _, _ := s.sub.Pending(); n == 0 || len(out) >= max {
+			return out, nil
+		}
+		if m, err = s.sub.NextMsg(0); err != nil {
+			return out, nil
+		}
+	}
+}
+
+// take returns the message m carries, or nil for a status: the pull ended
+// (408 at its expiry, 409 for a consumer deleted or a leader change) or
+// could not be served (503: the consumer or JetStream is gone).
+func (s *subscription) take(ctx context.Context, m *nats.Msg) (*driver.Message, error) {
+	status := m.Header.Get("Status")
+	if status == "" || len(m.Data) > 0 {
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, nil // not a stream message: nothing to deliver or ack
+		}
+		dm := decode(md.Stream, md.Sequence.Stream, m.Header, m.Data)
+		dm.AckID = m
+		s.mu.Lock()
+		s.held[m] = struct{}{}
+		if s.left > 0 { // a stream message carries its own subject, not the pull's: count it against the open pull
+			s.left--
+		}
+		s.mu.Unlock()
+		return dm, nil
+	}
+	s.mu.Lock()
+	current := strings.HasSuffix(m.Subject, "."+strconv.FormatUint(s.pull, 10))
+	if status == "100" || !current {
+		s.mu.Unlock()
+		return nil, nil // a heartbeat, or the end of an earlier pull
+	}
+	s.left = 0
+	s.mu.Unlock()
+	switch desc := m.Header.Get("Description"); {
+	case status == "503", status == "409" && strings.Contains(desc, "Deleted"):
+		s.t.forget(s.topic)
+		c, err := s.t.consumer(ctx, s.topic, s.group)
+		if err != nil {
+			return nil, fmt.Errorf("nats: the consumer of group %q on %q is gone (%s %s) and creating it again failed: %w", s.group, s.topic, status, desc, err)
+		}
+		slog.Default().Warn("nats: consumer was missing; created it again", "topic", s.topic, "group", s.group)
+		s.setConsumer(c)
+	case status == "409" && strings.Contains(desc, "MaxWaiting"):
+		return nil, fmt.Errorf("nats: pull from %q for group %q refused: %s %s (too many members pulling at once; raise the consumer's max_waiting)", s.topic, s.group, status, desc)
+	}
+	return nil, nil
+}
+
+var (
+	ack = []byte("+ACK")
+	nak = []byte("-NAK")
+	wpi = []byte("+WPI")
+)
+
+// settle sends body to each message's ack subject, stops holding them, and
+// flushes, so that the server has them all by the time it returns.
+func (s *subscription) settle(ctx context.Context, what string, ids []driver.AckID, body []byte) error {
+	var first error
+	s.mu.Lock()
+	for _, id := range ids {
+		m := id.(*nats.Msg)
+		delete(s.held, m)
+		if err := s.t.nc.Publish(m.Reply, body); err != nil && first == nil {
+			first = err
+		}
+	}
+	s.mu.Unlock()
+	if first == nil {
+		first = s.t.nc.FlushWithContext(ctx)
+	}
+	if first != nil {
+		return fmt.Errorf("nats: %s %d messages of %q for group %q: %w", what, len(ids), s.topic, s.group, first)
+	}
+	return nil
+}
+
+// SendAcks acks each message and flushes the connection.
+func (s *subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
+	return s.settle(ctx, "ack", ids, ack)
+}
+
+// CanNack: a NAK hands a message back to the consumer.
+func (s *subscription) CanNack() bool { return true }
+
+// SendNacks NAKs each message, with the delay when there is one.
+func (s *subscription) SendNacks(ctx context.Context, ids []driver.AckID, delay time.Duration) error {
+	body := nak
+	if delay > 0 {
+		body = fmt.Appendf(nil, `-NAK {"delay":%d}`, delay.Nanoseconds())
+	}
+	return s.settle(ctx, "nack", ids, body)
+}
+
+// ExtendAcks tells the server the messages are still being worked on,
+// which restarts their ack_wait.
+func (s *subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error {
+	for _, id := range ids {
+		if err := s.t.nc.Publish(id.(*nats.Msg).Reply, wpi); err != nil {
+			return fmt.Errorf("nats: extend ack_wait on %q for group %q: %w", s.topic, s.group, err)
+		}
+	}
+	return s.t.nc.FlushWithContext(ctx)
+}
+
+// Options: batch_size per pull, and ack_wait as the lease the engine keeps
+// alive.
+func (s *subscription) Options() driver.Options {
+	return driver.Options{MaxBatch: s.t.s.batchSize, Lease: s.t.s.ackWait}
+}
+
+// Close stops pulling and hands back what the subscription holds: the
+// messages it returned and nobody settled, those that arrived and were not
+// returned, and those the open pull still brings. The server would send a
+// NAKed message straight back to the open pull, so the NAKs go out when
+// that pull ends (within fetch_wait), from a goroutine the transport waits
+// for when it closes; Close itself does not wait.
+func (s *subscription) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	back := make([]driver.AckID, 0, len(s.held))
+	for m := range s.held {
+		back = append(back, m)
+	}
+	open, until := s.left > 0, s.expires.Add(time.Second)
+	s.mu.Unlock()
+	s.t.untrack(s)
+	s.t.lingering.Add(1)
+	go func() {
+		defer s.t.lingering.Done()
+		defer s.sub.Unsubscribe()
+		for {
+			if n, _, _ := s.sub.Pending(); n == 0 && !open {
+				break
+			}
+			ctx, cancel := context.WithDeadline(context.Background(), until)
+			stop := context.AfterFunc(s.t.closing, cancel)
+			m, err := s.sub.NextMsgWithContext(ctx)
+			stop()
+			cancel()
+			if err != nil {
+				break
+			}
+			if dm, _ := s.take(context.Background(), m); dm != nil {
+				back = append(back, dm.AckID)
+			}
+			s.mu.Lock()
+			open = s.left > 0
+			s.mu.Unlock()
+		}
+		if len(back) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.settle(ctx, "hand back", back, nak); err != nil {
+				slog.Default().Warn("nats: handing back unsettled messages on close failed; they come back after ack_wait", "topic", s.topic, "error", err)
+			}
+		}
+	}()
+	return nil
+}
+
+// replySubscription reads a private reply subject on core NATS: no stream,
+// nothing to ack, nothing redelivered by the server.
+type replySubscription struct {
+	t   *Transport
+	sub *nats.Subscription
+	n   atomic.Uint64 // numbers replies that arrive without an id
+}
+
+func (r *replySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	wctx, cancel := context.WithTimeout(ctx, r.t.s.fetchWait)
+	m, err := r.sub.NextMsgWithContext(wctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("nats: read reply subject %q: %w", r.sub.Subject, err)
+	}
+	out := []*driver.Message{r.decode(m)}
+	for len(out) < max {
+		if n, _, _ := r.sub.Pending(); n == 0 {
+			break
+		}
+		if m, err = r.sub.NextMsg(0); err != nil {
+			break
+		}
+		out = append(out, r.decode(m))
+	}
+	return out, nil
+}
+
+func (r *replySubscription) decode(m *nats.Msg) *driver.Message {
+	dm := decode(m.Subject, r.n.Add(1), m.Header, m.Data)
+	dm.AckID = strconv.FormatUint(r.n.Load(), 10)
+	return dm
+}
+
+func (r *replySubscription) SendAcks(context.Context, []driver.AckID) error { return nil }
+func (r *replySubscription) CanNack() bool                                  { return false }
+func (r *replySubscription) SendNacks(context.Context, []driver.AckID, time.Duration) error {
+	return errors.New("nats: SendNacks called on a reply subscription, which cannot nack")
+}
+func (r *replySubscription) ExtendAcks(context.Context, []driver.AckID) error { return nil }
+func (r *replySubscription) Options() driver.Options                          { return driver.Options{} }
+
+func (r *replySubscription) Close() error {
+	defer r.t.untrack(r)
+	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		return fmt.Errorf("nats: unsubscribe from %q: %w", r.sub.Subject, err)
+	}
+	return nil
+}
+
+var (
+	_ driver.Subscription = (*subscription)(nil)
+	_ driver.Subscription = (*replySubscription)(nil)
+)

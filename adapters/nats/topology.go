@@ -1,0 +1,134 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A topic is a subject, stored by the stream that captures it: a stream a
+// platform team made for it (orders.> for orders.created, say), found by
+// subject, or else a stream of its own named after it. Streams per topic
+// keep retention, limits and deletion per topic, and keep core NATS
+// traffic such as reply subjects out of every stream.
+
+// checkSubject refuses a topic that is not a literal NATS subject.
+func checkSubject(topic string) error {
+	if topic == "" {
+		return errors.New("nats: topic is empty")
+	}
+	for _, tok := range strings.Split(topic, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			return fmt.Errorf("nats: topic %q is not a NATS subject: use dot-separated tokens without spaces, empty tokens or the wildcards * and >", topic)
+		}
+	}
+	return nil
+}
+
+// objectName makes a stream or consumer name from s: names may not hold
+// '.', '*', '>', whitespace or path separators, so any other byte than
+// letters, digits, '-' and '_' becomes '_', and a hash of s is added when
+// one did, so that distinct topics never share a name.
+func objectName(s string) string {
+	var b strings.Builder
+	changed := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '-' || c == '_' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('_')
+			changed = true
+		}
+	}
+	if changed {
+		h := fnv.New32a()
+		h.Write([]byte(s))
+		fmt.Fprintf(&b, "_%08x", h.Sum32())
+	}
+	return b.String()
+}
+
+// stream returns the stream that stores topic, creating one when no stream
+// captures it. Found streams are remembered; forget drops one that has
+// gone.
+func (t *Transport) stream(ctx context.Context, topic string) (jetstream.Stream, error) {
+	if s, ok := t.streams.Load(topic); ok {
+		return s.(jetstream.Stream), nil
+	}
+	if err := checkSubject(topic); err != nil {
+		return nil, err
+	}
+	name, err := t.js.StreamNameBySubject(ctx, topic)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		name, err = objectName(topic), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats: look up the stream of %q on %s: %w", topic, t.s.where(), err)
+	}
+	s, err := t.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = t.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: name, Subjects: []string{topic}, Storage: t.s.storage, Replicas: t.s.replicas,
+			Retention: jetstream.LimitsPolicy, MaxAge: t.s.retention, MaxMsgs: orUnlimited(t.s.maxLen),
+			Discard: jetstream.DiscardOld,
+		})
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			s, err = t.js.Stream(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats: stream %q for topic %q on %s: %w", name, topic, t.s.where(), err)
+	}
+	t.streams.Store(topic, s)
+	return s, nil
+}
+
+func (t *Transport) forget(topic string) { t.streams.Delete(topic) }
+
+func orUnlimited(n int64) int64 {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// consumer returns the group's durable pull consumer on topic's stream,
+// creating it when it does not exist. One that exists is used as it is: a
+// group's start position and the platform's settings are not changed
+// under it.
+func (t *Transport) consumer(ctx context.Context, topic, group string) (jetstream.Consumer, error) {
+	s, err := t.stream(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	name := objectName(group)
+	if subjects := s.CachedInfo().Config.Subjects; len(subjects) != 1 || subjects[0] != topic {
+		name = objectName(group + "." + topic) // a shared stream: one consumer per group and topic
+	}
+	c, err := s.Consumer(ctx, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		policy := jetstream.DeliverNewPolicy
+		if t.s.startOldest {
+			policy = jetstream.DeliverAllPolicy
+		}
+		c, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable: name, FilterSubject: topic, AckPolicy: jetstream.AckExplicitPolicy, AckWait: t.s.ackWait,
+			MaxAckPending: t.s.maxAck, DeliverPolicy: policy, MaxDeliver: -1,
+		})
+		if errors.Is(err, jetstream.ErrConsumerExists) {
+			c, err = s.Consumer(ctx, name)
+		}
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.forget(topic)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("nats: consumer %q of group %q on topic %q at %s: %w", name, group, topic, t.s.where(), err)
+	}
+	return c, nil
+}
