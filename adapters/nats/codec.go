@@ -34,9 +34,12 @@ const (
 
 func encode(topic string, m *driver.Message) *nats.Msg {
 	h := make(nats.Header, len(m.Metadata)+1)
-	h[headerID] = []string{m.ID}
+	vals := make([]string, 1, len(m.Metadata)+1) // one allocation for every header's value slice
+	vals[0] = m.ID
+	h[headerID] = vals[0:1:1]
 	for k, v := range m.Metadata {
-		h[encodeKey(k)] = []string{encodeValue(v)}
+		vals = append(vals, encodeValue(v))
+		h[encodeKey(k)] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	return &nats.Msg{Subject: topic, Header: h, Data: m.Payload}
 }

@@ -18,25 +18,87 @@ import (
 )
 
 // subscription is one member of a group: it pulls from the group's durable
-// consumer. One pull request for up to batch_size messages is open at a
-// time, for up to fetch_wait; ReceiveBatch returns what has arrived of it so
-// far, so a backlog comes in full batches and a trickle with no added
-// latency. Replies to every pull come to one inbox subscription that lives
-// as long as the subscription: a message the server sent to a pull is
-// never dropped on the way because the pull was given up.
+// consumer. Pull requests for up to batch_size messages each stay open for
+// up to fetch_wait; the next is sent when half of the open ones' messages
+// have come, so the server always has one to fill. ReceiveBatch returns
+// what has arrived so far, so a backlog comes in full batches and a trickle
+// with no added latency. Replies to every pull come to one inbox
+// subscription that lives as long as the subscription: a message the
+// server sent to a pull is never dropped on the way because the pull was
+// given up.
 type subscription struct {
 	t            *Transport
 	topic, group string
 	inbox        string // pulls are answered on inbox.<pull number>
 	sub          *nats.Subscription
 
-	mu      sync.Mutex
-	next    string    // the consumer's next-message API subject
-	pull    uint64    // number of the open pull
-	left    int       // messages the open pull may still bring; 0: none open
-	expires time.Time // when the server ends the open pull
-	held    map[*nats.Msg]struct{}
-	closed  bool
+	mu     sync.Mutex
+	next   string // the consumer's next-message API subject
+	pulls  pulls
+	held   map[*nats.Msg]struct{}
+	closed bool
+}
+
+// pulls are the open pull requests, oldest first. The server fills them in
+// that order, and a stream message carries its own subject, not the pull's,
+// so each message is counted against the oldest.
+type pulls struct {
+	last uint64 // number of the newest pull
+	open []pull
+}
+
+type pull struct {
+	n       uint64
+	left    int       // messages it may still bring
+	expires time.Time // when the server ends it
+}
+
+// left is how many messages the open pulls may still bring, forgetting
+// those whose answer is overdue.
+func (p *pulls) left(now time.Time) int {
+	n := 0
+	keep := p.open[:0]
+	for _, q := range p.open {
+		if q.left > 0 && now.Before(q.expires.Add(time.Second)) {
+			keep = append(keep, q)
+			n += q.left
+		}
+	}
+	p.open = keep
+	return n
+}
+
+func (p *pulls) add(max int, wait time.Duration) uint64 {
+	p.last++
+	p.open = append(p.open, pull{n: p.last, left: max, expires: time.Now().Add(wait)})
+	return p.last
+}
+
+func (p *pulls) got() {
+	for i := range p.open {
+		if p.open[i].left > 0 {
+			p.open[i].left--
+			return
+		}
+	}
+}
+
+// end forgets the pull whose reply subject is subject.
+func (p *pulls) end(subject string) {
+	for i, q := range p.open {
+		if strings.HasSuffix(subject, "."+strconv.FormatUint(q.n, 10)) {
+			p.open = append(p.open[:i], p.open[i+1:]...)
+			return
+		}
+	}
+}
+
+// until is when the newest open pull's answer is overdue.
+func (p *pulls) until() time.Time {
+	if len(p.open) == 0 {
+		return time.Now()
+	}
+	return p.open[len(p.open)-1].expires.Add(time.Second)
 }
 
 func newSubscription(t *Transport, topic, group string, c jetstream.Consumer) (*subscription, error) {
@@ -53,37 +115,27 @@ func (s *subscription) setConsumer(c jetstream.Consumer) {
 	info := c.CachedInfo()
 	s.mu.Lock()
 	s.next = "$JS.API.CONSUMER.MSG.NEXT." + info.Stream + "." + info.Name
-	s.left = 0
+	s.pulls.open = nil
 	s.mu.Unlock()
 }
 
 // ReceiveBatch opens a pull when none is open, waits for its first message
 // and returns it with every other that has arrived.
 func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
-	s.mu.Lock()
-	if s.left == 0 || time.Now().After(s.expires) {
-		s.pull++
-		s.left, s.expires = max, time.Now().Add(s.t.s.fetchWait)
-		req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, max, s.t.s.fetchWait.Nanoseconds())
-		err := s.t.nc.PublishRequest(s.next, s.inbox+"."+strconv.FormatUint(s.pull, 10), []byte(req))
-		s.mu.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
-		}
-	} else {
-		s.mu.Unlock()
+	if err := s.pullMore(max); err != nil {
+		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.t.s.fetchWait+time.Second)
+	s.mu.Lock()
+	until := s.pulls.until()
+	s.mu.Unlock()
+	wctx, cancel := context.WithDeadline(ctx, until)
 	m, err := s.sub.NextMsgWithContext(wctx)
 	cancel()
 	switch {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
-		s.mu.Lock()
-		s.left = 0 // the server's answer to the pull is overdue: pull again
-		s.mu.Unlock()
-		return nil, nil
+		return nil, nil // the pulls' answers are overdue; the next call forgets them and pulls again
 	case err != nil:
 		return nil, fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
 	}
@@ -97,12 +149,29 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 			out = append(out, dm)
 		}
 		if n, _, _ := s.sub.Pending(); n == 0 || len(out) >= max {
-			return out, nil
+			return out, s.pullMore(max)
 		}
 		if m, err = s.sub.NextMsg(0); err != nil {
 			return out, nil
 		}
 	}
+}
+
+// pullMore sends a pull for max messages when the open ones may bring no
+// more than half that many.
+func (s *subscription) pullMore(max int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pulls.left(time.Now()) > max/2 {
+		return nil
+	}
+	n := s.pulls.add(max, s.t.s.fetchWait)
+	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, max, s.t.s.fetchWait.Nanoseconds())
+	if err := s.t.nc.PublishRequest(s.next, s.inbox+"."+strconv.FormatUint(n, 10), []byte(req)); err != nil {
+		s.pulls.end(s.inbox + "." + strconv.FormatUint(n, 10))
+		return fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
+	}
+	return nil
 }
 
 // take returns the message m carries, or nil for a status: the pull ended
@@ -119,19 +188,15 @@ func (s *subscription) take(ctx context.Context, m *nats.Msg) (*driver.Message, 
 		dm.AckID = m
 		s.mu.Lock()
 		s.held[m] = struct{}{}
-		if s.left > 0 { // a stream message carries its own subject, not the pull's: count it against the open pull
-			s.left--
-		}
+		s.pulls.got()
 		s.mu.Unlock()
 		return dm, nil
 	}
-	s.mu.Lock()
-	current := strings.HasSuffix(m.Subject, "."+strconv.FormatUint(s.pull, 10))
-	if status == "100" || !current {
-		s.mu.Unlock()
-		return nil, nil // a heartbeat, or the end of an earlier pull
+	if status == "100" {
+		return nil, nil // a heartbeat
 	}
-	s.left = 0
+	s.mu.Lock()
+	s.pulls.end(m.Subject)
 	s.mu.Unlock()
 	switch desc := m.Header.Get("Description"); {
 	case status == "503", status == "409" && strings.Contains(desc, "Deleted"):
@@ -227,7 +292,7 @@ func (s *subscription) Close() error {
 	for m := range s.held {
 		back = append(back, m)
 	}
-	open, until := s.left > 0, s.expires.Add(time.Second)
+	open, until := s.pulls.left(time.Now()) > 0, s.pulls.until()
 	s.mu.Unlock()
 	s.t.untrack(s)
 	s.t.lingering.Add(1)
@@ -250,7 +315,7 @@ func (s *subscription) Close() error {
 				back = append(back, dm.AckID)
 			}
 			s.mu.Lock()
-			open = s.left > 0
+			open = s.pulls.left(time.Now()) > 0
 			s.mu.Unlock()
 		}
 		if len(back) > 0 {
