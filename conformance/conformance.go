@@ -104,6 +104,7 @@ var suite = []guaranteeTest{
 	{"TestNackRedelivers", always, testNackRedelivers, false},
 	{"TestHandlerErrorRedelivers", always, testHandlerErrorRedelivers, false},
 	{"TestHandlerPanicRedelivers", always, testHandlerPanicRedelivers, false},
+	{"TestFailingMessageBacksOff", always, testFailingMessageBacksOff, false},
 	{"TestUnackedMessageRedeliveredAfterSubscriberClose", always, testUnackedRedeliveredAfterClose, false},
 	// Fidelity.
 	{"TestEmptyPayloadRoundTrips", always, testEmptyPayload, false},

@@ -148,3 +148,34 @@ func testUnackedRedeliveredAfterClose(e *env) {
 	}
 	ack(e.t, again)
 }
+
+// testFailingMessageBacksOff: a message whose handler keeps failing comes
+// back more and more slowly, not in a hot loop, and keeps coming back.
+func testFailingMessageBacksOff(e *env) {
+	c := e.client() // the default nack backoff: 100ms, doubling
+	var calls atomic.Int32
+	second := make(chan struct{})
+	_, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(context.Context, *sdk.Message) error {
+		if calls.Add(1) == 2 {
+			close(second)
+		}
+		return errors.New("dependency down")
+	})
+	if err != nil {
+		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
+	}
+	if err := c.Publish(e.ctx, e.topic, sdk.NewMessage([]byte("always fails"))); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	select {
+	case <-second:
+	case <-time.After(e.h.Timeout):
+		e.t.Fatalf("guarantee broken: a message whose handler failed must be redelivered: %d deliveries within %v", calls.Load(), e.h.Timeout)
+	}
+	time.Sleep(2 * time.Second) // the window the backoff is measured over, not a synchronisation
+	// 100ms, 200ms, 400ms, 800ms...: at most 5 more deliveries in 2s;
+	// without a backoff, hundreds.
+	if n := calls.Load(); n > 8 {
+		e.t.Fatalf("guarantee broken: a failing message must be redelivered with a growing delay (nack backoff), not at once: %d deliveries in about 2s", n)
+	}
+}

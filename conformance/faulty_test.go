@@ -76,6 +76,16 @@ func (s *faultySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driv
 	return s.Subscription.ReceiveBatch(ctx, max)
 }
 
+// Options: with "ignores-nack-delay" the driver claims its broker waits a
+// nack's delay (DelaysNacks) while the memory broker redelivers at once.
+func (s *faultySubscription) Options() driver.Options {
+	o := s.Subscription.Options()
+	if s.fault == "ignores-nack-delay" {
+		o.DelaysNacks = true
+	}
+	return o
+}
+
 func (s *faultySubscription) SendNacks(ctx context.Context, ids []driver.AckID, delay time.Duration) error {
 	if s.fault == "never-redeliver" {
 		return s.Subscription.SendAcks(ctx, ids)

@@ -61,6 +61,10 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			[]string{"TestConcurrentPublishersLoseNothing", "TestCompetingConsumersShareMessages"},
 			[]string{"TestNackRedelivers"},
 			"arrived 2 times"},
+		{"ignores-nack-delay",
+			[]string{"TestFailingMessageBacksOff"},
+			[]string{"TestNackRedelivers", "TestHandlerErrorRedelivers"},
+			"guarantee broken: a failing message must be redelivered with a growing delay"},
 		// Only where the driver's ReceiveBatch is already waiting when the
 		// subscription stops: a cancel right after Subscribe may come first.
 		{"receive-ignores-context",

@@ -24,6 +24,9 @@ type Client struct {
 	logger    *slog.Logger
 	shutdown  time.Duration
 	now       func() time.Time
+	// nackBackoff is every subscription's unless WithNackBackoff says
+	// otherwise.
+	nackBackoff engine.Backoff
 
 	mu     sync.Mutex
 	closed bool
@@ -67,6 +70,15 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	if cfg.ShutdownTimeout > 0 {
 		c.shutdown = cfg.ShutdownTimeout
 	}
+	switch {
+	case cfg.NackBackoff < 0:
+		c.nackBackoff = engine.Backoff{}
+	case cfg.NackBackoff > 0:
+		c.nackBackoff.Initial = cfg.NackBackoff
+	}
+	if cfg.NackBackoffMax > 0 {
+		c.nackBackoff.Max = cfg.NackBackoffMax
+	}
 	return c, nil
 }
 
@@ -86,14 +98,15 @@ func OpenFile(ctx context.Context, path string, opts ...Option) (*Client, error)
 // Close closes it.
 func NewClient(t driver.Transport, opts ...Option) *Client {
 	c := &Client{
-		transport: t,
-		caps:      t.Capabilities(),
-		sender:    engine.NewSender(t),
-		driver:    "custom",
-		logger:    slog.Default(),
-		shutdown:  DefaultShutdownTimeout,
-		now:       time.Now,
-		subs:      map[*Subscription]struct{}{},
+		transport:   t,
+		caps:        t.Capabilities(),
+		sender:      engine.NewSender(t),
+		driver:      "custom",
+		logger:      slog.Default(),
+		shutdown:    DefaultShutdownTimeout,
+		nackBackoff: engine.Backoff{Initial: DefaultNackBackoff, Max: DefaultNackBackoffMax},
+		now:         time.Now,
+		subs:        map[*Subscription]struct{}{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -123,7 +136,9 @@ func (c *Client) Subscriber(group string) (message.Subscriber, error) {
 	if group == "" {
 		return nil, errors.New("messaging: subscriber: group is empty; name the consumer group (usually the service name)")
 	}
-	return NewWatermillSubscriber(c.transport, group, c.logger), nil
+	s := NewWatermillSubscriber(c.transport, group, c.logger).(*watermillSubscriber)
+	s.backoff = c.nackBackoff
+	return s, nil
 }
 
 // Publish sends msgs to topic. It checks every message against the driver's

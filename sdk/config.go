@@ -22,11 +22,21 @@ const DefaultDriver = "memory"
 // DefaultShutdownTimeout bounds Client.Close when its context has no deadline.
 const DefaultShutdownTimeout = 30 * time.Second
 
+// The default nack backoff: a message whose handler failed is delivered
+// again after DefaultNackBackoff, then after twice as long each time it
+// fails again, up to DefaultNackBackoffMax.
+const (
+	DefaultNackBackoff    = 100 * time.Millisecond
+	DefaultNackBackoffMax = 30 * time.Second
+)
+
 // Environment variables read by LoadConfig. Each overrides the file.
 const (
 	EnvDriver          = "MESSAGING_DRIVER"           // driver
 	EnvURL             = "MESSAGING_URL"              // url
 	EnvShutdownTimeout = "MESSAGING_SHUTDOWN_TIMEOUT" // shutdown_timeout
+	EnvNackBackoff     = "MESSAGING_NACK_BACKOFF"     // nack_backoff
+	EnvNackBackoffMax  = "MESSAGING_NACK_BACKOFF_MAX" // nack_backoff_max
 	// EnvOptionPrefix followed by an option name in upper case sets that
 	// option: MESSAGING_OPT_PREFETCH=100 sets options.prefetch.
 	EnvOptionPrefix = "MESSAGING_OPT_"
@@ -43,6 +53,8 @@ const (
 //	driver: rabbitmq                  # default "memory"
 //	url: amqp://guest:guest@127.0.0.1:5672/
 //	shutdown_timeout: 30s             # default 30s
+//	nack_backoff: 100ms               # first redelivery delay after a failure; 0 turns the backoff off
+//	nack_backoff_max: 30s             # the longest it grows to
 //	options:                          # driver-specific, see docs/
 //	  prefetch: 100
 type Config struct {
@@ -56,6 +68,15 @@ type Config struct {
 	// ShutdownTimeout bounds Client.Close when the context passed to Close
 	// has no deadline. Zero means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// NackBackoff is how long a message whose handler failed waits before
+	// it is delivered again; each next failure doubles it, up to
+	// NackBackoffMax. It holds back only that message (and the later ones
+	// of its ordering key). Zero means DefaultNackBackoff; negative turns
+	// the backoff off (nack_backoff: 0 in a file).
+	NackBackoff time.Duration
+	// NackBackoffMax caps NackBackoff's growth. Zero means
+	// DefaultNackBackoffMax.
+	NackBackoffMax time.Duration
 	// Options holds driver-specific settings by snake_case name. Drivers
 	// reject names they do not know.
 	Options map[string]string
@@ -275,7 +296,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		k, v := root.Content[i], root.Content[i+1]
 		src := at(name, k)
 		switch k.Value {
-		case "driver", "url", "shutdown_timeout":
+		case "driver", "url", "shutdown_timeout", "nack_backoff", "nack_backoff_max":
 			if v.Kind != yaml.ScalarNode {
 				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a single value, not a list or mapping"}
 			}
@@ -295,7 +316,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			}
 		default:
 			return Config{}, &ConfigError{Key: k.Value, Source: src,
-				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, options (driver-specific settings) and middleware"}
+				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, options (driver-specific settings) and middleware"}
 		}
 	}
 	return cfg, nil
@@ -320,6 +341,22 @@ func (c *Config) set(key, value, source string) error {
 			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a positive duration such as 10s, got %q", value)}
 		}
 		c.ShutdownTimeout = d
+	case "nack_backoff", "nack_backoff_max":
+		v := strings.TrimSpace(value)
+		d, err := time.ParseDuration(v)
+		if v == "0" || v == "off" {
+			d, err = -1, nil
+		}
+		if err != nil || (d < 0 && v != "0" && v != "off") {
+			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a duration such as 100ms, or 0 (off), got %q", value)}
+		}
+		if key == "nack_backoff" {
+			c.NackBackoff = d
+		} else if d < 0 {
+			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a positive duration such as 30s, got %q", value)}
+		} else {
+			c.NackBackoffMax = d
+		}
 	}
 	c.noteSource(key, source)
 	return nil
@@ -345,7 +382,7 @@ func (c *Config) noteSource(key, source string) {
 }
 
 func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) error {
-	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout"} {
+	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout", EnvNackBackoff: "nack_backoff", EnvNackBackoffMax: "nack_backoff_max"} {
 		if v, ok := lookup(env); ok && v != "" {
 			if err := c.set(key, v, "environment variable "+env); err != nil {
 				return err

@@ -50,6 +50,8 @@ func TestConfigErrorsNameKeyAndPlace(t *testing.T) {
 		{"malformed YAML", "driver: [rabbitmq\n", []string{"bad.yaml", "not valid YAML", "line"}},
 		{"unknown top-level key", "driver: memory\nurll: x\n", []string{`key "urll"`, "bad.yaml:2", "top-level keys are driver, url"}},
 		{"bad duration", "shutdown_timeout: soon\n", []string{`key "shutdown_timeout"`, "bad.yaml:1", `"soon"`}},
+		{"negative nack backoff", "nack_backoff: -5s\n", []string{`key "nack_backoff"`, "bad.yaml:1", "0 (off)", `"-5s"`}},
+		{"nack backoff max off", "nack_backoff_max: 0\n", []string{`key "nack_backoff_max"`, "positive duration"}},
 		{"list where a value belongs", "driver:\n  - memory\n", []string{`key "driver"`, "single value"}},
 		{"options not a mapping", "options: 3\n", []string{`key "options"`, "mapping"}},
 		{"top level not a mapping", "- a\n- b\n", []string{"bad.yaml:1", "top level must be a mapping"}},
@@ -137,5 +139,23 @@ func TestSecretsAreRedacted(t *testing.T) {
 	}
 	if got := RedactURL("::not a url"); strings.Contains(got, "not a url") {
 		t.Fatalf("unparseable URL should be hidden, got %q", got)
+	}
+}
+
+func TestNackBackoffIsReadAndZeroTurnsItOff(t *testing.T) {
+	cfg, err := ParseConfig("app.yaml", []byte("nack_backoff: 250ms\nnack_backoff_max: 1m\n"))
+	if err != nil || cfg.NackBackoff != 250*time.Millisecond || cfg.NackBackoffMax != time.Minute {
+		t.Fatalf("want 250ms and 1m, got %v %v (%v)", cfg.NackBackoff, cfg.NackBackoffMax, err)
+	}
+	for _, off := range []string{"0", "off"} {
+		cfg, err := ParseConfig("app.yaml", []byte("nack_backoff: "+off+"\n"))
+		if err != nil || cfg.NackBackoff >= 0 {
+			t.Fatalf("nack_backoff: %s should turn the backoff off (negative), got %v (%v)", off, cfg.NackBackoff, err)
+		}
+	}
+	t.Setenv(EnvNackBackoff, "2s")
+	cfg, err = LoadConfig("")
+	if err != nil || cfg.NackBackoff != 2*time.Second {
+		t.Fatalf("%s=2s: got %v (%v)", EnvNackBackoff, cfg.NackBackoff, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/msgkit/msgkit/sdk/driver"
 	"github.com/msgkit/msgkit/sdk/internal/engine"
@@ -21,6 +22,21 @@ type SubscribeOption func(*subscribeOptions)
 
 type subscribeOptions struct {
 	concurrency int
+	nackBackoff *engine.Backoff
+}
+
+// WithNackBackoff sets how long a message whose handler failed waits before
+// it is delivered again for this subscription: initial after the first
+// failure, twice as long after each next one, up to max. initial 0 turns
+// the backoff off: the message comes back at once. The default is the
+// config's nack_backoff (DefaultNackBackoff). The wait holds back only that
+// message and the later ones of its ordering key; where the broker can
+// delay a redelivery itself (SQS, NATS JetStream) it does, and elsewhere
+// the subscription holds the message until its time.
+func WithNackBackoff(initial, max time.Duration) SubscribeOption {
+	return func(o *subscribeOptions) {
+		o.nackBackoff = &engine.Backoff{Initial: initial, Max: max}
+	}
 }
 
 // WithConcurrency runs n handlers at once for this subscription (default 1).
@@ -73,7 +89,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	if h == nil {
 		return nil, fmt.Errorf("messaging: subscribe to %q: handler is nil", topic)
 	}
-	o := subscribeOptions{concurrency: 1}
+	o := subscribeOptions{concurrency: 1, nackBackoff: &c.nackBackoff}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -91,6 +107,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	}
 	s.recv = engine.Start(ds, s.handle, engine.Config{
 		Concurrency: o.concurrency, Logger: c.logger, Where: fmt.Sprintf("%q in group %q", topic, group), OnDeadline: cancelWork,
+		NackBackoff: *o.nackBackoff,
 	})
 	c.mu.Lock()
 	if c.closed {

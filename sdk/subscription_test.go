@@ -117,3 +117,48 @@ func TestSubscriptionCloseReturnsAtTheDeadlineWithAStuckHandler(t *testing.T) {
 		t.Fatal("Close must return at its deadline even when a handler is stuck")
 	}
 }
+
+// The client's nack_backoff spaces a failed message's redeliveries;
+// WithNackBackoff overrides it per subscription, and 0 turns it off.
+func TestNackBackoffSpacesRedeliveriesUnlessTurnedOff(t *testing.T) {
+	const clientBackoff = 400 * time.Millisecond
+	for _, c := range []struct {
+		name          string
+		opts          []sdk.SubscribeOption
+		atLeast, less time.Duration
+	}{
+		{"the client's", nil, clientBackoff, 0},
+		{"the subscription's", []sdk.SubscribeOption{sdk.WithNackBackoff(600*time.Millisecond, time.Second)}, 600 * time.Millisecond, 0},
+		{"off", []sdk.SubscribeOption{sdk.WithNackBackoff(0, 0)}, 0, clientBackoff * 3 / 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			client, err := sdk.Open(context.Background(), sdk.Config{Driver: "memory", NackBackoff: clientBackoff}, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = client.Close(context.Background()) })
+			times := make(chan time.Time, 2)
+			var calls atomic.Int32
+			if _, err := client.Subscribe(context.Background(), "jobs", "workers", func(context.Context, *sdk.Message) error {
+				times <- time.Now()
+				if calls.Add(1) == 1 {
+					return errors.New("first delivery fails")
+				}
+				return nil
+			}, c.opts...); err != nil {
+				t.Fatal(err)
+			}
+			if err := client.Publish(context.Background(), "jobs", sdk.NewMessage([]byte("x"))); err != nil {
+				t.Fatal(err)
+			}
+			first := testenv.Await(t, times, "the first delivery")
+			gap := testenv.Await(t, times, "the redelivery").Sub(first)
+			if gap < c.atLeast {
+				t.Fatalf("the redelivery came %v after the failure, want at least %v", gap, c.atLeast)
+			}
+			if c.less > 0 && gap >= c.less {
+				t.Fatalf("with the backoff off the redelivery should come at once, not after the client's %v: came after %v", clientBackoff, gap)
+			}
+		})
+	}
+}

@@ -79,7 +79,8 @@ func NewWatermillSubscriber(t driver.Transport, group string, logger *slog.Logge
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &watermillSubscriber{t: t, group: group, logger: logger, closing: make(chan struct{})}
+	return &watermillSubscriber{t: t, group: group, logger: logger, closing: make(chan struct{}),
+		backoff: engine.Backoff{Initial: DefaultNackBackoff, Max: DefaultNackBackoffMax}}
 }
 
 // WatermillCloseTimeout bounds how long a Watermill subscriber's Close, or
@@ -88,9 +89,10 @@ func NewWatermillSubscriber(t driver.Transport, group string, logger *slog.Logge
 const WatermillCloseTimeout = 10 * time.Second
 
 type watermillSubscriber struct {
-	t      driver.Transport
-	group  string
-	logger *slog.Logger
+	t       driver.Transport
+	group   string
+	logger  *slog.Logger
+	backoff engine.Backoff // after a Nack
 
 	mu      sync.Mutex
 	closed  bool
@@ -115,7 +117,7 @@ func (s *watermillSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	stop := make(chan struct{})
 	msgCtx, cancelMsgs := context.WithCancel(context.WithoutCancel(ctx))
 	r := engine.Start(ds, func(dm *driver.Message) bool { return handOff(msgCtx, out, stop, dm) },
-		engine.Config{Logger: s.logger, Where: fmt.Sprintf("%q in group %q", topic, s.group)})
+		engine.Config{Logger: s.logger, Where: fmt.Sprintf("%q in group %q", topic, s.group), NackBackoff: s.backoff})
 	go func() {
 		defer s.running.Done()
 		select {

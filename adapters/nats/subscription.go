@@ -185,7 +185,7 @@ func (s *subscription) take(ctx context.Context, m *nats.Msg) (*driver.Message, 
 			return nil, nil // not a stream message: nothing to deliver or ack
 		}
 		dm := decode(md.Stream, md.Sequence.Stream, m.Header, m.Data)
-		dm.AckID = m
+		dm.AckID, dm.Attempt = m, int(md.NumDelivered)
 		s.mu.Lock()
 		s.held[m] = struct{}{}
 		s.pulls.got()
@@ -269,10 +269,10 @@ func (s *subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error
 	return s.t.nc.FlushWithContext(ctx)
 }
 
-// Options: batch_size per pull, and ack_wait as the lease the engine keeps
-// alive.
+// Options: batch_size per pull, ack_wait as the lease the engine keeps
+// alive, and a NAK's delay kept by the server.
 func (s *subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: s.t.s.batchSize, Lease: s.t.s.ackWait}
+	return driver.Options{MaxBatch: s.t.s.batchSize, Lease: s.t.s.ackWait, DelaysNacks: true}
 }
 
 // Close stops pulling and hands back what the subscription holds: the

@@ -31,6 +31,10 @@ type Message struct {
 	ID string
 	// Payload is the body, any bytes.
 	Payload []byte
+	// Attempt is, on receive, how many times the broker has delivered the
+	// message, this delivery included, where it counts them; 0 when it
+	// does not. The engine's nack backoff grows with it.
+	Attempt int
 	// Metadata holds every attribute, standard ones included, as strings.
 	// On send the adapter may keep the map; on receive the engine takes
 	// ownership of it.
@@ -112,8 +116,9 @@ type Subscription interface {
 	// subscription, and keeps its lease alive meanwhile.
 	CanNack() bool
 	// SendNacks hands the messages back for redelivery, to any member of
-	// the group, after delay when the broker can wait (SQS visibility),
-	// otherwise at once. Called only when CanNack is true.
+	// the group: after delay when Options().DelaysNacks, otherwise at once
+	// (the engine then holds the message itself until its delay is over).
+	// Called only when CanNack is true.
 	SendNacks(ctx context.Context, ids []AckID, delay time.Duration) error
 	// ExtendAcks keeps messages the engine still holds from being given to
 	// another member (Redis XCLAIM, SQS visibility). It is called every
@@ -145,10 +150,15 @@ type Options struct {
 	// message before giving it to another; the engine calls ExtendAcks
 	// every Lease/3 for what it holds.
 	Lease time.Duration
-	// RedeliveryDelay is how long a nacked message waits before the
-	// engine hands it to a handler again, where it redelivers itself
-	// (CanNack false). The rest of its key waits with it.
+	// RedeliveryDelay is the least a nacked message waits before it is
+	// delivered again; the engine's nack backoff may make it wait longer.
 	RedeliveryDelay time.Duration
+	// DelaysNacks: SendNacks makes the broker wait its delay before
+	// redelivering (SQS visibility, a JetStream NAK with a delay), so the
+	// engine hands a nacked message back at once. Without it the engine
+	// holds the message until its delay is over, and the rest of its key
+	// with it, and then calls SendNacks.
+	DelaysNacks bool
 }
 
 // SendOptions says how the engine groups publishes into SendBatch calls.

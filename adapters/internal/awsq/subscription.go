@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
@@ -37,11 +38,12 @@ type Subscription struct {
 // ReceiveBatch long-polls the queue for up to min(max, 10) messages.
 func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	resp, err := s.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl:                    aws.String(s.Q.URL),
-		MaxNumberOfMessages:         int32(min(max, MaxBatch)),
-		WaitTimeSeconds:             int32(s.S.Wait / time.Second),
-		MessageAttributeNames:       []string{"All"},
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId},
+		QueueUrl:              aws.String(s.Q.URL),
+		MaxNumberOfMessages:   int32(min(max, MaxBatch)),
+		WaitTimeSeconds:       int32(s.S.Wait / time.Second),
+		MessageAttributeNames: []string{"All"},
+		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId,
+			types.MessageSystemAttributeNameApproximateReceiveCount},
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -67,6 +69,7 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		out[i].AckID = receipt
 		if s.S.FIFO {
 			out[i].OrderingKey = m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]
+			out[i].Attempt, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 		}
 		s.held[receipt] = struct{}{}
 	}
@@ -118,8 +121,12 @@ func (s *Subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
 func (s *Subscription) CanNack() bool { return true }
 
 // SendNacks makes the messages visible again after delay, or after the
-// nack_delay setting when it is longer.
+// nack_delay setting when it is longer. SQS counts visibility in whole
+// seconds: a delay under one second waits one.
 func (s *Subscription) SendNacks(ctx context.Context, ids []driver.AckID, delay time.Duration) error {
+	if delay > 0 {
+		delay = max(delay, time.Second)
+	}
 	return s.changeVisibility(ctx, s.settled(ids), max(delay, s.S.NackDelay))
 }
 
@@ -136,7 +143,7 @@ func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, 
 	var errs []error
 	for _, r := range receipts {
 		if _, err := s.SQS.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(s.Q.URL),
-			ReceiptHandle: aws.String(r), VisibilityTimeout: int32(d / time.Second)}); err != nil {
+			ReceiptHandle: aws.String(r), VisibilityTimeout: int32((d + time.Second - 1) / time.Second)}); err != nil { // whole seconds, rounded up
 			errs = append(errs, err)
 		}
 	}
@@ -149,7 +156,7 @@ func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, 
 // Options: ten messages a batch, deletes batched by ten within
 // ack_flush_interval, and the visibility timeout as the lease.
 func (s *Subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: MaxBatch, AckBatch: MaxBatch, AckFlush: s.S.AckFlush, Lease: s.S.Visibility}
+	return driver.Options{MaxBatch: MaxBatch, AckBatch: MaxBatch, AckFlush: s.S.AckFlush, Lease: s.S.Visibility, DelaysNacks: true}
 }
 
 // Close makes what it still holds visible again at once (not after the

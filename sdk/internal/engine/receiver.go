@@ -33,7 +33,44 @@ type Config struct {
 	// OnDeadline runs when Stop's context ends with handlers still
 	// running, before Stop gives up on them (it cancels their contexts).
 	OnDeadline func()
+	// NackBackoff spaces out the redeliveries of a message that keeps
+	// failing. Zero: redelivered at once (after the driver's
+	// RedeliveryDelay).
+	NackBackoff Backoff
 }
+
+// Backoff is an exponential delay: Initial after the first failure, twice
+// as long after each next one, never more than Max.
+type Backoff struct {
+	Initial, Max time.Duration
+}
+
+// Delay is how long a message waits after its failures-th failed delivery.
+func (b Backoff) Delay(failures int) time.Duration {
+	if b.Initial <= 0 || failures <= 0 {
+		return 0
+	}
+	d := b.Initial
+	for i := 1; i < failures && (b.Max <= 0 || d < b.Max); i++ {
+		d *= 2
+	}
+	if b.Max > 0 && d > b.Max {
+		d = b.Max
+	}
+	return d
+}
+
+// deferredNack is a nacked message the receiver holds until its delay is
+// over, for a driver whose broker cannot wait (DelaysNacks false), with the
+// later messages of its key that arrive meanwhile.
+type deferredNack struct {
+	key   string
+	ids   []driver.AckID
+	timer *time.Timer
+}
+
+// maxFailureCounts bounds the failure counts kept per message id.
+const maxFailureCounts = 10000
 
 // item is one received message the receiver holds.
 type item struct {
@@ -41,6 +78,7 @@ type item struct {
 	received  map[string]string // the metadata as received, for a redelivery here
 	notBefore time.Time         // a redelivery here waits until then
 	seq       uint64            // receive order
+	failures  int               // failed deliveries here
 }
 
 // Receiver delivers one driver subscription's messages to a handler.
@@ -61,6 +99,14 @@ type Receiver struct {
 	spare    []driver.AckID     // a sent batch's buffer, for the next
 	flushNow chan struct{}      // asks the flusher to send the acks now
 	stopping bool
+
+	// Nack backoff for drivers that hand messages back: failed deliveries
+	// per message id (the broker's count when it has one is larger), and
+	// the nacks held back until their delay is over, by ordering key.
+	failures   map[string]int
+	deferred   map[string]*deferredNack
+	pending    map[*deferredNack]struct{}
+	deferredWG sync.WaitGroup // held nacks whose timer has not finished
 
 	fetchCtx    context.Context
 	stopFetch   context.CancelFunc
@@ -84,6 +130,7 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 	r := &Receiver{
 		sub: sub, opts: opts, canNak: sub.CanNack(), handle: handle, cfg: cfg,
 		waiting: newWaiting(), flushNow: make(chan struct{}, 1),
+		failures: map[string]int{}, deferred: map[string]*deferredNack{}, pending: map[*deferredNack]struct{}{},
 		fetcherDone: make(chan struct{}), helpersStop: make(chan struct{}),
 	}
 	if opts.Lease > 0 {
@@ -175,6 +222,10 @@ func (r *Receiver) fetch() {
 					// metadata as received, not what the failed one wrote.
 					it.received = maps.Clone(m.Metadata)
 				}
+				if d := r.deferred[m.OrderingKey]; d != nil && m.OrderingKey != "" {
+					d.ids = append(d.ids, m.AckID) // goes back after its key's held nack, in order
+					continue
+				}
 				r.waiting.add(it)
 			}
 			r.held += len(msgs)
@@ -254,6 +305,9 @@ func (r *Receiver) settle(it *item, acked bool) {
 	}
 	switch {
 	case acked:
+		if len(r.failures) > 0 {
+			delete(r.failures, it.m.ID)
+		}
 		if r.waiting.done(it) {
 			r.ready.broadcast() // its key's next message may run
 		}
@@ -278,7 +332,8 @@ func (r *Receiver) settle(it *item, acked bool) {
 		// Redelivered here, before the rest of its key, with its metadata
 		// as received.
 		it.m.Metadata = maps.Clone(it.received)
-		if d := r.opts.RedeliveryDelay; d > 0 {
+		it.failures++
+		if d := max(r.cfg.NackBackoff.Delay(it.failures), r.opts.RedeliveryDelay); d > 0 {
 			it.notBefore = time.Now().Add(d)
 		}
 		r.waiting.again(it)
@@ -288,17 +343,64 @@ func (r *Receiver) settle(it *item, acked bool) {
 		// Handed back to the broker, and with it every later message of
 		// its key held here, so the broker redelivers the key in order.
 		ids := []driver.AckID{it.m.AckID}
-		if k := it.m.OrderingKey; k != "" {
+		k := it.m.OrderingKey
+		if k != "" {
 			for _, w := range r.waiting.dropKey(k) {
 				ids = append(ids, w.m.AckID)
 			}
 		}
+		delay := max(r.cfg.NackBackoff.Delay(r.failed(it.m)), r.opts.RedeliveryDelay)
+		if delay > 0 && !r.opts.DelaysNacks {
+			// Held here until the delay is over; the rest of the group's
+			// messages go on meanwhile.
+			d := &deferredNack{key: k, ids: ids}
+			if k != "" {
+				r.deferred[k] = d
+			}
+			r.pending[d] = struct{}{}
+			r.deferredWG.Add(1)
+			d.timer = time.AfterFunc(delay, func() { r.nackDeferred(d) })
+			r.mu.Unlock()
+			return
+		}
 		r.mu.Unlock()
-		r.nack(ids, 0)
+		r.nack(ids, delay)
 		r.mu.Lock()
 		r.release(len(ids))
 		r.mu.Unlock()
 	}
+}
+
+// failed counts a failed delivery of m and returns how many there have
+// been: the broker's count when it keeps one, else this receiver's. r.mu
+// is held.
+func (r *Receiver) failed(m *driver.Message) int {
+	if len(r.failures) >= maxFailureCounts {
+		clear(r.failures) // bounded memory; counts restart
+	}
+	n := max(m.Attempt, r.failures[m.ID]+1)
+	r.failures[m.ID] = n
+	return n
+}
+
+// nackDeferred hands back a held nack once its delay is over.
+func (r *Receiver) nackDeferred(d *deferredNack) {
+	defer r.deferredWG.Done()
+	r.mu.Lock()
+	if _, ok := r.pending[d]; !ok {
+		r.mu.Unlock() // Stop took it
+		return
+	}
+	delete(r.pending, d)
+	if r.deferred[d.key] == d {
+		delete(r.deferred, d.key)
+	}
+	ids := d.ids
+	r.mu.Unlock()
+	r.nack(ids, 0)
+	r.mu.Lock()
+	r.release(len(ids))
+	r.mu.Unlock()
 }
 
 func (r *Receiver) nack(ids []driver.AckID, delay time.Duration) {
@@ -399,6 +501,9 @@ func (r *Receiver) extendLeases(timeout time.Duration) {
 	for it := range r.running {
 		ids = append(ids, it.m.AckID)
 	}
+	for d := range r.pending {
+		ids = append(ids, d.ids...)
+	}
 	r.mu.Unlock()
 	if len(ids) == 0 {
 		return
@@ -443,12 +548,25 @@ func (r *Receiver) Stop(ctx context.Context) error {
 
 		r.mu.Lock()
 		waiting := r.waiting.all()
-		r.mu.Unlock()
-		if r.canNak && len(waiting) > 0 {
-			ids := make([]driver.AckID, len(waiting))
-			for i, it := range waiting {
-				ids[i] = it.m.AckID
+		var ids []driver.AckID
+		for d := range r.pending { // held nacks go back now, not after their delay
+			if d.timer.Stop() {
+				r.deferredWG.Done()
 			}
+			ids = append(ids, d.ids...)
+		}
+		clear(r.pending)
+		clear(r.deferred)
+		r.mu.Unlock()
+		deferredDone := make(chan struct{})
+		go func() { r.deferredWG.Wait(); close(deferredDone) }()
+		waitUntil(ctx, deferredDone) // a held nack being sent finishes before Close
+		if r.canNak {
+			for _, it := range waiting {
+				ids = append(ids, it.m.AckID)
+			}
+		}
+		if len(ids) > 0 {
 			r.nack(ids, 0)
 		}
 		r.flush()

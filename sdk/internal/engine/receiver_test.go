@@ -19,12 +19,14 @@ type fakeSub struct {
 	canNack bool
 	opts    driver.Options
 
-	mu     sync.Mutex
-	queue  []*driver.Message
-	acks   []string
-	nacks  [][]string
-	closed bool
-	more   chan struct{}
+	mu        sync.Mutex
+	queue     []*driver.Message
+	acks      []string
+	nacks     [][]string
+	nackDelay []time.Duration // the delay passed with each SendNacks
+	nackTime  []time.Time     // when each SendNacks came
+	closed    bool
+	more      chan struct{}
 }
 
 func newFakeSub(canNack bool, msgs ...*driver.Message) *fakeSub {
@@ -72,10 +74,12 @@ func (s *fakeSub) SendAcks(_ context.Context, a []driver.AckID) error {
 
 func (s *fakeSub) CanNack() bool { return s.canNack }
 
-func (s *fakeSub) SendNacks(_ context.Context, a []driver.AckID, _ time.Duration) error {
+func (s *fakeSub) SendNacks(_ context.Context, a []driver.AckID, delay time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nacks = append(s.nacks, ids(a))
+	s.nackDelay = append(s.nackDelay, delay)
+	s.nackTime = append(s.nackTime, time.Now())
 	return nil
 }
 
