@@ -350,9 +350,10 @@ func (r *Receiver) settle(it *item, acked bool) {
 			}
 		}
 		delay := max(r.cfg.NackBackoff.Delay(r.failed(it.m)), r.opts.RedeliveryDelay)
-		if delay > 0 && !r.opts.DelaysNacks {
+		if delay > 0 && !r.opts.DelaysNacks && !r.stopping {
 			// Held here until the delay is over; the rest of the group's
-			// messages go on meanwhile.
+			// messages go on meanwhile. (A handler that outlived Stop hands
+			// its message back at once.)
 			d := &deferredNack{key: k, ids: ids}
 			if k != "" {
 				r.deferred[k] = d
