@@ -126,6 +126,8 @@ var suite = []guaranteeTest{
 		"Ordering is not OrderingPerKey"), testClientOrderingPerKey, false},
 	{"TestDurableGroupReceivesMessagesPublishedWhileAway", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
 		"DurableGroups not declared"), testDurableGroup, false},
+	{"TestEnsureGroupKeepsWhatIsPublishedBeforeSubscribe", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
+		"DurableGroups not declared"), testEnsureGroup, false},
 	{"TestNewGroupReceivesHistory", needs(func(c sdk.Capabilities) bool { return c.NewGroupsReceiveHistory },
 		"NewGroupsReceiveHistory not declared: a group sees only messages published after it first subscribed"), testNewGroupHistory, false},
 	// Dead-lettering (middleware over the driver's redelivery).

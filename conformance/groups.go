@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -150,4 +151,35 @@ func testConcurrentPublishers(e *env) {
 	}
 	guarantee := fmt.Sprintf("%d messages from %d concurrent publishers must all arrive, none duplicated", len(all), publishers)
 	e.expectEachOnce(all, e.collect(len(all), guarantee, nil, ch1, ch2), guarantee)
+}
+
+// testEnsureGroup: a group made without consuming (Client.EnsureGroup, or
+// Watermill's SubscribeInitialize on our subscriber) keeps what is
+// published before its first member subscribes.
+func testEnsureGroup(e *env) {
+	viaClient, viaWatermill := uniqueName("g"), uniqueName("g")
+	groups := []string{viaClient, viaWatermill}
+	if !e.caps.ConsumerGroups {
+		// Every subscriber competes whatever its group: one group, made both ways.
+		viaWatermill, groups = viaClient, groups[:1]
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	if err := e.client().EnsureGroup(ctx, e.topic, viaClient); err != nil {
+		e.t.Fatalf("Client.EnsureGroup failed: %v", err)
+	}
+	sub := e.subscriber(viaWatermill)
+	init, ok := sub.(message.SubscribeInitializer)
+	if !ok {
+		e.t.Fatalf("guarantee broken: the Watermill subscriber must implement message.SubscribeInitializer")
+	}
+	if err := init.SubscribeInitialize(e.topic); err != nil {
+		e.t.Fatalf("SubscribeInitialize failed: %v", err)
+	}
+	sent := e.publishN(5, "before-subscribe")
+	const guarantee = "a group created without consuming must keep what is published before it subscribes"
+	for _, group := range groups {
+		ch, _ := e.subscribe(group)
+		e.expectEachOnce(sent, e.collect(len(sent), guarantee+" (group "+group+")", nil, ch), guarantee)
+	}
 }

@@ -120,6 +120,34 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	return s, nil
 }
 
+// EnsureGroup creates group on topic without consuming: from its return on,
+// the group keeps every message published to topic (where the driver
+// declares DurableGroups) until a member subscribes. Call it before the
+// first publish when producers may start before consumers, so that nothing
+// published in between is lost. It is idempotent; ctx bounds it.
+func (c *Client) EnsureGroup(ctx context.Context, topic, group string) error {
+	if topic == "" || group == "" {
+		return fmt.Errorf("messaging: ensure group %q on %q: topic and group must both be named", group, topic)
+	}
+	if c.isClosed() {
+		return fmt.Errorf("messaging: ensure group %q on %q: %w", group, topic, ErrClosed)
+	}
+	return ensureGroup(ctx, c.transport, topic, group)
+}
+
+// ensureGroup opens a subscription, which by the driver contract leaves
+// the group in place, and closes it before it receives anything.
+func ensureGroup(ctx context.Context, t driver.Transport, topic, group string) error {
+	ds, err := t.OpenSubscription(ctx, topic, group)
+	if err != nil {
+		return fmt.Errorf("messaging: ensure group %q on %q: %w", group, topic, err)
+	}
+	if err := ds.Close(); err != nil {
+		return fmt.Errorf("messaging: ensure group %q on %q: close: %w", group, topic, err)
+	}
+	return nil
+}
+
 // handle runs the handler on a received message and reports whether to
 // ack it.
 func (s *Subscription) handle(dm *driver.Message) bool {

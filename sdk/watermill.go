@@ -100,6 +100,15 @@ type watermillSubscriber struct {
 	running sync.WaitGroup
 }
 
+// SubscribeInitialize creates the subscriber's group on topic without
+// consuming (Watermill's message.SubscribeInitializer), so that what is
+// published before the first Subscribe is kept for the group.
+func (s *watermillSubscriber) SubscribeInitialize(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), WatermillCloseTimeout)
+	defer cancel()
+	return ensureGroup(ctx, s.t, topic, s.group)
+}
+
 func (s *watermillSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	if s.closed {
@@ -185,3 +194,5 @@ func (s *watermillSubscriber) Close() error {
 	s.running.Wait()
 	return nil
 }
+
+var _ message.SubscribeInitializer = (*watermillSubscriber)(nil)

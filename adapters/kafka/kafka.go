@@ -202,6 +202,11 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if err := t.ensureTopic(ctx, topic, t.s.partitions); err != nil {
 		return nil, err
 	}
+	if !t.s.startOldest {
+		if err := t.pinStart(ctx, topic, group); err != nil {
+			return nil, err
+		}
+	}
 	return t.subscribe(topic, group)
 }
 

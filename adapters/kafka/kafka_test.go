@@ -37,3 +37,14 @@ func TestConformance(t *testing.T) {
 		Secret: "s3cret-in-the-url",
 	})
 }
+
+// With initial_offset newest a new group starts where the topic ends when
+// it is created (Subscribe or EnsureGroup), not when a member first joins.
+func TestConformanceNewGroupsFromNewest(t *testing.T) {
+	url := testenv.Kafka(t)
+	conformance.Run(t, conformance.Harness{
+		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
+			return open(ctx, url, map[string]string{"initial_offset": "newest"})
+		},
+	})
+}

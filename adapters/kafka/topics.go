@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -119,4 +120,51 @@ func (t *Transport) deleteTopic(topic string) error {
 func isNetError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne)
+}
+
+// pinStart makes a new group (initial_offset: newest) start where the topic
+// ends now, by committing the end offsets for it, so that what is
+// published once Subscribe or EnsureGroup has returned reaches the group,
+// even before a member has joined or after one closed without joining. A
+// group that has committed offsets on the topic, or that has members
+// committing, is left alone.
+func (t *Transport) pinStart(ctx context.Context, topic, group string) error {
+	adm := kadm.NewClient(t.client)
+	fetched, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err == nil {
+		err = fetched.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) { // some brokers' answer for a group never seen
+		fetched, err = nil, nil
+	}
+	if err != nil {
+		return fmt.Errorf("kafka: read the committed offsets of group %q on %q at %s: %w", group, topic, t.s.where(), err)
+	}
+	committed := false
+	fetched.Each(func(o kadm.OffsetResponse) { committed = committed || o.At >= 0 })
+	if committed {
+		return nil
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("kafka: list the end offsets of %q at %s: %w", topic, t.s.where(), err)
+	}
+	var offsets kadm.Offsets
+	ends.Each(func(o kadm.ListedOffset) {
+		offsets.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: o.Offset, LeaderEpoch: -1})
+	})
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.RebalanceInProgress) {
+		return nil // members are in the group already: their own commits decide
+	}
+	if err != nil {
+		return fmt.Errorf("kafka: start group %q at the end of %q at %s: %w", group, topic, t.s.where(), err)
+	}
+	return nil
 }
