@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/msgkit/msgkit/sdk"
 )
@@ -22,12 +24,34 @@ const (
 	KeyDLQPermanent     = "x-dlq-permanent"      // "true" when the error was marked permanent
 )
 
+// DefaultReplayGroup is the consumer group that keeps a dead-letter topic's
+// messages for Replay, unless DeadLetterConfig.ReplayGroup names another.
+const DefaultReplayGroup = "replay"
+
+// MaxDLQErrorBytes caps the KeyDLQError header: a longer error text is cut
+// (at a character boundary) and says how much was cut, so that a huge error
+// cannot make the dead-letter publish fail.
+const MaxDLQErrorBytes = 4096
+
+// GroupEnsurer creates a consumer group without consuming; *sdk.Client is
+// one.
+type GroupEnsurer interface {
+	EnsureGroup(ctx context.Context, topic, group string) error
+}
+
 // DeadLetterConfig configures DeadLetter.
 type DeadLetterConfig struct {
 	// Publisher sends to the dead-letter topic. Required.
 	Publisher sdk.Publisher
 	// Topic names the dead-letter topic of a topic. Default: topic + ".dlq".
 	Topic func(topic string) string
+	// ReplayGroup is the group that keeps each dead-letter topic's messages
+	// until Replay moves them. When Publisher is a GroupEnsurer (an
+	// *sdk.Client), DeadLetter creates it on a dead-letter topic before the
+	// first dead letter goes there, so that none is dropped by a broker
+	// that keeps messages only for groups that exist (RabbitMQ, SNS, Redis
+	// from the latest entry). Default DefaultReplayGroup.
+	ReplayGroup string
 	// MaxDeliveries is how many deliveries of a message may fail before it
 	// is dead-lettered; the broker redelivers it in between. Default 3.
 	MaxDeliveries int
@@ -60,7 +84,11 @@ func DeadLetter(cfg DeadLetterConfig) Middleware {
 	if cfg.Remember <= 0 {
 		cfg.Remember = 10000
 	}
+	if cfg.ReplayGroup == "" {
+		cfg.ReplayGroup = DefaultReplayGroup
+	}
 	counts := newDeliveryCounts(cfg.Remember)
+	var provisioned sync.Map // dead-letter topics whose replay group exists
 	return func(next sdk.Handler) sdk.Handler {
 		return func(ctx context.Context, msg *sdk.Message) error {
 			err := call(ctx, next, msg)
@@ -72,6 +100,9 @@ func DeadLetter(cfg DeadLetterConfig) Middleware {
 			permanent := sdk.IsPermanent(err)
 			if !permanent && n < cfg.MaxDeliveries {
 				return err
+			}
+			if dlqErr := provision(ctx, cfg, &provisioned, cfg.Topic(msg.Topic())); dlqErr != nil {
+				return errors.Join(err, dlqErr)
 			}
 			if dlqErr := deadLetter(ctx, cfg, msg, err, n, permanent); dlqErr != nil {
 				return errors.Join(err, dlqErr)
@@ -85,6 +116,38 @@ func DeadLetter(cfg DeadLetterConfig) Middleware {
 	}
 }
 
+// provision creates the replay group on topic once per process, before the
+// first dead letter is published there. Until it succeeds the message is
+// nacked, so nothing is dead-lettered where it could be dropped.
+func provision(ctx context.Context, cfg DeadLetterConfig, done *sync.Map, topic string) error {
+	ensurer, ok := cfg.Publisher.(GroupEnsurer)
+	if !ok {
+		return nil
+	}
+	if _, ok := done.Load(topic); ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := ensurer.EnsureGroup(ctx, topic, cfg.ReplayGroup); err != nil {
+		return fmt.Errorf("dead-letter topic %q: create its replay group %q before the first dead letter: %w", topic, cfg.ReplayGroup, err)
+	}
+	done.Store(topic, true)
+	return nil
+}
+
+// capError cuts an error text to MaxDLQErrorBytes.
+func capError(text string) string {
+	if len(text) <= MaxDLQErrorBytes {
+		return text
+	}
+	cut := MaxDLQErrorBytes - 40
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d more bytes cut)", text[:cut], len(text)-cut)
+}
+
 func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cause error, deliveries int, permanent bool) error {
 	dead := &sdk.Message{
 		ID: msg.ID, Payload: msg.Payload, Metadata: make(map[string]string, len(msg.Metadata)+6),
@@ -94,7 +157,7 @@ func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cau
 	for k, v := range msg.Metadata {
 		dead.Metadata[k] = v
 	}
-	dead.Metadata[KeyDLQError] = cause.Error()
+	dead.Metadata[KeyDLQError] = capError(cause.Error())
 	dead.Metadata[KeyDLQDeliveries] = strconv.Itoa(deliveries)
 	dead.Metadata[KeyDLQOriginalTopic] = msg.Topic()
 	dead.Metadata[KeyDLQHandler] = msg.Group()
@@ -152,13 +215,18 @@ func (d *deliveryCounts) forget(id string) {
 	d.size.Store(int64(len(d.n)))
 }
 
-// Replay moves up to limit messages from a dead-letter topic back to the
-// topic each came from (its KeyDLQOriginalTopic header), with the dead-letter
-// headers removed, consuming the dead-letter topic as group. It stops when
-// limit messages were moved, none arrives for idle, or one cannot be moved
-// (it stays in the dead-letter topic and its error is returned). It returns
-// how many it moved.
+// Replay moves up to limit messages (every one, when limit is 0 or less)
+// from a dead-letter topic back to the topic each came from (its
+// KeyDLQOriginalTopic header), with the dead-letter headers removed,
+// consuming the dead-letter topic as group: the DeadLetterConfig's
+// ReplayGroup (DefaultReplayGroup unless set), which holds every dead
+// letter since the first. It stops when limit messages were moved, none
+// arrives for idle, or one cannot be moved (it stays in the dead-letter
+// topic and its error is returned). It returns how many it moved.
 func Replay(ctx context.Context, client *sdk.Client, dlqTopic, group string, limit int, idle time.Duration) (int, error) {
+	if limit <= 0 {
+		limit = math.MaxInt
+	}
 	var mu sync.Mutex
 	moved := 0
 	var failed error

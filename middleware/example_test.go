@@ -105,10 +105,6 @@ func ExampleReplay() {
 	ctx := context.Background()
 	client := sdk.NewClient(memory.New())
 	defer client.Close(ctx)
-	// The replay group must exist before anything is dead-lettered, as a
-	// queue must on RabbitMQ: a limit of 0 creates it and moves nothing.
-	middleware.Replay(ctx, client, "orders.dlq", "replay", 0, time.Millisecond)
-
 	var fixed atomic.Bool
 	deadLettered := make(chan struct{})
 	handled := make(chan string, 1)
@@ -129,7 +125,9 @@ func ExampleReplay() {
 	<-deadLettered
 
 	fixed.Store(true) // the fix is deployed
-	moved, err := middleware.Replay(ctx, client, "orders.dlq", "replay", 10, 100*time.Millisecond)
+	// DeadLetter created the replay group on orders.dlq before the first
+	// dead letter, so Replay finds every one.
+	moved, err := middleware.Replay(ctx, client, "orders.dlq", middleware.DefaultReplayGroup, 0, 100*time.Millisecond)
 	fmt.Println("moved", moved, err)
 	fmt.Println("handled", <-handled)
 	// Output:

@@ -12,12 +12,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
+	goredis "github.com/redis/go-redis/v9"
 
 	_ "github.com/msgkit/msgkit/adapters/memory"
 	_ "github.com/msgkit/msgkit/adapters/rabbitmq"
+	_ "github.com/msgkit/msgkit/adapters/redis"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/middleware"
 	"github.com/msgkit/msgkit/sdk"
@@ -33,7 +36,8 @@ type broker struct {
 
 func (b *broker) topic(name string) string { return b.prefix + name }
 
-// eachBroker runs f on the in-process broker and on RabbitMQ.
+// eachBroker runs f on the in-process broker, on RabbitMQ and on Redis
+// Streams (whose new groups start at the latest entry).
 func eachBroker(t *testing.T, f func(t *testing.T, b *broker)) {
 	t.Run("memory", func(t *testing.T) { f(t, newBroker(t, sdk.Config{})) })
 	t.Run("rabbitmq", func(t *testing.T) {
@@ -42,6 +46,26 @@ func eachBroker(t *testing.T, f func(t *testing.T, b *broker)) {
 		t.Cleanup(func() { deleteRabbitTopology(url, b.prefix) })
 		f(t, b)
 	})
+	t.Run("redis", func(t *testing.T) {
+		url := testenv.Redis(t)
+		b := newBroker(t, sdk.Config{Driver: "redis", URL: url})
+		t.Cleanup(func() { deleteRedisStreams(url, b.prefix) })
+		f(t, b)
+	})
+}
+
+func deleteRedisStreams(url, prefix string) {
+	opts, err := goredis.ParseURL(url)
+	if err != nil {
+		return
+	}
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if keys, _ := c.Keys(ctx, prefix+"*").Result(); len(keys) > 0 {
+		c.Del(ctx, keys...)
+	}
 }
 
 func newBroker(t *testing.T, cfg sdk.Config) *broker {
@@ -236,17 +260,16 @@ func TestReplayMovesDeadLettersBack(t *testing.T) {
 			handled <- m
 			return nil
 		}, middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: b.client})))
-		// Create the replay group before anything is dead-lettered.
-		if n, err := middleware.Replay(context.Background(), b.client, b.topic("work.dlq"), "replay", 10, 50*time.Millisecond); err != nil || n != 0 {
-			t.Fatalf("replay of an empty DLQ: %d, %v", n, err)
-		}
+		// Nothing creates the replay group here: DeadLetter does, before the
+		// first dead letter (RabbitMQ would drop one published to an exchange
+		// without a queue; a Redis group created later starts after it).
 		dlq := b.inspect("work.dlq")
 		sent := []*sdk.Message{sdk.NewMessage([]byte("a")), sdk.NewMessage([]byte("b"))}
 		b.publish("work", sent...)
 		testenv.Await(t, dlq, "the first message in the DLQ")
 		testenv.Await(t, dlq, "the second message in the DLQ")
 		fixed.Store(true) // the bug is fixed and deployed
-		n, err := middleware.Replay(context.Background(), b.client, b.topic("work.dlq"), "replay", 10, 2*time.Second)
+		n, err := middleware.Replay(context.Background(), b.client, b.topic("work.dlq"), middleware.DefaultReplayGroup, 0, 2*time.Second)
 		if err != nil || n != 2 {
 			t.Fatalf("Replay moved %d, %v; want 2", n, err)
 		}
@@ -386,4 +409,24 @@ func TestRateLimitSpacesHandlers(t *testing.T) {
 	if elapsed := time.Since(start); elapsed < 190*time.Millisecond {
 		t.Fatalf("11 handlers at 50/s took %v; the limiter let them through too fast", elapsed)
 	}
+}
+
+// An error text far over any broker's header limit is cut in the dead
+// letter, which still goes out; the next message is not held up.
+func TestHugeErrorIsCappedInTheDeadLetter(t *testing.T) {
+	eachBroker(t, func(t *testing.T, b *broker) {
+		dlq := b.inspect("work.dlq")
+		huge := strings.Repeat("é", 100_000) // 200 KB of two-byte characters
+		b.subscribe("work", "worker", middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+			return sdk.Permanent(errors.New(huge))
+		}, middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: b.client})))
+		b.publish("work", sdk.NewMessage([]byte("first")), sdk.NewMessage([]byte("second")))
+		for _, want := range []string{"first", "second"} {
+			m := testenv.Await(t, dlq, "the dead letter of "+want)
+			got := m.Get(middleware.KeyDLQError)
+			if len(got) > middleware.MaxDLQErrorBytes || !strings.HasPrefix(got, "éé") || !strings.Contains(got, "bytes cut") || !utf8.ValidString(got) {
+				t.Fatalf("x-dlq-error should be cut to at most %d bytes of valid UTF-8 saying so; got %d bytes ending %q", middleware.MaxDLQErrorBytes, len(got), got[max(0, len(got)-40):])
+			}
+		}
+	})
 }

@@ -55,12 +55,6 @@ func run(configPath string, out io.Writer) error {
 	ours := func(m *sdk.Message) bool { return m.Get("run") == run }
 	say("driver %s; topic %s", cfg.DriverName(), topic)
 
-	// Create the replay group before anything is dead-lettered (brokers such
-	// as RabbitMQ keep messages only for groups that exist).
-	if _, err := middleware.Replay(ctx, client, dlq, "replay", 0, 10*time.Millisecond); err != nil {
-		return err
-	}
-
 	var fixed atomic.Bool
 	handled := make(chan string, 10)
 	_, err = client.Subscribe(ctx, topic, "billing", middleware.Chain(
@@ -123,7 +117,10 @@ func run(configPath string, out io.Writer) error {
 
 	say("-- the fix is deployed; replaying the dead-letter topic --")
 	fixed.Store(true)
-	n, err := middleware.Replay(ctx, client, dlq, "replay", 100, 2*time.Second)
+	// DeadLetter created the replay group before the first dead letter, so
+	// it holds every one (brokers such as RabbitMQ keep messages only for
+	// groups that exist).
+	n, err := middleware.Replay(ctx, client, dlq, middleware.DefaultReplayGroup, 100, 2*time.Second)
 	if err != nil {
 		return err
 	}
