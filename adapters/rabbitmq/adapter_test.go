@@ -387,3 +387,45 @@ func isConfigError(err error, key string) bool {
 	var ce *sdk.ConfigError
 	return errors.As(err, &ce) && ce.Key == key
 }
+
+// A message from a plain AMQP client with no message-id gets an id derived
+// from its content, the same on its redelivery, and different for a
+// message that differs.
+func TestMessageWithoutIDGetsOneStableAcrossRedeliveries(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("noid")
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	sub, _ := tr.Subscriber(group)
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := rawChannel(t, url)
+	for _, body := range []string{"one", "two"} {
+		if err := ch.Publish(topic, "", false, false, amqp.Publishing{Body: []byte(body), Headers: amqp.Table{"tenant": "acme"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := testenv.AwaitMessage(t, msgs, "the first message without an id")
+	first.Nack()
+	var again, other *message.Message
+	for again == nil || other == nil {
+		m := testenv.AwaitMessage(t, msgs, "the redelivery and the second message")
+		m.Ack()
+		if string(m.Payload) == string(first.Payload) {
+			again = m
+		} else {
+			other = m
+		}
+	}
+	if first.UUID == "" || !strings.HasPrefix(first.UUID, "sha256:") || again.UUID != first.UUID {
+		t.Fatalf("a message without an id must get one that stays the same on redelivery: %q then %q", first.UUID, again.UUID)
+	}
+	if other.UUID == first.UUID {
+		t.Fatalf("messages with different bodies got the same id %q", other.UUID)
+	}
+}

@@ -1,8 +1,12 @@
 package rabbitmq
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -50,6 +54,12 @@ func fromDelivery(d *amqp.Delivery) *driver.Message {
 		md[k] = headerString(v)
 	}
 	m := &driver.Message{ID: d.MessageId, Payload: d.Body, Metadata: md}
+	if m.ID == "" {
+		m.ID = md[watermillUUIDHeader]
+	}
+	if m.ID == "" {
+		m.ID = contentID(d)
+	}
 	fill := func(key, value string) {
 		if _, ok := md[key]; !ok && value != "" {
 			md[key] = value
@@ -64,6 +74,47 @@ func fromDelivery(d *amqp.Delivery) *driver.Message {
 		md[sdk.KeyTime] = d.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
 	return m
+}
+
+// watermillUUIDHeader is where watermill-amqp producers put the message id.
+const watermillUUIDHeader = "_watermill_message_uuid"
+
+// contentID gives a message that arrived without an id (a non-Go producer
+// that set no message-id) one that is the same on every redelivery of it:
+// "sha256:" and the first 16 bytes, in hex, of a SHA-256 over the body, the
+// properties and the headers, leaving out the headers the broker adds or
+// changes on redelivery and dead-lettering (x-death, x-delivery-count,
+// x-first-death-*, x-last-death-*). Two messages alike in every byte,
+// property and header get the same id, and an inbox takes the second for a
+// redelivery of the first: producers that send such messages should set a
+// message-id.
+func contentID(d *amqp.Delivery) string {
+	h := sha256.New()
+	field := func(s string) { h.Write([]byte(s)); h.Write([]byte{0}) }
+	field(d.ContentType)
+	field(d.ContentEncoding)
+	field(d.CorrelationId)
+	field(d.ReplyTo)
+	field(d.Type)
+	field(d.AppId)
+	field(d.UserId)
+	if !d.Timestamp.IsZero() {
+		field(d.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	keys := make([]string, 0, len(d.Headers))
+	for k := range d.Headers {
+		if k == "x-death" || k == "x-delivery-count" || strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-") {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		field(k)
+		field(headerString(d.Headers[k]))
+	}
+	h.Write(d.Body)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func headerString(v any) string {
