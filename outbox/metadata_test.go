@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"testing"
 	"time"
@@ -42,5 +43,20 @@ func TestMetadataJSONReadsBackAsPublished(t *testing.T) {
 	}
 	if !maps.Equal(got, wantBack) {
 		t.Fatalf("metadata changed on its way through the column:\ngot  %q\nwant %q", got, wantBack)
+	}
+}
+
+// Add refuses metadata that is not valid UTF-8 instead of storing it
+// changed (the JSON column would turn the bad bytes into U+FFFD).
+func TestAddRefusesMetadataThatIsNotUTF8(t *testing.T) {
+	s := &Store{table: "outbox", now: time.Now}
+	for _, md := range []map[string]string{{"k": "bad \xff value"}, {"bad \xfe key": "v"}} {
+		_, err := s.inserts("orders", []*sdk.Message{{Payload: []byte("p"), Metadata: md}})
+		if !errors.Is(err, sdk.ErrInvalidMetadata) {
+			t.Fatalf("metadata %q: want sdk.ErrInvalidMetadata, got %v", md, err)
+		}
+	}
+	if _, err := s.inserts("orders", []*sdk.Message{{Payload: []byte("\xff binary payloads are fine"), Metadata: map[string]string{"k": "ключ ✓"}}}); err != nil {
+		t.Fatalf("valid metadata refused: %v", err)
 	}
 }

@@ -274,6 +274,11 @@ func (s *Store) insertsFrom(topic string, msgs []*sdk.Message, skip int) ([]stat
 			if m.ID == "" {
 				m.ID = o.ID()
 			}
+			var bad error
+			o.Metadata(func(k, v string) bool { bad = sdk.CheckMetadata(k, v); return bad == nil })
+			if bad != nil {
+				return nil, fmt.Errorf("outbox: Add message %d (id %s): %w", start+i, o.ID(), bad)
+			}
 			payload := o.Payload()
 			if payload == nil {
 				payload = []byte{}

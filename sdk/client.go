@@ -211,14 +211,15 @@ func (l limits) check(m *driver.Message) error {
 		return fmt.Errorf("%w: %d entries (standard attributes included), driver %s carries at most %d",
 			ErrTooManyMetadataEntries, len(m.Metadata), l.driver, max)
 	}
-	if max := l.caps.MaxMetadataBytes; max > 0 {
-		n := 0
-		for k, v := range m.Metadata {
-			n += len(k) + len(v)
+	n := 0
+	for k, v := range m.Metadata {
+		if err := CheckMetadata(k, v); err != nil {
+			return err
 		}
-		if n > max {
-			return fmt.Errorf("%w: %d bytes of keys and values, driver %s carries at most %d", ErrMetadataTooLarge, n, l.driver, max)
-		}
+		n += len(k) + len(v)
+	}
+	if max := l.caps.MaxMetadataBytes; max > 0 && n > max {
+		return fmt.Errorf("%w: %d bytes of keys and values, driver %s carries at most %d", ErrMetadataTooLarge, n, l.driver, max)
 	}
 	return nil
 }

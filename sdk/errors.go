@@ -3,6 +3,7 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // ErrClosed is returned by operations on a Client, publisher or subscriber
@@ -17,6 +18,26 @@ var ErrPayloadTooLarge = errors.New("messaging: payload too large")
 // message carries more metadata entries than the transport's declared
 // MaxMetadataEntries.
 var ErrTooManyMetadataEntries = errors.New("messaging: too many metadata entries")
+
+// ErrInvalidMetadata is returned, before any network call, when a metadata
+// key or value is not valid UTF-8. Several brokers (SQS, SNS, JSON columns)
+// would replace the bad bytes, changing the value silently; every driver
+// refuses it, so that switching brokers never changes what arrives. Encode
+// binary values, as base64 for instance.
+var ErrInvalidMetadata = errors.New("messaging: metadata is not valid UTF-8")
+
+// CheckMetadata returns ErrInvalidMetadata, naming the entry, when a key or
+// value is not valid UTF-8. Publish calls it; so does anything that stores
+// messages to be published later (the outbox).
+func CheckMetadata(k, v string) error {
+	if !utf8.ValidString(k) {
+		return fmt.Errorf("%w: key %q; encode binary keys (base64, for instance)", ErrInvalidMetadata, k)
+	}
+	if !utf8.ValidString(v) {
+		return fmt.Errorf("%w: the value of %q; encode binary values (base64, for instance)", ErrInvalidMetadata, k)
+	}
+	return nil
+}
 
 // ConfigError reports a configuration value that cannot be used: which key,
 // where it came from, and what to do about it.

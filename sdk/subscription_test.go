@@ -162,3 +162,18 @@ func TestNackBackoffSpacesRedeliveriesUnlessTurnedOff(t *testing.T) {
 		})
 	}
 }
+
+// Metadata that is not valid UTF-8 is refused before anything is sent, on
+// every driver, rather than changed on the way by some brokers.
+func TestPublishRefusesMetadataThatIsNotUTF8(t *testing.T) {
+	c := openMemory(t)
+	for _, md := range []map[string]string{{"k": "bad \xff value"}, {"bad \xfe key": "v"}} {
+		err := c.Publish(context.Background(), "jobs", &sdk.Message{Payload: []byte("p"), Metadata: md})
+		if !errors.Is(err, sdk.ErrInvalidMetadata) || !strings.Contains(err.Error(), "base64") {
+			t.Fatalf("metadata %q: want sdk.ErrInvalidMetadata saying how to carry binary values, got %v", md, err)
+		}
+	}
+	if err := c.Publish(context.Background(), "jobs", &sdk.Message{Payload: []byte("\xff binary payload"), Metadata: map[string]string{"k": "ключ ✓"}}); err != nil {
+		t.Fatalf("a binary payload with UTF-8 metadata was refused: %v", err)
+	}
+}
