@@ -124,6 +124,9 @@ func provision(ctx context.Context, cfg DeadLetterConfig, done *sync.Map, topic 
 	if !ok {
 		return nil
 	}
+	if c, ok := cfg.Publisher.(interface{ Capabilities() sdk.Capabilities }); ok && !c.Capabilities().ConsumerGroups {
+		return nil // one queue per topic keeps every message whatever group reads it (SQS)
+	}
 	if _, ok := done.Load(topic); ok {
 		return nil
 	}

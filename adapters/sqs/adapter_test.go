@@ -526,3 +526,36 @@ func TestNewOnTheCallersAWSConfig(t *testing.T) {
 	}
 	testenv.RoundTrip(t, tr, topicName("new"))
 }
+
+// A second group on a topic is refused, saying why and what to use: SQS
+// would split the messages between the groups instead of copying them.
+func TestSecondGroupOnATopicIsRefused(t *testing.T) {
+	endpoint := testenv.AWSEndpoint(t)
+	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sqs", URL: endpoint, Options: testenv.AWSOptions(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	topic := "ct-groups-" + uuid.NewString()[:8]
+	ok := func(context.Context, *sdk.Message) error { return nil }
+	if _, err := c.Subscribe(context.Background(), topic, "billing", ok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Subscribe(context.Background(), topic, "billing", ok); err != nil {
+		t.Fatalf("a second member of the same group must be allowed: %v", err)
+	}
+	_, err = c.Subscribe(context.Background(), topic, "shipping", ok)
+	if err == nil || !strings.Contains(err.Error(), `consumed by group "billing"`) || !strings.Contains(err.Error(), "sns driver") {
+		t.Fatalf("a second group must be refused naming the first and the sns driver, got %v", err)
+	}
+	// Another client (another service instance) is refused too: the group
+	// is recorded on the queue.
+	other, err := sdk.Open(context.Background(), sdk.Config{Driver: "sqs", URL: endpoint, Options: testenv.AWSOptions(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	if _, err := other.Subscribe(context.Background(), topic, "shipping", ok); err == nil {
+		t.Fatal("a second group from another client must be refused too")
+	}
+}

@@ -197,7 +197,35 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if err != nil {
 		return nil, err
 	}
+	if err := t.claimQueue(ctx, q, topic, group); err != nil {
+		return nil, err
+	}
 	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
+}
+
+// groupTag is the queue tag naming the group that consumes a topic's queue.
+const groupTag = "msgkit-group"
+
+// claimQueue records group as the consumer of the topic's queue (a queue
+// tag) and refuses another group: SQS has no consumer groups, so a second
+// group would silently take part of the first one's messages.
+func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group string) error {
+	out, err := t.sqs.ListQueueTags(ctx, &awssqs.ListQueueTagsInput{QueueUrl: aws.String(q.URL)})
+	if err != nil {
+		return fmt.Errorf("sqs: read the tags of queue %q: %w", q.Name, err)
+	}
+	switch owner := out.Tags[groupTag]; owner {
+	case group:
+		return nil
+	case "":
+		if _, err := t.sqs.TagQueue(ctx, &awssqs.TagQueueInput{QueueUrl: aws.String(q.URL), Tags: map[string]string{groupTag: group}}); err != nil {
+			return fmt.Errorf("sqs: tag queue %q with its group: %w", q.Name, err)
+		}
+		return nil
+	default:
+		return fmt.Errorf("sqs: topic %q is consumed by group %q (tag %s on queue %q), not %q: SQS has no consumer groups, so a second group would take part of the first one's messages, not get its own copy. Use the sns driver to give each group every message, or subscribe with group %q; to hand the queue to another group, remove the tag",
+			topic, owner, groupTag, q.Name, group, owner)
+	}
 }
 
 // OpenReplySubscription reads the client's reply queue and deletes it on

@@ -27,6 +27,7 @@ const jsonContentType = "application/x-amz-json-1.0"
 // fix wraps goaws's router with the corrections.
 func fix(goaws http.Handler) http.Handler {
 	f := &fifoReceiver{}
+	tags := &queueTags{byURL: map[string]map[string]string{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Content-Type") != jsonContentType {
 			fixPublishBatch(goaws, w, r) // the query protocol: SNS
@@ -39,6 +40,11 @@ func fix(goaws http.Handler) http.Handler {
 			f.serve(goaws, w, r)
 		case "AmazonSQS.SetQueueAttributes", "AmazonSQS.CreateQueue":
 			fixQueueAttributes(goaws, w, r)
+		case "AmazonSQS.TagQueue", "AmazonSQS.UntagQueue", "AmazonSQS.ListQueueTags":
+			tags.serve(w, r)
+		case "AmazonSQS.DeleteQueue":
+			tags.forget(r)
+			goaws.ServeHTTP(w, r)
 		default:
 			goaws.ServeHTTP(w, r)
 		}
@@ -293,4 +299,60 @@ func writeJSON(w http.ResponseWriter, code int, body interfaces.AbstractResponse
 	if res := body.GetResult(); res != nil {
 		_ = json.NewEncoder(w).Encode(res)
 	}
+}
+
+// queueTags answers TagQueue, UntagQueue and ListQueueTags, which goaws
+// does not implement (it answers them with an error), as SQS does: tags
+// are a map per queue URL, gone when the queue is deleted.
+type queueTags struct {
+	mu    sync.Mutex
+	byURL map[string]map[string]string
+}
+
+func (q *queueTags) serve(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		QueueUrl string
+		Tags     map[string]string
+		TagKeys  []string
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.QueueUrl == "" {
+		http.Error(w, `{"__type":"InvalidParameterValue","message":"QueueUrl is required"}`, http.StatusBadRequest)
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	tags := q.byURL[req.QueueUrl]
+	reply := map[string]any{}
+	switch r.Header.Get("X-Amz-Target") {
+	case "AmazonSQS.TagQueue":
+		if tags == nil {
+			tags = map[string]string{}
+			q.byURL[req.QueueUrl] = tags
+		}
+		for k, v := range req.Tags {
+			tags[k] = v
+		}
+	case "AmazonSQS.UntagQueue":
+		for _, k := range req.TagKeys {
+			delete(tags, k)
+		}
+	default:
+		reply["Tags"] = tags
+	}
+	w.Header().Set("Content-Type", jsonContentType)
+	_ = json.NewEncoder(w).Encode(reply)
+}
+
+// forget drops the tags of a queue being deleted, leaving the request's
+// body for goaws to read.
+func (q *queueTags) forget(r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var req struct{ QueueUrl string }
+	if err != nil || json.Unmarshal(body, &req) != nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.byURL, req.QueueUrl)
 }
