@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -427,5 +429,58 @@ func TestMessageWithoutIDGetsOneStableAcrossRedeliveries(t *testing.T) {
 	}
 	if other.UUID == first.UUID {
 		t.Fatalf("messages with different bodies got the same id %q", other.UUID)
+	}
+}
+
+// Headers too big for one AMQP frame are refused before sending, with the
+// declared limit through the client and by the publisher itself for many
+// small entries; the connection carries on, and concurrent publishes of
+// other messages do not fail. Attribute values too long for an AMQP
+// property (255 bytes) travel in their headers.
+func TestOversizedHeadersAreRefusedAndTheConnectionCarriesOn(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	topic, group := names("bigheaders")
+	tr, err := rabbitmq.Driver{}.Open(context.Background(), sdk.Config{Driver: "rabbitmq", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sdk.NewClient(tr)
+	defer c.Close(context.Background())
+	got := make(chan *sdk.Message, 100)
+	if _, err := c.Subscribe(context.Background(), topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	big := &sdk.Message{Payload: []byte("x"), Metadata: map[string]string{"trace": strings.Repeat("v", 140<<10)}}
+	if err := c.Publish(context.Background(), topic, big); !errors.Is(err, sdk.ErrMetadataTooLarge) {
+		t.Fatalf("a 140 KB header: want ErrMetadataTooLarge, got %v", err)
+	}
+	many := &sdk.Message{Payload: []byte("x"), Metadata: map[string]string{}}
+	for i := 0; i < 15000; i++ { // 4-5 bytes each as the client counts, about 12 on the wire
+		many.Metadata[strconv.Itoa(i)] = ""
+	}
+	if err := c.Publish(context.Background(), topic, many); !errors.Is(err, sdk.ErrMetadataTooLarge) || !strings.Contains(err.Error(), "AMQP frame") {
+		t.Fatalf("15,000 small headers: want ErrMetadataTooLarge naming the frame, got %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- c.Publish(context.Background(), topic, &sdk.Message{Payload: []byte("ok"), CorrelationID: strings.Repeat("c", 300)})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a publish next to the refused ones failed: %v", err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		m := testenv.Await(t, got, "the messages published after the refused ones")
+		if len(m.CorrelationID) != 300 {
+			t.Fatalf("a 300-byte correlation id should arrive whole (in its header), got %d bytes", len(m.CorrelationID))
+		}
 	}
 }

@@ -27,12 +27,15 @@ func toPublishing(m *driver.Message, persistent bool) amqp.Publishing {
 	p := amqp.Publishing{
 		Headers:       headers,
 		Body:          m.Payload,
-		MessageId:     m.ID,
-		ContentType:   m.Metadata[sdk.KeyContentType],
-		CorrelationId: m.Metadata[sdk.KeyCorrelationID],
-		ReplyTo:       m.Metadata[sdk.KeyReplyTo],
-		Type:          m.Metadata[sdk.KeyEventType],
-		AppId:         m.Metadata[sdk.KeySource],
+		MessageId:     short(m.ID),
+		ContentType:   short(m.Metadata[sdk.KeyContentType]),
+		CorrelationId: short(m.Metadata[sdk.KeyCorrelationID]),
+		ReplyTo:       short(m.Metadata[sdk.KeyReplyTo]),
+		Type:          short(m.Metadata[sdk.KeyEventType]),
+		AppId:         short(m.Metadata[sdk.KeySource]),
+	}
+	if p.MessageId == "" && m.ID != "" {
+		headers[watermillUUIDHeader] = m.ID // too long for the property
 	}
 	if persistent {
 		p.DeliveryMode = amqp.Persistent
@@ -41,6 +44,31 @@ func toPublishing(m *driver.Message, persistent bool) amqp.Publishing {
 		p.Timestamp = t
 	}
 	return p
+}
+
+// short returns s when it fits an AMQP property (a short string, at most
+// 255 bytes), else "": the value still travels in its header, and a
+// property over the limit would fail the whole frame.
+func short(s string) string {
+	if len(s) > 255 {
+		return ""
+	}
+	return s
+}
+
+// headerFrameSize is an upper bound of the size of p's content header
+// frame: properties and the headers table, each entry a name, a type and a
+// long string.
+func headerFrameSize(p *amqp.Publishing) int {
+	n := 64 // class, weight, body size, flags, delivery mode, priority, timestamp, table length
+	for k, v := range p.Headers {
+		s, _ := v.(string)
+		n += 1 + len(k) + 1 + 4 + len(s)
+	}
+	for _, s := range []string{p.ContentType, p.ContentEncoding, p.CorrelationId, p.ReplyTo, p.Expiration, p.MessageId, p.Type, p.UserId, p.AppId} {
+		n += 1 + len(s)
+	}
+	return n
 }
 
 // fromDelivery rebuilds the message. Headers win; a standard attribute set
@@ -54,8 +82,11 @@ func fromDelivery(d *amqp.Delivery) *driver.Message {
 		md[k] = headerString(v)
 	}
 	m := &driver.Message{ID: d.MessageId, Payload: d.Body, Metadata: md}
-	if m.ID == "" {
-		m.ID = md[watermillUUIDHeader]
+	if id, ok := md[watermillUUIDHeader]; ok {
+		if m.ID == "" {
+			m.ID = id
+		}
+		delete(md, watermillUUIDHeader)
 	}
 	if m.ID == "" {
 		m.ID = contentID(d)

@@ -79,6 +79,9 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 	if p.closed.Load() {
 		return fmt.Errorf("rabbitmq: publish to %q: publisher %w", topic, sdk.ErrClosed)
 	}
+	if errs := checkHeaders(topic, msgs); errs != nil {
+		return p.sendSome(ctx, topic, msgs, errs)
+	}
 	sent, err := p.publishOnce(ctx, p.s.names(topic, ""), msgs)
 	if err == nil {
 		return nil
@@ -90,6 +93,58 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 	errs := make(driver.BatchError, len(msgs))
 	for i := sent; i < len(msgs); i++ {
 		errs[i] = err
+	}
+	return errs
+}
+
+// maxHeaderFrame is the most a message's properties and headers may take:
+// one content header frame within RabbitMQ's default frame_max (131072),
+// less the frame's own bytes. A larger one would make the broker close the
+// connection (FRAME_ERROR), failing every publish on it.
+const maxHeaderFrame = 131072 - 8
+
+// checkHeaders returns, when some message's headers would not fit one
+// frame, an error for each such message and nil for the others.
+func checkHeaders(topic string, msgs []*driver.Message) driver.BatchError {
+	var errs driver.BatchError
+	for i, m := range msgs {
+		pub := toPublishing(m, false)
+		if n := headerFrameSize(&pub); n > maxHeaderFrame {
+			if errs == nil {
+				errs = make(driver.BatchError, len(msgs))
+			}
+			errs[i] = fmt.Errorf("rabbitmq: publish to %q: message %s: %w: its headers take about %d bytes, over the %d of one AMQP frame",
+				topic, m.ID, sdk.ErrMetadataTooLarge, n, maxHeaderFrame)
+		}
+	}
+	return errs
+}
+
+// sendSome publishes the messages errs has no error for, and reports errs
+// with their outcome added.
+func (p *publisher) sendSome(ctx context.Context, topic string, msgs []*driver.Message, errs driver.BatchError) error {
+	var ok []*driver.Message
+	var at []int
+	for i, m := range msgs {
+		if errs[i] == nil {
+			ok, at = append(ok, m), append(at, i)
+		}
+	}
+	if len(ok) == 0 {
+		if len(msgs) == 1 {
+			return errs[0]
+		}
+		return errs
+	}
+	err := p.send(ctx, topic, ok)
+	var partial driver.BatchError
+	for j, i := range at {
+		switch {
+		case errors.As(err, &partial):
+			errs[i] = partial[j]
+		case err != nil:
+			errs[i] = err
+		}
 	}
 	return errs
 }

@@ -109,6 +109,10 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Persistent:      t.s.persistent && t.s.confirms,
 		RequestReply:    true, // reply topics are exclusive auto-delete queues
 		MaxPayloadBytes: t.s.maxPayload,
+		// Headers travel in one frame (131072 bytes by default); half of
+		// it leaves room for the encoding of many small entries, and the
+		// publisher refuses a message whose headers still do not fit.
+		MaxMetadataBytes: maxHeaderFrame / 2,
 	}
 }
 
