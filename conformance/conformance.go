@@ -61,6 +61,12 @@ type Harness struct {
 	ConfigAt   func(addr string) sdk.Config
 	// Secret is the password ConfigAt puts in the config.
 	Secret string
+
+	// InjectRaw, when set, publishes payload to topic in the broker's own
+	// format with no id and no attributes, as a producer that is not msgkit
+	// would (a plain AMQP publish, an XADD with only a payload field...).
+	// It enables TestForeignMessageGetsAStableID.
+	InjectRaw func(ctx context.Context, topic string, payload []byte) error
 }
 
 func (h Harness) withDefaults() Harness {
@@ -140,6 +146,14 @@ var suite = []guaranteeTest{
 		"RequestReply not declared"), testRequestTimesOutAndLateReplyIsDiscarded, false},
 	{"TestConcurrentRequestsAreCorrelated", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
 		"RequestReply not declared"), testConcurrentRequestsAreCorrelated, false},
+	{"TestRequestersOnSeveralClientsGetTheirOwnReplies", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
+		"RequestReply not declared"), testRequestersOnSeveralClients, false},
+	// Edges.
+	{"TestMessageNackedManyTimesIsStillRedelivered", always, testManyNacks, false},
+	{"TestNackedMessageComesBackBeforeTheRestOfItsKey", needs(func(c sdk.Capabilities) bool { return c.Ordering == sdk.OrderingPerKey },
+		"Ordering is not OrderingPerKey"), testNackedKeyComesBackFirst, false},
+	{"TestLimitsAreCarriedOrRefusedClearly", always, testLimits, false},
+	{"TestForeignMessageGetsAStableID", always, testForeignMessageGetsStableID, false},
 	// Load.
 	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers, false},
 	// Lifecycle.

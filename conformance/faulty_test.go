@@ -3,6 +3,7 @@ package conformance_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,10 @@ func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*d
 			c.Metadata = map[string]string{}
 		case "mangle-binary":
 			c.Payload = []byte(strings.ToValidUTF8(string(m.Payload), "\uFFFD"))
+		case "truncate-large":
+			if len(c.Payload) > 1<<20 {
+				c.Payload = c.Payload[:1<<20]
+			}
 		case "duplicate":
 			d := c
 			d.Metadata = map[string]string{}
@@ -59,6 +64,7 @@ func (f *faultyTransport) OpenSubscription(ctx context.Context, topic, group str
 type faultySubscription struct {
 	driver.Subscription
 	fault string
+	nacks atomic.Int32
 }
 
 func (s *faultySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
@@ -87,7 +93,7 @@ func (s *faultySubscription) Options() driver.Options {
 }
 
 func (s *faultySubscription) SendNacks(ctx context.Context, ids []driver.AckID, delay time.Duration) error {
-	if s.fault == "never-redeliver" {
+	if s.fault == "never-redeliver" || (s.fault == "drop-after-5-nacks" && s.nacks.Add(int32(len(ids))) > 5) {
 		return s.Subscription.SendAcks(ctx, ids)
 	}
 	return s.Subscription.SendNacks(ctx, ids, delay)

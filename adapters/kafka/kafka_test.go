@@ -2,7 +2,10 @@ package kafka_test
 
 import (
 	"context"
+	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/msgkit/msgkit/adapters/kafka"
 	"github.com/msgkit/msgkit/conformance"
@@ -35,6 +38,14 @@ func TestConformance(t *testing.T) {
 			return sdk.Config{Driver: "kafka", URL: "kafka://alice:s3cret-in-the-url@" + addr}
 		},
 		Secret: "s3cret-in-the-url",
+		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a record with no key and no headers
+			cl, err := kgo.NewClient(kgo.SeedBrokers(strings.TrimPrefix(url, "kafka://")))
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: payload}).FirstErr()
+		},
 	})
 }
 

@@ -57,6 +57,19 @@ func TestConformance(t *testing.T) {
 			return sdk.Config{Driver: msgnats.DriverName, URL: "nats://app:s3cret-in-the-url@" + addr}
 		},
 		Secret: "s3cret-in-the-url",
+		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a JetStream publish with no headers
+			nc, err := nats.Connect(url)
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			_, err = js.Publish(ctx, topic, payload)
+			return err
+		},
 	})
 }
 

@@ -67,6 +67,19 @@ func harness(url string, options map[string]string) conformance.Harness {
 func TestConformanceClassicQueues(t *testing.T) {
 	h := harness(testenv.RabbitMQ(t), nil)
 	h.OpenConfig, h.Secret = rabbitmq.Driver{}.Open, hygieneSecret
+	url := testenv.RabbitMQ(t)
+	h.InjectRaw = func(ctx context.Context, topic string, payload []byte) error { // a plain AMQP publish: no message-id, no headers
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		return ch.PublishWithContext(ctx, topic, "", false, false, amqp.Publishing{Body: payload})
+	}
 	h.ConfigAt = func(addr string) sdk.Config {
 		return sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:" + hygieneSecret + "@" + addr + "/"}
 	}

@@ -49,6 +49,15 @@ func TestConformance(t *testing.T) {
 			return sdk.Config{Driver: "redis", URL: "redis://:s3cret-in-the-url@" + addr + "/0"}
 		},
 		Secret: "s3cret-in-the-url",
+		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // an XADD with only a payload field
+			opts, err := goredis.ParseURL(url)
+			if err != nil {
+				return err
+			}
+			c := goredis.NewClient(opts)
+			defer c.Close()
+			return c.XAdd(ctx, &goredis.XAddArgs{Stream: topic, Values: []any{"payload", payload}}).Err()
+		},
 	})
 }
 

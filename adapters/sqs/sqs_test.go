@@ -4,6 +4,10 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/msgkit/msgkit/adapters/internal/awsq"
 	"github.com/msgkit/msgkit/adapters/sqs"
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -25,6 +29,15 @@ func TestConformance(t *testing.T) {
 				Options: testenv.AWSOptions(map[string]string{"secret_access_key": "s3cret-in-the-url"})}
 		},
 		Secret: "s3cret-in-the-url",
+		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a SendMessage with no attributes
+			c := rawSQS(endpoint)
+			out, err := c.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(awsq.QueueName("ct-"+topic, "", false))})
+			if err != nil {
+				return err
+			}
+			_, err = c.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: out.QueueUrl, MessageBody: aws.String(string(payload))})
+			return err
+		},
 	})
 }
 
