@@ -146,6 +146,8 @@ var suite = []guaranteeTest{
 		"RequestReply not declared"), testRequestTimesOutAndLateReplyIsDiscarded, false},
 	{"TestConcurrentRequestsAreCorrelated", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
 		"RequestReply not declared"), testConcurrentRequestsAreCorrelated, false},
+	{"TestExpiredRequestIsNotAnswered", needs(func(c sdk.Capabilities) bool { return c.RequestReply && c.DurableGroups },
+		"RequestReply and DurableGroups not both declared"), testExpiredRequestIsNotAnswered, false},
 	{"TestRequestersOnSeveralClientsGetTheirOwnReplies", needs(func(c sdk.Capabilities) bool { return c.RequestReply },
 		"RequestReply not declared"), testRequestersOnSeveralClients, false},
 	// Edges.

@@ -109,3 +109,45 @@ func testConcurrentRequestsAreCorrelated(e *env) {
 		e.t.Errorf("guarantee broken: %d concurrent requests must each get their own reply: %v", n, err)
 	}
 }
+
+// testExpiredRequestIsNotAnswered: a request whose caller gave up while no
+// responder ran is not handled when one starts (the broker drops it, or
+// the responder does, unread), and a live request after it is answered.
+func testExpiredRequestIsNotAnswered(e *env) {
+	group := uniqueName("g")
+	requester := e.client()
+	setup, cancelSetup := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancelSetup()
+	if err := requester.EnsureGroup(setup, e.topic, group); err != nil {
+		e.t.Fatalf("setup: EnsureGroup failed: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	_, err := requester.Request(ctx, e.topic, sdk.NewMessage([]byte("stale")))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		e.t.Fatalf("setup: with no responder running the request should time out, got %v", err)
+	}
+	var mu sync.Mutex
+	var handled []string
+	if _, err := e.client().Respond(e.ctx, e.topic, group, func(_ context.Context, req *sdk.Message) (*sdk.Message, error) {
+		mu.Lock()
+		handled = append(handled, string(req.Payload))
+		mu.Unlock()
+		return sdk.NewMessage([]byte("re:" + string(req.Payload))), nil
+	}); err != nil {
+		e.t.Fatalf("setup: Respond failed: %v", err)
+	}
+	ctx, cancel = context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	if reply, err := requester.Request(ctx, e.topic, sdk.NewMessage([]byte("fresh"))); err != nil || string(reply.Payload) != "re:fresh" {
+		e.t.Fatalf("guarantee broken: a live request must be answered: %v", err)
+	}
+	time.Sleep(e.h.QuietPeriod) // watching for the stale request to reach the responder
+	mu.Lock()
+	defer mu.Unlock()
+	for _, h := range handled {
+		if h == "stale" {
+			e.t.Fatalf("guarantee broken: a request whose caller had given up must not reach the responder: handled %v", handled)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type Client struct {
 	// nackBackoff is every subscription's unless WithNackBackoff says
 	// otherwise.
 	nackBackoff engine.Backoff
+	codec       Codec // Encode, Decode and the typed helpers
 
 	mu     sync.Mutex
 	closed bool
@@ -105,6 +106,7 @@ func NewClient(t driver.Transport, opts ...Option) *Client {
 		logger:      slog.Default(),
 		shutdown:    DefaultShutdownTimeout,
 		nackBackoff: engine.Backoff{Initial: DefaultNackBackoff, Max: DefaultNackBackoffMax},
+		codec:       JSON,
 		now:         time.Now,
 		subs:        map[*Subscription]struct{}{},
 	}

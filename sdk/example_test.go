@@ -124,6 +124,63 @@ func ExampleClient_Request() {
 	// Output: 12.50 EUR for sku-42
 }
 
+// Typed request/reply: values in and out, encoded with the client's codec
+// (JSON by default), and a refusal the caller can act on by its code.
+func ExampleRequest() {
+	ctx := context.Background()
+	client, _ := sdk.Open(ctx, sdk.Config{}, quiet)
+	defer client.Close(ctx)
+
+	type Reserve struct {
+		SKU string
+		Qty int
+	}
+	type Reserved struct{ Shelf string }
+	client.Respond(ctx, "inventory.reserve", "inventory", sdk.Reply(client,
+		func(ctx context.Context, r Reserve, _ *sdk.Message) (Reserved, error) {
+			if r.Qty > 3 {
+				return Reserved{}, sdk.Reject("out_of_stock", fmt.Sprintf("only 3 of %s left", r.SKU))
+			}
+			return Reserved{Shelf: "B4"}, nil
+		}))
+
+	reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err := sdk.Request[Reserve, Reserved](reqCtx, client, "inventory.reserve", Reserve{SKU: "sku-42", Qty: 1})
+	fmt.Println(got.Shelf, err)
+	_, err = sdk.Request[Reserve, Reserved](reqCtx, client, "inventory.reserve", Reserve{SKU: "sku-42", Qty: 9})
+	var remote *sdk.RemoteError
+	if errors.As(err, &remote) {
+		fmt.Println(remote.Code, "-", remote.Message)
+	}
+	// Output:
+	// B4 <nil>
+	// out_of_stock - only 3 of sku-42 left
+}
+
+// A typed handler: the payload decoded into a value; one that does not
+// decode fails permanently (the dead-letter middleware takes it at once).
+func ExampleHandle() {
+	ctx := context.Background()
+	client, _ := sdk.Open(ctx, sdk.Config{}, quiet)
+	defer client.Close(ctx)
+
+	type OrderCreated struct {
+		Order string `json:"order"`
+		Total int    `json:"total"`
+	}
+	done := make(chan struct{})
+	client.Subscribe(ctx, "orders", "billing", sdk.Handle(client, func(ctx context.Context, o OrderCreated, m *sdk.Message) error {
+		fmt.Println("bill", o.Order, o.Total)
+		close(done)
+		return nil
+	}))
+	msg, _ := client.Encode(OrderCreated{Order: "o-7", Total: 1250})
+	client.Publish(ctx, "orders", msg)
+	<-done
+	// Output: bill o-7 1250
+}
+
 // Code that writes messages in their wire form itself (the outbox writes
 // rows) takes them apart with NewOutgoing: the id, the payload and the
 // metadata a publisher would send, standard attributes included.

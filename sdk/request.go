@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -17,6 +18,11 @@ import (
 const (
 	KeyInReplyTo  = "in-reply-to" // on a reply: the id of the request it answers
 	KeyReplyError = "x-reply-error"
+	// KeyReplyErrorCode is, on a reply, the code of a responder's Reject.
+	KeyReplyErrorCode = "x-reply-error-code"
+	// KeyDeadline is, on a request, when its caller stops waiting (RFC
+	// 3339, UTC). A responder drops a request past it without answering.
+	KeyDeadline = "x-deadline"
 	// ReplyTopicPrefix starts every client's private reply topic; see
 	// driver.Transport.OpenReplySubscription.
 	ReplyTopicPrefix = driver.ReplyTopicPrefix
@@ -29,10 +35,17 @@ const DefaultRequestTimeout = 30 * time.Second
 // declare the RequestReply capability.
 var ErrNoRequestReply = errors.New("messaging: this driver does not support request/reply")
 
-// RemoteError is a responder's error, returned by Request.
-type RemoteError struct{ Message string }
+// RemoteError is a responder's error, returned by Request. Code is set when
+// the responder refused the request with Reject (a reason the caller can
+// act on, such as "out_of_stock"); it is empty for any other failure.
+type RemoteError struct{ Code, Message string }
 
-func (e *RemoteError) Error() string { return "responder failed: " + e.Message }
+func (e *RemoteError) Error() string {
+	if e.Code != "" {
+		return "responder refused the request: " + e.Code + ": " + e.Message
+	}
+	return "responder failed: " + e.Message
+}
 
 // replies routes replies arriving on the client's reply topic to the
 // Request calls waiting for them.
@@ -119,6 +132,9 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 		msg.ID = NewMessage(nil).ID
 	}
 	msg.Set(KeyReplyTo, c.replies.topic)
+	if d, ok := ctx.Deadline(); ok {
+		msg.Set(KeyDeadline, d.UTC().Format(time.RFC3339Nano))
+	}
 	wait := make(chan *Message, 1)
 	r := &c.replies
 	r.mu.Lock()
@@ -136,7 +152,7 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 	select {
 	case reply := <-wait:
 		if e := reply.Get(KeyReplyError); e != "" {
-			return nil, &RemoteError{Message: e}
+			return nil, &RemoteError{Code: reply.Get(KeyReplyErrorCode), Message: e}
 		}
 		return reply, nil
 	case <-ctx.Done():
@@ -152,16 +168,47 @@ type Responder func(ctx context.Context, req *Message) (*Message, error)
 // Respond subscribes r to topic in group: each request's reply is published
 // to the request's reply address, correlated with it. group is the
 // responders' consumer group: responders sharing it share the requests
-// (each request answered once), as instances of one service do. A request
-// without a reply address is handled and acknowledged with nothing sent
-// back. If the reply cannot be published, the request is nacked and comes
-// again. ctx bounds the setup, as for Subscribe.
+// (each request answered once), as instances of one service do, and the
+// group keeps requests while no responder runs. A request without a reply
+// address is handled and acknowledged with nothing sent back. If the reply
+// cannot be published, the request is nacked and comes again. ctx bounds
+// the setup, as for Subscribe.
+//
+// A request whose caller has given up (its KeyDeadline has passed) is
+// dropped without calling r and counted (ExpiredRequests); otherwise r's
+// context ends at that deadline. WithMiddleware options wrap r's call.
 func (c *Client) Respond(ctx context.Context, topic, group string, r Responder, opts ...SubscribeOption) (*Subscription, error) {
 	if r == nil {
 		return nil, fmt.Errorf("messaging: respond on %q: responder is nil", topic)
 	}
-	return c.Subscribe(ctx, topic, group, func(ctx context.Context, req *Message) error {
-		reply, err := r(ctx, req)
+	var o subscribeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	expired := new(atomic.Int64)
+	answer := func(ctx context.Context, req *Message) error {
+		var deadline time.Time
+		if d := req.Get(KeyDeadline); d != "" {
+			if t, err := time.Parse(time.RFC3339Nano, d); err == nil {
+				deadline = t
+			}
+		}
+		if !deadline.IsZero() {
+			if !c.now().Before(deadline) {
+				expired.Add(1)
+				c.logger.Debug("messaging: request dropped: its caller's deadline has passed", "topic", topic, "id", req.ID, "deadline", deadline)
+				return nil
+			}
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		var reply *Message
+		err := wrap(func(ctx context.Context, req *Message) error {
+			var err error
+			reply, err = r(ctx, req)
+			return err
+		}, o.middleware)(ctx, req)
 		to := req.Get(KeyReplyTo)
 		if to == "" {
 			return err
@@ -171,8 +218,19 @@ func (c *Client) Respond(ctx context.Context, topic, group string, r Responder, 
 		}
 		if err != nil {
 			reply.Set(KeyReplyError, err.Error())
+			if code, message, ok := rejection(err); ok {
+				reply.Set(KeyReplyErrorCode, code)
+				reply.Set(KeyReplyError, message)
+			}
 		}
 		reply.Set(KeyInReplyTo, req.ID)
-		return c.Publish(ctx, to, reply)
-	}, opts...)
+		return c.Publish(context.WithoutCancel(ctx), to, reply)
+	}
+	// The middleware wraps the responder's call above, not the reply.
+	s, err := c.Subscribe(ctx, topic, group, answer, append(opts, func(o *subscribeOptions) { o.middleware = nil })...)
+	if err != nil {
+		return nil, err
+	}
+	s.expired = expired
+	return s, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -23,6 +24,25 @@ type SubscribeOption func(*subscribeOptions)
 type subscribeOptions struct {
 	concurrency int
 	nackBackoff *engine.Backoff
+	middleware  []func(Handler) Handler
+}
+
+// WithMiddleware wraps this subscription's handler, or a responder, in
+// mws, the first outermost: a package middleware value
+// (middleware.Timeout(...)), or a stack's Handler method
+// (stack.Handler, from middleware.FromConfig). For Respond the middleware
+// wraps the responder's call, so timeout, breaker, bulkhead and
+// observability apply to responders as to handlers; the reply is sent
+// after it.
+func WithMiddleware(mws ...func(Handler) Handler) SubscribeOption {
+	return func(o *subscribeOptions) { o.middleware = append(o.middleware, mws...) }
+}
+
+func wrap(h Handler, mws []func(Handler) Handler) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
 }
 
 // WithNackBackoff sets how long a message whose handler failed waits before
@@ -72,6 +92,17 @@ type Subscription struct {
 	cancelWork context.CancelFunc // cancels running handlers at the deadline
 	closeOnce  sync.Once
 	closeErr   error
+	expired    *atomic.Int64 // Respond: requests dropped because their caller gave up
+}
+
+// ExpiredRequests is how many requests a Respond subscription dropped
+// without calling its responder because their caller's deadline had
+// passed. It is 0 for other subscriptions.
+func (s *Subscription) ExpiredRequests() int64 {
+	if s.expired == nil {
+		return 0
+	}
+	return s.expired.Load()
 }
 
 // Subscribe starts consuming topic as a member of group, calling h for each
@@ -93,6 +124,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	for _, opt := range opts {
 		opt(&o)
 	}
+	h = wrap(h, o.middleware)
 	if c.isClosed() {
 		return nil, fmt.Errorf("messaging: subscribe to %q: %w", topic, ErrClosed)
 	}

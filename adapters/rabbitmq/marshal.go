@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,11 @@ func toPublishing(m *driver.Message, persistent bool) amqp.Publishing {
 	}
 	if t, err := time.Parse(time.RFC3339Nano, m.Metadata[sdk.KeyTime]); err == nil {
 		p.Timestamp = t
+	}
+	if d, err := time.Parse(time.RFC3339Nano, m.Metadata[sdk.KeyDeadline]); err == nil {
+		// A request's deadline as the broker's own expiry: the queue drops
+		// it unread once its caller has given up.
+		p.Expiration = strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10)
 	}
 	return p
 }
