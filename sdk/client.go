@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -28,6 +29,8 @@ type Client struct {
 	// otherwise.
 	nackBackoff engine.Backoff
 	codec       Codec // Encode, Decode and the typed helpers
+	require     []Requirement
+	warnedOrder atomic.Bool // publishing an ordering key the driver does not keep was logged
 
 	mu     sync.Mutex
 	closed bool
@@ -68,6 +71,13 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	}
 	c := NewClient(t, opts...)
 	c.driver = name
+	if err := checkRequirements(name, c.caps, append(c.require, cfg.Require...)); err != nil {
+		_ = t.Close()
+		if len(cfg.Require) > 0 {
+			return nil, &ConfigError{Key: "require", Source: cfg.Source("require"), Reason: err.Error() + "; choose such a driver, or configure this one to provide it"}
+		}
+		return nil, err
+	}
 	if cfg.ShutdownTimeout > 0 {
 		c.shutdown = cfg.ShutdownTimeout
 	}
@@ -169,6 +179,10 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
 		}
 		m.inheritFrom(parent)
+		if m.OrderingKey != "" && c.caps.Ordering != OrderingPerKey && !c.warnedOrder.Swap(true) {
+			c.logger.Warn("messaging: publishing with an ordering key to a driver that does not keep per-key order; the key is carried but messages may be handled out of order (state sdk.RequireOrderingPerKey to make Open refuse such a driver)",
+				"driver", c.driver, "topic", topic)
+		}
 		dm := &structs[i]
 		newOutgoing(m, now, &nowText).fill(dm)
 		if err := l.check(dm); err != nil {

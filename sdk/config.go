@@ -37,6 +37,7 @@ const (
 	EnvShutdownTimeout = "MESSAGING_SHUTDOWN_TIMEOUT" // shutdown_timeout
 	EnvNackBackoff     = "MESSAGING_NACK_BACKOFF"     // nack_backoff
 	EnvNackBackoffMax  = "MESSAGING_NACK_BACKOFF_MAX" // nack_backoff_max
+	EnvRequire         = "MESSAGING_REQUIRE"          // require, comma-separated
 	// EnvOptionPrefix followed by an option name in upper case sets that
 	// option: MESSAGING_OPT_PREFETCH=100 sets options.prefetch.
 	EnvOptionPrefix = "MESSAGING_OPT_"
@@ -55,6 +56,7 @@ const (
 //	shutdown_timeout: 30s             # default 30s
 //	nack_backoff: 100ms               # first redelivery delay after a failure; 0 turns the backoff off
 //	nack_backoff_max: 30s             # the longest it grows to
+//	require: [consumer_groups]        # capabilities Open insists on
 //	options:                          # driver-specific, see docs/
 //	  prefetch: 100
 type Config struct {
@@ -77,6 +79,11 @@ type Config struct {
 	// NackBackoffMax caps NackBackoff's growth. Zero means
 	// DefaultNackBackoffMax.
 	NackBackoffMax time.Duration
+	// Require lists capabilities the service cannot do without (see
+	// Requirement); Open fails, naming what is missing, when the driver
+	// does not provide one. In a file: require: [consumer_groups,
+	// ordering_per_key], or a comma-separated string.
+	Require []Requirement
 	// Options holds driver-specific settings by snake_case name. Drivers
 	// reject names they do not know.
 	Options map[string]string
@@ -303,6 +310,21 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			if err := cfg.set(k.Value, v.Value, src); err != nil {
 				return Config{}, err
 			}
+		case "require":
+			var names []string
+			switch v.Kind {
+			case yaml.ScalarNode:
+				names = []string{v.Value}
+			case yaml.SequenceNode:
+				for _, item := range v.Content {
+					names = append(names, item.Value)
+				}
+			default:
+				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a list of requirements, such as [consumer_groups, ordering_per_key]"}
+			}
+			if err := cfg.set("require", strings.Join(names, ","), src); err != nil {
+				return Config{}, err
+			}
 		case "options", "middleware":
 			if v.Kind != yaml.MappingNode {
 				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a mapping of names to values"}
@@ -316,7 +338,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			}
 		default:
 			return Config{}, &ConfigError{Key: k.Value, Source: src,
-				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, options (driver-specific settings) and middleware"}
+				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, require, options (driver-specific settings) and middleware"}
 		}
 	}
 	return cfg, nil
@@ -341,6 +363,12 @@ func (c *Config) set(key, value, source string) error {
 			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a positive duration such as 10s, got %q", value)}
 		}
 		c.ShutdownTimeout = d
+	case "require":
+		rs, err := ParseRequirements(value)
+		if err != nil {
+			return &ConfigError{Key: key, Source: source, Reason: err.Error()}
+		}
+		c.Require = rs
 	case "nack_backoff", "nack_backoff_max":
 		v := strings.TrimSpace(value)
 		d, err := time.ParseDuration(v)
@@ -382,7 +410,7 @@ func (c *Config) noteSource(key, source string) {
 }
 
 func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) error {
-	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout", EnvNackBackoff: "nack_backoff", EnvNackBackoffMax: "nack_backoff_max"} {
+	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout", EnvNackBackoff: "nack_backoff", EnvNackBackoffMax: "nack_backoff_max", EnvRequire: "require"} {
 		if v, ok := lookup(env); ok && v != "" {
 			if err := c.set(key, v, "environment variable "+env); err != nil {
 				return err
