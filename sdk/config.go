@@ -19,6 +19,20 @@ import (
 // in-process broker of adapters/memory, which needs no server.
 const DefaultDriver = "memory"
 
+// Where a new consumer group starts (Config.NewGroupStart).
+const (
+	GroupStartOldest = "oldest"
+	GroupStartLatest = "latest"
+)
+
+// GroupStart returns NewGroupStart, or GroupStartOldest when it is empty.
+func (c Config) GroupStart() string {
+	if c.NewGroupStart == "" {
+		return GroupStartOldest
+	}
+	return c.NewGroupStart
+}
+
 // DefaultShutdownTimeout bounds Client.Close when its context has no deadline.
 const DefaultShutdownTimeout = 30 * time.Second
 
@@ -38,6 +52,7 @@ const (
 	EnvNackBackoff     = "MESSAGING_NACK_BACKOFF"     // nack_backoff
 	EnvNackBackoffMax  = "MESSAGING_NACK_BACKOFF_MAX" // nack_backoff_max
 	EnvRequire         = "MESSAGING_REQUIRE"          // require, comma-separated
+	EnvNewGroupStart   = "MESSAGING_NEW_GROUP_START"  // new_group_start
 	// EnvOptionPrefix followed by an option name in upper case sets that
 	// option: MESSAGING_OPT_PREFETCH=100 sets options.prefetch.
 	EnvOptionPrefix = "MESSAGING_OPT_"
@@ -57,6 +72,7 @@ const (
 //	nack_backoff: 100ms               # first redelivery delay after a failure; 0 turns the backoff off
 //	nack_backoff_max: 30s             # the longest it grows to
 //	require: [consumer_groups]        # capabilities Open insists on
+//	new_group_start: oldest           # where a new group starts, where the broker keeps history
 //	options:                          # driver-specific, see docs/
 //	  prefetch: 100
 type Config struct {
@@ -79,6 +95,14 @@ type Config struct {
 	// NackBackoffMax caps NackBackoff's growth. Zero means
 	// DefaultNackBackoffMax.
 	NackBackoffMax time.Duration
+	// NewGroupStart is where a group that did not exist starts, on every
+	// driver that keeps history: GroupStartOldest (the default: nothing
+	// published before the group existed is lost) or GroupStartLatest.
+	// Drivers' own options (kafka initial_offset, redis and nats
+	// new_group_start) override it. Brokers that keep no history
+	// (RabbitMQ, SNS, the memory broker) start a group when it is created:
+	// create it early with Client.EnsureGroup.
+	NewGroupStart string
 	// Require lists capabilities the service cannot do without (see
 	// Requirement); Open fails, naming what is missing, when the driver
 	// does not provide one. In a file: require: [consumer_groups,
@@ -303,7 +327,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		k, v := root.Content[i], root.Content[i+1]
 		src := at(name, k)
 		switch k.Value {
-		case "driver", "url", "shutdown_timeout", "nack_backoff", "nack_backoff_max":
+		case "driver", "url", "shutdown_timeout", "nack_backoff", "nack_backoff_max", "new_group_start":
 			if v.Kind != yaml.ScalarNode {
 				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a single value, not a list or mapping"}
 			}
@@ -338,7 +362,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			}
 		default:
 			return Config{}, &ConfigError{Key: k.Value, Source: src,
-				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, require, options (driver-specific settings) and middleware"}
+				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, new_group_start, require, options (driver-specific settings) and middleware"}
 		}
 	}
 	return cfg, nil
@@ -363,6 +387,12 @@ func (c *Config) set(key, value, source string) error {
 			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a positive duration such as 10s, got %q", value)}
 		}
 		c.ShutdownTimeout = d
+	case "new_group_start":
+		v := strings.TrimSpace(value)
+		if v != GroupStartOldest && v != GroupStartLatest {
+			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want oldest (a new group receives what was published before it existed, where the broker keeps it) or latest, got %q", value)}
+		}
+		c.NewGroupStart = v
 	case "require":
 		rs, err := ParseRequirements(value)
 		if err != nil {
@@ -410,7 +440,7 @@ func (c *Config) noteSource(key, source string) {
 }
 
 func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) error {
-	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout", EnvNackBackoff: "nack_backoff", EnvNackBackoffMax: "nack_backoff_max", EnvRequire: "require"} {
+	for env, key := range map[string]string{EnvDriver: "driver", EnvURL: "url", EnvShutdownTimeout: "shutdown_timeout", EnvNackBackoff: "nack_backoff", EnvNackBackoffMax: "nack_backoff_max", EnvRequire: "require", EnvNewGroupStart: "new_group_start"} {
 		if v, ok := lookup(env); ok && v != "" {
 			if err := c.set(key, v, "environment variable "+env); err != nil {
 				return err

@@ -159,3 +159,16 @@ func TestNackBackoffIsReadAndZeroTurnsItOff(t *testing.T) {
 		t.Fatalf("%s=2s: got %v (%v)", EnvNackBackoff, cfg.NackBackoff, err)
 	}
 }
+
+func TestNewGroupStartIsReadAndChecked(t *testing.T) {
+	cfg, err := ParseConfig("app.yaml", []byte("new_group_start: latest\n"))
+	if err != nil || cfg.GroupStart() != GroupStartLatest {
+		t.Fatalf("want latest, got %q (%v)", cfg.GroupStart(), err)
+	}
+	if (Config{}).GroupStart() != GroupStartOldest {
+		t.Fatal("the default must be oldest")
+	}
+	if _, err := ParseConfig("app.yaml", []byte("new_group_start: newest\n")); err == nil || !strings.Contains(err.Error(), "want oldest") {
+		t.Fatalf("an unknown start should be refused saying what is allowed, got %v", err)
+	}
+}

@@ -89,7 +89,11 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if s.idempotent, err = cfg.OptionBool("idempotent", true); err != nil {
 		return settings{}, err
 	}
-	switch o := cfg.OptionString("initial_offset", "oldest"); o {
+	start := "oldest"
+	if cfg.GroupStart() == sdk.GroupStartLatest {
+		start = "newest"
+	}
+	switch o := cfg.OptionString("initial_offset", start); o {
 	case "oldest":
 		s.startOldest = true
 	case "newest":

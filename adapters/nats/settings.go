@@ -103,7 +103,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	default:
 		return settings{}, cfg.Invalid("options.storage", nil, "want file (streams survive a server restart) or memory, got %q", st)
 	}
-	switch start := cfg.OptionString("new_group_start", "oldest"); start {
+	switch start := cfg.OptionString("new_group_start", cfg.GroupStart()); start {
 	case "oldest":
 		s.startOldest = true
 	case "latest":

@@ -61,11 +61,34 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestConformanceNewGroupsFromOldest(t *testing.T) {
+func TestConformanceNewGroupsFromLatest(t *testing.T) {
 	url := testenv.Redis(t)
 	conformance.Run(t, conformance.Harness{
 		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
-			return open(t, url, map[string]string{"new_group_start": "oldest", "batch_size": "7"})
+			return open(t, url, map[string]string{"new_group_start": "latest", "batch_size": "7"})
 		},
 	})
+}
+
+// The portable new_group_start reaches the driver; its own option wins.
+func TestNewGroupStartFromTheConfig(t *testing.T) {
+	url := testenv.Redis(t)
+	for _, c := range []struct {
+		cfg     sdk.Config
+		history bool
+	}{
+		{sdk.Config{}, true}, // the default: oldest, nothing lost
+		{sdk.Config{NewGroupStart: sdk.GroupStartLatest}, false},
+		{sdk.Config{NewGroupStart: sdk.GroupStartLatest, Options: map[string]string{"new_group_start": "oldest"}}, true},
+	} {
+		c.cfg.Driver, c.cfg.URL = "redis", url
+		tr, err := msgredis.Driver{}.Open(context.Background(), c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.Capabilities().NewGroupsReceiveHistory; got != c.history {
+			t.Errorf("new_group_start %q, option %q: NewGroupsReceiveHistory = %v, want %v", c.cfg.NewGroupStart, c.cfg.Options["new_group_start"], got, c.history)
+		}
+		tr.Close()
+	}
 }

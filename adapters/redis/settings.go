@@ -77,7 +77,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if s.claimIdle < time.Millisecond || s.claimInterval < time.Millisecond || s.block < time.Millisecond {
 		return settings{}, cfg.Invalid("options.claim_idle", nil, "block, claim_idle and claim_interval must be at least 1ms")
 	}
-	switch start := cfg.OptionString("new_group_start", "latest"); start {
+	switch start := cfg.OptionString("new_group_start", cfg.GroupStart()); start {
 	case "latest":
 	case "oldest":
 		s.startOldest = true
