@@ -91,7 +91,7 @@ func (b *Breaker) Handler() Middleware {
 				return err
 			}
 			err := call(ctx, next, msg)
-			if err == nil || sdk.IsPermanent(err) {
+			if err == nil || sdk.IsPermanent(err) || IsBreakerNeutral(err) {
 				b.cb.RecordSuccess()
 			} else {
 				b.cb.RecordError(err)
@@ -100,6 +100,29 @@ func (b *Breaker) Handler() Middleware {
 		}
 	}
 }
+
+// BreakerNeutral marks a failure that is to be retried (the message is
+// nacked and redelivered as usual) but says nothing about the dependency
+// the breaker guards: one customer's card declined by a payment API that
+// answered promptly. The breaker counts it as the dependency working, so
+// one customer's failures cannot pause the whole subscription.
+func BreakerNeutral(err error) error {
+	if err == nil {
+		return nil
+	}
+	return neutralError{err}
+}
+
+// IsBreakerNeutral reports whether err, or an error it wraps, was marked
+// with BreakerNeutral.
+func IsBreakerNeutral(err error) bool {
+	var n neutralError
+	return errors.As(err, &n)
+}
+
+type neutralError struct{ error }
+
+func (e neutralError) Unwrap() error { return e.error }
 
 // wait blocks until the breaker grants a permit.
 func (b *Breaker) wait(ctx context.Context) error {

@@ -17,6 +17,10 @@ var configKeys = []string{
 	"dead_letter", "dead_letter_after", "dead_letter_suffix",
 }
 
+func init() {
+	sdk.RegisterConfigCheck("middleware", func(cfg sdk.Config) error { return cfg.MiddlewareSection().Check(configKeys...) })
+}
+
 // Deps are what some middleware needs besides settings.
 type Deps struct {
 	// Publisher sends dead letters; required with dead_letter: true.

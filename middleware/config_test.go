@@ -82,3 +82,17 @@ func TestStackConfigErrorsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// With the middleware package in the program, a misspelt middleware key
+// fails Open, even in a service that never calls FromConfig.
+func TestOpenChecksTheMiddlewareSection(t *testing.T) {
+	cfg, err := sdk.ParseConfig("svc.yaml", []byte("middleware:\n  retry_attempts: 3\n  retyr_delay: 1s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sdk.Open(context.Background(), cfg)
+	var ce *sdk.ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "retyr_delay") || ce.Source != "svc.yaml:3" {
+		t.Fatalf("want a *ConfigError naming middleware.retyr_delay at svc.yaml:3, got %v", err)
+	}
+}

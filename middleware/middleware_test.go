@@ -430,3 +430,29 @@ func TestHugeErrorIsCappedInTheDeadLetter(t *testing.T) {
 		}
 	})
 }
+
+// Failures marked BreakerNeutral are redelivered like any other but do not
+// open the breaker; the same number of unmarked failures does.
+func TestBreakerNeutralFailuresDoNotOpenTheBreaker(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		fail  func(error) error
+		state string
+	}{
+		{"neutral", middleware.BreakerNeutral, "closed"},
+		{"plain", func(err error) error { return err }, "open"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := middleware.NewBreaker(middleware.BreakerConfig{FailureThreshold: 3, Delay: time.Hour})
+			h := b.Handler()(func(context.Context, *sdk.Message) error { return c.fail(errors.New("card declined")) })
+			for i := 0; i < 5 && b.State() == "closed"; i++ {
+				if err := h(context.Background(), sdk.NewMessage(nil)); err == nil {
+					t.Fatal("the failure must still be returned, for redelivery")
+				}
+			}
+			if b.State() != c.state {
+				t.Fatalf("after 5 %s failures the breaker is %s, want %s", c.name, b.State(), c.state)
+			}
+		})
+	}
+}

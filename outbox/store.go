@@ -2,7 +2,8 @@
 //
 // A service writes its business rows and the messages they cause in one SQL
 // transaction (Store.Add takes the caller's transaction). A Relay claims
-// unsent messages in batches under a lease, publishes them through any
+// unsent messages in batches (on PostgreSQL with row locks held by the
+// claiming transaction, elsewhere under a lease), publishes them through any
 // publisher (an *sdk.Client, usually), and marks them sent: a message is
 // published if and only if its transaction committed, at least once, in
 // order per ordering key. On the consuming side an Inbox records each

@@ -30,6 +30,7 @@ type Client struct {
 	nackBackoff engine.Backoff
 	codec       Codec // Encode, Decode and the typed helpers
 	require     []Requirement
+	cfg         Config      // what Open was given
 	warnedOrder atomic.Bool // publishing an ordering key the driver does not keep was logged
 
 	mu     sync.Mutex
@@ -65,12 +66,20 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		}
 		return nil, err
 	}
+	unread, err := cfg.checkSections()
+	if err != nil {
+		return nil, err
+	}
 	t, err := d.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: open driver %q: %w", name, err)
 	}
 	c := NewClient(t, opts...)
-	c.driver = name
+	c.driver, c.cfg = name, cfg
+	for _, s := range unread {
+		c.logger.Warn("messaging: the config has a "+s+": section but nothing in this program reads it; import github.com/msgkit/msgkit/middleware and build the stack with middleware.FromConfig(client.Config(), deps)",
+			"section", s)
+	}
 	if err := checkRequirements(name, c.caps, append(c.require, cfg.Require...)); err != nil {
 		_ = t.Close()
 		if len(cfg.Require) > 0 {
@@ -125,6 +134,12 @@ func NewClient(t driver.Transport, opts ...Option) *Client {
 	}
 	return c
 }
+
+// Config returns the configuration the client was opened with (by Open or
+// OpenFile; the zero Config for NewClient), for what reads the same file:
+// middleware.FromConfig, the service's app: section (Config.App). Its
+// String form redacts secrets.
+func (c *Client) Config() Config { return c.cfg }
 
 // Capabilities reports what the underlying transport guarantees.
 func (c *Client) Capabilities() Capabilities { return c.caps }

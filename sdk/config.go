@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -117,6 +118,22 @@ type Config struct {
 
 	// sources remembers where each key was set, for error messages.
 	sources map[string]string
+	// app is the file's app: section, the service's own settings.
+	app *yaml.Node
+}
+
+// App decodes the config file's app: section, the service's own settings
+// kept in the same file, into v (with gopkg.in/yaml.v3 rules: exported
+// fields, `yaml:"name"` tags). It is nil without an app: section; msgkit
+// reads nothing in it.
+func (c Config) App(v any) error {
+	if c.app == nil {
+		return nil
+	}
+	if err := c.app.Decode(v); err != nil {
+		return &ConfigError{Key: "app", Source: c.Source("app"), Reason: "cannot be read into " + fmt.Sprintf("%T", v), Err: err}
+	}
+	return nil
 }
 
 // DriverName returns Driver, or DefaultDriver when it is empty.
@@ -334,6 +351,9 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			if err := cfg.set(k.Value, v.Value, src); err != nil {
 				return Config{}, err
 			}
+		case "app":
+			cfg.app = v
+			cfg.noteSource("app", src)
 		case "require":
 			var names []string
 			switch v.Kind {
@@ -362,7 +382,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			}
 		default:
 			return Config{}, &ConfigError{Key: k.Value, Source: src,
-				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, new_group_start, require, options (driver-specific settings) and middleware"}
+				Reason: "unknown key; the top-level keys are driver, url, shutdown_timeout, nack_backoff, nack_backoff_max, new_group_start, require, options (driver-specific settings), middleware and app (the service's own settings)"}
 		}
 	}
 	return cfg, nil
@@ -495,4 +515,29 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// configChecks validate sections of the config that other packages read,
+// by section name.
+var configChecks sync.Map
+
+// RegisterConfigCheck makes Open validate the config section that another
+// package reads (package middleware registers "middleware" from its init),
+// so that a misspelt key fails at Open, naming it, rather than being
+// ignored by a service that never builds that package's stack.
+func RegisterConfigCheck(section string, check func(Config) error) {
+	configChecks.Store(section, check)
+}
+
+// checkSections runs the registered checks; a middleware section that no
+// imported package checks is reported as unread.
+func (c Config) checkSections() (unread []string, err error) {
+	if len(c.Middleware) == 0 {
+		return nil, nil
+	}
+	check, ok := configChecks.Load("middleware")
+	if !ok {
+		return []string{"middleware"}, nil
+	}
+	return nil, check.(func(Config) error)(c)
 }

@@ -172,3 +172,23 @@ func TestNewGroupStartIsReadAndChecked(t *testing.T) {
 		t.Fatalf("an unknown start should be refused saying what is allowed, got %v", err)
 	}
 }
+
+// The service's own settings live in the app: section, handed back as
+// written; the client gives back the config it was opened with.
+func TestAppSectionAndClientConfig(t *testing.T) {
+	cfg, err := ParseConfig("svc.yaml", []byte("driver: memory\napp:\n  listen: \":8080\"\n  shards: [1, 2]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app struct {
+		Listen string `yaml:"listen"`
+		Shards []int  `yaml:"shards"`
+	}
+	if err := cfg.App(&app); err != nil || app.Listen != ":8080" || len(app.Shards) != 2 {
+		t.Fatalf("app section: %+v, %v", app, err)
+	}
+	var wrong struct{ Listen int }
+	if err := cfg.App(&wrong); err == nil || !strings.Contains(err.Error(), `key "app"`) {
+		t.Fatalf("an app section that does not fit should name the key: %v", err)
+	}
+}

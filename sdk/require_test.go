@@ -78,3 +78,15 @@ func TestOrderingKeyOnADriverWithoutOrderWarnsOnce(t *testing.T) {
 		t.Fatalf("want one warning, got %d:\n%s", n, logs.String())
 	}
 }
+
+func TestClientConfigIsWhatOpenWasGiven(t *testing.T) {
+	cfg := sdk.Config{Driver: "memory", Middleware: map[string]string{"retry_attempts": "3"}}
+	c, err := sdk.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if got := c.Config(); got.Driver != "memory" || got.Middleware["retry_attempts"] != "3" {
+		t.Fatalf("Config() = %+v", got)
+	}
+}

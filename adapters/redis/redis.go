@@ -36,7 +36,20 @@ import (
 // DriverName is the name the driver registers under.
 const DriverName = "redis"
 
-func init() { sdk.Register(DriverName, Driver{}) }
+func init() {
+	sdk.Register(DriverName, Driver{})
+	// go-redis writes its own notices ("failed to dial", pool events) to
+	// stderr through a logger of its own, process-wide: send them to slog,
+	// at debug level, where the errors they concern are also returned.
+	goredis.SetLogger(slogLogger{})
+}
+
+// slogLogger passes go-redis's notices to slog.Default().
+type slogLogger struct{}
+
+func (slogLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...), "driver", DriverName)
+}
 
 // Driver opens Redis Streams transports.
 type Driver struct{}
