@@ -302,7 +302,7 @@ func BenchmarkOutboxAddPgx(b *testing.B) {
 			order(b, func(tx pgx.Tx, args []any) error {
 				batch := &pgx.Batch{}
 				batch.Queue(insert, args...)
-				if err := store.QueueAdd(batch, topic, orderCreated()); err != nil {
+				if err := store.QueueAdd(context.Background(), batch, topic, orderCreated()); err != nil {
 					return err
 				}
 				return tx.SendBatch(ctx, batch).Close()

@@ -174,7 +174,8 @@ func (o *Observability) consumerAttrs(topic, group string) metric.MeasurementOpt
 // Publisher wraps p: each Publish runs in a producer span whose context is
 // written into every message's metadata (traceparent, tracestate), and is
 // counted. A Publish inside a handler makes its span a child of the
-// handler's.
+// handler's. A message that already carries a traceparent keeps it: one
+// the outbox's Add wrote stays in the trace of the request that wrote it.
 func (o *Observability) Publisher(p sdk.Publisher) sdk.Publisher { return obsPublisher{o: o, next: p} }
 
 type obsPublisher struct {
@@ -187,6 +188,9 @@ func (p obsPublisher) Publish(ctx context.Context, topic string, msgs ...*sdk.Me
 		trace.WithAttributes(attribute.String("messaging.destination.name", topic), attribute.Int("messaging.batch.message_count", len(msgs))))
 	defer span.End()
 	for _, m := range msgs {
+		if m.Metadata[sdk.KeyTraceParent] != "" {
+			continue // written with the trace that made it (the outbox's Add): the consumer joins that one
+		}
 		if m.Metadata == nil {
 			m.Metadata = map[string]string{}
 		}

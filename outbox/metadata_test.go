@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -51,12 +52,12 @@ func TestMetadataJSONReadsBackAsPublished(t *testing.T) {
 func TestAddRefusesMetadataThatIsNotUTF8(t *testing.T) {
 	s := &Store{table: "outbox", now: time.Now}
 	for _, md := range []map[string]string{{"k": "bad \xff value"}, {"bad \xfe key": "v"}} {
-		_, err := s.inserts("orders", []*sdk.Message{{Payload: []byte("p"), Metadata: md}})
+		_, err := s.inserts(context.Background(), "orders", []*sdk.Message{{Payload: []byte("p"), Metadata: md}})
 		if !errors.Is(err, sdk.ErrInvalidMetadata) {
 			t.Fatalf("metadata %q: want sdk.ErrInvalidMetadata, got %v", md, err)
 		}
 	}
-	if _, err := s.inserts("orders", []*sdk.Message{{Payload: []byte("\xff binary payloads are fine"), Metadata: map[string]string{"k": "ключ ✓"}}}); err != nil {
+	if _, err := s.inserts(context.Background(), "orders", []*sdk.Message{{Payload: []byte("\xff binary payloads are fine"), Metadata: map[string]string{"k": "ключ ✓"}}}); err != nil {
 		t.Fatalf("valid metadata refused: %v", err)
 	}
 }

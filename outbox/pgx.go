@@ -37,15 +37,16 @@ func (c commandTag) RowsAffected() (int64, error) { return pgconn.CommandTag(c).
 // caller sends inside its own transaction together with its business
 // statements. The outbox write then shares their round trip instead of
 // adding one; the messages are published if and only if that transaction
-// commits. Only for a PostgreSQL store.
-func (s *Store) QueueAdd(batch *pgx.Batch, topic string, msgs ...*sdk.Message) error {
+// commits. Only for a PostgreSQL store. ctx gives the messages their
+// conversation and trace, as for Add.
+func (s *Store) QueueAdd(ctx context.Context, batch *pgx.Batch, topic string, msgs ...*sdk.Message) error {
 	if s.dialect != Postgres {
 		return fmt.Errorf("outbox: QueueAdd needs a postgres store, this one is %s", s.dialect)
 	}
 	if batch == nil {
 		return fmt.Errorf("outbox: QueueAdd: batch is nil")
 	}
-	stmts, err := s.inserts(topic, msgs)
+	stmts, err := s.inserts(ctx, topic, msgs)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ func TestNotifyWakesTheRelayWithoutPolling(t *testing.T) {
 			defer tx.Rollback(ctx)
 			batch := &pgx.Batch{}
 			batch.Queue(`INSERT INTO `+e.table+`_orders (id, amount) VALUES ($1, 1)`, id)
-			if err := e.store.QueueAdd(batch, "orders", sdk.NewMessage([]byte("wake up"))); err != nil {
+			if err := e.store.QueueAdd(context.Background(), batch, "orders", sdk.NewMessage([]byte("wake up"))); err != nil {
 				return err
 			}
 			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -237,7 +237,7 @@ func TestQueueAddSharesTheBusinessBatch(t *testing.T) {
 		}
 		batch := &pgx.Batch{}
 		batch.Queue(`INSERT INTO `+e.table+`_orders (id, amount) VALUES ($1, 1)`, fmt.Sprint("batch-", commit))
-		if err := e.store.QueueAdd(batch, "orders", sdk.NewMessage([]byte("queued")), sdk.NewMessage([]byte("queued too"))); err != nil {
+		if err := e.store.QueueAdd(context.Background(), batch, "orders", sdk.NewMessage([]byte("queued")), sdk.NewMessage([]byte("queued too"))); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -257,7 +257,7 @@ func TestQueueAddSharesTheBusinessBatch(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, "the messages", func() bool { return got.distinct() == 2 })
 	sqlite := newEnv(t, outbox.SQLite)
-	if err := sqlite.store.QueueAdd(&pgx.Batch{}, "orders", sdk.NewMessage(nil)); err == nil {
+	if err := sqlite.store.QueueAdd(context.Background(), &pgx.Batch{}, "orders", sdk.NewMessage(nil)); err == nil {
 		t.Fatal("QueueAdd on a SQLite store must fail")
 	}
 }

@@ -24,6 +24,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -113,12 +116,16 @@ const maxRowsPerInsert = 1000
 
 // Add writes msgs for topic in tx, the caller's transaction: they will be
 // published if and only if tx commits. Messages without an ID get one (and
-// the ID is set on the message), without a Time get the current time.
+// the ID is set on the message), without a Time get the current time. Like
+// Publish, Add takes the conversation from ctx (the message being handled,
+// or sdk.WithCorrelationID) and the trace: the span in ctx is written into
+// each message's traceparent and tracestate, so the consumer's span joins
+// the trace that wrote the message, not the relay's.
 func (s *Store) Add(ctx context.Context, tx Execer, topic string, msgs ...*sdk.Message) error {
 	if tx == nil {
 		return fmt.Errorf("outbox: Add: tx is nil; pass the transaction that writes the business rows")
 	}
-	stmts, err := s.inserts(topic, msgs)
+	stmts, err := s.inserts(ctx, topic, msgs)
 	if err != nil {
 		return err
 	}
@@ -152,7 +159,7 @@ func (s *Store) ExecAndAdd(ctx context.Context, tx Execer, query string, args []
 		return nil, fmt.Errorf("outbox: ExecAndAdd: tx is nil; pass the transaction that writes the business rows")
 	}
 	if s.dialect != Postgres || len(msgs) == 0 {
-		stmts, err := s.inserts(topic, msgs) // bad input fails before anything runs
+		stmts, err := s.inserts(ctx, topic, msgs) // bad input fails before anything runs
 		if err != nil {
 			return nil, err
 		}
@@ -167,11 +174,11 @@ func (s *Store) ExecAndAdd(ctx context.Context, tx Execer, query string, args []
 		return nil, err
 	}
 	n := min(len(msgs), maxRowsPerInsert)
-	head, err := s.insertsFrom(topic, msgs[:n], len(args))
+	head, err := s.insertsFrom(ctx, topic, msgs[:n], len(args))
 	if err != nil {
 		return nil, err
 	}
-	rest, err := s.inserts(topic, msgs[n:])
+	rest, err := s.inserts(ctx, topic, msgs[n:])
 	if err != nil {
 		return nil, err
 	}
@@ -247,13 +254,13 @@ type statement struct {
 
 // inserts builds the INSERT statements for msgs, at most maxRowsPerInsert
 // rows each.
-func (s *Store) inserts(topic string, msgs []*sdk.Message) ([]statement, error) {
-	return s.insertsFrom(topic, msgs, 0)
+func (s *Store) inserts(ctx context.Context, topic string, msgs []*sdk.Message) ([]statement, error) {
+	return s.insertsFrom(ctx, topic, msgs, 0)
 }
 
 // insertsFrom is inserts with PostgreSQL placeholders numbered after the
 // first skip (those of a business statement sharing the statement).
-func (s *Store) insertsFrom(topic string, msgs []*sdk.Message, skip int) ([]statement, error) {
+func (s *Store) insertsFrom(ctx context.Context, topic string, msgs []*sdk.Message, skip int) ([]statement, error) {
 	if topic == "" {
 		return nil, fmt.Errorf("outbox: Add: topic is empty")
 	}
@@ -271,6 +278,7 @@ func (s *Store) insertsFrom(topic string, msgs []*sdk.Message, skip int) ([]stat
 			// Watermill message (two channels and a map) to take apart.
 			// With metadataJSON this took Add's Go work from 2.8 µs and 39
 			// allocations to 1.2 µs and 17.
+			capture(ctx, m)
 			o := sdk.NewOutgoing(m, now)
 			if m.ID == "" {
 				m.ID = o.ID()
@@ -484,3 +492,16 @@ func (r row) message() (*sdk.Message, error) {
 
 // TableName returns the outbox table of s, for tooling and benchmarks.
 func TableName(s *Store) string { return s.table }
+
+// capture gives m, as Publish would, the correlation and causation of ctx
+// and, when ctx holds a span, its W3C trace context.
+func capture(ctx context.Context, m *sdk.Message) {
+	sdk.Inherit(ctx, m)
+	if !trace.SpanContextFromContext(ctx).IsValid() || m.Get(sdk.KeyTraceParent) != "" {
+		return
+	}
+	if m.Metadata == nil {
+		m.Metadata = map[string]string{}
+	}
+	propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(m.Metadata))
+}

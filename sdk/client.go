@@ -186,6 +186,10 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	}
 	now, nowText := c.now(), ""
 	parent := Consumed(ctx)
+	conversation := ""
+	if parent == nil {
+		conversation, _ = ctx.Value(correlationKey).(string)
+	}
 	l := c.limits()
 	structs := make([]driver.Message, len(msgs))
 	dms := make([]*driver.Message, len(msgs))
@@ -194,6 +198,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
 		}
 		m.inheritFrom(parent)
+		if conversation != "" && m.CorrelationID == "" {
+			m.CorrelationID = conversation
+		}
 		if m.OrderingKey != "" && c.caps.Ordering != OrderingPerKey && !c.warnedOrder.Swap(true) {
 			c.logger.Warn("messaging: publishing with an ordering key to a driver that does not keep per-key order; the key is carried but messages may be handled out of order (state sdk.RequireOrderingPerKey to make Open refuse such a driver)",
 				"driver", c.driver, "topic", topic)

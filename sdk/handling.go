@@ -62,6 +62,47 @@ func Stopping(ctx context.Context) <-chan struct{} {
 // handled: the correlation id is kept for the whole conversation (the
 // parent's, or the parent's id when it had none) and the causation id is the
 // parent's id. Values set by the caller win.
+// WithCorrelationID starts a conversation outside a handler (an HTTP
+// request, a job): Publish, Request and the outbox's Add give messages
+// published with the returned context this correlation id, unless they set
+// their own. Inside a handler the consumed message's correlation id is
+// used instead.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, correlationKey, id)
+}
+
+// CorrelationID returns the correlation id that messages published with ctx
+// get: the consumed message's inside a handler, else WithCorrelationID's,
+// else "".
+func CorrelationID(ctx context.Context) string {
+	if m := Consumed(ctx); m != nil {
+		if m.CorrelationID != "" {
+			return m.CorrelationID
+		}
+		return m.ID
+	}
+	id, _ := ctx.Value(correlationKey).(string)
+	return id
+}
+
+type correlationKeyType struct{}
+
+var correlationKey correlationKeyType
+
+// Inherit sets m's CorrelationID and CausationID from ctx, where they are
+// empty, as Publish does: from the message a handler is handling (its
+// correlation id, and its id as the cause), else from WithCorrelationID.
+// Code that stores messages to publish later (the outbox) calls it.
+func Inherit(ctx context.Context, m *Message) {
+	if parent := Consumed(ctx); parent != nil {
+		m.inheritFrom(parent)
+		return
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID, _ = ctx.Value(correlationKey).(string)
+	}
+}
+
 func (m *Message) inheritFrom(parent *Message) {
 	if parent == nil {
 		return

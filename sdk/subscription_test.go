@@ -177,3 +177,35 @@ func TestPublishRefusesMetadataThatIsNotUTF8(t *testing.T) {
 		t.Fatalf("a binary payload with UTF-8 metadata was refused: %v", err)
 	}
 }
+
+// A conversation started outside a handler gives Publish and Request its
+// correlation id; inside a handler the consumed message's wins.
+func TestWithCorrelationIDStartsAConversation(t *testing.T) {
+	c := openMemory(t)
+	got := make(chan *sdk.Message, 2)
+	if _, err := c.Subscribe(context.Background(), "orders", "billing", func(ctx context.Context, m *sdk.Message) error {
+		got <- m
+		if m.Get("step") == "first" {
+			next := sdk.NewMessage([]byte("next"))
+			next.Set("step", "second")
+			return c.Publish(sdk.WithCorrelationID(ctx, "ignored-inside-a-handler"), "orders", next)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := sdk.WithCorrelationID(context.Background(), "corr-7")
+	if sdk.CorrelationID(ctx) != "corr-7" {
+		t.Fatalf("CorrelationID(ctx) = %q", sdk.CorrelationID(ctx))
+	}
+	first := sdk.NewMessage([]byte("first"))
+	first.Set("step", "first")
+	if err := c.Publish(ctx, "orders", first); err != nil {
+		t.Fatal(err)
+	}
+	a := testenv.Await(t, got, "the first message")
+	b := testenv.Await(t, got, "the message its handler published")
+	if a.CorrelationID != "corr-7" || b.CorrelationID != "corr-7" || b.CausationID != a.ID {
+		t.Fatalf("want corr-7 on both and the second caused by the first: %q, %q (cause %q, first %q)", a.CorrelationID, b.CorrelationID, b.CausationID, a.ID)
+	}
+}
