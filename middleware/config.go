@@ -27,6 +27,10 @@ type Deps struct {
 	Publisher sdk.Publisher
 	// Observability traces, counts and logs; nil for none.
 	Observability *Observability
+	// OnBreakerStateChange is told of every transition of the configured
+	// breakers: which ("handler" or "publish"), from and to ("closed",
+	// "open", "half-open"). Nil for none.
+	OnBreakerStateChange func(breaker, from, to string)
 }
 
 // Stack is the middleware configured for a service.
@@ -114,10 +118,8 @@ func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
 		}
 		bc.SuccessThreshold = uint(max(succ, 1))
 		handlerCfg, publishCfg := bc, bc
-		if st.obs != nil {
-			handlerCfg.OnStateChange = st.obs.OnBreakerStateChange("handler")
-			publishCfg.OnStateChange = st.obs.OnBreakerStateChange("publish")
-		}
+		handlerCfg.OnStateChange = stateListeners(st.obs, deps.OnBreakerStateChange, "handler")
+		publishCfg.OnStateChange = stateListeners(st.obs, deps.OnBreakerStateChange, "publish")
 		st.handlerBreaker, st.publishBreaker = NewBreaker(handlerCfg), NewBreaker(publishCfg)
 		st.handler = append(st.handler, st.handlerBreaker.Handler())
 	}
@@ -194,3 +196,23 @@ func (s *Stack) HandlerBreaker() *Breaker { return s.handlerBreaker }
 
 // PublishBreaker is the breaker around publishing, or nil.
 func (s *Stack) PublishBreaker() *Breaker { return s.publishBreaker }
+
+// stateListeners tells observability and the service's own listener of a
+// breaker's transitions.
+func stateListeners(obs *Observability, own func(breaker, from, to string), breaker string) func(from, to string) {
+	var fs []func(from, to string)
+	if obs != nil {
+		fs = append(fs, obs.OnBreakerStateChange(breaker))
+	}
+	if own != nil {
+		fs = append(fs, func(from, to string) { own(breaker, from, to) })
+	}
+	if len(fs) == 0 {
+		return nil
+	}
+	return func(from, to string) {
+		for _, f := range fs {
+			f(from, to)
+		}
+	}
+}

@@ -96,3 +96,25 @@ func TestOpenChecksTheMiddlewareSection(t *testing.T) {
 		t.Fatalf("want a *ConfigError naming middleware.retyr_delay at svc.yaml:3, got %v", err)
 	}
 }
+
+// The service hears of the configured breakers' transitions.
+func TestConfiguredBreakerTellsTheServiceItsTransitions(t *testing.T) {
+	cfg, err := sdk.ParseConfig("svc.yaml", []byte("middleware:\n  breaker_failures: 2\n  breaker_delay: 1h\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := make(chan string, 4)
+	stack, err := middleware.FromConfig(cfg, middleware.Deps{OnBreakerStateChange: func(breaker, from, to string) {
+		changes <- breaker + ": " + from + " -> " + to
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := stack.Handler(func(context.Context, *sdk.Message) error { return errors.New("dependency down") })
+	for i := 0; i < 2; i++ {
+		_ = h(context.Background(), sdk.NewMessage(nil))
+	}
+	if got := testenv.Await(t, changes, "the handler breaker's transition"); got != "handler: closed -> open" {
+		t.Fatalf("got %q", got)
+	}
+}

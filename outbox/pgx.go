@@ -55,3 +55,19 @@ func (s *Store) QueueAdd(ctx context.Context, batch *pgx.Batch, topic string, ms
 	}
 	return nil
 }
+
+// PgxBeginner starts pgx transactions: *pgxpool.Pool, *pgx.Conn and pgx.Tx
+// (a savepoint) are ones.
+type PgxBeginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// InPgxTx runs fn in a pgx transaction of db and commits it when fn
+// returns nil; it rolls back when fn returns an error or panics. Add the
+// messages inside with Add(ctx, Pgx(tx), ...), ExecAndAdd or QueueAdd.
+func InPgxTx(ctx context.Context, db PgxBeginner, fn func(tx pgx.Tx) error) error {
+	if err := pgx.BeginFunc(ctx, db, fn); err != nil {
+		return fmt.Errorf("outbox: pgx transaction: %w", err)
+	}
+	return nil
+}

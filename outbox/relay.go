@@ -55,6 +55,10 @@ type RelayConfig struct {
 	PublishAttempts int
 	// Logger receives publish failures. Default slog.Default().
 	Logger *slog.Logger
+	// DrainTimeout is how long Run, once its context ends, keeps going with
+	// the batch it was relaying, so that a clean stop leaves nothing
+	// published and unmarked (which would be published again). Default 10s.
+	DrainTimeout time.Duration
 }
 
 // Relay moves committed messages from the outbox to the broker.
@@ -95,6 +99,9 @@ func (s *Store) NewRelay(cfg RelayConfig) (*Relay, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
 	policy := retrypolicy.NewBuilder[any]().
 		WithMaxAttempts(cfg.PublishAttempts).
 		WithBackoff(50*time.Millisecond, 2*time.Second).
@@ -103,8 +110,10 @@ func (s *Store) NewRelay(cfg RelayConfig) (*Relay, error) {
 	return &Relay{store: s, cfg: cfg, retry: failsafe.With[any](policy), wake: make(chan struct{}, 1)}, nil
 }
 
-// Run relays until ctx ends, then returns ctx's error. It backs off while
-// the broker or the database fails and resumes when they are back.
+// Run relays until ctx ends, then finishes the batch in flight (for up to
+// DrainTimeout) and returns ctx's error. It backs off while the broker or
+// the database fails and resumes when they are back. Run it for the life of
+// the service: go relay.Run(ctx).
 func (r *Relay) Run(ctx context.Context) error {
 	if r.store.dialect == Postgres {
 		if r.store.db.Stats().MaxOpenConnections == 1 {
@@ -117,7 +126,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	cleanupEvery := time.NewTicker(time.Minute)
 	defer cleanupEvery.Stop()
 	for {
-		n, err := r.RunOnce(ctx)
+		n, err := r.drainingOnce(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -330,4 +339,21 @@ func (r *Relay) signal() {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// drainingOnce relays one batch with a context that outlives ctx by
+// DrainTimeout, so that a stop in the middle of a batch lets it be published
+// and marked rather than cut between the two.
+func (r *Relay) drainingOnce(ctx context.Context) (int, error) {
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	batchCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(r.cfg.DrainTimeout, cancel)
+		context.AfterFunc(batchCtx, func() { t.Stop() })
+	})
+	defer stop()
+	return r.RunOnce(batchCtx)
 }

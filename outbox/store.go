@@ -505,3 +505,28 @@ func capture(ctx context.Context, m *sdk.Message) {
 	}
 	propagation.TraceContext{}.Inject(ctx, propagation.MapCarrier(m.Metadata))
 }
+
+// InTx runs fn in a transaction of the store's database and commits it when
+// fn returns nil; it rolls back when fn returns an error or panics (the
+// panic goes on). Business rows and the messages fn adds with Add or
+// ExecAndAdd are then written together or not at all.
+func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("outbox: begin a transaction: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: commit: %w", err)
+	}
+	committed = true
+	return nil
+}

@@ -1,8 +1,10 @@
 // Command orders shows the transactional outbox and inbox end to end: an
-// order service writes each order row and its OrderCreated message in one
-// transaction, a relay publishes the messages, and a shipping service
+// order service's HTTP endpoint (POST /orders) writes each order row and
+// its OrderCreated message in one transaction, a relay running for the
+// life of the program publishes the messages, and a shipping service
 // consumes them through an inbox so that a redelivered message creates no
-// second shipment. One order is rolled back and so never published.
+// second shipment. One order is rolled back and so never published. One
+// trace and one correlation id run from each HTTP request to its shipment.
 //
 // It runs on SQLite and the in-process broker by default:
 //
@@ -15,29 +17,50 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
 	_ "github.com/msgkit/msgkit/adapters/all"
+	"github.com/msgkit/msgkit/middleware"
 	"github.com/msgkit/msgkit/outbox"
 	"github.com/msgkit/msgkit/sdk"
 )
 
 const topic = "orders.events"
+
+// OrderCreated is the event the order service publishes.
+type OrderCreated struct {
+	Order    string `json:"order"`
+	Customer string `json:"customer"`
+}
+
+// placeOrder is the body of POST /orders.
+type placeOrder struct {
+	Order    string `json:"order"`
+	Customer string `json:"customer"`
+	Invalid  bool   `json:"invalid"` // fails validation after the INSERT: the transaction rolls back
+}
 
 type options struct {
 	db         string // sqlite, postgres, mysql
@@ -152,41 +175,54 @@ func run(o options, out io.Writer) error {
 	defer client.Close(context.Background())
 	say("database %s, broker %s", o.db, cfg)
 
+	// Traces: an in-memory tracer stands in for the service's exporter.
+	tp := sdktrace.NewTracerProvider()
+	defer tp.Shutdown(context.Background())
+	obs, err := middleware.NewObservability(middleware.ObservabilityConfig{TracerProvider: tp})
+	if err != nil {
+		return err
+	}
+	var traces sync.Map // order id -> the trace id of its POST /orders
+
 	// The shipping service: one shipment per order, however often the
 	// OrderCreated message arrives.
 	var shipped sync.WaitGroup
 	shipped.Add(o.orders)
 	duplicate := make(chan struct{}, 1)
-	_, err = client.Subscribe(context.Background(), topic, "shipping", func(ctx context.Context, m *sdk.Message) error {
+	_, err = client.Subscribe(context.Background(), topic, "shipping", middleware.Chain(sdk.Handle(client, func(ctx context.Context, order OrderCreated, m *sdk.Message) error {
 		if m.Get("run") != suffix {
 			return nil // left over from an earlier run on the same broker
 		}
 		first := false
 		err := inbox.Handler(func(ctx context.Context, tx *sql.Tx, m *sdk.Message) error {
 			first = true
-			_, err := tx.ExecContext(ctx, bind(dialect, `INSERT INTO `+shipmentsTable+` (order_id) VALUES (?)`), m.Get("order"))
+			_, err := tx.ExecContext(ctx, bind(dialect, `INSERT INTO `+shipmentsTable+` (order_id) VALUES (?)`), order.Order)
 			return err
 		})(ctx, m)
 		if err != nil {
 			return err
 		}
 		if first {
-			say("[shipping] %s received -> shipment created (same transaction as the inbox record)", m.Get("order"))
+			posted, _ := traces.Load(order.Order)
+			say("[shipping] %s received -> shipment created (same transaction as the inbox record); correlation %s, same trace as its POST /orders: %v",
+				order.Order, m.CorrelationID, posted == trace.SpanContextFromContext(ctx).TraceID())
 			shipped.Done()
 		} else {
-			say("[shipping] %s received again -> already in the inbox, nothing done", m.Get("order"))
+			say("[shipping] %s received again -> already in the inbox, nothing done", order.Order)
 			select {
 			case duplicate <- struct{}{}:
 			default:
 			}
 		}
 		return nil
-	})
+	}), obs.Handler()))
 	if err != nil {
 		return err
 	}
 
-	relay, err := store.NewRelay(outbox.RelayConfig{Publisher: client, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	// The relay runs for the life of the program and, stopped, finishes the
+	// batch in flight.
+	relay, err := store.NewRelay(outbox.RelayConfig{Publisher: obs.Publisher(client), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
@@ -195,41 +231,82 @@ func run(o options, out io.Writer) error {
 	relayDone := make(chan error, 1)
 	go func() { relayDone <- relay.Run(relayCtx) }()
 
-	// The order service.
+	// The order service: POST /orders writes the order row and its
+	// OrderCreated message in one transaction. The request starts the
+	// conversation (its correlation id) and the trace the message carries.
+	var firstMu sync.Mutex
 	var first *sdk.Message
-	for i := 1; i <= o.orders+1; i++ {
-		id := fmt.Sprintf("order-%d", i)
-		commit := i != 3 // order-3 fails validation and rolls back
-		msg := &sdk.Message{Payload: []byte(fmt.Sprintf(`{"order":%q}`, id)), EventType: "order.created",
-			ContentType: "application/json", OrderingKey: "customer-7"}
-		msg.Set("order", id)
-		msg.Set("run", suffix)
-		tx, err := db.BeginTx(ctx, nil)
+	tracer := tp.Tracer("orders-http")
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
+		var req placeOrder
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Order == "" {
+			http.Error(w, "want {\"order\": ..., \"customer\": ...}", http.StatusBadRequest)
+			return
+		}
+		ctx, span := tracer.Start(sdk.WithCorrelationID(r.Context(), "req-"+req.Order), "POST /orders", trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		traces.Store(req.Order, span.SpanContext().TraceID())
+		msg, err := client.Encode(OrderCreated{Order: req.Order, Customer: req.Customer})
 		if err != nil {
-			return err
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
 		}
-		// The order row and its message in one statement (on PostgreSQL; a
-		// statement each elsewhere), in one transaction. store.Add(ctx, tx,
-		// topic, msg) after the INSERT does the same with a statement of
-		// its own.
-		if _, err := store.ExecAndAdd(ctx, tx, bind(dialect, `INSERT INTO `+ordersTable+` (id, customer) VALUES (?, ?)`), []any{id, "customer-7"}, topic, msg); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if !commit {
-			if err := tx.Rollback(); err != nil {
+		msg.EventType, msg.OrderingKey = "order.created", req.Customer
+		msg.Set("run", suffix)
+		err = store.InTx(ctx, func(tx *sql.Tx) error {
+			// The order row and its message in one statement (on
+			// PostgreSQL; a statement each elsewhere). store.Add(ctx, tx,
+			// topic, msg) after the INSERT does the same with a statement
+			// of its own.
+			if _, err := store.ExecAndAdd(ctx, tx, bind(dialect, `INSERT INTO `+ordersTable+` (id, customer) VALUES (?, ?)`),
+				[]any{req.Order, req.Customer}, topic, msg); err != nil {
 				return err
 			}
-			say("[orders]   %s rolled back -> its OrderCreated is never published", id)
-			continue
+			if req.Invalid {
+				return errors.New("the order failed validation")
+			}
+			return nil
+		})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
 		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
+		firstMu.Lock()
 		if first == nil {
 			first = msg
 		}
-		say("[orders]   %s committed with its OrderCreated in the outbox", id)
+		firstMu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	for i := 1; i <= o.orders+1; i++ {
+		id := fmt.Sprintf("order-%d", i)
+		body, _ := json.Marshal(placeOrder{Order: id, Customer: "customer-7", Invalid: i == 3}) // order-3 fails validation
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ln.Addr().String()+"/orders", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			say("[orders]   POST /orders %s: 201, committed with its OrderCreated in the outbox", id)
+		case http.StatusUnprocessableEntity:
+			say("[orders]   POST /orders %s: 422, %s rolled back -> its OrderCreated is never published", id, id)
+		default:
+			return fmt.Errorf("POST /orders %s: %s", id, resp.Status)
+		}
 	}
 
 	waitDone := make(chan struct{})
@@ -242,7 +319,10 @@ func run(o options, out io.Writer) error {
 
 	// The broker may deliver a message again (at least once). Simulate it:
 	// the inbox turns the duplicate into a no-op.
-	if err := client.Publish(ctx, topic, first); err != nil {
+	firstMu.Lock()
+	again := first
+	firstMu.Unlock()
+	if err := client.Publish(ctx, topic, again); err != nil {
 		return err
 	}
 	select {

@@ -17,8 +17,10 @@ func check(t *testing.T, o options) string {
 	}
 	trace := out.String()
 	for _, want := range []string{
-		"[orders]   order-3 rolled back -> its OrderCreated is never published",
+		"[orders]   POST /orders order-3: 422, order-3 rolled back -> its OrderCreated is never published",
+		"[orders]   POST /orders order-1: 201, committed",
 		"[shipping] order-1 received -> shipment created",
+		"correlation req-order-1, same trace as its POST /orders: true",
 		"[shipping] order-1 received again -> already in the inbox, nothing done",
 		"done: 5 orders committed, 5 shipments, outbox lag 0",
 	} {
