@@ -134,6 +134,7 @@ var suite = []guaranteeTest{
 		"DurableGroups not declared"), testDurableGroup, false},
 	{"TestEnsureGroupKeepsWhatIsPublishedBeforeSubscribe", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
 		"DurableGroups not declared"), testEnsureGroup, false},
+	{"TestStartAtChoosesWhereANewGroupStarts", always, testStartAt, false},
 	{"TestNewGroupReceivesHistory", needs(func(c sdk.Capabilities) bool { return c.NewGroupsReceiveHistory },
 		"NewGroupsReceiveHistory not declared: a group sees only messages published after it first subscribed"), testNewGroupHistory, false},
 	// Dead-lettering (middleware over the driver's redelivery).

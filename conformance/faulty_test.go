@@ -27,6 +27,16 @@ func openFaulty(t *testing.T, fault string) (driver.Transport, error) {
 	return &faultyTransport{Transport: inner, fault: fault}, nil
 }
 
+// Capabilities: with "claims-group-start" the driver declares it chooses
+// where a new group starts, which the memory broker does not.
+func (f *faultyTransport) Capabilities() driver.Capabilities {
+	c := f.Transport.Capabilities()
+	if f.fault == "claims-group-start" {
+		c.ChoosesGroupStart = true
+	}
+	return c
+}
+
 func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	out := make([]*driver.Message, 0, 2*len(msgs))
 	for _, m := range msgs {

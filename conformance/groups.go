@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -181,5 +182,59 @@ func testEnsureGroup(e *env) {
 	for _, group := range groups {
 		ch, _ := e.subscribe(group)
 		e.expectEachOnce(sent, e.collect(len(sent), guarantee+" (group "+group+")", nil, ch), guarantee)
+	}
+}
+
+// testStartAt: with ChoosesGroupStart, a group created with
+// StartAt(latest) gets only what is published after it, one created with
+// StartAt(oldest) gets the history too; without it, StartAt is refused.
+func testStartAt(e *env) {
+	c := e.client()
+	ok := func(context.Context, *sdk.Message) error { return nil }
+	if !e.caps.ChoosesGroupStart {
+		if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), ok, sdk.StartAt(sdk.GroupStartOldest)); err == nil {
+			e.t.Fatalf("guarantee broken: a driver that does not declare ChoosesGroupStart must refuse StartAt, not ignore it")
+		}
+		return
+	}
+	before := []*sdk.Message{sdk.NewMessage([]byte("before-1")), sdk.NewMessage([]byte("before-2"))}
+	if err := c.Publish(e.ctx, e.topic, before...); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	collect := func(start string) <-chan string {
+		ch := make(chan string, 10)
+		if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
+			ch <- string(m.Payload)
+			return nil
+		}, sdk.StartAt(start)); err != nil {
+			e.t.Fatalf("setup: Subscribe with StartAt(%q) failed: %v", start, err)
+		}
+		return ch
+	}
+	latest, oldest := collect(sdk.GroupStartLatest), collect(sdk.GroupStartOldest)
+	if err := c.Publish(e.ctx, e.topic, sdk.NewMessage([]byte("after"))); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	got := map[string]bool{}
+	for len(got) < 3 {
+		select {
+		case p := <-oldest:
+			got[p] = true
+		case <-time.After(e.h.Timeout):
+			e.t.Fatalf("guarantee broken: a group created with StartAt(oldest) must receive the history and what follows: got %v within %v", got, e.h.Timeout)
+		}
+	}
+	select {
+	case p := <-latest:
+		if p != "after" {
+			e.t.Fatalf("guarantee broken: a group created with StartAt(latest) must not receive what was published before it: got %q", p)
+		}
+	case <-time.After(e.h.Timeout):
+		e.t.Fatalf("guarantee broken: a group created with StartAt(latest) must receive what is published after it: nothing within %v", e.h.Timeout)
+	}
+	select {
+	case p := <-latest:
+		e.t.Fatalf("guarantee broken: a group created with StartAt(latest) must not receive what was published before it: got %q", p)
+	case <-time.After(e.h.QuietPeriod):
 	}
 }

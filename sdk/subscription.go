@@ -25,6 +25,33 @@ type subscribeOptions struct {
 	concurrency int
 	nackBackoff *engine.Backoff
 	middleware  []func(Handler) Handler
+	start       string // GroupStartOldest, GroupStartLatest or "" (the driver's configured start)
+}
+
+// StartAt sets where the group starts if Subscribe, Respond or EnsureGroup
+// creates it: GroupStartOldest (every message the broker still keeps) or
+// GroupStartLatest (only what is published from now on), overriding the
+// config's new_group_start for this group. A group that exists keeps its
+// position. Drivers that cannot choose (Capabilities.ChoosesGroupStart
+// false: brokers that keep no history) refuse it with an error.
+func StartAt(start string) SubscribeOption {
+	return func(o *subscribeOptions) { o.start = start }
+}
+
+// groupContext returns ctx carrying o's group start for the driver, or an
+// error when the driver cannot honour it.
+func (c *Client) groupContext(ctx context.Context, o subscribeOptions, topic, group string) (context.Context, error) {
+	switch o.start {
+	case "":
+		return ctx, nil
+	case GroupStartOldest, GroupStartLatest:
+	default:
+		return nil, fmt.Errorf("messaging: group %q on %q: StartAt(%q): want %q or %q", group, topic, o.start, GroupStartOldest, GroupStartLatest)
+	}
+	if !c.caps.ChoosesGroupStart {
+		return nil, fmt.Errorf("messaging: group %q on %q: driver %s cannot choose where a new group starts (it keeps no history, or creates groups at a fixed place); create the group before producers start (EnsureGroup) instead of StartAt", group, topic, c.driver)
+	}
+	return driver.WithGroupStart(ctx, o.start == GroupStartOldest), nil
 }
 
 // WithMiddleware wraps this subscription's handler, or a responder, in
@@ -128,7 +155,11 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	if c.isClosed() {
 		return nil, fmt.Errorf("messaging: subscribe to %q: %w", topic, ErrClosed)
 	}
-	ds, err := c.transport.OpenSubscription(ctx, topic, group)
+	openCtx, err := c.groupContext(ctx, o, topic, group)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := c.transport.OpenSubscription(openCtx, topic, group)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: subscribe to %q in group %q: %w", topic, group, err)
 	}
@@ -156,13 +187,22 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 // the group keeps every message published to topic (where the driver
 // declares DurableGroups) until a member subscribes. Call it before the
 // first publish when producers may start before consumers, so that nothing
-// published in between is lost. It is idempotent; ctx bounds it.
-func (c *Client) EnsureGroup(ctx context.Context, topic, group string) error {
+// published in between is lost. It is idempotent; ctx bounds it. Of opts
+// only StartAt applies.
+func (c *Client) EnsureGroup(ctx context.Context, topic, group string, opts ...SubscribeOption) error {
 	if topic == "" || group == "" {
 		return fmt.Errorf("messaging: ensure group %q on %q: topic and group must both be named", group, topic)
 	}
 	if c.isClosed() {
 		return fmt.Errorf("messaging: ensure group %q on %q: %w", group, topic, ErrClosed)
+	}
+	var o subscribeOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx, err := c.groupContext(ctx, o, topic, group)
+	if err != nil {
+		return err
 	}
 	return ensureGroup(ctx, c.transport, topic, group)
 }

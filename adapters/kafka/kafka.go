@@ -138,6 +138,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Ordering:                sdk.OrderingPerKey, // key -> partition; one record per partition in flight
 		DurableGroups:           true,               // committed offsets
 		NewGroupsReceiveHistory: t.s.startOldest,
+		ChoosesGroupStart:       true,
 		Persistent:              true, // the log is on the brokers' disks (acks=all)
 		RequestReply:            true, // a reply topic per client, deleted on close
 		MaxPayloadBytes:         t.s.maxPayload,
@@ -202,12 +203,13 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if err := t.ensureTopic(ctx, topic, t.s.partitions); err != nil {
 		return nil, err
 	}
-	if !t.s.startOldest {
+	oldest := driver.GroupStartOldest(ctx, t.s.startOldest)
+	if !oldest {
 		if err := t.pinStart(ctx, topic, group); err != nil {
 			return nil, err
 		}
 	}
-	return t.subscribe(topic, group)
+	return t.subscribe(topic, group, oldest)
 }
 
 // OpenReplySubscription reads the client's reply topic: a one-partition
@@ -217,7 +219,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	if err := t.ensureTopic(ctx, topic, 1); err != nil {
 		return nil, err
 	}
-	return t.subscribe(topic, "")
+	return t.subscribe(topic, "", true)
 }
 
 // As reaches the franz-go client the transport produces with (**kgo.Client).

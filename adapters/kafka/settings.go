@@ -336,9 +336,9 @@ func fnv32a(b []byte) uint32 {
 
 // consumerOptions consume topic as a member of group: offsets are committed
 // only for records marked after an ack.
-func (s settings) consumerOptions(topic, group string) []kgo.Opt {
+func (s settings) consumerOptions(topic, group string, oldest bool) []kgo.Opt {
 	start := kgo.NewOffset().AtEnd()
-	if s.startOldest {
+	if oldest {
 		start = kgo.NewOffset().AtStart()
 	}
 	return append(s.clientOptions(),

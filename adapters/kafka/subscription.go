@@ -32,11 +32,11 @@ type subscription struct {
 	closing     bool
 }
 
-func (t *Transport) subscribe(topic, group string) (driver.Subscription, error) {
+func (t *Transport) subscribe(topic, group string, oldest bool) (driver.Subscription, error) {
 	s := &subscription{t: t, topic: topic, group: group, outstanding: map[int32]int{}, settled: make(chan struct{})}
 	var opts []kgo.Opt
 	if group != "" {
-		opts = append(t.s.consumerOptions(topic, group), kgo.OnPartitionsRevoked(s.revoked))
+		opts = append(t.s.consumerOptions(topic, group, oldest), kgo.OnPartitionsRevoked(s.revoked))
 	} else {
 		opts = append(t.s.clientOptions(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 			kgo.FetchMaxWait(t.s.fetchWait))

@@ -152,6 +152,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Ordering:                sdk.OrderingNone, // competing members and NAKs reorder
 		DurableGroups:           true,
 		NewGroupsReceiveHistory: t.s.startOldest,
+		ChoosesGroupStart:       true,
 		Persistent:              t.s.storage == jetstream.FileStorage,
 		RequestReply:            true,
 		MaxPayloadBytes:         int(t.nc.MaxPayload()) - headerRoom,

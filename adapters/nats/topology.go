@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // A topic is a subject, stored by the stream that captures it: a stream a
@@ -113,7 +115,7 @@ func (t *Transport) consumer(ctx context.Context, topic, group string) (jetstrea
 	c, err := s.Consumer(ctx, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		policy := jetstream.DeliverNewPolicy
-		if t.s.startOldest {
+		if driver.GroupStartOldest(ctx, t.s.startOldest) {
 			policy = jetstream.DeliverAllPolicy
 		}
 		c, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{

@@ -153,6 +153,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Ordering:                sdk.OrderingNone, // competing consumers, claims and nacks reorder
 		DurableGroups:           true,
 		NewGroupsReceiveHistory: t.s.startOldest,
+		ChoosesGroupStart:       true,
 		Persistent:              t.persistent,
 		RequestReply:            true, // reply streams are deleted when their subscription closes
 		MaxPayloadBytes:         t.s.maxPayload,

@@ -91,10 +91,3 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 }
 
 func (s settings) where() string { return fmt.Sprintf("redis at %s (db %d)", s.addr, s.opts.DB) }
-
-func (s settings) groupStart() string {
-	if s.startOldest {
-		return "0"
-	}
-	return "$"
-}

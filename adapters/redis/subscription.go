@@ -20,7 +20,11 @@ import (
 var timeNow = time.Now
 
 func (t *Transport) createGroup(ctx context.Context, topic, group string) error {
-	err := t.client.XGroupCreateMkStream(ctx, topic, group, t.s.groupStart()).Err()
+	start := "$"
+	if driver.GroupStartOldest(ctx, t.s.startOldest) {
+		start = "0"
+	}
+	err := t.client.XGroupCreateMkStream(ctx, topic, group, start).Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("redis: create consumer group %q on stream %q at %s: %w", group, topic, t.s.where(), err)
 	}

@@ -26,6 +26,10 @@ type Capabilities struct {
 	// published still receives them (Kafka, Redis Streams from the start
 	// of the stream).
 	NewGroupsReceiveHistory bool
+	// ChoosesGroupStart: OpenSubscription creates a group that does not
+	// exist yet where its context asks (WithGroupStart): at the topic's
+	// oldest message or at the latest.
+	ChoosesGroupStart bool
 	// Persistent: acknowledged messages survive a broker restart.
 	Persistent bool
 	// RequestReply: OpenReplySubscription works and reply topics reach it.

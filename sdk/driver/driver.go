@@ -199,3 +199,23 @@ func (e BatchError) Error() string {
 	}
 	return fmt.Sprintf("%v (and %d more failed)", failed[0], len(failed)-1)
 }
+
+type groupStartKey struct{}
+
+// WithGroupStart returns a context for OpenSubscription that asks for a
+// group that does not exist yet to start at its topic's oldest message
+// (oldest true) or at the latest. The client sends it only to transports
+// that declare ChoosesGroupStart; they read it with GroupStartOldest.
+func WithGroupStart(ctx context.Context, oldest bool) context.Context {
+	return context.WithValue(ctx, groupStartKey{}, oldest)
+}
+
+// GroupStartOldest reports whether ctx asks a new group to start at the
+// oldest message; def when it asks nothing (the transport's configured
+// start).
+func GroupStartOldest(ctx context.Context, def bool) bool {
+	if oldest, ok := ctx.Value(groupStartKey{}).(bool); ok {
+		return oldest
+	}
+	return def
+}
