@@ -51,10 +51,16 @@ func (t *tracker) printf(format string, args ...any) {
 	fmt.Fprintf(t.out, format, args...)
 }
 
+// OrderCreated is the event published; sdk.Handle decodes it for the
+// handlers (JSON, the client's default codec).
+type OrderCreated struct {
+	Order int `json:"order"`
+}
+
 // handler returns the handler of one group; failOnce names the order whose
 // first delivery fails, to show redelivery.
-func (t *tracker) handler(group, failOnce string) sdk.Handler {
-	return func(ctx context.Context, m *sdk.Message) error {
+func (t *tracker) handler(group, failOnce string) func(context.Context, OrderCreated, *sdk.Message) error {
+	return func(ctx context.Context, _ OrderCreated, m *sdk.Message) error {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		order, ours := t.orders[m.ID]
@@ -101,13 +107,15 @@ func run(configPath string, timeout time.Duration, out io.Writer) error {
 	t := &tracker{out: out, orders: map[string]string{}, attempts: map[string]int{}, finished: map[string]bool{}, handled: map[string]int{}, done: make(chan struct{})}
 	msgs := make([]*sdk.Message, 3)
 	for i := range msgs {
-		msgs[i] = sdk.NewMessage([]byte(fmt.Sprintf(`{"order":%d}`, i+1)))
+		if msgs[i], err = client.Encode(OrderCreated{Order: i + 1}); err != nil { // the payload, and ContentType application/json
+			_ = client.Close(ctx)
+			return err
+		}
 		msgs[i].EventType = "order.created"
-		msgs[i].ContentType = "application/json"
 		t.orders[msgs[i].ID] = fmt.Sprintf("order-%d", i+1)
 	}
 	for _, g := range []struct{ name, failOnce string }{{"billing", ""}, {"shipping", "order-2"}} {
-		if _, err := client.Subscribe(ctx, topic, g.name, t.handler(g.name, g.failOnce)); err != nil {
+		if _, err := client.Subscribe(ctx, topic, g.name, sdk.Handle(client, t.handler(g.name, g.failOnce))); err != nil {
 			_ = client.Close(ctx)
 			return err
 		}
