@@ -36,8 +36,10 @@ const MaxDLQErrorBytes = 4096
 // GroupEnsurer creates a consumer group without consuming; *sdk.Client is
 // one.
 type GroupEnsurer interface {
-	EnsureGroup(ctx context.Context, topic, group string) error
+	EnsureGroup(ctx context.Context, topic, group string, opts ...sdk.SubscribeOption) error
 }
+
+var _ GroupEnsurer = (*sdk.Client)(nil)
 
 // DeadLetterConfig configures DeadLetter.
 type DeadLetterConfig struct {
