@@ -111,6 +111,8 @@ var suite = []guaranteeTest{
 	{"TestHandlerErrorRedelivers", always, testHandlerErrorRedelivers, false},
 	{"TestHandlerPanicRedelivers", always, testHandlerPanicRedelivers, false},
 	{"TestFailingMessageBacksOff", always, testFailingMessageBacksOff, false},
+	{"TestPublishedBeforeCloseIsDelivered", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
+		"DurableGroups not declared"), testPublishedBeforeCloseIsDelivered, false},
 	{"TestUnackedMessageRedeliveredAfterSubscriberClose", always, testUnackedRedeliveredAfterClose, false},
 	// Fidelity.
 	{"TestEmptyPayloadRoundTrips", always, testEmptyPayload, false},

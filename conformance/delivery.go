@@ -179,3 +179,47 @@ func testFailingMessageBacksOff(e *env) {
 		e.t.Fatalf("guarantee broken: a failing message must be redelivered with a growing delay (nack backoff), not at once: %d deliveries in about 2s", n)
 	}
 }
+
+// testPublishedBeforeCloseIsDelivered: messages whose Publish returned nil
+// are delivered even when the publishing client closes right after.
+func testPublishedBeforeCloseIsDelivered(e *env) {
+	group := uniqueName("g")
+	consumer := e.client()
+	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	if err := consumer.EnsureGroup(ctx, e.topic, group); err != nil {
+		e.t.Fatalf("setup: EnsureGroup failed: %v", err)
+	}
+	tr, err := e.h.Open(ctx, e.t)
+	if err != nil {
+		e.t.Fatalf("setup: Harness.Open failed: %v", err)
+	}
+	producer := sdk.NewClient(tr, sdk.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	const n = 20
+	sent := map[string]bool{}
+	for i := 0; i < n; i++ {
+		m := sdk.NewMessage([]byte("before close"))
+		if err := producer.Publish(ctx, e.topic, m); err != nil {
+			e.t.Fatalf("Client.Publish failed: %v", err)
+		}
+		sent[m.ID] = true
+	}
+	if err := producer.Close(ctx); err != nil {
+		e.t.Fatalf("Client.Close failed: %v", err)
+	}
+	got := make(chan string, n)
+	if _, err := consumer.Subscribe(e.ctx, e.topic, group, func(_ context.Context, m *sdk.Message) error {
+		got <- m.ID
+		return nil
+	}); err != nil {
+		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
+	}
+	for len(sent) > 0 {
+		select {
+		case id := <-got:
+			delete(sent, id)
+		case <-time.After(e.h.Timeout):
+			e.t.Fatalf("guarantee broken: a message whose Publish returned nil must be delivered, even when its client closed at once: %d of %d missing after %v", len(sent), n, e.h.Timeout)
+		}
+	}
+}

@@ -48,8 +48,17 @@ func (e *env) open() driver.Transport {
 		e.t.Fatalf("setup: Harness.Open failed: %v", err)
 	}
 	e.t.Cleanup(func() {
-		if err := tr.Close(); err != nil {
-			e.t.Errorf("cleanup: closing the transport failed: %v", err)
+		// Bounded, so that a Close that never returns fails this test,
+		// naming it, instead of hanging the suite.
+		done := make(chan error, 1)
+		go func() { done <- tr.Close() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				e.t.Errorf("cleanup: closing the transport failed: %v", err)
+			}
+		case <-time.After(e.h.Timeout):
+			e.t.Errorf("guarantee broken: Transport.Close must return: it had not after %v", e.h.Timeout)
 		}
 	})
 	return tr

@@ -48,8 +48,9 @@ func eachBroker(t *testing.T, f func(t *testing.T, b *broker)) {
 	})
 	t.Run("redis", func(t *testing.T) {
 		url := testenv.Redis(t)
-		b := newBroker(t, sdk.Config{Driver: "redis", URL: url})
-		t.Cleanup(func() { deleteRedisStreams(url, b.prefix) })
+		var b *broker
+		t.Cleanup(func() { deleteRedisStreams(url, b.prefix) }) // after the client has closed
+		b = newBroker(t, sdk.Config{Driver: "redis", URL: url})
 		f(t, b)
 	})
 }
