@@ -68,6 +68,13 @@ emulator() { # name port args...
 case "${1:-up}" in
   up)
     start Redis 6379 20 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    # A node whose app was stopped (a restart test interrupted between
+    # stop_app and start_app) runs but does not listen: start the app.
+    if ! listening 5672 && command -v rabbitmqctl >/dev/null 2>&1 && timeout 20 rabbitmqctl ping >/dev/null 2>&1; then
+      echo "services: RabbitMQ's node runs with its app stopped; starting the app" >&2
+      timeout 60 rabbitmqctl start_app >/dev/null 2>&1 || echo "services: rabbitmqctl start_app failed" >&2
+      wait_port RabbitMQ 5672 30 || true
+    fi
     start RabbitMQ 5672 90 rabbitmq-server -detached
     if ! listening 5432 && [ -d /etc/postgresql ]; then
       start PostgreSQL 5432 30 pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
