@@ -363,8 +363,9 @@ func (r *replySubscription) ReceiveBatch(ctx context.Context, max int) ([]*drive
 }
 
 func (r *replySubscription) decode(m *nats.Msg) *driver.Message {
-	dm := decode(m.Subject, r.n.Add(1), m.Header, m.Data)
-	dm.AckID = strconv.FormatUint(r.n.Load(), 10)
+	n := r.n.Add(1)
+	dm := decode(m.Subject, n, m.Header, m.Data)
+	dm.AckID = strconv.FormatUint(n, 10)
 	return dm
 }
 
