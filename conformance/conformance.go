@@ -167,6 +167,7 @@ var suite = []guaranteeTest{
 	{"TestCloseUnblocksIdleSubscriber", always, testCloseUnblocksIdle, false},
 	{"TestPublishAfterCloseFails", always, testPublishAfterCloseFails, false},
 	{"TestCloseLeaksNoGoroutines", always, testCloseLeaksNoGoroutines, false},
+	{"TestTransportCloseClosesSubscriptions", always, testTransportCloseClosesSubscriptions, false},
 	{"TestClientCloseDrainsInFlightHandler", always, testClientCloseDrains, false},
 	// Hygiene: bad config and brokers that cannot be used.
 	{"TestUnknownOptionIsAConfigError", always, testUnknownOptionIsAConfigError, true},

@@ -63,6 +63,15 @@ func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*d
 	return f.Transport.SendBatch(ctx, topic, out)
 }
 
+// Close: with "close-keeps-subscriptions" closing the transport leaves its
+// subscriptions running, as a driver that forgets to track them does.
+func (f *faultyTransport) Close() error {
+	if f.fault == "close-keeps-subscriptions" {
+		return nil
+	}
+	return f.Transport.Close()
+}
+
 func (f *faultyTransport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
 	inner, err := f.Transport.OpenSubscription(ctx, topic, group)
 	if err != nil {

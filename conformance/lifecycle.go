@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // expectClosed drains ch (nacking anything still arriving) until it closes.
@@ -178,4 +179,33 @@ func testClientCloseDrains(e *env) {
 	// The drained message was acked: the group must not see it again.
 	ch, _ := e.subscribe(group)
 	e.expectNone(ch, "a message whose handler finished during Close must be acked, not redelivered")
+}
+
+// testTransportCloseClosesSubscriptions closes a transport under an open
+// subscription, as a program that closes its transport before its client
+// does: the subscription must then say it is closed, so that the engine
+// stops instead of retrying it forever.
+func testTransportCloseClosesSubscriptions(e *env) {
+	tr := e.open()
+	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	sub, err := tr.OpenSubscription(ctx, e.topic, uniqueName("g"))
+	if err != nil {
+		e.t.Fatalf("OpenSubscription failed: %v", err)
+	}
+	if err := e.within("Transport.Close with a subscription open", tr.Close); err != nil {
+		e.t.Fatalf("Transport.Close failed: %v", err)
+	}
+	var got error
+	_ = e.within("ReceiveBatch on a subscription whose transport was closed", func() error {
+		_, got = sub.ReceiveBatch(ctx, 1)
+		return nil
+	})
+	if !errors.Is(got, driver.ErrClosed) {
+		e.t.Fatalf("guarantee broken: ReceiveBatch on a subscription whose transport was closed must fail with an error wrapping driver.ErrClosed (the transport closes its subscriptions), got %v", got)
+	}
+	if _, err := tr.OpenSubscription(ctx, e.topic, uniqueName("g")); !errors.Is(err, driver.ErrClosed) {
+		e.t.Fatalf("guarantee broken: OpenSubscription on a closed transport must fail with an error wrapping driver.ErrClosed, got %v", err)
+	}
+	_ = e.within("Subscription.Close after its transport closed", sub.Close)
 }

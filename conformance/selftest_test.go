@@ -77,6 +77,10 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			[]string{"TestFailingMessageBacksOff"},
 			[]string{"TestNackRedelivers", "TestHandlerErrorRedelivers"},
 			"guarantee broken: a failing message must be redelivered with a growing delay"},
+		{"close-keeps-subscriptions",
+			[]string{"TestTransportCloseClosesSubscriptions"},
+			[]string{"TestPublishSubscribeRoundTrip", "TestCloseUnblocksIdleSubscriber"},
+			"guarantee broken: ReceiveBatch on a subscription whose transport was closed must return"},
 		// Only where the driver's ReceiveBatch is already waiting when the
 		// subscription stops: a cancel right after Subscribe may come first.
 		{"receive-ignores-context",

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/msgkit/msgkit/sdk/driver"
 )
 
 // ErrClosed is returned by operations on a Client, publisher or subscriber
-// that has been closed.
-var ErrClosed = errors.New("messaging: closed")
+// that has been closed. It is driver.ErrClosed, which drivers return.
+var ErrClosed = driver.ErrClosed
 
 // ErrPayloadTooLarge is returned, before any network call, when a payload is
 // larger than the transport's declared MaxPayloadBytes.

@@ -615,10 +615,10 @@ func TestNewOnTheCallersClient(t *testing.T) {
 	defer client.Close()
 	ctx := context.Background()
 	var ce *sdk.ConfigError
-	if _, err := kafka.New(ctx, client, map[string]string{"partitionz": "1"}); !errors.As(err, &ce) || ce.Key != "options.partitionz" {
-		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	if _, err := kafka.New(ctx, client, kafka.Options{HeartbeatInterval: time.Minute}); !errors.As(err, &ce) || ce.Key != "options.heartbeat_interval" {
+		t.Fatalf("a heartbeat longer than the session must be a ConfigError naming it, got %v", err)
 	}
-	tr, err := kafka.New(ctx, client, map[string]string{"partitions": "2", "fetch_max_wait": "20ms"})
+	tr, err := kafka.New(ctx, client, kafka.Options{Partitions: 2, FetchMaxWait: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -68,17 +67,18 @@ func open(ctx context.Context, s settings) (*Transport, error) {
 
 // New returns a transport that produces with the caller's own franz-go
 // client (its brokers, TLS, SASL, producer settings); each subscription
-// consumes with a client made from the same options plus the group's.
-// options are the keys of a config file's options section for this driver
-// (partitions, create_topics, initial_offset...); brokers, TLS and SASL
-// come from client. A bad option is a *sdk.ConfigError naming it. Close
-// flushes client and leaves it open.
-func New(ctx context.Context, client *kgo.Client, options map[string]string) (*Transport, error) {
-	seeds, _ := client.OptValue(kgo.SeedBrokers).([]string)
-	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: "kafka://" + strings.Join(seeds, ","), Options: options})
+// consumes with a client made from the same options plus the group's. A
+// bad option is a *sdk.ConfigError naming it. Close flushes client and
+// leaves it open.
+func New(ctx context.Context, client *kgo.Client, o Options) (*Transport, error) {
+	if err := sdk.FillOptions(DriverName, &o); err != nil {
+		return nil, err
+	}
+	s, err := newSettings(sdk.Config{}, o)
 	if err != nil {
 		return nil, err
 	}
+	s.brokers, _ = client.OptValue(kgo.SeedBrokers).([]string)
 	s.base = client.Opts()
 	if err := ping(ctx, client); err != nil {
 		return nil, connectError(s, err)
@@ -87,7 +87,7 @@ func New(ctx context.Context, client *kgo.Client, options map[string]string) (*T
 }
 
 func newTransport(s settings, client *kgo.Client, owned bool) *Transport {
-	return &Transport{s: s, client: client, ownsClient: owned, topics: map[string]bool{}, subs: map[*subscription]struct{}{},
+	return &Transport{s: s, client: client, ownsClient: owned, topics: map[string]bool{},
 		logger: slog.Default().With("driver", DriverName)}
 }
 
@@ -127,8 +127,7 @@ type Transport struct {
 	topicsMu sync.Mutex
 	topics   map[string]bool // topics known to exist
 
-	mu   sync.Mutex
-	subs map[*subscription]struct{}
+	subs driver.Subscriptions[*subscription]
 }
 
 // Capabilities declares what Kafka guarantees under this configuration.
@@ -141,13 +140,13 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		ChoosesGroupStart:       true,
 		Persistent:              true, // the log is on the brokers' disks (acks=all)
 		RequestReply:            true, // a reply topic per client, deleted on close
-		MaxPayloadBytes:         t.s.maxPayload,
+		MaxPayloadBytes:         t.s.MaxPayloadBytes,
 	}
 }
 
 // SendOptions: the producer batches concurrent publishes itself.
 func (t *Transport) SendOptions() driver.SendOptions {
-	return driver.SendOptions{Timeout: t.s.pubTimeout}
+	return driver.SendOptions{Timeout: t.s.PublishTimeout}
 }
 
 // SendBatch produces msgs and returns once the cluster acknowledged each
@@ -155,7 +154,7 @@ func (t *Transport) SendOptions() driver.SendOptions {
 // whose topic went missing makes the next attempt check (and, with
 // create_topics, create) the topic again.
 func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
-	if err := t.ensureTopic(ctx, topic, t.s.partitions); err != nil {
+	if err := t.ensureTopic(ctx, topic, t.s.Partitions); err != nil {
 		return err
 	}
 	records := make([]*kgo.Record, len(msgs))
@@ -200,7 +199,10 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if group == "" {
 		return nil, errors.New("kafka: consumer group is empty; name the group (usually the service name)")
 	}
-	if err := t.ensureTopic(ctx, topic, t.s.partitions); err != nil {
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("kafka: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
+	if err := t.ensureTopic(ctx, topic, t.s.Partitions); err != nil {
 		return nil, err
 	}
 	oldest := driver.GroupStartOldest(ctx, t.s.startOldest)
@@ -216,6 +218,9 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 // topic read without a consumer group (no join, no rebalance), deleted when
 // the subscription closes.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("kafka: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
 	if err := t.ensureTopic(ctx, topic, 1); err != nil {
 		return nil, err
 	}
@@ -231,29 +236,15 @@ func (t *Transport) As(target any) bool {
 	return false
 }
 
-func (t *Transport) forget(s *subscription) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs != nil {
-		delete(t.subs, s)
-	}
-}
-
 // Close closes every subscription (their members leave the group) and the
 // producer, which first sends what it buffered.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	subs := t.subs
-	t.subs = nil
-	t.mu.Unlock()
-	if subs == nil {
+	first, err := t.subs.Close()
+	if !first {
 		return nil
 	}
-	var errs []error
-	for s := range subs {
-		errs = append(errs, s.Close())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), t.s.pubTimeout)
+	errs := []error{err}
+	ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
 	defer cancel()
 	if err := t.client.Flush(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("kafka: flush the producer on close: %w", err))

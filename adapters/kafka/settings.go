@@ -18,21 +18,84 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
+// Options tune a Kafka transport. They are the keys of a config file's
+// options section for this driver, as fields, except those that say how to
+// connect (brokers, version, client_id, tls_*, sasl_*), which a caller of
+// New sets on its own client: Open fills them from the config, and New
+// takes them from the caller. A zero field takes its default.
+type Options struct {
+	// Partitions is the partition count of the topics the driver creates
+	// (default 3).
+	Partitions int32 `option:"partitions" default:"3" min:"1" help:"partitions of a topic the driver creates"`
+	// ReplicationFactor is the replica count of the topics the driver
+	// creates (default -1: the broker's default).
+	ReplicationFactor int16 `option:"replication_factor" default:"-1" min:"-1" help:"replicas of a topic the driver creates, -1 for the broker's default"`
+	// NoCreateTopics uses only topics that exist (create_topics: false).
+	NoCreateTopics bool `option:"!create_topics"`
+	// InitialOffset is where a group that has no committed offset starts:
+	// oldest (the topic from the start) or newest (what is published after
+	// it joins). Empty takes the config's new_group_start, oldest by
+	// default.
+	InitialOffset string `option:"initial_offset" oneof:"oldest|newest" help:"oldest: a new group reads the topic from the start; newest: only what is published after it joins"`
+	// NotIdempotent turns off the idempotent producer (idempotent: false).
+	// Only Open's own producer reads it.
+	NotIdempotent bool `option:"!idempotent"`
+	// MaxPayloadBytes is the largest payload accepted (default 1000000);
+	// keep it below the broker's message.max.bytes.
+	MaxPayloadBytes int `option:"max_payload_bytes" default:"1000000" min:"1" help:"largest payload; keep it below the broker's message.max.bytes"`
+	// PublishTimeout bounds a Publish whose context has no deadline
+	// (default 30s).
+	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms"`
+	// NackDelay is how long a nacked record waits before it is handed out
+	// again (default 100ms).
+	NackDelay time.Duration `option:"nack_delay" default:"100ms" min:"1ms"`
+	// SessionTimeout is how long the group waits for a silent member before
+	// it rebalances (default 10s).
+	SessionTimeout time.Duration `option:"session_timeout" default:"10s" min:"1ms"`
+	// HeartbeatInterval is how often a member tells the group it is alive
+	// (default 3s); it must be shorter than SessionTimeout.
+	HeartbeatInterval time.Duration `option:"heartbeat_interval" default:"3s" min:"1ms"`
+	// RebalanceTimeout bounds a rebalance (default 60s).
+	RebalanceTimeout time.Duration `option:"rebalance_timeout" default:"60s" min:"1ms"`
+	// FetchMaxWait is how long the broker may hold a fetch while it has
+	// nothing new (default 500ms).
+	FetchMaxWait time.Duration `option:"fetch_max_wait" default:"500ms" min:"1ms"`
+}
+
+func (o Options) check(cfg sdk.Config) error {
+	if o.ReplicationFactor == 0 {
+		return cfg.Invalid("options.replication_factor", nil, "want -1 (the broker's default) or 1 or more, got 0")
+	}
+	if o.HeartbeatInterval >= o.SessionTimeout {
+		return cfg.Invalid("options.heartbeat_interval", nil, "must be shorter than session_timeout (%v), got %v; Kafka advises a third of it",
+			o.SessionTimeout, o.HeartbeatInterval)
+	}
+	return nil
+}
+
+// connOptions are the options that say how Open connects; New takes the
+// caller's client instead.
+type connOptions struct {
+	Brokers       string `option:"brokers"`
+	Version       string `option:"version" default:"3.6.0"`
+	ClientID      string `option:"client_id" default:"msgkit"`
+	TLS           bool   `option:"tls"`
+	CAFile        string `option:"tls_ca_file"`
+	CertFile      string `option:"tls_cert_file"`
+	KeyFile       string `option:"tls_key_file"`
+	ServerName    string `option:"tls_server_name"`
+	SkipVerify    bool   `option:"tls_insecure_skip_verify"`
+	SASLMechanism string `option:"sasl_mechanism"`
+	SASLUser      string `option:"sasl_user"`
+	SASLPassword  string `option:"sasl_password"`
+}
+
+// settings is the validated configuration of a transport.
 type settings struct {
+	Options
 	brokers     []string
 	clientID    string
-	partitions  int32
-	replication int16
-	create      bool
 	startOldest bool
-	idempotent  bool
-	maxPayload  int
-	pubTimeout  time.Duration
-	nackDelay   time.Duration
-	session     time.Duration
-	heartbeat   time.Duration
-	rebalance   time.Duration
-	fetchWait   time.Duration
 
 	base []kgo.Opt // the caller's client's options (New), in place of brokers, TLS and SASL
 
@@ -42,94 +105,40 @@ type settings struct {
 	passwrd string // never printed; named so no format verb picks it up by accident
 }
 
-var options = []string{
-	"brokers", "version", "client_id", "partitions", "replication_factor", "create_topics",
-	"initial_offset", "idempotent", "max_payload_bytes", "publish_timeout", "nack_delay",
-	"session_timeout", "heartbeat_interval", "rebalance_timeout", "fetch_max_wait",
-	"tls", "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name", "tls_insecure_skip_verify",
-	"sasl_mechanism", "sasl_user", "sasl_password",
-}
-
 const urlHelp = "want kafka://host:port[,host:port...] (or user:password@ before the hosts for SASL), such as kafka://127.0.0.1:9092"
 
+func newSettings(cfg sdk.Config, o Options) (settings, error) {
+	if err := o.check(cfg); err != nil {
+		return settings{}, err
+	}
+	start := cfg.GroupStart()
+	if o.InitialOffset != "" {
+		start = map[string]string{"oldest": sdk.GroupStartOldest, "newest": sdk.GroupStartLatest}[o.InitialOffset]
+	}
+	return settings{Options: o, startOldest: start == sdk.GroupStartOldest}, nil
+}
+
 func parseSettings(cfg sdk.Config) (settings, error) {
-	if err := cfg.CheckOptions(options...); err != nil {
+	var o Options
+	var c connOptions
+	if err := cfg.OptionsSection().Decode(&o, &c); err != nil {
 		return settings{}, err
 	}
-	s := settings{clientID: cfg.OptionString("client_id", "msgkit")}
-	if err := s.parseBrokers(cfg); err != nil {
+	s, err := newSettings(cfg, o)
+	if err != nil {
 		return settings{}, err
 	}
-	var err error
-	if err := checkVersion(cfg); err != nil {
+	s.clientID = c.ClientID
+	if err := s.parseBrokers(cfg, c.Brokers); err != nil {
 		return settings{}, err
 	}
-	ints := []struct {
-		key      string
-		def, min int
-		what     string
-	}{
-		{"partitions", 3, 1, "partitions of a topic the driver creates"},
-		{"replication_factor", -1, -1, "replicas of a topic the driver creates (-1: the broker's default)"},
-		{"max_payload_bytes", 1000000, 1, "largest payload; keep it below the broker's message.max.bytes"},
-	}
-	vals := make([]int, len(ints))
-	for i, n := range ints {
-		if vals[i], err = cfg.OptionInt(n.key, n.def); err != nil {
-			return settings{}, err
-		}
-		if vals[i] < n.min || vals[i] == 0 {
-			return settings{}, cfg.Invalid("options."+n.key, nil, "%s: want %d or more (not 0), got %d", n.what, n.min, vals[i])
-		}
-	}
-	s.partitions, s.replication, s.maxPayload = int32(vals[0]), int16(vals[1]), vals[2]
-	if s.create, err = cfg.OptionBool("create_topics", true); err != nil {
+	if err := checkVersion(cfg, c.Version); err != nil {
 		return settings{}, err
 	}
-	if s.idempotent, err = cfg.OptionBool("idempotent", true); err != nil {
+	if err := s.parseTLS(cfg, c); err != nil {
 		return settings{}, err
 	}
-	start := "oldest"
-	if cfg.GroupStart() == sdk.GroupStartLatest {
-		start = "newest"
-	}
-	switch o := cfg.OptionString("initial_offset", start); o {
-	case "oldest":
-		s.startOldest = true
-	case "newest":
-	default:
-		return settings{}, cfg.Invalid("options.initial_offset", nil, "want oldest (a new group reads the topic from the start) or newest (only what is published after it joins), got %q", o)
-	}
-	durations := []struct {
-		key string
-		dst *time.Duration
-		def time.Duration
-	}{
-		{"publish_timeout", &s.pubTimeout, 30 * time.Second},
-		{"nack_delay", &s.nackDelay, 100 * time.Millisecond},
-		{"session_timeout", &s.session, 10 * time.Second},
-		{"heartbeat_interval", &s.heartbeat, 3 * time.Second},
-		{"rebalance_timeout", &s.rebalance, 60 * time.Second},
-		{"fetch_max_wait", &s.fetchWait, 500 * time.Millisecond},
-	}
-	for _, d := range durations {
-		if *d.dst, err = cfg.OptionDuration(d.key, d.def); err != nil {
-			return settings{}, err
-		}
-		if *d.dst <= 0 {
-			return settings{}, cfg.Invalid("options."+d.key, nil, "must be positive, got %v", *d.dst)
-		}
-	}
-	if s.fetchWait < time.Millisecond {
-		return settings{}, cfg.Invalid("options.fetch_max_wait", nil, "want at least 1ms (how long the broker may hold a fetch while it has nothing new), got %v", s.fetchWait)
-	}
-	if s.heartbeat >= s.session {
-		return settings{}, cfg.Invalid("options.heartbeat_interval", nil, "must be shorter than session_timeout (%v), got %v; Kafka advises a third of it", s.session, s.heartbeat)
-	}
-	if err := s.parseTLS(cfg); err != nil {
-		return settings{}, err
-	}
-	if err := s.parseSASL(cfg); err != nil {
+	if err := s.parseSASL(cfg, c); err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -137,8 +146,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 
 // parseBrokers reads kafka://[user:password@]host:port,host:port or the
 // brokers option. net/url cannot parse a host list, hence the hand parsing.
-func (s *settings) parseBrokers(cfg sdk.Config) error {
-	list := cfg.OptionString("brokers", "")
+func (s *settings) parseBrokers(cfg sdk.Config, list string) error {
 	if cfg.URL != "" {
 		if list != "" {
 			return cfg.Invalid("options.brokers", nil, "set the brokers in url or in options.brokers, not both")
@@ -168,23 +176,15 @@ func (s *settings) parseBrokers(cfg sdk.Config) error {
 	return nil
 }
 
-func (s *settings) parseTLS(cfg sdk.Config) error {
-	on, err := cfg.OptionBool("tls", false)
-	if err != nil {
-		return err
-	}
-	ca, cert, key := cfg.OptionString("tls_ca_file", ""), cfg.OptionString("tls_cert_file", ""), cfg.OptionString("tls_key_file", "")
-	skip, err := cfg.OptionBool("tls_insecure_skip_verify", false)
-	if err != nil {
-		return err
-	}
-	if !on {
+func (s *settings) parseTLS(cfg sdk.Config, o connOptions) error {
+	ca, cert, key, skip := o.CAFile, o.CertFile, o.KeyFile, o.SkipVerify
+	if !o.TLS {
 		if ca != "" || cert != "" || key != "" || skip {
 			return cfg.Invalid("options.tls", nil, "tls_* options are set but tls is not true; set tls: true to connect with TLS")
 		}
 		return nil
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.OptionString("tls_server_name", ""), InsecureSkipVerify: skip} //nolint:gosec // opt-in, documented
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName, InsecureSkipVerify: skip} //nolint:gosec // opt-in, documented
 	if ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
@@ -209,17 +209,17 @@ func (s *settings) parseTLS(cfg sdk.Config) error {
 	return nil
 }
 
-func (s *settings) parseSASL(cfg sdk.Config) error {
-	if u := cfg.OptionString("sasl_user", ""); u != "" {
+func (s *settings) parseSASL(cfg sdk.Config, o connOptions) error {
+	if u := o.SASLUser; u != "" {
 		if s.user != "" {
 			return cfg.Invalid("options.sasl_user", nil, "the user is set in both url and options.sasl_user; keep one")
 		}
 		s.user = u
 	}
-	if p := cfg.OptionString("sasl_password", ""); p != "" {
+	if p := o.SASLPassword; p != "" {
 		s.passwrd = p
 	}
-	mech := strings.ToUpper(cfg.OptionString("sasl_mechanism", ""))
+	mech := strings.ToUpper(o.SASLMechanism)
 	if mech == "" && s.user != "" {
 		mech = saslPlain
 	}
@@ -263,8 +263,7 @@ const (
 // checkVersion validates the version option. franz-go negotiates every
 // request's version with the brokers, so the option only states the
 // cluster's version, which must have record headers (0.11).
-func checkVersion(cfg sdk.Config) error {
-	v := cfg.OptionString("version", "3.6.0")
+func checkVersion(cfg sdk.Config, v string) error {
 	parts := strings.Split(v, ".")
 	nums := make([]int, len(parts))
 	for i, p := range parts {
@@ -314,15 +313,15 @@ func (s settings) producerOptions() []kgo.Opt {
 	opts := append(s.clientOptions(),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(fnv32a))),
-		kgo.ProducerBatchMaxBytes(int32(s.maxPayload+64<<10)),
-		kgo.ProduceRequestTimeout(s.pubTimeout),
+		kgo.ProducerBatchMaxBytes(int32(s.MaxPayloadBytes+64<<10)),
+		kgo.ProduceRequestTimeout(s.PublishTimeout),
 		// A topic the cluster does not know fails its records after a few
 		// quick metadata checks instead of waiting out the publish timeout:
 		// the driver then checks (or creates) the topic and tries again.
 		kgo.UnknownTopicRetries(3),
 		kgo.MetadataMinAge(200*time.Millisecond),
 	)
-	if !s.idempotent {
+	if s.NotIdempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
 	return opts
@@ -347,10 +346,10 @@ func (s settings) consumerOptions(topic, group string, oldest bool) []kgo.Opt {
 		kgo.ConsumeResetOffset(start),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
-		kgo.FetchMaxWait(s.fetchWait),
-		kgo.FetchMaxBytes(int32(max(50<<20, s.maxPayload+64<<10))),
-		kgo.SessionTimeout(s.session),
-		kgo.HeartbeatInterval(s.heartbeat),
-		kgo.RebalanceTimeout(s.rebalance),
+		kgo.FetchMaxWait(s.FetchMaxWait),
+		kgo.FetchMaxBytes(int32(max(50<<20, s.MaxPayloadBytes+64<<10))),
+		kgo.SessionTimeout(s.SessionTimeout),
+		kgo.HeartbeatInterval(s.HeartbeatInterval),
+		kgo.RebalanceTimeout(s.RebalanceTimeout),
 	)
 }

@@ -39,20 +39,16 @@ func (t *Transport) subscribe(topic, group string, oldest bool) (driver.Subscrip
 		opts = append(t.s.consumerOptions(topic, group, oldest), kgo.OnPartitionsRevoked(s.revoked))
 	} else {
 		opts = append(t.s.clientOptions(), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchMaxWait(t.s.fetchWait))
+			kgo.FetchMaxWait(t.s.FetchMaxWait))
 	}
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: consume %q on %s: %w", topic, t.s.where(), err)
 	}
 	s.client = client
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs == nil {
-		client.Close()
-		return nil, fmt.Errorf("kafka: transport %w", sdk.ErrClosed)
+	if err := t.subs.Add(s); err != nil {
+		return nil, fmt.Errorf("kafka: transport %w", err)
 	}
-	t.subs[s] = struct{}{}
 	return s, nil
 }
 
@@ -116,7 +112,7 @@ func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
 // still holds to be handled, then commits, so the next owner starts after
 // them and a key's order holds across the rebalance.
 func (s *subscription) revoked(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
-	ctx, cancel := context.WithTimeout(ctx, s.t.s.rebalance)
+	ctx, cancel := context.WithTimeout(ctx, s.t.s.RebalanceTimeout)
 	defer cancel()
 	for {
 		s.mu.Lock()
@@ -158,7 +154,7 @@ func (s *subscription) ExtendAcks(context.Context, []driver.AckID) error { retur
 // Options: up to 500 records a poll; a nacked record comes again after
 // nack_delay.
 func (s *subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: 500, RedeliveryDelay: s.t.s.nackDelay}
+	return driver.Options{MaxBatch: 500, RedeliveryDelay: s.t.s.NackDelay}
 }
 
 // Close commits the marked offsets and leaves the group, so the others
@@ -167,7 +163,7 @@ func (s *subscription) Close() error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	defer s.t.forget(s)
+	defer s.t.subs.Remove(s)
 	if s.group == "" {
 		s.client.Close()
 		return s.t.deleteTopic(s.topic)

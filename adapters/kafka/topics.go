@@ -23,10 +23,10 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if t.s.create {
+	if !t.s.NoCreateTopics {
 		req := kmsg.NewPtrCreateTopicsRequest()
 		rt := kmsg.NewCreateTopicsRequestTopic()
-		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, t.s.replication
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, partitions, t.s.ReplicationFactor
 		req.Topics = append(req.Topics, rt)
 		req.TimeoutMillis = 15000
 		resp, err := req.RequestWith(ctx, t.client)
@@ -43,12 +43,12 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 			t.topics[topic] = true
 			return nil
 		}
-		if !t.s.create && errors.Is(err, kerr.UnknownTopicOrPartition) {
+		if t.s.NoCreateTopics && errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return fmt.Errorf("kafka: topic %q does not exist on %s and create_topics is false: create it, or set create_topics: true", topic, t.s.where())
 		}
 		select {
 		case <-ctx.Done():
-			if !t.s.create {
+			if t.s.NoCreateTopics {
 				return fmt.Errorf("kafka: topic %q is not available on %s and create_topics is false: create it, or set create_topics: true: %w", topic, t.s.where(), err)
 			}
 			return fmt.Errorf("kafka: topic %q on %s has no partition leaders yet (%w); gave up: %w", topic, t.s.where(), err, ctx.Err())

@@ -90,6 +90,7 @@ func New() *Transport { return &Transport{b: newBroker(), owned: true} }
 type Transport struct {
 	b     *broker
 	owned bool // a private broker closes with its transport
+	subs  driver.Subscriptions[*subscription]
 }
 
 // Capabilities returns the memory driver's capabilities.
@@ -101,6 +102,9 @@ func (t *Transport) SendOptions() driver.SendOptions { return driver.SendOptions
 // SendBatch appends msgs to every consumer group of topic. It keeps the
 // messages' metadata maps and copies their payloads.
 func (t *Transport) SendBatch(_ context.Context, topic string, msgs []*driver.Message) error {
+	if t.subs.Closed() {
+		return fmt.Errorf("memory: publish to %q: transport %w", topic, sdk.ErrClosed)
+	}
 	envs := make([]envelope, len(msgs))
 	for i, m := range msgs {
 		envs[i] = envelope{id: m.ID, payload: bytes.Clone(m.Payload), metadata: m.Metadata, key: m.OrderingKey}
@@ -117,21 +121,36 @@ func (t *Transport) OpenSubscription(_ context.Context, topic, group string) (dr
 	if group == "" {
 		return nil, errNoGroup
 	}
-	g, ok := t.b.group(topic, group)
-	if !ok {
-		return nil, fmt.Errorf("memory: subscribe to %q: broker %w", topic, sdk.ErrClosed)
-	}
-	return newSubscription(t.b, g, nil), nil
+	return t.open(topic, group, nil)
 }
 
 // OpenReplySubscription consumes a reply topic, which is removed from the
 // broker when the subscription closes.
 func (t *Transport) OpenReplySubscription(_ context.Context, topic string) (driver.Subscription, error) {
-	g, ok := t.b.group(topic, topic)
+	return t.open(topic, topic, func() { t.b.removeTopic(topic) })
+}
+
+// open joins group on topic; onClose, when not nil, runs when the
+// subscription closes.
+func (t *Transport) open(topic, group string, onClose func()) (driver.Subscription, error) {
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("memory: subscribe to %q: transport %w", topic, sdk.ErrClosed)
+	}
+	g, ok := t.b.group(topic, group)
 	if !ok {
 		return nil, fmt.Errorf("memory: subscribe to %q: broker %w", topic, sdk.ErrClosed)
 	}
-	return newSubscription(t.b, g, func() { t.b.removeTopic(topic) }), nil
+	s := newSubscription(t.b, g, nil)
+	s.onClose = func() {
+		t.subs.Remove(s)
+		if onClose != nil {
+			onClose()
+		}
+	}
+	if err := t.subs.Add(s); err != nil {
+		return nil, fmt.Errorf("memory: subscribe to %q: transport %w", topic, err)
+	}
+	return s, nil
 }
 
 var errNoGroup = errors.New("memory: consumer group is empty; name the group (usually the service name)")
@@ -145,7 +164,7 @@ func (t *Transport) As(any) bool { return false }
 // Close closes a private broker, which ends every subscription on it. A
 // shared broker lives as long as the process.
 func (t *Transport) Close() error {
-	if t.owned {
+	if first, _ := t.subs.Close(); first && t.owned {
 		t.b.close()
 	}
 	return nil

@@ -2,9 +2,11 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -30,7 +32,14 @@ func newSubscription(b *broker, g *group, onClose func()) *subscription {
 func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	envs := s.g.take(ctx, s.closing, s.b.done, max)
 	if len(envs) == 0 {
-		return nil, ctx.Err()
+		select {
+		case <-s.closing:
+			return nil, fmt.Errorf("memory: subscription %w", sdk.ErrClosed)
+		case <-s.b.done:
+			return nil, fmt.Errorf("memory: broker %w", sdk.ErrClosed)
+		default:
+			return nil, ctx.Err()
+		}
 	}
 	out := make([]*driver.Message, len(envs))
 	msgs := make([]driver.Message, len(envs))

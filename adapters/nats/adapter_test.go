@@ -211,7 +211,11 @@ func TestNewUsesTheCallersConnection(t *testing.T) {
 	url := testenv.NATS(t)
 	topic, group := names("own")
 	nc, _ := rawJetStream(t, url)
-	tr, err := msgnats.New(context.Background(), nc, map[string]string{"batch_size": "10"})
+	var ce *sdk.ConfigError
+	if _, err := msgnats.New(context.Background(), nc, msgnats.Options{Replicas: 7}); !errors.As(err, &ce) || ce.Key != "options.replicas" {
+		t.Fatalf("seven replicas must be a ConfigError naming options.replicas, got %v", err)
+	}
+	tr, err := msgnats.New(context.Background(), nc, msgnats.Options{BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,9 +231,6 @@ func TestNewUsesTheCallersConnection(t *testing.T) {
 	}
 	if !nc.IsConnected() {
 		t.Fatal("Close closed the caller's connection")
-	}
-	if _, err := msgnats.New(context.Background(), nc, map[string]string{"batch_size": "0"}); !errors.As(err, new(*sdk.ConfigError)) {
-		t.Fatalf("a bad option should be a *sdk.ConfigError, got %v", err)
 	}
 }
 

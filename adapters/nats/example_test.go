@@ -34,7 +34,7 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer nc.Close()
-	tr, err := msgnats.New(ctx, nc, map[string]string{"batch_size": "50"})
+	tr, err := msgnats.New(ctx, nc, msgnats.Options{BatchSize: 50})
 	if err != nil {
 		log.Fatal(err)
 	}

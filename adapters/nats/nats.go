@@ -55,14 +55,14 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 }
 
 // New returns a transport on the caller's own connection (its servers,
-// credentials, TLS and reconnect policy). options are the keys of a config
-// file's options section for this driver (batch_size, ack_wait...); a bad
-// one is a *sdk.ConfigError naming it. Close leaves nc open.
-func New(ctx context.Context, nc *nats.Conn, options map[string]string) (*Transport, error) {
-	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: "nats://" + nc.ConnectedAddr(), Options: options})
-	if err != nil {
+// credentials, TLS and reconnect policy). A bad option is a
+// *sdk.ConfigError naming it. Close leaves nc open.
+func New(ctx context.Context, nc *nats.Conn, o Options) (*Transport, error) {
+	if err := sdk.FillOptions(DriverName, &o); err != nil {
 		return nil, err
 	}
+	s := newSettings(sdk.Config{}, o)
+	s.hosts = []string{nc.ConnectedAddr()}
 	return newTransport(ctx, s, nc, false)
 }
 
@@ -120,7 +120,7 @@ func newTransport(ctx context.Context, s settings, nc *nats.Conn, owned bool) (*
 		return nil, fmt.Errorf("nats: ask %s for its JetStream account: %w", s.where(), err)
 	}
 	closing, closed := context.WithCancel(context.Background())
-	return &Transport{s: s, nc: nc, js: js, owned: owned, subs: map[driver.Subscription]struct{}{}, closing: closing, closed: closed}, nil
+	return &Transport{s: s, nc: nc, js: js, owned: owned, closing: closing, closed: closed}, nil
 }
 
 // Transport is an open NATS JetStream transport.
@@ -138,8 +138,7 @@ type Transport struct {
 	closing   context.Context
 	closed    context.CancelFunc
 
-	mu   sync.Mutex
-	subs map[driver.Subscription]struct{}
+	subs driver.Subscriptions[driver.Subscription]
 }
 
 // headerRoom is the part of the server's max_payload kept for headers.
@@ -163,7 +162,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 // SendOptions: batches up to the async-publish window, retried until
 // publish_timeout when the caller's context has no deadline.
 func (t *Transport) SendOptions() driver.SendOptions {
-	return driver.SendOptions{MaxMessages: 1000, Timeout: t.s.pubTimeout}
+	return driver.SendOptions{MaxMessages: 1000, Timeout: t.s.PublishTimeout}
 }
 
 // SendBatch publishes msgs without waiting between them and then waits for
@@ -268,6 +267,9 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if group == "" {
 		return nil, errors.New("nats: consumer group is empty; name the group (usually the service name)")
 	}
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("nats: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
 	c, err := t.consumer(ctx, topic, group)
 	if err != nil {
 		return nil, err
@@ -282,6 +284,9 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 // OpenReplySubscription subscribes to a client's private reply subject on
 // core NATS; the interest ends when the subscription closes.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("nats: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
 	sub, err := t.nc.SubscribeSync(topic)
 	if err == nil {
 		err = t.nc.FlushWithContext(ctx) // the server knows of the interest before a request goes out
@@ -293,20 +298,10 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 }
 
 func (t *Transport) track(s driver.Subscription) (driver.Subscription, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closing.Err() != nil {
-		_ = s.Close()
-		return nil, fmt.Errorf("nats: transport %w", sdk.ErrClosed)
+	if err := t.subs.Add(s); err != nil {
+		return nil, fmt.Errorf("nats: transport %w", err)
 	}
-	t.subs[s] = struct{}{}
 	return s, nil
-}
-
-func (t *Transport) untrack(s driver.Subscription) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.subs, s)
 }
 
 func (t *Transport) isClosed() bool { return t.closing.Err() != nil }
@@ -328,19 +323,9 @@ func (t *Transport) As(target any) bool {
 // Close closes every subscription, hands back at once what they held, and
 // then closes the connection, after flushing what was published.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	if t.closing.Err() != nil {
-		t.mu.Unlock()
-		return nil
-	}
 	t.closed()
-	subs := make([]driver.Subscription, 0, len(t.subs))
-	for s := range t.subs {
-		subs = append(subs, s)
-	}
-	t.mu.Unlock()
-	for _, s := range subs {
-		_ = s.Close()
+	if first, _ := t.subs.Close(); !first {
+		return nil
 	}
 	t.lingering.Wait()
 	if t.owned {

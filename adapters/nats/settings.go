@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"net/url"
 	"strings"
 	"time"
@@ -10,33 +11,67 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-// settings is the parsed, validated driver configuration.
+// Options tune a NATS JetStream transport. They are the keys of a config
+// file's options section for this driver, as fields: Open fills them from
+// the config, and New takes them from the caller. A zero field takes its
+// default.
+type Options struct {
+	// BatchSize is how many messages one pull asks for (default 100).
+	BatchSize int `option:"batch_size" default:"100" min:"1" help:"messages asked for per pull"`
+	// MaxAckPending is how many unacked messages a group's consumer allows
+	// in all (default 1000).
+	MaxAckPending int `option:"max_ack_pending" default:"1000" min:"1" help:"unacked messages a group's consumer allows"`
+	// Replicas is the replica count of the streams the driver creates
+	// (default 1).
+	Replicas int `option:"replicas" default:"1" min:"1" max:"5" help:"JetStream keeps 1 to 5 replicas of a stream"`
+	// MaxLen is the most messages a created stream keeps (0: no limit).
+	MaxLen int64 `option:"max_len" min:"0" help:"0 (no limit) or the most messages a stream keeps"`
+	// FetchWait is how long one pull waits for messages (default 2s).
+	FetchWait time.Duration `option:"fetch_wait" default:"2s" min:"10ms"`
+	// AckWait is how long a message stays with a member before the server
+	// redelivers it (default 30s): the lease of an unacked message.
+	AckWait time.Duration `option:"ack_wait" default:"30s" min:"1s"`
+	// Retention is how long a created stream keeps messages (0: no limit).
+	Retention time.Duration `option:"retention" min:"0s"`
+	// PublishTimeout bounds a Publish whose context has no deadline
+	// (default 30s).
+	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms"`
+	// Storage is where created streams keep messages: file (default; they
+	// survive a server restart) or memory.
+	Storage string `option:"storage" default:"file" oneof:"file|memory" help:"file: streams survive a server restart"`
+	// NewGroupStart is where a group that does not exist yet starts: oldest
+	// (the whole stream) or latest (what is published after it is
+	// created). Empty takes the config's new_group_start, oldest by default.
+	NewGroupStart string `option:"new_group_start" oneof:"oldest|latest" help:"oldest: a new group reads the whole stream; latest: what is published after it is created"`
+}
+
+// settings is the validated configuration of a transport.
 type settings struct {
+	Options
 	url         string   // as given, credentials included; never printed
 	hosts       []string // host:port of each server, for messages
-	batchSize   int
-	maxAck      int
-	replicas    int
-	maxLen      int64
-	fetchWait   time.Duration
-	ackWait     time.Duration
-	retention   time.Duration
-	pubTimeout  time.Duration
 	storage     jetstream.StorageType
 	startOldest bool
 }
 
-var options = []string{"batch_size", "fetch_wait", "ack_wait", "max_ack_pending", "storage", "replicas", "retention",
-	"max_len", "new_group_start", "publish_timeout"}
+func newSettings(cfg sdk.Config, o Options) settings {
+	s := settings{Options: o, storage: jetstream.FileStorage, startOldest: cmp.Or(o.NewGroupStart, cfg.GroupStart()) == sdk.GroupStartOldest}
+	if o.Storage == "memory" {
+		s.storage = jetstream.MemoryStorage
+	}
+	return s
+}
 
 func parseSettings(cfg sdk.Config) (settings, error) {
-	if err := cfg.CheckOptions(options...); err != nil {
+	var o Options
+	if err := cfg.OptionsSection().Decode(&o); err != nil {
 		return settings{}, err
 	}
 	if cfg.URL == "" {
 		return settings{}, cfg.Invalid("url", nil, "the nats driver needs the server's URL, such as nats://127.0.0.1:4222 (set url: or MESSAGING_URL)")
 	}
-	s := settings{url: cfg.URL}
+	s := newSettings(cfg, o)
+	s.url = cfg.URL
 	// nats.go takes a comma-separated list of servers and connects to any
 	// that answers.
 	for _, one := range strings.Split(cfg.URL, ",") {
@@ -46,70 +81,6 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 				sdk.RedactURL(one))
 		}
 		s.hosts = append(s.hosts, u.Host)
-	}
-	ints := []struct {
-		key      string
-		dst      *int
-		def, min int
-	}{
-		{"batch_size", &s.batchSize, 100, 1},
-		{"max_ack_pending", &s.maxAck, 1000, 1},
-		{"replicas", &s.replicas, 1, 1},
-	}
-	for _, o := range ints {
-		v, err := cfg.OptionInt(o.key, o.def)
-		if err != nil {
-			return settings{}, err
-		}
-		if v < o.min {
-			return settings{}, cfg.Invalid("options."+o.key, nil, "must be at least %d, got %d", o.min, v)
-		}
-		*o.dst = v
-	}
-	if s.replicas > 5 {
-		return settings{}, cfg.Invalid("options.replicas", nil, "JetStream keeps at most 5 replicas of a stream, got %d", s.replicas)
-	}
-	maxLen, err := cfg.OptionInt("max_len", 0)
-	if err != nil {
-		return settings{}, err
-	}
-	if maxLen < 0 {
-		return settings{}, cfg.Invalid("options.max_len", nil, "must be 0 (no limit) or the most messages a stream keeps, got %d", maxLen)
-	}
-	s.maxLen = int64(maxLen)
-	durations := []struct {
-		key      string
-		dst      *time.Duration
-		def, min time.Duration
-	}{
-		{"fetch_wait", &s.fetchWait, 2 * time.Second, 10 * time.Millisecond},
-		{"ack_wait", &s.ackWait, 30 * time.Second, time.Second},
-		{"retention", &s.retention, 0, 0},
-		{"publish_timeout", &s.pubTimeout, 30 * time.Second, time.Millisecond},
-	}
-	for _, d := range durations {
-		if *d.dst, err = cfg.OptionDuration(d.key, d.def); err != nil {
-			return settings{}, err
-		}
-		if *d.dst < d.min {
-			return settings{}, cfg.Invalid("options."+d.key, nil, "must be at least %v, got %v", d.min, *d.dst)
-		}
-	}
-	switch st := cfg.OptionString("storage", "file"); st {
-	case "file":
-		s.storage = jetstream.FileStorage
-	case "memory":
-		s.storage = jetstream.MemoryStorage
-	default:
-		return settings{}, cfg.Invalid("options.storage", nil, "want file (streams survive a server restart) or memory, got %q", st)
-	}
-	switch start := cfg.OptionString("new_group_start", cfg.GroupStart()); start {
-	case "oldest":
-		s.startOldest = true
-	case "latest":
-	default:
-		return settings{}, cfg.Invalid("options.new_group_start", nil,
-			"want oldest (a new group reads the whole stream) or latest (only what is published after it is created), got %q", start)
 	}
 	return s, nil
 }

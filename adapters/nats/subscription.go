@@ -119,11 +119,20 @@ func (s *subscription) setConsumer(c jetstream.Consumer) {
 	s.mu.Unlock()
 }
 
+// closedOr returns err, or driver.ErrClosed when the subscription or its
+// connection was closed: no retry can help then.
+func (s *subscription) closedOr(err error) error {
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+		return fmt.Errorf("nats: subscription to %q for group %q %w (%v)", s.topic, s.group, driver.ErrClosed, err)
+	}
+	return err
+}
+
 // ReceiveBatch opens a pull when none is open, waits for its first message
 // and returns it with every other that has arrived.
 func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	if err := s.pullMore(max); err != nil {
-		return nil, err
+		return nil, s.closedOr(err)
 	}
 	s.mu.Lock()
 	until := s.pulls.until()
@@ -137,7 +146,7 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, nil // the pulls' answers are overdue; the next call forgets them and pulls again
 	case err != nil:
-		return nil, fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
+		return nil, s.closedOr(fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err))
 	}
 	var out []*driver.Message
 	for {
@@ -165,8 +174,8 @@ func (s *subscription) pullMore(max int) error {
 	if s.pulls.left(time.Now()) > max/2 {
 		return nil
 	}
-	n := s.pulls.add(max, s.t.s.fetchWait)
-	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, max, s.t.s.fetchWait.Nanoseconds())
+	n := s.pulls.add(max, s.t.s.FetchWait)
+	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, max, s.t.s.FetchWait.Nanoseconds())
 	if err := s.t.nc.PublishRequest(s.next, s.inbox+"."+strconv.FormatUint(n, 10), []byte(req)); err != nil {
 		s.pulls.end(s.inbox + "." + strconv.FormatUint(n, 10))
 		return fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
@@ -272,7 +281,7 @@ func (s *subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error
 // Options: batch_size per pull, ack_wait as the lease the engine keeps
 // alive, and a NAK's delay kept by the server.
 func (s *subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: s.t.s.batchSize, Lease: s.t.s.ackWait, DelaysNacks: true}
+	return driver.Options{MaxBatch: s.t.s.BatchSize, Lease: s.t.s.AckWait, DelaysNacks: true}
 }
 
 // Close stops pulling and hands back what the subscription holds: the
@@ -294,7 +303,7 @@ func (s *subscription) Close() error {
 	}
 	open, until := s.pulls.left(time.Now()) > 0, s.pulls.until()
 	s.mu.Unlock()
-	s.t.untrack(s)
+	s.t.subs.Remove(s)
 	s.t.lingering.Add(1)
 	go func() {
 		defer s.t.lingering.Done()
@@ -338,7 +347,7 @@ type replySubscription struct {
 }
 
 func (r *replySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
-	wctx, cancel := context.WithTimeout(ctx, r.t.s.fetchWait)
+	wctx, cancel := context.WithTimeout(ctx, r.t.s.FetchWait)
 	m, err := r.sub.NextMsgWithContext(wctx)
 	cancel()
 	switch {
@@ -378,7 +387,7 @@ func (r *replySubscription) ExtendAcks(context.Context, []driver.AckID) error { 
 func (r *replySubscription) Options() driver.Options                          { return driver.Options{} }
 
 func (r *replySubscription) Close() error {
-	defer r.t.untrack(r)
+	defer r.t.subs.Remove(r)
 	if err := r.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
 		return fmt.Errorf("nats: unsubscribe from %q: %w", r.sub.Subject, err)
 	}

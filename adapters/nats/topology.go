@@ -75,8 +75,8 @@ func (t *Transport) stream(ctx context.Context, topic string) (jetstream.Stream,
 	s, err := t.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = t.js.CreateStream(ctx, jetstream.StreamConfig{
-			Name: name, Subjects: []string{topic}, Storage: t.s.storage, Replicas: t.s.replicas,
-			Retention: jetstream.LimitsPolicy, MaxAge: t.s.retention, MaxMsgs: orUnlimited(t.s.maxLen),
+			Name: name, Subjects: []string{topic}, Storage: t.s.storage, Replicas: t.s.Replicas,
+			Retention: jetstream.LimitsPolicy, MaxAge: t.s.Retention, MaxMsgs: orUnlimited(t.s.MaxLen),
 			Discard: jetstream.DiscardOld,
 		})
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
@@ -119,8 +119,8 @@ func (t *Transport) consumer(ctx context.Context, topic, group string) (jetstrea
 			policy = jetstream.DeliverAllPolicy
 		}
 		c, err = s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable: name, FilterSubject: topic, AckPolicy: jetstream.AckExplicitPolicy, AckWait: t.s.ackWait,
-			MaxAckPending: t.s.maxAck, DeliverPolicy: policy, MaxDeliver: -1,
+			Durable: name, FilterSubject: topic, AckPolicy: jetstream.AckExplicitPolicy, AckWait: t.s.AckWait,
+			MaxAckPending: t.s.MaxAckPending, DeliverPolicy: policy, MaxDeliver: -1,
 		})
 		if errors.Is(err, jetstream.ErrConsumerExists) {
 			c, err = s.Consumer(ctx, name)

@@ -358,7 +358,7 @@ func TestOpenReturnsByItsDeadlineWhenTheBrokerNeverAnswers(t *testing.T) {
 }
 
 // New runs on the caller's connection, reaches it through As, leaves it
-// open on Close, and names a bad option.
+// open on Close, and names a bad option by its key and field.
 func TestNewOnTheCallersConnection(t *testing.T) {
 	url := testenv.RabbitMQ(t)
 	conn, err := amqp.Dial(url)
@@ -366,10 +366,14 @@ func TestNewOnTheCallersConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := rabbitmq.New(conn, map[string]string{"prefetchh": "1"}); !isConfigError(err, "options.prefetchh") {
-		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	_, err = rabbitmq.New(conn, rabbitmq.Options{Prefetch: -1})
+	if !isConfigError(err, "options.prefetch") || !strings.Contains(err.Error(), "rabbitmq.Options.Prefetch") {
+		t.Fatalf("a bad option must be a ConfigError naming its key and field, got %v", err)
 	}
-	tr, err := rabbitmq.New(conn, map[string]string{"prefetch": "10"})
+	if _, err := rabbitmq.New(conn, rabbitmq.Options{DeliveryLimit: 3}); !isConfigError(err, "options.delivery_limit") {
+		t.Fatalf("delivery_limit on classic queues must be refused, got %v", err)
+	}
+	tr, err := rabbitmq.New(conn, rabbitmq.Options{Prefetch: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func (c *connection) watch(closed <-chan *amqp.Error) {
 			return
 		}
 		c.logger.Warn("rabbitmq: reconnect failed; retrying", "role", c.role, "error", err, "retry_in", delay)
-		delay = min(delay*2, c.s.reconnectMaxDelay)
+		delay = min(delay*2, c.s.ReconnectMaxInterval)
 	}
 }
 

@@ -41,7 +41,7 @@ type pubChannel struct {
 }
 
 func newPublisher(s settings, conn *connection) *publisher {
-	p := &publisher{s: s, conn: conn, pool: make([]*pubChannel, s.publishChannels)}
+	p := &publisher{s: s, conn: conn, pool: make([]*pubChannel, s.PublishChannels)}
 	for i := range p.pool {
 		p.pool[i] = &pubChannel{}
 	}
@@ -60,7 +60,7 @@ func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, err
 	if err != nil {
 		return nil, err
 	}
-	if p.s.confirms {
+	if !p.s.NoConfirms {
 		if err := ch.Confirm(false); err != nil {
 			_ = ch.Close()
 			return nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
@@ -233,7 +233,7 @@ func (p *publisher) ensureExchange(ctx context.Context, n names) error {
 }
 
 func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, msgs []*driver.Message) (int, error) {
-	window := make([]*amqp.DeferredConfirmation, 0, min(len(msgs), p.s.confirmWindow))
+	window := make([]*amqp.DeferredConfirmation, 0, min(len(msgs), p.s.ConfirmWindow))
 	confirmed := 0
 	wait := func(dc *amqp.DeferredConfirmation) error {
 		if dc == nil { // confirms off
@@ -254,13 +254,13 @@ func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, ms
 		return nil
 	}
 	for _, m := range msgs {
-		if len(window) == p.s.confirmWindow {
+		if len(window) == p.s.ConfirmWindow {
 			if err := wait(window[0]); err != nil {
 				return confirmed, err
 			}
 			window = window[1:]
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, n.exchange, n.routingKey, false, false, toPublishing(m, p.s.persistent))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, n.exchange, n.routingKey, false, false, toPublishing(m, !p.s.Transient))
 		if err != nil {
 			return confirmed, err
 		}

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	neturl "net/url"
 	"sort"
 	"sync"
 
@@ -66,15 +65,16 @@ func open(ctx context.Context, s settings) (*Transport, error) {
 // New returns a transport on the caller's own connection, used for
 // publishing and consuming alike. It is not redialled when it drops (the
 // driver does not know how it was dialled): calls then fail until the
-// caller makes a new transport; Close leaves it open. options are the keys
-// of a config file's options section for this driver (prefetch,
-// queue_type, exchange...); a bad one is a *sdk.ConfigError naming it.
-func New(conn *amqp.Connection, options map[string]string) (*Transport, error) {
-	url := fmt.Sprintf("amqp://%s/%s", conn.RemoteAddr(), neturl.PathEscape(conn.Config.Vhost))
-	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: url, Options: options})
-	if err != nil {
+// caller makes a new transport; Close leaves it open. A bad option is a
+// *sdk.ConfigError naming it.
+func New(conn *amqp.Connection, o Options) (*Transport, error) {
+	if err := sdk.FillOptions(DriverName, &o); err != nil {
 		return nil, err
 	}
+	if err := o.check(sdk.Config{}); err != nil {
+		return nil, err
+	}
+	s := settings{Options: o, host: conn.RemoteAddr().String(), vhost: conn.Config.Vhost}
 	logger := slog.Default().With("driver", DriverName)
 	c := borrow(s, conn, logger)
 	return newTransport(s, c, c, logger), nil
@@ -82,7 +82,7 @@ func New(conn *amqp.Connection, options map[string]string) (*Transport, error) {
 
 func newTransport(s settings, pubConn, subConn *connection, logger *slog.Logger) *Transport {
 	t := &Transport{s: s, publish: pubConn, consume: subConn, logger: logger,
-		subs: map[*subscription]struct{}{}, declared: map[string]bool{}}
+		declared: map[string]bool{}}
 	t.pub = newPublisher(s, pubConn)
 	return t
 }
@@ -96,7 +96,7 @@ type Transport struct {
 	logger  *slog.Logger
 
 	mu       sync.Mutex
-	subs     map[*subscription]struct{}
+	subs     driver.Subscriptions[*subscription]
 	declared map[string]bool // queue and exchange names declared by this transport
 }
 
@@ -106,9 +106,9 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		ConsumerGroups:  true,
 		Ordering:        sdk.OrderingNone, // competing consumers and requeue reorder a queue
 		DurableGroups:   true,
-		Persistent:      t.s.persistent && t.s.confirms,
+		Persistent:      !t.s.Transient && !t.s.NoConfirms,
 		RequestReply:    true, // reply topics are exclusive auto-delete queues
-		MaxPayloadBytes: t.s.maxPayload,
+		MaxPayloadBytes: t.s.MaxPayloadBytes,
 		// Headers travel in one frame (131072 bytes by default); half of
 		// it leaves room for the encoding of many small entries, and the
 		// publisher refuses a message whose headers still do not fit.
@@ -119,7 +119,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 // SendOptions: a publish pipelines its messages on one pooled channel,
 // retried until publish_timeout when the caller's context has no deadline.
 func (t *Transport) SendOptions() driver.SendOptions {
-	return driver.SendOptions{Timeout: t.s.publishTimeout}
+	return driver.SendOptions{Timeout: t.s.PublishTimeout}
 }
 
 // SendBatch publishes msgs with publisher confirms.
@@ -148,7 +148,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 }
 
 func (t *Transport) subscribe(ctx context.Context, n names) (driver.Subscription, error) {
-	setupCtx, cancel := context.WithTimeout(ctx, t.s.publishTimeout)
+	setupCtx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()
 	ch, err := t.consume.channel(setupCtx)
 	if err != nil {
@@ -159,28 +159,19 @@ func (t *Transport) subscribe(ctx context.Context, n names) (driver.Subscription
 	if err != nil {
 		return nil, err
 	}
+	s := &subscription{t: t, n: n}
+	if err := t.subs.Add(s); err != nil {
+		return nil, fmt.Errorf("rabbitmq: transport %w", err)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.subs == nil {
-		return nil, fmt.Errorf("rabbitmq: transport %w", sdk.ErrClosed)
-	}
 	if n.exchange != "" { // reply queues delete themselves
 		t.declared[n.queue] = true
-		if t.s.deadLetter {
+		if t.s.DeadLetter {
 			t.declared[n.queue+".dlq"] = true
 		}
 	}
-	s := &subscription{t: t, n: n}
-	t.subs[s] = struct{}{}
 	return s, nil
-}
-
-func (t *Transport) forget(s *subscription) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.subs != nil {
-		delete(t.subs, s)
-	}
 }
 
 // DeclaredQueues lists the queues this transport declared, for tooling and
@@ -215,12 +206,8 @@ func (t *Transport) As(target any) bool {
 
 // Close closes the publisher, every subscription and both connections.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	subs := t.subs
-	t.subs = nil
-	t.mu.Unlock()
-	for s := range subs {
-		_ = s.Close()
+	if first, _ := t.subs.Close(); !first {
+		return nil
 	}
 	return errors.Join(t.pub.Close(), t.consume.close(), t.publish.close())
 }

@@ -8,33 +8,72 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-// settings is the parsed, validated driver configuration.
-type settings struct {
-	url               string // with credentials; never printed
-	host              string // host:port, for messages
-	vhost             string
-	user              string
-	prefetch          int
-	publishChannels   int
-	confirmWindow     int
-	confirms          bool
-	publishTimeout    time.Duration
-	persistent        bool
-	exchange          string // "" = one fanout exchange per topic
-	queueType         string // classic | quorum
-	deadLetter        bool
-	deliveryLimit     int
-	maxPayload        int
-	reconnectMaxDelay time.Duration
+// Options tune a RabbitMQ transport. They are the keys of a config file's
+// options section for this driver, as fields: Open fills them from the
+// config, and New takes them from the caller. A zero field takes its
+// default.
+type Options struct {
+	// Prefetch is how many messages the broker sends a consumer ahead of
+	// its acks (default 100).
+	Prefetch int `option:"prefetch" default:"100" min:"1" help:"messages the broker sends ahead of acks, per consumer"`
+	// PublishChannels is the size of the pool of long-lived publish
+	// channels (default 8).
+	PublishChannels int `option:"publish_channels" default:"8" min:"1" help:"long-lived publish channels in the pool"`
+	// ConfirmWindow is how many unconfirmed publishes one Publish call
+	// keeps in flight (default 256).
+	ConfirmWindow int `option:"confirm_window" default:"256" min:"1" help:"unconfirmed publishes in flight per Publish call"`
+	// NoConfirms publishes without publisher confirms: faster, and a
+	// message the broker drops is not reported (publisher_confirms: false).
+	NoConfirms bool `option:"!publisher_confirms"`
+	// PublishTimeout bounds a Publish whose context has no deadline
+	// (default 30s).
+	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms"`
+	// Transient publishes messages that a broker restart loses
+	// (persistent: false).
+	Transient bool `option:"!persistent"`
+	// Exchange, when set, is one topic exchange shared by every topic, with
+	// the topic as routing key; by default each topic has its own fanout
+	// exchange.
+	Exchange string `option:"exchange"`
+	// QueueType is the type of the queues the driver declares: classic
+	// (default) or quorum.
+	QueueType string `option:"queue_type" default:"classic" oneof:"classic|quorum" help:"quorum queues are replicated across a cluster"`
+	// DeadLetter gives each group queue a broker-side dead-letter queue.
+	DeadLetter bool `option:"dead_letter"`
+	// DeliveryLimit is how many redeliveries a quorum queue allows before
+	// it dead-letters a message (0: the broker's default).
+	DeliveryLimit int `option:"delivery_limit" min:"0" help:"redeliveries before a quorum queue dead-letters a message"`
+	// MaxPayloadBytes is the largest payload accepted (default 16 MiB).
+	MaxPayloadBytes int `option:"max_payload_bytes" default:"16777216" min:"1" help:"largest payload accepted"`
+	// ReconnectMaxInterval caps the wait between redial attempts
+	// (default 5s).
+	ReconnectMaxInterval time.Duration `option:"reconnect_max_interval" default:"5s" min:"1ms"`
 }
 
-var options = []string{
-	"prefetch", "publish_channels", "confirm_window", "publisher_confirms", "publish_timeout", "persistent",
-	"exchange", "queue_type", "dead_letter", "delivery_limit", "max_payload_bytes", "reconnect_max_interval",
+// check holds the options that depend on each other; cfg names where they
+// were set.
+func (o Options) check(cfg sdk.Config) error {
+	if o.DeliveryLimit > 0 && o.QueueType != "quorum" {
+		return cfg.Invalid("options.delivery_limit", nil, "needs queue_type: quorum (classic queues do not count deliveries)")
+	}
+	return nil
+}
+
+// settings is the validated configuration of a transport.
+type settings struct {
+	Options
+	url   string // with credentials; never printed
+	host  string // host:port, for messages
+	vhost string
+	user  string
 }
 
 func parseSettings(cfg sdk.Config) (settings, error) {
-	if err := cfg.CheckOptions(options...); err != nil {
+	var o Options
+	if err := cfg.OptionsSection().Decode(&o); err != nil {
+		return settings{}, err
+	}
+	if err := o.check(cfg); err != nil {
 		return settings{}, err
 	}
 	if cfg.URL == "" {
@@ -45,63 +84,20 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 		return settings{}, cfg.Invalid("url", nil, "want amqp://user:password@host:port/vhost or amqps://..., got %q", sdk.RedactURL(cfg.URL))
 	}
-	s := settings{url: cfg.URL, host: u.Host, vhost: "/", user: u.User.Username()}
+	s := settings{Options: o, url: cfg.URL, host: u.Host, vhost: "/", user: u.User.Username()}
 	if p := u.Path; len(p) > 1 {
 		s.vhost = p[1:]
 	}
 	if s.user == "" {
 		s.user = "guest"
 	}
-	ints := []struct {
-		key  string
-		dst  *int
-		def  int
-		min  int
-		hint string
-	}{
-		{"prefetch", &s.prefetch, 100, 1, "messages the broker sends ahead of acks, per consumer"},
-		{"publish_channels", &s.publishChannels, 8, 1, "long-lived publish channels in the pool"},
-		{"confirm_window", &s.confirmWindow, 256, 1, "unconfirmed publishes in flight per Publish call"},
-		{"delivery_limit", &s.deliveryLimit, 0, 0, "redeliveries before a quorum queue dead-letters a message"},
-		{"max_payload_bytes", &s.maxPayload, 16 << 20, 1, "largest payload accepted"},
-	}
-	for _, o := range ints {
-		if *o.dst, err = cfg.OptionInt(o.key, o.def); err != nil {
-			return settings{}, err
-		}
-		if *o.dst < o.min {
-			return settings{}, cfg.Invalid("options."+o.key, nil, "must be at least %d (%s), got %d", o.min, o.hint, *o.dst)
-		}
-	}
-	if s.confirms, err = cfg.OptionBool("publisher_confirms", true); err != nil {
-		return settings{}, err
-	}
-	if s.persistent, err = cfg.OptionBool("persistent", true); err != nil {
-		return settings{}, err
-	}
-	if s.deadLetter, err = cfg.OptionBool("dead_letter", false); err != nil {
-		return settings{}, err
-	}
-	if s.publishTimeout, err = cfg.OptionDuration("publish_timeout", 30*time.Second); err != nil {
-		return settings{}, err
-	}
-	if s.reconnectMaxDelay, err = cfg.OptionDuration("reconnect_max_interval", 5*time.Second); err != nil {
-		return settings{}, err
-	}
-	s.exchange = cfg.OptionString("exchange", "")
-	s.queueType = cfg.OptionString("queue_type", "classic")
-	switch s.queueType {
-	case "classic", "quorum":
-	default:
-		return settings{}, cfg.Invalid("options.queue_type", nil, "want classic or quorum, got %q", s.queueType)
-	}
-	if s.deliveryLimit > 0 && s.queueType != "quorum" {
-		return settings{}, cfg.Invalid("options.delivery_limit", nil, "needs queue_type: quorum (classic queues do not count deliveries)")
-	}
 	return s, nil
 }
 
 // where names the broker in errors: host and vhost, never the password.
 func (s settings) where() string {
+	if s.user == "" { // the caller's own connection
+		return fmt.Sprintf("%s (vhost %q)", s.host, s.vhost)
+	}
 	return fmt.Sprintf("%s (vhost %q, user %q)", s.host, s.vhost, s.user)
 }

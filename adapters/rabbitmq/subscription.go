@@ -43,7 +43,7 @@ func (s *subscription) open(ctx context.Context) error {
 		return err
 	}
 	fail := func(err error) error { _ = ch.Close(); return err }
-	if err := ch.Qos(s.t.s.prefetch, 0, false); err != nil {
+	if err := ch.Qos(s.t.s.Prefetch, 0, false); err != nil {
 		return fail(fmt.Errorf("rabbitmq: set prefetch: %w", err))
 	}
 	if err := s.t.s.declareGroup(ch, s.n); err != nil { // the broker may have restarted without this queue
@@ -198,7 +198,7 @@ func (s *subscription) ExtendAcks(context.Context, []driver.AckID) error { retur
 
 // Options: batches of the prefetch window, acked half a window at a time.
 func (s *subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: s.t.s.prefetch, AckBatch: max(1, s.t.s.prefetch/2)}
+	return driver.Options{MaxBatch: s.t.s.Prefetch, AckBatch: max(1, s.t.s.Prefetch/2)}
 }
 
 // Close closes the channel: deliveries not acked go back to the queue (a
@@ -208,6 +208,6 @@ func (s *subscription) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	s.drop()
-	s.t.forget(s)
+	s.t.subs.Remove(s)
 	return nil
 }

@@ -29,14 +29,14 @@ func (s settings) names(topic, group string) names {
 		return names{routingKey: topic, queue: topic}
 	}
 	n := names{exchange: topic, queue: topic + "." + group}
-	if s.exchange != "" {
-		n.exchange, n.routingKey = s.exchange, topic
+	if s.Exchange != "" {
+		n.exchange, n.routingKey = s.Exchange, topic
 	}
 	return n
 }
 
 func (s settings) exchangeKind() string {
-	if s.exchange != "" {
+	if s.Exchange != "" {
 		return amqp.ExchangeTopic
 	}
 	return amqp.ExchangeFanout
@@ -63,18 +63,18 @@ func (s settings) declareGroup(ch *amqp.Channel, n names) error {
 		return err
 	}
 	args := amqp.Table{}
-	if s.queueType == "quorum" {
+	if s.QueueType == "quorum" {
 		args[amqp.QueueTypeArg] = amqp.QueueTypeQuorum
-		if s.deliveryLimit > 0 {
-			args["x-delivery-limit"] = s.deliveryLimit
+		if s.DeliveryLimit > 0 {
+			args["x-delivery-limit"] = s.DeliveryLimit
 		}
 	}
-	if s.deadLetter {
+	if s.DeadLetter {
 		dlx, dlq := n.queue+".dlx", n.queue+".dlq"
 		if err := ch.ExchangeDeclare(dlx, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
 			return explainDeclareError(fmt.Sprintf("declare dead-letter exchange %q", dlx), err)
 		}
-		if _, err := ch.QueueDeclare(dlq, true, false, false, false, amqp.Table{amqp.QueueTypeArg: s.queueType}); err != nil {
+		if _, err := ch.QueueDeclare(dlq, true, false, false, false, amqp.Table{amqp.QueueTypeArg: s.QueueType}); err != nil {
 			return explainDeclareError(fmt.Sprintf("declare dead-letter queue %q", dlq), err)
 		}
 		if err := ch.QueueBind(dlq, "", dlx, false, nil); err != nil {

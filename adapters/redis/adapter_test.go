@@ -244,7 +244,7 @@ func TestBadConfigIsReportedBeforeConnecting(t *testing.T) {
 		{"", nil, `key "url": the redis driver needs the server's URL`},
 		{"amqp://h/", nil, "want redis://[user:password@]host:port/db"},
 		{"redis://h/0", map[string]string{"batch_size": "0"}, "must be at least 1"},
-		{"redis://h/0", map[string]string{"new_group_start": "first"}, "want latest"},
+		{"redis://h/0", map[string]string{"new_group_start": "first"}, "want oldest or latest (oldest: a new group"},
 		{"redis://h/0", map[string]string{"max_len": "10", "retention": "1h"}, "not both"},
 		{"redis://h/0", map[string]string{"claim_idle": "soon"}, "want a duration"},
 		{"redis://h/0", map[string]string{"prefetch": "10"}, `driver "redis" has no option "prefetch"`},
@@ -404,10 +404,13 @@ func TestNewOnTheCallersClient(t *testing.T) {
 	client := rawClient(t, url)
 	ctx := context.Background()
 	var ce *sdk.ConfigError
-	if _, err := msgredis.New(ctx, client, map[string]string{"batch_sise": "1"}); !errors.As(err, &ce) || ce.Key != "options.batch_sise" {
-		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	if _, err := msgredis.New(ctx, client, msgredis.Options{MaxLen: 10, Retention: time.Hour}); !errors.As(err, &ce) || ce.Key != "options.retention" {
+		t.Fatalf("max_len and retention together must be a ConfigError naming retention, got %v", err)
 	}
-	tr, err := msgredis.New(ctx, client, map[string]string{"batch_size": "10"})
+	if _, err := msgredis.New(ctx, client, msgredis.Options{NewGroupStart: "first"}); !errors.As(err, &ce) || ce.Key != "options.new_group_start" {
+		t.Fatalf("a bad new_group_start must be a ConfigError naming it, got %v", err)
+	}
+	tr, err := msgredis.New(ctx, client, msgredis.Options{BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -72,16 +71,16 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 // New returns a transport on the caller's own go-redis client (its
 // address, credentials, TLS, pool). Each subscription reads with a client
 // of its own made from client's options, since a blocked XREADGROUP holds
-// its connection. options are the keys of a config file's options section
-// for this driver (batch_size, claim_idle...); a bad one is a
-// *sdk.ConfigError naming it. Close leaves client open.
-func New(ctx context.Context, client *goredis.Client, options map[string]string) (*Transport, error) {
-	o := client.Options()
-	s, err := parseSettings(sdk.Config{Driver: DriverName, URL: fmt.Sprintf("redis://%s/%d", o.Addr, o.DB), Options: options})
+// its connection. A bad option is a *sdk.ConfigError naming it. Close
+// leaves client open.
+func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, error) {
+	if err := sdk.FillOptions(DriverName, &o); err != nil {
+		return nil, err
+	}
+	s, err := newSettings(sdk.Config{}, o, client.Options())
 	if err != nil {
 		return nil, err
 	}
-	s.opts = o
 	if err := ping(ctx, client); err != nil {
 		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
 	}
@@ -89,7 +88,7 @@ func New(ctx context.Context, client *goredis.Client, options map[string]string)
 }
 
 func newTransport(ctx context.Context, s settings, client *goredis.Client, owned bool) *Transport {
-	t := &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName), subs: map[*subscription]struct{}{}}
+	t := &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName)}
 	t.persistent = serverPersists(ctx, client)
 	return t
 }
@@ -140,9 +139,7 @@ type Transport struct {
 	logger     *slog.Logger
 	persistent bool
 
-	mu     sync.Mutex
-	subs   map[*subscription]struct{}
-	closed bool
+	subs driver.Subscriptions[*subscription]
 }
 
 // Capabilities declares what Redis Streams guarantee under this
@@ -156,14 +153,14 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		ChoosesGroupStart:       true,
 		Persistent:              t.persistent,
 		RequestReply:            true, // reply streams are deleted when their subscription closes
-		MaxPayloadBytes:         t.s.maxPayload,
+		MaxPayloadBytes:         t.s.MaxPayloadBytes,
 	}
 }
 
 // SendOptions: a publish is one pipeline, retried until publish_timeout
 // when the caller's context has no deadline.
 func (t *Transport) SendOptions() driver.SendOptions {
-	return driver.SendOptions{Timeout: t.s.pubTimeout}
+	return driver.SendOptions{Timeout: t.s.PublishTimeout}
 }
 
 // SendBatch XADDs msgs to the topic's stream in one pipeline, trimming by
@@ -171,19 +168,16 @@ func (t *Transport) SendOptions() driver.SendOptions {
 // count as sent; an XADD whose reply was lost may be applied twice after
 // the engine retries: at least once, never zero times.
 func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
-	t.mu.Lock()
-	closed := t.closed
-	t.mu.Unlock()
-	if closed {
+	if t.subs.Closed() {
 		return fmt.Errorf("redis: publish to %q: transport %w", topic, sdk.ErrClosed)
 	}
 	args := make([]goredis.XAddArgs, len(msgs))
 	for i, m := range msgs {
 		args[i] = goredis.XAddArgs{Stream: topic, Values: encode(m), Approx: true}
-		if t.s.maxLen > 0 {
-			args[i].MaxLen = t.s.maxLen
-		} else if t.s.retention > 0 {
-			args[i].MinID = fmt.Sprint(timeNow().Add(-t.s.retention).UnixMilli())
+		if t.s.MaxLen > 0 {
+			args[i].MaxLen = t.s.MaxLen
+		} else if t.s.Retention > 0 {
+			args[i].MinID = fmt.Sprint(timeNow().Add(-t.s.Retention).UnixMilli())
 		}
 	}
 	added, err := t.add(ctx, args)
@@ -252,23 +246,17 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 }
 
 func (t *Transport) subscribe(ctx context.Context, topic, group string, ephemeral bool) (driver.Subscription, error) {
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("redis: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
 	if err := t.createGroup(ctx, topic, group); err != nil {
 		return nil, err
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return nil, errClosedTransport
-	}
 	s := t.newSubscription(topic, group, ephemeral)
-	t.subs[s] = struct{}{}
+	if err := t.subs.Add(s); err != nil {
+		return nil, fmt.Errorf("redis: transport %w", err)
+	}
 	return s, nil
-}
-
-func (t *Transport) forget(s *subscription) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.subs, s)
 }
 
 // As reaches the go-redis client the transport publishes and acks with
@@ -288,21 +276,7 @@ func (t *Transport) As(target any) bool {
 // Close closes every subscription (handing back what they held) and the
 // connection pool.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil
-	}
-	t.closed = true
-	subs := make([]*subscription, 0, len(t.subs))
-	for s := range t.subs {
-		subs = append(subs, s)
-	}
-	t.mu.Unlock()
-	for _, s := range subs {
-		_ = s.Close()
-	}
-	if !t.ownsClient {
+	if first, _ := t.subs.Close(); !first || !t.ownsClient {
 		return nil
 	}
 	if err := t.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {

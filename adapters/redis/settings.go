@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -9,24 +10,63 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-type settings struct {
-	opts          *goredis.Options // from the URL; holds the password, never printed
-	addr          string
-	batchSize     int64
-	block         time.Duration
-	claimIdle     time.Duration
-	claimInterval time.Duration
-	maxLen        int64
-	retention     time.Duration
-	startOldest   bool
-	maxPayload    int
-	pubTimeout    time.Duration
+// Options tune a Redis Streams transport. They are the keys of a config
+// file's options section for this driver, as fields: Open fills them from
+// the config, and New takes them from the caller. A zero field takes its
+// default.
+type Options struct {
+	// BatchSize is how many entries one XREADGROUP returns (default 100).
+	BatchSize int `option:"batch_size" default:"100" min:"1" help:"messages read per XREADGROUP"`
+	// Block is how long one XREADGROUP waits for entries (default 5s).
+	Block time.Duration `option:"block" default:"5s" min:"1ms"`
+	// ClaimIdle is how long an entry stays with a member before another
+	// member claims it (default 30s): the lease of an unacked message.
+	ClaimIdle time.Duration `option:"claim_idle" default:"30s" min:"1ms"`
+	// ClaimInterval is how often a member looks for entries to claim
+	// (default 5s).
+	ClaimInterval time.Duration `option:"claim_interval" default:"5s" min:"1ms"`
+	// MaxLen trims each stream to about this many entries on publish
+	// (0: no trimming).
+	MaxLen int64 `option:"max_len" min:"0" help:"0 (no trimming) or the most entries a stream keeps"`
+	// Retention trims entries older than this on publish (0: no trimming).
+	// Set MaxLen or Retention, not both.
+	Retention time.Duration `option:"retention" min:"0s"`
+	// NewGroupStart is where a group that does not exist yet starts: oldest
+	// (the whole stream) or latest (what is published from now on). Empty
+	// takes the config's new_group_start, oldest by default.
+	NewGroupStart string `option:"new_group_start" oneof:"oldest|latest" help:"oldest: a new group reads the whole stream; latest: what is published from now on"`
+	// MaxPayloadBytes is the largest payload accepted (default 16 MiB).
+	MaxPayloadBytes int `option:"max_payload_bytes" default:"16777216" min:"1" help:"largest payload accepted"`
+	// PublishTimeout bounds a Publish whose context has no deadline
+	// (default 30s).
+	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms"`
 }
 
-var options = []string{"batch_size", "block", "claim_idle", "claim_interval", "max_len", "retention", "new_group_start", "max_payload_bytes", "publish_timeout"}
+func (o Options) check(cfg sdk.Config) error {
+	if o.MaxLen > 0 && o.Retention > 0 {
+		return cfg.Invalid("options.retention", nil, "set max_len or retention, not both")
+	}
+	return nil
+}
+
+// settings is the validated configuration of a transport.
+type settings struct {
+	Options
+	opts        *goredis.Options // from the URL or the caller's client; holds the password, never printed
+	addr        string
+	startOldest bool
+}
+
+func newSettings(cfg sdk.Config, o Options, opts *goredis.Options) (settings, error) {
+	if err := o.check(cfg); err != nil {
+		return settings{}, err
+	}
+	return settings{Options: o, opts: opts, addr: opts.Addr, startOldest: cmp.Or(o.NewGroupStart, cfg.GroupStart()) == sdk.GroupStartOldest}, nil
+}
 
 func parseSettings(cfg sdk.Config) (settings, error) {
-	if err := cfg.CheckOptions(options...); err != nil {
+	var o Options
+	if err := cfg.OptionsSection().Decode(&o); err != nil {
 		return settings{}, err
 	}
 	if cfg.URL == "" {
@@ -36,58 +76,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if err != nil {
 		return settings{}, cfg.Invalid("url", nil, "want redis://[user:password@]host:port/db or rediss://..., got %q", sdk.RedactURL(cfg.URL))
 	}
-	s := settings{opts: opts, addr: opts.Addr}
-	var batch, maxLen int
-	if batch, err = cfg.OptionInt("batch_size", 100); err != nil {
-		return settings{}, err
-	}
-	if batch < 1 {
-		return settings{}, cfg.Invalid("options.batch_size", nil, "must be at least 1 (messages read per XREADGROUP), got %d", batch)
-	}
-	s.batchSize = int64(batch)
-	if maxLen, err = cfg.OptionInt("max_len", 0); err != nil {
-		return settings{}, err
-	}
-	if maxLen < 0 {
-		return settings{}, cfg.Invalid("options.max_len", nil, "must be 0 (no trimming) or a positive length, got %d", maxLen)
-	}
-	s.maxLen = int64(maxLen)
-	if s.maxPayload, err = cfg.OptionInt("max_payload_bytes", 16<<20); err != nil {
-		return settings{}, err
-	}
-	durations := []struct {
-		key string
-		dst *time.Duration
-		def time.Duration
-	}{
-		{"block", &s.block, 5 * time.Second},
-		{"claim_idle", &s.claimIdle, 30 * time.Second},
-		{"claim_interval", &s.claimInterval, 5 * time.Second},
-		{"retention", &s.retention, 0},
-		{"publish_timeout", &s.pubTimeout, 30 * time.Second},
-	}
-	for _, d := range durations {
-		if *d.dst, err = cfg.OptionDuration(d.key, d.def); err != nil {
-			return settings{}, err
-		}
-		if *d.dst < 0 {
-			return settings{}, cfg.Invalid("options."+d.key, nil, "must not be negative, got %v", *d.dst)
-		}
-	}
-	if s.claimIdle < time.Millisecond || s.claimInterval < time.Millisecond || s.block < time.Millisecond {
-		return settings{}, cfg.Invalid("options.claim_idle", nil, "block, claim_idle and claim_interval must be at least 1ms")
-	}
-	switch start := cfg.OptionString("new_group_start", cfg.GroupStart()); start {
-	case "latest":
-	case "oldest":
-		s.startOldest = true
-	default:
-		return settings{}, cfg.Invalid("options.new_group_start", nil, "want latest (a new group sees messages published from now on) or oldest (the whole stream), got %q", start)
-	}
-	if s.maxLen > 0 && s.retention > 0 {
-		return settings{}, cfg.Invalid("options.retention", nil, "set max_len or retention, not both")
-	}
-	return s, nil
+	return newSettings(cfg, o, opts)
 }
 
 func (s settings) where() string { return fmt.Sprintf("redis at %s (db %d)", s.addr, s.opts.DB) }

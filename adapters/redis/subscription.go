@@ -13,7 +13,6 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -96,14 +95,17 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	if err == nil && len(batch) == 0 && !timeNow().Before(s.nextClaim) {
 		batch, err = s.claim(ctx, count)
 		if len(batch) < max {
-			s.nextClaim = timeNow().Add(s.t.s.claimInterval)
+			s.nextClaim = timeNow().Add(s.t.s.ClaimInterval)
 		}
 	}
 	if err == nil && len(batch) == 0 {
-		batch, err = s.read(ctx, count, min(s.t.s.block, time.Until(s.nextClaim)))
+		batch, err = s.read(ctx, count, min(s.t.s.Block, time.Until(s.nextClaim)))
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	if errors.Is(err, goredis.ErrClosed) { // Close closed the reader
+		return nil, fmt.Errorf("redis: subscription to %q for group %q %w", s.topic, s.group, driver.ErrClosed)
 	}
 	if err != nil {
 		s.recoverOwn = true
@@ -177,7 +179,7 @@ func (s *subscription) claim(ctx context.Context, count int64) ([]goredis.XMessa
 		s.cursor = "0-0"
 	}
 	msgs, next, err := s.t.client.XAutoClaim(ctx, &goredis.XAutoClaimArgs{
-		Stream: s.topic, Group: s.group, Consumer: s.name, MinIdle: s.t.s.claimIdle, Start: s.cursor, Count: count,
+		Stream: s.topic, Group: s.group, Consumer: s.name, MinIdle: s.t.s.ClaimIdle, Start: s.cursor, Count: count,
 	}).Result()
 	if isNoGroup(err) {
 		return nil, nil // read creates it again
@@ -229,7 +231,7 @@ func (s *subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error
 // Options: batches of batch_size, one XACK per batch, and claim_idle as the
 // lease the engine keeps alive.
 func (s *subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: int(s.t.s.batchSize), Lease: s.t.s.claimIdle}
+	return driver.Options{MaxBatch: int(s.t.s.BatchSize), Lease: s.t.s.ClaimIdle}
 }
 
 // Close hands every entry still pending under this consumer back to the
@@ -238,7 +240,7 @@ func (s *subscription) Options() driver.Options {
 // removes itself from the group; a reply stream is deleted.
 func (s *subscription) Close() error {
 	_ = s.reader.Close()
-	defer s.t.forget(s)
+	defer s.t.subs.Remove(s)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if s.ephemeral {
@@ -261,7 +263,7 @@ func (s *subscription) Close() error {
 	}
 	// IDLE sets the last-delivery time to now-IDLE; Redis ignores a value
 	// that would put it before the epoch, so stay well inside it.
-	idle := max(10*s.t.s.claimIdle, 24*time.Hour)
+	idle := max(10*s.t.s.ClaimIdle, 24*time.Hour)
 	args = append(args, "IDLE", idle.Milliseconds(), "JUSTID")
 	if err := s.t.client.Do(ctx, args...).Err(); err != nil {
 		s.t.logger.Warn("redis: handing back pending messages on close failed; they will be claimed after claim_idle", "stream", s.topic, "error", err)
@@ -270,6 +272,3 @@ func (s *subscription) Close() error {
 }
 
 var _ driver.Subscription = (*subscription)(nil)
-
-// errClosedTransport is OpenSubscription's error after Close.
-var errClosedTransport = fmt.Errorf("redis: transport %w", sdk.ErrClosed)

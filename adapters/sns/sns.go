@@ -50,9 +50,6 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
-	if s.FIFO {
-		return nil, cfg.Invalid("options.fifo", nil, "the sns driver does not support FIFO topics yet; for per-key order use the sqs driver with fifo: true")
-	}
 	ac, closeIdle, err := s.AWSConfig(ctx)
 	if err != nil {
 		return nil, err
@@ -60,19 +57,17 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	return newTransport(ac, s, closeIdle), nil
 }
 
+// Options tune an SNS transport: see awsq.Options for each field (FIFO
+// topics are not supported).
+type Options = awsq.Options
+
 // New returns a transport on the caller's own AWS configuration (its
-// region, credentials chain, HTTP client, retryer). options are the keys
-// of a config file's options section for this driver (prefix,
-// visibility_timeout...); region and credentials there are ignored in
-// favour of ac. A bad option is a *sdk.ConfigError naming it.
-func New(ac aws.Config, options map[string]string) (*Transport, error) {
-	cfg := sdk.Config{Driver: DriverName, Options: options}
-	s, err := awsq.ParseSettings(cfg, DriverName)
+// region, credentials chain, HTTP client, retryer). A bad option is a
+// *sdk.ConfigError naming it.
+func New(ac aws.Config, o Options) (*Transport, error) {
+	s, err := awsq.NewSettings(o, DriverName)
 	if err != nil {
 		return nil, err
-	}
-	if s.FIFO {
-		return nil, cfg.Invalid("options.fifo", nil, "the sns driver does not support FIFO topics yet; for per-key order use the sqs driver with fifo: true")
 	}
 	return newTransport(ac, s, func() {}), nil
 }
@@ -150,7 +145,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if err != nil {
 		return nil, err
 	}
-	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
+	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
 }
 
 // OpenReplySubscription reads the client's reply topic through a queue of
@@ -160,7 +155,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	if err != nil {
 		return nil, err
 	}
-	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
+	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
 		return t.deleteReplyTopic(topic, q)
 	})
 }
@@ -189,7 +184,7 @@ func (t *Transport) topicARN(ctx context.Context, topic string) (string, error) 
 		return arn, nil
 	}
 	var arn string
-	if t.s.Create {
+	if !t.s.NoCreate {
 		out, err := t.sns.CreateTopic(ctx, &awssns.CreateTopicInput{Name: aws.String(name)})
 		if err != nil {
 			return "", fmt.Errorf("%s: create topic %q: %w", t.where, name, err)
@@ -230,7 +225,7 @@ func (t *Transport) groupQueue(ctx context.Context, topic, group string) (awsq.Q
 		return awsq.Queue{}, err
 	}
 	name := awsq.QueueName(t.s.Prefix+topic, group, false)
-	if !t.s.Create {
+	if t.s.NoCreate {
 		return t.queues.Ensure(ctx, name, nil)
 	}
 	q, err := t.queues.Ensure(ctx, name, func(queueARN string) string { return queuePolicy(queueARN, topicARN) })
@@ -323,12 +318,12 @@ func (t *Transport) publishBatch(ctx context.Context, topicARN string, batch []a
 
 // Close closes every subscription.
 func (t *Transport) Close() error {
-	errs, first := t.subs.CloseAll()
+	first, err := t.subs.Close()
 	if !first {
 		return nil
 	}
 	t.closeIdle()
-	return errors.Join(errs...)
+	return err
 }
 
 // TopicName is the SNS topic a topic maps to under prefix.

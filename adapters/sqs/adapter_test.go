@@ -517,10 +517,13 @@ func TestNewOnTheCallersAWSConfig(t *testing.T) {
 	endpoint := testenv.AWSEndpoint(t)
 	ac := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	var ce *sdk.ConfigError
-	if _, err := sqs.New(ac, map[string]string{"endpoint": endpoint, "prefixx": "ct-"}); !errors.As(err, &ce) || ce.Key != "options.prefixx" {
-		t.Fatalf("a misspelt option must be a ConfigError naming it, got %v", err)
+	if _, err := sqs.New(ac, sqs.Options{Endpoint: endpoint, WaitTime: 1500 * time.Millisecond}); !errors.As(err, &ce) || ce.Key != "options.wait_time" {
+		t.Fatalf("a wait in part seconds must be a ConfigError naming it, got %v", err)
 	}
-	tr, err := sqs.New(ac, map[string]string{"endpoint": endpoint, "prefix": "ct-", "wait_time": "1s"})
+	if _, err := sqs.New(ac, sqs.Options{Endpoint: "http://user:Secr3t@[::1"}); err == nil || strings.Contains(err.Error(), "Secr3t") {
+		t.Fatalf("an endpoint that does not parse must be refused without its password, got %v", err)
+	}
+	tr, err := sqs.New(ac, sqs.Options{Endpoint: endpoint, Prefix: "ct-", WaitTime: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

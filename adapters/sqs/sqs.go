@@ -54,13 +54,14 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	return newTransport(ac, s, closeIdle), nil
 }
 
+// Options tune an SQS transport: see awsq.Options for each field.
+type Options = awsq.Options
+
 // New returns a transport on the caller's own AWS configuration (its
-// region, credentials chain, HTTP client, retryer). options are the keys
-// of a config file's options section for this driver (fifo, prefix,
-// visibility_timeout...); region and credentials there are ignored in
-// favour of ac. A bad option is a *sdk.ConfigError naming it.
-func New(ac aws.Config, options map[string]string) (*Transport, error) {
-	s, err := awsq.ParseSettings(sdk.Config{Driver: DriverName, Options: options}, DriverName)
+// region, credentials chain, HTTP client, retryer). A bad option is a
+// *sdk.ConfigError naming it.
+func New(ac aws.Config, o Options) (*Transport, error) {
+	s, err := awsq.NewSettings(o, DriverName)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +194,9 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if group == "" {
 		return nil, errors.New("sqs: consumer group is empty; name the group (usually the service name)")
 	}
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("sqs: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
 	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
 	if err != nil {
 		return nil, err
@@ -200,7 +204,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if err := t.claimQueue(ctx, q, topic, group); err != nil {
 		return nil, err
 	}
-	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
+	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
 }
 
 // groupTag is the queue tag naming the group that consumes a topic's queue.
@@ -231,11 +235,14 @@ func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group s
 // OpenReplySubscription reads the client's reply queue and deletes it on
 // close.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	if t.subs.Closed() {
+		return nil, fmt.Errorf("sqs: subscribe to %q: transport %w", topic, driver.ErrClosed)
+	}
 	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
 	if err != nil {
 		return nil, err
 	}
-	return t.subs.Add(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
+	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
 		defer cancel()
 		return t.queues.Delete(ctx, q)
@@ -253,12 +260,12 @@ func (t *Transport) As(target any) bool {
 
 // Close closes every subscription.
 func (t *Transport) Close() error {
-	errs, first := t.subs.CloseAll()
+	first, err := t.subs.Close()
 	if !first {
 		return nil
 	}
 	t.closeIdle()
-	return errors.Join(errs...)
+	return err
 }
 
 // QueueName is the queue a topic maps to under cfg-like settings: for

@@ -46,13 +46,13 @@ func (q *Queues) Ensure(ctx context.Context, name string, policy func(queueARN s
 	}
 	var qu Queue
 	var err error
-	if !q.S.Create {
+	if q.S.NoCreate {
 		qu, err = q.lookup(ctx, name)
 		if err != nil {
 			return Queue{}, fmt.Errorf("%s: queue %q: %w (create is false: create the queue, or set create: true)", q.Where, name, err)
 		}
 	} else {
-		attrs := map[string]string{"VisibilityTimeout": strconv.Itoa(int(q.S.Visibility / time.Second))}
+		attrs := map[string]string{"VisibilityTimeout": strconv.Itoa(int(q.S.VisibilityTimeout / time.Second))}
 		if q.S.FIFO {
 			attrs["FifoQueue"] = "true"
 			attrs["ContentBasedDeduplication"] = "false" // the message id is the deduplication id

@@ -11,112 +11,131 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
 
 	bodyfix "github.com/msgkit/msgkit/internal/awshttp"
 	"github.com/msgkit/msgkit/sdk"
 )
 
-// Settings are the options both drivers understand.
-type Settings struct {
-	Driver       string
-	Endpoint     string // "" for AWS's own endpoints
-	Region       string
-	accessKey    string
-	secretKey    string // never printed
-	sessionToken string // never printed
-	Prefix       string // prepended to every queue and topic name
-
-	Create           bool
-	FIFO             bool
-	Visibility       time.Duration
-	Wait             time.Duration // long polling
-	NackDelay        time.Duration
-	MaxReceiveCount  int // > 0 adds a dead-letter queue with this redrive limit
-	PublishTimeout   time.Duration
-	SendersPerTarget int
-	AckFlush         time.Duration
+// Options tune an SQS or SNS transport. They are the keys of a config
+// file's options section for these drivers, as fields, except the region
+// and the credentials, which a caller of New sets in its own aws.Config:
+// Open fills them from the config, and New takes them from the caller. A
+// zero field takes its default.
+type Options struct {
+	// Endpoint replaces AWS's endpoint, for an emulator or a proxy, such
+	// as http://127.0.0.1:4100.
+	Endpoint string `option:"endpoint"`
+	// Prefix is prepended to every queue and topic name: letters, digits,
+	// '-' and '_'.
+	Prefix string `option:"prefix"`
+	// NoCreate uses only queues and topics that exist (create: false).
+	NoCreate bool `option:"!create"`
+	// FIFO uses FIFO queues, which keep the order of an ordering key (SQS
+	// only).
+	FIFO bool `option:"fifo"`
+	// VisibilityTimeout is how long a received message stays hidden before
+	// it is handed out again (default 30s, whole seconds up to 12h): the
+	// lease of an unacked message.
+	VisibilityTimeout time.Duration `option:"visibility_timeout" default:"30s" min:"1s" max:"12h"`
+	// WaitTime is the long-polling wait of one receive (default 20s, whole
+	// seconds up to 20s).
+	WaitTime time.Duration `option:"wait_time" default:"20s" min:"1s" max:"20s"`
+	// NackDelay is the least time a nacked message stays hidden (whole
+	// seconds up to 12h).
+	NackDelay time.Duration `option:"nack_delay" min:"0s" max:"12h"`
+	// MaxReceiveCount, when above 0, gives each queue a dead-letter queue,
+	// <queue>-dlq, to which SQS moves a message received this many times.
+	MaxReceiveCount int `option:"max_receive_count" min:"0" max:"1000" help:"0 for no dead-letter queue, or 1..1000 receives before SQS moves a message to <queue>-dlq"`
+	// PublishTimeout bounds a Publish whose context has no deadline
+	// (default 30s).
+	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms" max:"24h"`
+	// Senders is how many batch sends run at once per queue or topic
+	// (default 8).
+	Senders int `option:"senders" default:"8" min:"1" help:"concurrent batch sends per queue or topic"`
+	// AckFlushInterval is how long acks wait to fill a batch of ten
+	// deletes (default 20ms).
+	AckFlushInterval time.Duration `option:"ack_flush_interval" default:"20ms" min:"1ms" max:"1m"`
 }
 
-// Options lists the option names; a driver may add its own.
-var Options = []string{"endpoint", "region", "access_key_id", "secret_access_key", "session_token", "prefix",
-	"create", "fifo", "visibility_timeout", "wait_time", "nack_delay", "max_receive_count", "publish_timeout",
-	"senders", "ack_flush_interval"}
+// check holds what the tags cannot say; cfg names where it was set.
+func (o Options) check(cfg sdk.Config, driver string) error {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"visibility_timeout", o.VisibilityTimeout}, {"wait_time", o.WaitTime}, {"nack_delay", o.NackDelay}} {
+		if d.v%time.Second != 0 {
+			return cfg.Invalid("options."+d.key, nil, "SQS counts it in whole seconds, got %v", d.v)
+		}
+	}
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// err is not wrapped: url.Parse quotes the whole URL, password included.
+			return cfg.Invalid("url", nil, "the %s endpoint must be an http:// or https:// URL such as http://127.0.0.1:4100, got %q; leave it empty for AWS itself", driver, sdk.RedactURL(o.Endpoint))
+		}
+		if u.User != nil {
+			return cfg.Invalid("url", nil, "put AWS credentials in access_key_id and secret_access_key (or the environment), not in the endpoint URL")
+		}
+	}
+	if p := o.Prefix; p != "" && QueueName(p, "", false) != p {
+		return cfg.Invalid("options.prefix", nil, "may hold only letters, digits, '-' and '_', got %q", p)
+	}
+	if o.FIFO && driver == "sns" {
+		return cfg.Invalid("options.fifo", nil, "the sns driver does not support FIFO topics yet; for per-key order use the sqs driver with fifo: true")
+	}
+	return nil
+}
 
-// ParseSettings reads the shared options. The URL, when set, is the
-// endpoint (http://127.0.0.1:4100 for an emulator); without it the SDK's
-// endpoint for the region is used.
-func ParseSettings(cfg sdk.Config, driver string, extra ...string) (Settings, error) {
-	if err := cfg.CheckOptions(append(append([]string{}, Options...), extra...)...); err != nil {
+// credentials are the options that say who Open connects as, and where;
+// New takes the caller's aws.Config instead.
+type credentials struct {
+	Region       string `option:"region"`
+	AccessKey    string `option:"access_key_id"`
+	SecretKey    string `option:"secret_access_key"` // never printed
+	SessionToken string `option:"session_token"`     // never printed
+}
+
+// Settings are the validated configuration of a transport.
+type Settings struct {
+	Options
+	Driver string
+	creds  credentials
+}
+
+// NewSettings completes and checks o, as a driver's New receives it.
+func NewSettings(o Options, driver string) (Settings, error) {
+	if err := sdk.FillOptions(driver, &o); err != nil {
 		return Settings{}, err
 	}
-	s := Settings{Driver: driver, Endpoint: cfg.OptionString("endpoint", ""), Region: cfg.OptionString("region", ""),
-		accessKey: cfg.OptionString("access_key_id", ""), secretKey: cfg.OptionString("secret_access_key", ""),
-		sessionToken: cfg.OptionString("session_token", ""), Prefix: cfg.OptionString("prefix", "")}
+	if err := o.check(sdk.Config{}, driver); err != nil {
+		return Settings{}, err
+	}
+	return Settings{Options: o, Driver: driver}, nil
+}
+
+// ParseSettings reads the options. The URL, when set, is the endpoint
+// (http://127.0.0.1:4100 for an emulator); without it the SDK's endpoint
+// for the region is used.
+func ParseSettings(cfg sdk.Config, driver string) (Settings, error) {
+	s := Settings{Driver: driver}
+	if err := cfg.OptionsSection().Decode(&s.Options, &s.creds); err != nil {
+		return Settings{}, err
+	}
 	if cfg.URL != "" {
 		if s.Endpoint != "" {
 			return Settings{}, cfg.Invalid("options.endpoint", nil, "set the endpoint in url or in options.endpoint, not both")
 		}
 		s.Endpoint = cfg.URL
 	}
-	if s.Endpoint != "" {
-		u, err := url.Parse(s.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return Settings{}, cfg.Invalid("url", err, "the %s endpoint must be an http:// or https:// URL such as http://127.0.0.1:4100, got %q; leave it empty for AWS itself", driver, sdk.RedactURL(s.Endpoint))
-		}
-		if u.User != nil {
-			return Settings{}, cfg.Invalid("url", nil, "put AWS credentials in access_key_id and secret_access_key (or the environment), not in the endpoint URL")
-		}
+	if err := s.check(cfg, driver); err != nil {
+		return Settings{}, err
 	}
-	if (s.accessKey == "") != (s.secretKey == "") {
+	if c := s.creds; (c.AccessKey == "") != (c.SecretKey == "") {
 		return Settings{}, cfg.Invalid("options.access_key_id", nil, "static credentials need both access_key_id and secret_access_key; set neither to use the default AWS credential chain")
 	}
-	if s.sessionToken != "" && s.accessKey == "" {
+	if c := s.creds; c.SessionToken != "" && c.AccessKey == "" {
 		return Settings{}, cfg.Invalid("options.session_token", nil, "a session token needs access_key_id and secret_access_key")
-	}
-	if p := s.Prefix; p != "" && QueueName(p, "", false) != p {
-		return Settings{}, cfg.Invalid("options.prefix", nil, "may hold only letters, digits, '-' and '_', got %q", p)
-	}
-	var err error
-	if s.Create, err = cfg.OptionBool("create", true); err != nil {
-		return Settings{}, err
-	}
-	if s.FIFO, err = cfg.OptionBool("fifo", false); err != nil {
-		return Settings{}, err
-	}
-	if s.MaxReceiveCount, err = cfg.OptionInt("max_receive_count", 0); err != nil {
-		return Settings{}, err
-	}
-	if s.MaxReceiveCount < 0 || s.MaxReceiveCount > 1000 {
-		return Settings{}, cfg.Invalid("options.max_receive_count", nil, "want 0 (no dead-letter queue) or 1..1000 receives before SQS moves a message to <queue>-dlq, got %d", s.MaxReceiveCount)
-	}
-	if s.SendersPerTarget, err = cfg.OptionInt("senders", 8); err != nil {
-		return Settings{}, err
-	}
-	if s.SendersPerTarget < 1 {
-		return Settings{}, cfg.Invalid("options.senders", nil, "want at least 1 concurrent batch send per queue or topic, got %d", s.SendersPerTarget)
-	}
-	durations := []struct {
-		key      string
-		dst      *time.Duration
-		def, min time.Duration
-		max      time.Duration
-		what     string
-	}{
-		{"visibility_timeout", &s.Visibility, 30 * time.Second, time.Second, 12 * time.Hour, "whole seconds from 1s to 12h"},
-		{"wait_time", &s.Wait, 20 * time.Second, time.Second, 20 * time.Second, "long-polling wait, whole seconds from 1s to 20s"},
-		{"nack_delay", &s.NackDelay, 0, 0, 12 * time.Hour, "whole seconds from 0s to 12h"},
-		{"publish_timeout", &s.PublishTimeout, 30 * time.Second, time.Millisecond, 24 * time.Hour, "positive"},
-		{"ack_flush_interval", &s.AckFlush, 20 * time.Millisecond, time.Millisecond, time.Minute, "from 1ms to 1m"},
-	}
-	for _, d := range durations {
-		if *d.dst, err = cfg.OptionDuration(d.key, d.def); err != nil {
-			return Settings{}, err
-		}
-		v := *d.dst
-		if v < d.min || v > d.max || (strings.Contains(d.what, "whole seconds") && v%time.Second != 0) {
-			return Settings{}, cfg.Invalid("options."+d.key, nil, "want %s, got %v", d.what, v)
-		}
 	}
 	return s, nil
 }
@@ -127,11 +146,11 @@ func ParseSettings(cfg sdk.Config, driver string, extra ...string) (Settings, er
 // idle connections (and their goroutines) with closeIdle.
 func (s Settings) AWSConfig(ctx context.Context) (c aws.Config, closeIdle func(), err error) {
 	var opts []func(*awsconfig.LoadOptions) error
-	if s.Region != "" {
-		opts = append(opts, awsconfig.WithRegion(s.Region))
+	if s.creds.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(s.creds.Region))
 	}
-	if s.accessKey != "" {
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(s.accessKey, s.secretKey, s.sessionToken)))
+	if c := s.creds; c.AccessKey != "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(awscreds.NewStaticCredentialsProvider(c.AccessKey, c.SecretKey, c.SessionToken)))
 	}
 	c, err = awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {

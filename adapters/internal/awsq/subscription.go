@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -37,10 +36,16 @@ type Subscription struct {
 
 // ReceiveBatch long-polls the queue for up to min(max, 10) messages.
 func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("%s: subscription to %q %w", s.S.Driver, s.Q.Name, driver.ErrClosed)
+	}
 	resp, err := s.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:              aws.String(s.Q.URL),
 		MaxNumberOfMessages:   int32(min(max, MaxBatch)),
-		WaitTimeSeconds:       int32(s.S.Wait / time.Second),
+		WaitTimeSeconds:       int32(s.S.WaitTime / time.Second),
 		MessageAttributeNames: []string{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameMessageGroupId,
 			types.MessageSystemAttributeNameApproximateReceiveCount},
@@ -136,7 +141,7 @@ func (s *Subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error
 	for i, id := range ids {
 		receipts[i] = id.(string)
 	}
-	return s.changeVisibility(ctx, receipts, s.S.Visibility)
+	return s.changeVisibility(ctx, receipts, s.S.VisibilityTimeout)
 }
 
 func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, d time.Duration) error {
@@ -156,7 +161,7 @@ func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, 
 // Options: ten messages a batch, deletes batched by ten within
 // ack_flush_interval, and the visibility timeout as the lease.
 func (s *Subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: MaxBatch, AckBatch: MaxBatch, AckFlush: s.S.AckFlush, Lease: s.S.Visibility, DelaysNacks: true}
+	return driver.Options{MaxBatch: MaxBatch, AckBatch: MaxBatch, AckFlush: s.S.AckFlushInterval, Lease: s.S.VisibilityTimeout, DelaysNacks: true}
 }
 
 // Close makes what it still holds visible again at once (not after the
@@ -186,52 +191,24 @@ func (s *Subscription) Close() error {
 	return errors.Join(errs...)
 }
 
-// Subscriptions are a transport's open subscriptions, which its Close
-// closes. The zero value is ready.
+// Subscriptions are a transport's open subscriptions (driver.Subscriptions),
+// with each one's OnClose wired to leave the set.
 type Subscriptions struct {
-	mu     sync.Mutex
-	open   map[*Subscription]struct{}
-	closed bool
+	driver.Subscriptions[*Subscription]
 }
 
-// Add registers s, arranging for it to leave the set when it closes (after
-// which onClose, when not nil, runs). It fails once CloseAll has run.
-func (r *Subscriptions) Add(s *Subscription, onClose func() error) (*Subscription, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, fmt.Errorf("%s: transport %w", s.S.Driver, sdk.ErrClosed)
-	}
-	if r.open == nil {
-		r.open = map[*Subscription]struct{}{}
-	}
+// Track registers s; onClose, when not nil, runs after s stops (a reply
+// queue deletes itself). It fails once the transport is closed.
+func (r *Subscriptions) Track(s *Subscription, onClose func() error) (*Subscription, error) {
 	s.OnClose = func() error {
-		r.mu.Lock()
-		delete(r.open, s)
-		r.mu.Unlock()
+		r.Remove(s)
 		if onClose != nil {
 			return onClose()
 		}
 		return nil
 	}
-	r.open[s] = struct{}{}
+	if err := r.Add(s); err != nil {
+		return nil, fmt.Errorf("%s: transport %w", s.S.Driver, err)
+	}
 	return s, nil
-}
-
-// CloseAll closes every open subscription and refuses new ones. It reports
-// false when it had already run.
-func (r *Subscriptions) CloseAll() (errs []error, first bool) {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return nil, false
-	}
-	r.closed = true
-	open := r.open
-	r.open = nil
-	r.mu.Unlock()
-	for s := range open {
-		errs = append(errs, s.Close())
-	}
-	return errs, true
 }

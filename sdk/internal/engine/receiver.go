@@ -235,6 +235,14 @@ func (r *Receiver) fetch() {
 		if r.fetchCtx.Err() != nil {
 			return
 		}
+		if errors.Is(err, driver.ErrClosed) {
+			// Closed under the receiver (its transport was closed before
+			// the client): no retry can help. What is held is still handled,
+			// and its settling fails.
+			r.cfg.Logger.Error("messaging: the subscription was closed by its driver; it receives no more messages (close the client before its transport)",
+				"subscription", r.cfg.Where, "error", err)
+			return
+		}
 		if err != nil {
 			r.cfg.Logger.Warn("messaging: receiving failed; retrying", "subscription", r.cfg.Where, "error", err, "retry_in", backoff)
 			select {

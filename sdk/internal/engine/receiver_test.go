@@ -3,8 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +316,54 @@ func TestRedeliveryDelayHoldsOnlyTheNackedKey(t *testing.T) {
 	if !at["b1"][0].Before(at["a1"][1]) {
 		t.Fatal("b1, of another key, must not wait for a1's redelivery")
 	}
+}
+
+// closedSub is a subscription closed under its receiver (its transport
+// was closed first): every receive fails with ErrClosed.
+type closedSub struct {
+	fakeSub
+	receives atomic.Int32
+}
+
+func (s *closedSub) ReceiveBatch(context.Context, int) ([]*driver.Message, error) {
+	s.receives.Add(1)
+	return nil, fmt.Errorf("test: subscription %w", driver.ErrClosed)
+}
+
+// A subscription its driver closed is not retried: retrying cannot help,
+// and a fetcher retrying forever is a goroutine that never ends.
+func TestClosedSubscriptionIsNotRetried(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sub := &closedSub{fakeSub: *newFakeSub(true)}
+	var logged strings.Builder
+	log := &syncWriter{w: &logged}
+	r := Start(sub, func(*driver.Message) bool { return true }, Config{Logger: slog.New(slog.NewTextHandler(log, nil))})
+	select {
+	case <-r.fetcherDone:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the fetcher still runs 5s after its subscription said it was closed (%d receives)", sub.receives.Load())
+	}
+	if n := sub.receives.Load(); n != 1 {
+		t.Fatalf("a closed subscription must be asked once, was asked %d times", n)
+	}
+	if err := r.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if !strings.Contains(logged.String(), "closed by its driver") {
+		t.Fatalf("the receiver must say why it stopped receiving, logged %q", logged.String())
+	}
+}
+
+// syncWriter serialises writes from the receiver's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }
