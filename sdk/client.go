@@ -184,7 +184,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	if len(msgs) == 0 {
 		return nil
 	}
-	now, nowText := c.now(), ""
+	now := c.now()
+	var call publishCall
+	call.newIDsFor(msgs)
 	parent := Consumed(ctx)
 	conversation := ""
 	if parent == nil {
@@ -206,7 +208,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 				"driver", c.driver, "topic", topic)
 		}
 		dm := &structs[i]
-		newOutgoing(m, now, &nowText).fill(dm)
+		call.outgoing(m, now).fill(dm)
 		if err := l.check(dm); err != nil {
 			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, dm.ID, err)
 		}

@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"crypto/rand"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,25 +22,60 @@ type Outgoing struct {
 // itself, such as the outbox. Like ToWatermill it gives a
 // message without an ID a new one, which it does not set on m.
 func NewOutgoing(m *Message, now time.Time) Outgoing {
-	var nowText string
-	return newOutgoing(m, now, &nowText)
+	var call publishCall
+	return call.outgoing(m, now)
 }
 
-// newOutgoing is NewOutgoing with now formatted at most once for all the
-// messages of a call that share it (*nowText, "" until first needed).
-func newOutgoing(m *Message, now time.Time, nowText *string) Outgoing {
+// publishCall holds what the messages of one Publish call share: now,
+// formatted at most once, and the randomness of their new ids, read at
+// once for all of them instead of once per message.
+type publishCall struct {
+	nowText string // "" until first needed
+	random  []byte // 16 bytes for each message still to get a new id
+}
+
+// newIDsFor reads the randomness for the messages of msgs without an id.
+func (c *publishCall) newIDsFor(msgs []*Message) {
+	n := 0
+	for _, m := range msgs {
+		if m != nil && m.ID == "" {
+			n++
+		}
+	}
+	if n > 1 {
+		c.random = make([]byte, 16*n)
+		if _, err := rand.Read(c.random); err != nil {
+			c.random = nil // each id reads its own then
+		}
+	}
+}
+
+// newID returns a random (version 4) UUID.
+func (c *publishCall) newID() string {
+	if len(c.random) < 16 {
+		return uuid.NewString()
+	}
+	var u uuid.UUID
+	copy(u[:], c.random[:16])
+	c.random = c.random[16:]
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
+}
+
+func (c *publishCall) outgoing(m *Message, now time.Time) Outgoing {
 	o := Outgoing{m: m, id: m.ID}
 	if o.id == "" {
-		o.id = uuid.NewString()
+		o.id = c.newID()
 	}
 	switch {
 	case !m.Time.IsZero():
 		o.time = m.Time.UTC().Format(keyTimeLayout)
-	case *nowText != "":
-		o.time = *nowText
+	case c.nowText != "":
+		o.time = c.nowText
 	default:
-		*nowText = now.UTC().Format(keyTimeLayout)
-		o.time = *nowText
+		c.nowText = now.UTC().Format(keyTimeLayout)
+		o.time = c.nowText
 	}
 	return o
 }

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 func TestOutgoingYieldsWhatToWatermillWrites(t *testing.T) {
@@ -51,5 +53,42 @@ func TestOutgoingMetadataStopsWhenTold(t *testing.T) {
 	o.Metadata(func(string, string) bool { n++; return n < 3 })
 	if n != 3 {
 		t.Fatalf("an iterator must stop when yield returns false: %d calls, want 3", n)
+	}
+}
+
+// The ids a Publish call gives its messages are distinct random (version
+// 4, RFC 4122) UUIDs, whether their randomness was read for the whole call
+// or for one message.
+func TestNewIDsAreDistinctVersion4UUIDs(t *testing.T) {
+	msgs := make([]*Message, 300)
+	for i := range msgs {
+		msgs[i] = &Message{}
+	}
+	msgs[7].ID = "given"
+	var call publishCall
+	call.newIDsFor(msgs)
+	if len(call.random) != 16*299 {
+		t.Fatalf("randomness for the 299 messages without an id must be read at once, got %d bytes", len(call.random))
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		id := call.outgoing(m, time.Now()).ID()
+		if m.ID != "" {
+			if id != m.ID {
+				t.Fatalf("a message's own id must be kept, got %q", id)
+			}
+			continue
+		}
+		u, err := uuid.Parse(id)
+		if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
+			t.Fatalf("id %q is not a version 4 RFC 4122 UUID (%v)", id, err)
+		}
+		if seen[id] {
+			t.Fatalf("id %q given twice", id)
+		}
+		seen[id] = true
+	}
+	if len(call.random) != 0 {
+		t.Fatalf("%d bytes of randomness left unused", len(call.random))
 	}
 }

@@ -157,12 +157,8 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if err := t.ensureTopic(ctx, topic, t.s.Partitions); err != nil {
 		return err
 	}
-	records := make([]*kgo.Record, len(msgs))
-	for i, m := range msgs {
-		records[i] = toRecord(topic, m)
-	}
 	var errs driver.BatchError
-	for i, r := range t.client.ProduceSync(ctx, records...) {
+	for i, r := range t.client.ProduceSync(ctx, toRecords(topic, msgs)...) {
 		if r.Err == nil {
 			continue
 		}

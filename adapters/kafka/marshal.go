@@ -15,12 +15,19 @@ import (
 // services and non-Go consumers read it as is. The ordering key is also the
 // record key, which is what puts one key on one partition.
 
-func toRecord(topic string, m *driver.Message) *kgo.Record {
-	// Every header value is cut from one buffer: one allocation instead of
-	// one per header.
-	size := len(m.ID)
-	for _, v := range m.Metadata {
-		size += len(v)
+// toRecords encodes a batch. The records, their headers and every header
+// value are cut from three allocations for the whole batch, not three per
+// message: at several hundred thousand messages a second the garbage
+// collector's share of the publish path is what sets it apart from a raw
+// producer.
+func toRecords(topic string, msgs []*driver.Message) []*kgo.Record {
+	size, count := 0, 0
+	for _, m := range msgs {
+		size += len(m.ID)
+		for _, v := range m.Metadata {
+			size += len(v)
+		}
+		count += len(m.Metadata) + 1
 	}
 	buf := make([]byte, 0, size)
 	cut := func(s string) []byte {
@@ -28,16 +35,23 @@ func toRecord(topic string, m *driver.Message) *kgo.Record {
 		buf = append(buf, s...)
 		return buf[start:len(buf):len(buf)]
 	}
-	headers := make([]kgo.RecordHeader, 0, len(m.Metadata)+1)
-	headers = append(headers, kgo.RecordHeader{Key: wkafka.UUIDHeaderKey, Value: cut(m.ID)})
-	for k, v := range m.Metadata {
-		headers = append(headers, kgo.RecordHeader{Key: k, Value: cut(v)})
+	headers := make([]kgo.RecordHeader, 0, count)
+	records := make([]kgo.Record, len(msgs))
+	out := make([]*kgo.Record, len(msgs))
+	for i, m := range msgs {
+		first := len(headers)
+		headers = append(headers, kgo.RecordHeader{Key: wkafka.UUIDHeaderKey, Value: cut(m.ID)})
+		for k, v := range m.Metadata {
+			headers = append(headers, kgo.RecordHeader{Key: k, Value: cut(v)})
+		}
+		r := &records[i]
+		*r = kgo.Record{Topic: topic, Value: m.Payload, Headers: headers[first:len(headers):len(headers)]}
+		if m.OrderingKey != "" {
+			r.Key = []byte(m.OrderingKey)
+		}
+		out[i] = r
 	}
-	r := &kgo.Record{Topic: topic, Value: m.Payload, Headers: headers}
-	if m.OrderingKey != "" {
-		r.Key = []byte(m.OrderingKey)
-	}
-	return r
+	return out
 }
 
 // fromRecord decodes a record. It never fails: a record that follows no
