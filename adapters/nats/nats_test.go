@@ -2,12 +2,7 @@ package nats_test
 
 import (
 	"context"
-	"strings"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	msgnats "github.com/msgkit/msgkit/adapters/nats"
 	"github.com/msgkit/msgkit/conformance"
@@ -27,26 +22,7 @@ func open(t *testing.T, url string, options map[string]string) (driver.Transport
 	return tr, nil
 }
 
-func deleteTestStreams(url string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	names := js.StreamNames(ctx)
-	var doomed []string
-	for n := range names.Name() {
-		if strings.HasPrefix(n, "ct-") || strings.HasPrefix(n, "ct_") {
-			doomed = append(doomed, n)
-		}
-	}
-	for _, n := range doomed {
-		_ = js.DeleteStream(ctx, n)
-	}
-}
+func deleteTestStreams(url string) { testenv.DeleteNATSStreams(url, "ct-", "ct_") }
 
 func TestConformance(t *testing.T) {
 	url := testenv.NATS(t)
@@ -56,20 +32,8 @@ func TestConformance(t *testing.T) {
 		ConfigAt: func(addr string) sdk.Config {
 			return sdk.Config{Driver: msgnats.DriverName, URL: "nats://app:s3cret-in-the-url@" + addr}
 		},
-		Secret: "s3cret-in-the-url",
-		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a JetStream publish with no headers
-			nc, err := nats.Connect(url)
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			_, err = js.Publish(ctx, topic, payload)
-			return err
-		},
+		Secret:    "s3cret-in-the-url",
+		InjectRaw: testenv.PublishJetStream(url), // a JetStream publish with no headers
 	})
 }
 
