@@ -83,10 +83,10 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	return &Store{db: db, dialect: cfg.Dialect, table: cfg.Table, now: time.Now}, nil
 }
 
-// Migrate creates the outbox table and its indexes. It is idempotent, and
-// on PostgreSQL it also removes the ordering-key index and the NOTIFY
-// trigger that earlier versions created (the relay no longer reads the one,
-// and Add now notifies relays itself).
+// Migrate creates the outbox table and its indexes. It is idempotent. On
+// PostgreSQL it also drops an ordering-key index and a NOTIFY trigger on
+// the table where they exist: the relay does not read such an index, and
+// Add notifies relays itself, so a trigger would notify them twice.
 func (s *Store) Migrate(ctx context.Context) error {
 	for _, stmt := range s.dialect.outboxDDL(s.table) {
 		if _, err := s.db.ExecContext(ctx, stmt); err != nil {
