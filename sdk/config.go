@@ -482,7 +482,13 @@ func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) 
 // errors. A value that does not parse as a URL is hidden entirely, since it
 // may be a secret written in an unexpected form.
 func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
+	u, err := ParseURL(raw)
+	if errors.Is(err, errUserInfo) {
+		// The user information does not parse as such: everything up to
+		// the last '@' may be part of a password.
+		scheme, _, _ := strings.Cut(raw, "://")
+		return scheme + "://xxxxx@" + raw[strings.LastIndex(raw, "@")+1:]
+	}
 	if err != nil {
 		return "<unparseable URL redacted>"
 	}
@@ -497,6 +503,39 @@ func RedactURL(raw string) string {
 	}
 	return u.Redacted()
 }
+
+// ParseURL parses a broker URL as url.Parse does, and refuses one whose
+// user or password holds a character that ends the user information
+// ('/', '?', '#'): url.Parse would read the rest of the password as the
+// host, a path or a fragment, and it would then reach messages. Any '@'
+// before the host's must therefore be percent-encoded, in a vhost or path
+// too. Its errors never hold the URL.
+func ParseURL(raw string) (*url.URL, error) {
+	_, rest, found := strings.Cut(raw, "://")
+	if !found {
+		rest = raw
+	}
+	at := strings.LastIndex(rest, "@")
+	u, err := url.Parse(raw)
+	switch {
+	case at >= 0 && (err != nil || u.User == nil):
+		return nil, errUserInfo
+	case err != nil:
+		return nil, errors.New("the URL does not parse")
+	case at < 0:
+		return u, nil
+	}
+	read := u.User.Username()
+	if pw, ok := u.User.Password(); ok {
+		read += ":" + pw
+	}
+	if written, err := url.PathUnescape(rest[:at]); err != nil || written != read {
+		return nil, errUserInfo
+	}
+	return u, nil
+}
+
+var errUserInfo = errors.New("the user or password in the URL holds a character that must be percent-encoded ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40, '%' as %25), or an '@' in the path must be (%40)")
 
 func isSecretName(name string) bool {
 	n := strings.ToLower(name)

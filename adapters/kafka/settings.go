@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -155,12 +156,19 @@ func (s *settings) parseBrokers(cfg sdk.Config, list string) error {
 		if !ok {
 			return cfg.Invalid("url", nil, "%s; the URL does not start with kafka://", urlHelp)
 		}
-		rest, _, _ = strings.Cut(rest, "/")
+		// The user information ends at the last '@': a password may hold a
+		// '/' that is not percent-encoded, so the path is cut after it.
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			user, pass, _ := strings.Cut(rest[:at], ":")
-			s.user, s.passwrd = user, pass
+			var errUser, errPass error
+			s.user, errUser = url.PathUnescape(user)
+			s.passwrd, errPass = url.PathUnescape(pass)
+			if errUser != nil || errPass != nil {
+				return cfg.Invalid("url", nil, "the user or password in the URL has a %% not followed by two hex digits; percent-encode it (%%25 for %%)")
+			}
 			rest = rest[at+1:]
 		}
+		rest, _, _ = strings.Cut(rest, "/")
 		list = rest
 	}
 	if list == "" {

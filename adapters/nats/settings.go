@@ -2,7 +2,6 @@ package nats
 
 import (
 	"cmp"
-	"net/url"
 	"strings"
 	"time"
 
@@ -75,10 +74,13 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	// nats.go takes a comma-separated list of servers and connects to any
 	// that answers.
 	for _, one := range strings.Split(cfg.URL, ",") {
-		u, err := url.Parse(strings.TrimSpace(one))
-		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+		u, err := sdk.ParseURL(strings.TrimSpace(one))
+		if err != nil {
+			return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL)) // a password may hold the comma that split it
+		}
+		if u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
 			return settings{}, cfg.Invalid("url", nil, "want nats://[user:password@]host:port or tls://..., several separated by commas, got %q",
-				sdk.RedactURL(one))
+				sdk.RedactURL(cfg.URL))
 		}
 		s.hosts = append(s.hosts, u.Host)
 	}

@@ -2,7 +2,6 @@ package rabbitmq
 
 import (
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk"
@@ -80,8 +79,11 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		return settings{}, cfg.Invalid("url", nil,
 			"the rabbitmq driver needs the broker's URL, such as amqp://guest:guest@127.0.0.1:5672/ (set url: or MESSAGING_URL)")
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
+	u, err := sdk.ParseURL(cfg.URL)
+	if err != nil {
+		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
+	}
+	if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
 		return settings{}, cfg.Invalid("url", nil, "want amqp://user:password@host:port/vhost or amqps://..., got %q", sdk.RedactURL(cfg.URL))
 	}
 	s := settings{Options: o, url: cfg.URL, host: u.Host, vhost: "/", user: u.User.Username()}

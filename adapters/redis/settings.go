@@ -72,6 +72,9 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if cfg.URL == "" {
 		return settings{}, cfg.Invalid("url", nil, "the redis driver needs the server's URL, such as redis://127.0.0.1:6379/0 (set url: or MESSAGING_URL)")
 	}
+	if _, err := sdk.ParseURL(cfg.URL); err != nil {
+		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
+	}
 	opts, err := goredis.ParseURL(cfg.URL)
 	if err != nil {
 		return settings{}, cfg.Invalid("url", nil, "want redis://[user:password@]host:port/db or rediss://..., got %q", sdk.RedactURL(cfg.URL))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -69,9 +68,11 @@ func (o Options) check(cfg sdk.Config, driver string) error {
 		}
 	}
 	if o.Endpoint != "" {
-		u, err := url.Parse(o.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			// err is not wrapped: url.Parse quotes the whole URL, password included.
+		u, err := sdk.ParseURL(o.Endpoint)
+		if err != nil {
+			return cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(o.Endpoint))
+		}
+		if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return cfg.Invalid("url", nil, "the %s endpoint must be an http:// or https:// URL such as http://127.0.0.1:4100, got %q; leave it empty for AWS itself", driver, sdk.RedactURL(o.Endpoint))
 		}
 		if u.User != nil {

@@ -1,0 +1,76 @@
+package testenv
+
+import (
+	"bytes"
+	"log/slog"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// SecretSeeds are passwords that broke URL parsers before: a '/', an '@',
+// a ':', a '%' not followed by hex digits, spaces and non-ASCII bytes.
+var SecretSeeds = []string{"Pa55/word", "p@ss:w0rd", "s3cr%zzet", "with space", "ünïcødé-pw", "a%2Fb%40c", "]]]]", "\x00\x01\x02\x03"}
+
+// KeepsSecret fails t when parse, given password, returns an error or logs
+// a line that holds any four bytes of it in a row, raw or percent-decoded:
+// a part of a password is a leak too ("lookup tcp/Pa55" for "Pa55/word").
+// Text that also appears when the password is another of the same shape
+// (its letters and digits shifted, its punctuation kept, so that it
+// parses the same way) is the parser's own words, not a leak.
+//
+// others are the other inputs the URL was made of: a part of the password
+// that is also in one of them, as written or escaped, may be that input
+// showing, so it does not count.
+func KeepsSecret(t *testing.T, password string, parse func(password string) error, others ...string) {
+	t.Helper()
+	var seen strings.Builder
+	for _, o := range others {
+		seen.WriteString(o + "\x00" + url.QueryEscape(o) + "\x00" + url.PathEscape(o) + "\x00")
+		if u, err := url.PathUnescape(o); err == nil {
+			seen.WriteString(u + "\x00")
+		}
+	}
+	forms := []string{password}
+	if dec, err := url.PathUnescape(password); err == nil && dec != password {
+		forms = append(forms, dec)
+	}
+	said := func(pw string) string {
+		var logged bytes.Buffer
+		prev := slog.Default()
+		slog.SetDefault(slog.New(slog.NewTextHandler(&logged, nil)))
+		err := parse(pw)
+		slog.SetDefault(prev)
+		if err != nil {
+			logged.WriteString(err.Error())
+		}
+		return logged.String()
+	}
+	out := said(password)
+	control := said(shifted(password))
+	for _, f := range forms {
+		for i := 0; i+4 <= len(f); i++ {
+			part := f[i : i+4]
+			if strings.Contains(out, part) && !strings.Contains(control, part) && !strings.Contains(seen.String(), part) {
+				t.Fatalf("part %q of the password %q reached an error or a log line:\n%s", part, f, out)
+			}
+		}
+	}
+}
+
+// shifted replaces each letter and digit of s with the next one (z with a,
+// 9 with 0) and keeps every other byte.
+func shifted(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = 'a' + (c-'a'+1)%26
+		case c >= 'A' && c <= 'Z':
+			b[i] = 'A' + (c-'A'+1)%26
+		case c >= '0' && c <= '9':
+			b[i] = '0' + (c-'0'+1)%10
+		}
+	}
+	return string(b)
+}
