@@ -49,13 +49,13 @@ func headerField(k string) string {
 	return headerPrefix + k
 }
 
-// decode rebuilds the message of stream entry entryID. Fields written by
+// decode rebuilds into m the message of stream entry entryID. Fields written by
 // other producers that follow no part of the layout become metadata under
 // their own names, so such an entry is still delivered instead of failing
 // forever; an entry without an id field takes the entry id, which is the
 // same on every redelivery.
-func decode(entryID string, values map[string]any) *driver.Message {
-	m := &driver.Message{Metadata: make(map[string]string, len(values))}
+func decode(m *driver.Message, entryID string, values map[string]any) {
+	*m = driver.Message{Metadata: make(map[string]string, len(values))}
 	for k, v := range values {
 		s, _ := v.(string)
 		switch {
@@ -75,5 +75,4 @@ func decode(entryID string, values map[string]any) *driver.Message {
 	if m.Payload == nil {
 		m.Payload = []byte{}
 	}
-	return m
 }

@@ -112,10 +112,12 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		return nil, fmt.Errorf("redis: read stream %q for group %q: %w", s.topic, s.group, err)
 	}
 	out := make([]*driver.Message, len(batch))
+	msgs := make([]driver.Message, len(batch)) // one allocation a batch
 	for i, xm := range batch {
 		s.held.Store(xm.ID, struct{}{})
-		out[i] = decode(xm.ID, xm.Values)
-		out[i].AckID = xm.ID
+		decode(&msgs[i], xm.ID, xm.Values)
+		msgs[i].AckID = xm.ID
+		out[i] = &msgs[i]
 	}
 	return out, nil
 }
