@@ -454,9 +454,26 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 	}
 }
 
+// SASL PLAIN without TLS would send the password in clear text: refused
+// unless allowed in so many words, and the refusal names the user and the
+// brokers, not the password.
+func TestPlainSASLWithoutTLSIsRefused(t *testing.T) {
+	_, err := kafka.Driver{}.Open(context.Background(), sdk.Config{Driver: "kafka", URL: "kafka://alice:hunter2-secret@127.0.0.1:9092"})
+	var ce *sdk.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "options.tls" || !strings.Contains(err.Error(), "clear text") ||
+		!strings.Contains(err.Error(), "sasl_allow_plaintext") || !strings.Contains(err.Error(), `"alice"`) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("want a ConfigError for options.tls saying the password would go in clear text, naming alice and not her password, got %v", err)
+	}
+	_, err = kafka.Driver{}.Open(context.Background(), sdk.Config{Driver: "kafka", URL: "kafka://alice:hunter2-secret@127.0.0.1:9092",
+		Options: map[string]string{"sasl_mechanism": "SCRAM-SHA-256"}})
+	if errors.As(err, &ce) {
+		t.Fatalf("SCRAM does not send the password and needs no TLS, got %v", err)
+	}
+}
+
 func TestUnreachableClusterErrorHidesPassword(t *testing.T) {
 	_, err := kafka.Driver{}.Open(context.Background(), sdk.Config{Driver: "kafka",
-		URL: fmt.Sprintf("kafka://alice:hunter2-secret@127.0.0.1:%d", freePort(t))})
+		URL: fmt.Sprintf("kafka://alice:hunter2-secret@127.0.0.1:%d", freePort(t)), Options: map[string]string{"sasl_allow_plaintext": "true"}})
 	if err == nil {
 		t.Fatal("Open must fail when no broker listens")
 	}

@@ -35,7 +35,7 @@ func TestConformance(t *testing.T) {
 		Open:       func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(ctx, url, nil) },
 		OpenConfig: kafka.Driver{}.Open,
 		ConfigAt: func(addr string) sdk.Config {
-			return sdk.Config{Driver: "kafka", URL: "kafka://alice:s3cret-in-the-url@" + addr}
+			return sdk.Config{Driver: "kafka", URL: "kafka://alice:s3cret-in-the-url@" + addr, Options: map[string]string{"sasl_allow_plaintext": "true"}}
 		},
 		Secret: "s3cret-in-the-url",
 		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a record with no key and no headers

@@ -89,6 +89,8 @@ type connOptions struct {
 	SASLMechanism string `option:"sasl_mechanism"`
 	SASLUser      string `option:"sasl_user"`
 	SASLPassword  string `option:"sasl_password"`
+	// SASLAllowPlaintext lets SASL PLAIN send the password without TLS.
+	SASLAllowPlaintext bool `option:"sasl_allow_plaintext"`
 }
 
 // settings is the validated configuration of a transport.
@@ -243,6 +245,11 @@ func (s *settings) parseSASL(cfg sdk.Config, o connOptions) error {
 	}
 	if s.user == "" {
 		return cfg.Invalid("options.sasl_user", nil, "SASL %s needs a user (sasl_user or user:password@ in the URL)", mech)
+	}
+	if mech == saslPlain && s.tls == nil && !o.SASLAllowPlaintext {
+		// SCRAM never sends the password; PLAIN sends it as it is.
+		return cfg.Invalid("options.tls", nil, "SASL PLAIN would send the password of user %q to %s in clear text: set tls: true, use sasl_mechanism: SCRAM-SHA-512, or set sasl_allow_plaintext: true on a network you trust",
+			s.user, strings.Join(s.brokers, ","))
 	}
 	s.sasl = mech
 	return nil
