@@ -460,6 +460,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 	}{
 		{"endpoint not http", "ftp://127.0.0.1:4100", base(), []string{`"url"`, "http://"}},
 		{"credentials in url", "http://AKIA:hunter2@127.0.0.1:4100", base(), []string{`"url"`, "access_key_id"}},
+		{"http to another machine", "http://sqs.internal:4100", base(), []string{`"url"`, "unencrypted", "allow_http"}},
 		{"half credentials", "", base("access_key_id", "AKIA"), []string{"options.access_key_id", "secret_access_key"}},
 		{"long poll too long", "", base("wait_time", "25s"), []string{"options.wait_time", "20s"}},
 		{"visibility not whole seconds", "", base("visibility_timeout", "1500ms"), []string{"options.visibility_timeout", "whole seconds"}},
@@ -488,6 +489,11 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 			}
 		})
 	}
+	tr, err := sqs.Driver{}.Open(context.Background(), sdk.Config{Driver: "sqs", URL: "http://sqs.internal:4100", Options: base("allow_http", "true")})
+	if err != nil {
+		t.Fatalf("allow_http: true must let an http:// endpoint elsewhere be used, got %v", err)
+	}
+	_ = tr.Close()
 }
 
 func TestUnreachableEndpointNamesHostAndHidesSecret(t *testing.T) {

@@ -3,6 +3,7 @@ package awsq
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ type Options struct {
 	// Endpoint replaces AWS's endpoint, for an emulator or a proxy, such
 	// as http://127.0.0.1:4100.
 	Endpoint string `option:"endpoint"`
+	// AllowHTTP lets an http:// endpoint be elsewhere than on this machine
+	// (requests and messages would cross the network unencrypted).
+	AllowHTTP bool `option:"allow_http"`
 	// Prefix is prepended to every queue and topic name: letters, digits,
 	// '-' and '_'.
 	Prefix string `option:"prefix"`
@@ -78,6 +82,10 @@ func (o Options) check(cfg sdk.Config, driver string) error {
 		if u.User != nil {
 			return cfg.Invalid("url", nil, "put AWS credentials in access_key_id and secret_access_key (or the environment), not in the endpoint URL")
 		}
+		if u.Scheme == "http" && !o.AllowHTTP && !isLoopback(u.Hostname()) {
+			return cfg.Invalid("url", nil, "the %s endpoint %s is http:// on another machine: requests and messages would cross the network unencrypted; use https://, or set allow_http: true on a network you trust",
+				driver, u.Host)
+		}
 	}
 	if p := o.Prefix; p != "" && QueueName(p, "", false) != p {
 		return cfg.Invalid("options.prefix", nil, "may hold only letters, digits, '-' and '_', got %q", p)
@@ -86,6 +94,15 @@ func (o Options) check(cfg sdk.Config, driver string) error {
 		return cfg.Invalid("options.fifo", nil, "the sns driver does not support FIFO topics yet; for per-key order use the sqs driver with fifo: true")
 	}
 	return nil
+}
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // credentials are the options that say who Open connects as, and where;
