@@ -21,6 +21,9 @@ package conformance
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -67,6 +70,19 @@ type Harness struct {
 	// would (a plain AMQP publish, an XADD with only a payload field...).
 	// It enables TestForeignMessageGetsAStableID.
 	InjectRaw func(ctx context.Context, topic string, payload []byte) error
+
+	// Rounds runs the whole suite this many times (default 1, or
+	// $CONFORMANCE_ROUNDS), each round under a subtest round-N: a stress
+	// mode for races that show once in many runs.
+	Rounds int
+	// Parallel (or $CONFORMANCE_PARALLEL=true) runs the guarantees of a
+	// round at once (t.Parallel), except the goroutine-leak check, for
+	// brokers that take many clients. Topic and group names are unique per
+	// test either way.
+	Parallel bool
+	// MaxFailureBytes bounds each failure message (default 4096): a message
+	// that dumps a large payload keeps its start and its end.
+	MaxFailureBytes int
 }
 
 func (h Harness) withDefaults() Harness {
@@ -78,6 +94,18 @@ func (h Harness) withDefaults() Harness {
 	}
 	if h.Messages <= 0 {
 		h.Messages = 1000
+	}
+	if h.Rounds <= 0 {
+		h.Rounds = 1
+		if n, err := strconv.Atoi(os.Getenv("CONFORMANCE_ROUNDS")); err == nil && n > 0 {
+			h.Rounds = n
+		}
+	}
+	if v, err := strconv.ParseBool(os.Getenv("CONFORMANCE_PARALLEL")); err == nil && v {
+		h.Parallel = true
+	}
+	if h.MaxFailureBytes <= 0 {
+		h.MaxFailureBytes = 4096
 	}
 	return h
 }
@@ -91,6 +119,10 @@ type guaranteeTest struct {
 	// hygiene: the test needs Harness.OpenConfig and ConfigAt.
 	hygiene bool
 }
+
+// serial are the guarantees that never run beside others: the leak check
+// counts every goroutine of the process.
+var serial = map[string]bool{"TestCloseLeaksNoGoroutines": true}
 
 func always(sdk.Capabilities) string { return "" }
 
@@ -184,8 +216,21 @@ func Run(t *testing.T, h Harness) {
 	h = h.withDefaults()
 	caps := probeCapabilities(t, h)
 	t.Logf("conformance: declared capabilities: %+v", caps)
+	if h.Rounds == 1 {
+		runRound(t, h, caps)
+		return
+	}
+	for i := 1; i <= h.Rounds; i++ {
+		t.Run(fmt.Sprintf("round-%d", i), func(t *testing.T) { runRound(t, h, caps) })
+	}
+}
+
+func runRound(t *testing.T, h Harness, caps sdk.Capabilities) {
 	for _, g := range suite {
 		t.Run(g.name, func(t *testing.T) {
+			if h.Parallel && !serial[g.name] {
+				t.Parallel()
+			}
 			if reason := g.skip(caps); reason != "" {
 				t.Skipf("not applicable: %s", reason)
 			}

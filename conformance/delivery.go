@@ -71,7 +71,7 @@ func (e *env) client() *sdk.Client {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
 	defer cancel()
-	tr, err := e.h.Open(ctx, e.t)
+	tr, err := e.h.Open(ctx, e.t.T)
 	if err != nil {
 		e.t.Fatalf("setup: Harness.Open failed: %v", err)
 	}
@@ -190,7 +190,7 @@ func testPublishedBeforeCloseIsDelivered(e *env) {
 	if err := consumer.EnsureGroup(ctx, e.topic, group); err != nil {
 		e.t.Fatalf("setup: EnsureGroup failed: %v", err)
 	}
-	tr, err := e.h.Open(ctx, e.t)
+	tr, err := e.h.Open(ctx, e.t.T)
 	if err != nil {
 		e.t.Fatalf("setup: Harness.Open failed: %v", err)
 	}

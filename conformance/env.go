@@ -19,7 +19,7 @@ import (
 // env is one test's view of the broker: a transport, a unique topic, and
 // helpers whose failures say which guarantee broke.
 type env struct {
-	t     *testing.T
+	t     *boundedT
 	h     Harness
 	tr    driver.Transport
 	pub   message.Publisher // the Watermill publisher every driver gets from sdk
@@ -31,7 +31,7 @@ type env struct {
 func newEnv(t *testing.T, h Harness) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e := &env{t: t, h: h, ctx: ctx, topic: uniqueName("t")}
+	e := &env{t: &boundedT{T: t, max: h.MaxFailureBytes}, h: h, ctx: ctx, topic: uniqueName("t")}
 	e.tr = e.open()
 	e.caps = e.tr.Capabilities()
 	e.pub = sdk.NewWatermillPublisher(e.tr)
@@ -43,7 +43,7 @@ func (e *env) open() driver.Transport {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
 	defer cancel()
-	tr, err := e.h.Open(ctx, e.t)
+	tr, err := e.h.Open(ctx, e.t.T)
 	if err != nil {
 		e.t.Fatalf("setup: Harness.Open failed: %v", err)
 	}
@@ -188,7 +188,7 @@ func (e *env) collect(want int, guarantee string, each func(*message.Message), c
 }
 
 // ack acknowledges m, failing if the subscriber does not accept it.
-func ack(t *testing.T, m *message.Message) {
+func ack(t testing.TB, m *message.Message) {
 	t.Helper()
 	if !m.Ack() {
 		t.Fatalf("Ack of message %s returned false: it was already nacked", m.UUID)
@@ -216,4 +216,44 @@ func describeDiff(want, got map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// boundedT is the test of a guarantee, with its failure messages cut to max
+// bytes (their start and end kept), so that a failure that prints a large
+// payload or a long list does not bury the others.
+type boundedT struct {
+	*testing.T
+	max int
+}
+
+func (b *boundedT) cut(s string) string {
+	if len(s) <= b.max {
+		return s
+	}
+	keep := b.max / 2
+	return fmt.Sprintf("%s\n... (%d bytes cut) ...\n%s", s[:keep], len(s)-2*keep, s[len(s)-keep:])
+}
+
+// Fatalf fails the test with a bounded message.
+func (b *boundedT) Fatalf(format string, args ...any) {
+	b.T.Helper()
+	b.T.Fatal(b.cut(fmt.Sprintf(format, args...)))
+}
+
+// Errorf marks the test failed with a bounded message.
+func (b *boundedT) Errorf(format string, args ...any) {
+	b.T.Helper()
+	b.T.Error(b.cut(fmt.Sprintf(format, args...)))
+}
+
+// Fatal fails the test with a bounded message.
+func (b *boundedT) Fatal(args ...any) {
+	b.T.Helper()
+	b.T.Fatal(b.cut(fmt.Sprint(args...)))
+}
+
+// Error marks the test failed with a bounded message.
+func (b *boundedT) Error(args ...any) {
+	b.T.Helper()
+	b.T.Error(b.cut(fmt.Sprint(args...)))
 }

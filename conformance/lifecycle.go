@@ -96,7 +96,7 @@ func testCloseLeaksNoGoroutines(e *env) {
 	before := goleak.IgnoreCurrent()
 	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
 	defer cancel()
-	tr, err := e.h.Open(ctx, e.t)
+	tr, err := e.h.Open(ctx, e.t.T)
 	if err != nil {
 		e.t.Fatalf("setup: Harness.Open failed: %v", err)
 	}

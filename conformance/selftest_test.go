@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,5 +117,26 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 				t.Errorf("fault %q: the failure should say %q. Output:\n%s", c.fault, c.message, out.String())
 			}
 		})
+	}
+}
+
+// The stress mode: two rounds of the whole suite, each round's guarantees
+// at once (but the leak check), on the fault-free fixture.
+func TestSuiteInRoundsAndInParallel(t *testing.T) {
+	var rounds [3]atomic.Int32
+	conformance.Run(t, conformance.Harness{
+		Open: func(_ context.Context, t *testing.T) (driver.Transport, error) {
+			for i := 1; i <= 2; i++ {
+				if strings.Contains(t.Name(), "/round-"+strconv.Itoa(i)+"/") {
+					rounds[i].Add(1)
+				}
+			}
+			return openFaulty(t, "")
+		},
+		Rounds:   2,
+		Parallel: true,
+	})
+	if rounds[1].Load() == 0 || rounds[1].Load() != rounds[2].Load() {
+		t.Fatalf("both rounds must run every guarantee: transports opened %d in round 1, %d in round 2", rounds[1].Load(), rounds[2].Load())
 	}
 }

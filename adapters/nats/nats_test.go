@@ -14,7 +14,7 @@ import (
 // open opens a transport and deletes, when the test ends, the streams it
 // made (every stream the suite's ct-* topics created).
 func open(t *testing.T, url string, options map[string]string) (driver.Transport, error) {
-	tr, err := msgnats.Driver{}.Open(context.Background(), sdk.Config{Driver: msgnats.DriverName, URL: url, Options: options})
+	tr, err := openTransport(url, options)
 	if err != nil {
 		return nil, err
 	}
@@ -22,12 +22,20 @@ func open(t *testing.T, url string, options map[string]string) (driver.Transport
 	return tr, nil
 }
 
+// openTransport opens a transport whose streams the caller deletes: the
+// conformance runs delete them once they end, so that a test never
+// deletes the streams of another running beside it (CONFORMANCE_PARALLEL).
+func openTransport(url string, options map[string]string) (driver.Transport, error) {
+	return msgnats.Driver{}.Open(context.Background(), sdk.Config{Driver: msgnats.DriverName, URL: url, Options: options})
+}
+
 func deleteTestStreams(url string) { testenv.DeleteNATSStreams(url, "ct-", "ct_") }
 
 func TestConformance(t *testing.T) {
 	url := testenv.NATS(t)
+	t.Cleanup(func() { deleteTestStreams(url) }) // once, after every test: never under a test running beside it
 	conformance.Run(t, conformance.Harness{
-		Open:       func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(t, url, nil) },
+		Open:       func(context.Context, *testing.T) (driver.Transport, error) { return openTransport(url, nil) },
 		OpenConfig: msgnats.Driver{}.Open,
 		ConfigAt: func(addr string) sdk.Config {
 			return sdk.Config{Driver: msgnats.DriverName, URL: "nats://app:s3cret-in-the-url@" + addr}
@@ -39,9 +47,10 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceNewGroupsFromLatest(t *testing.T) {
 	url := testenv.NATS(t)
+	t.Cleanup(func() { deleteTestStreams(url) })
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
-			return open(t, url, map[string]string{"new_group_start": "latest", "batch_size": "7", "storage": "memory"})
+		Open: func(context.Context, *testing.T) (driver.Transport, error) {
+			return openTransport(url, map[string]string{"new_group_start": "latest", "batch_size": "7", "storage": "memory"})
 		},
 	})
 }

@@ -17,12 +17,19 @@ import (
 // open opens a transport and deletes the streams the test used when it
 // ends. Test streams are all named ct-*.
 func open(t *testing.T, url string, options map[string]string) (*testenv.Transport, error) {
-	tr, err := testenv.Watermill(msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: options}))
+	tr, err := openTransport(url, options)
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() { deleteTestStreams(t, url) })
 	return tr, nil
+}
+
+// openTransport opens a transport whose streams the caller deletes: the
+// conformance runs delete them once they end, so that a test never
+// deletes the streams of another running beside it (CONFORMANCE_PARALLEL).
+func openTransport(url string, options map[string]string) (*testenv.Transport, error) {
+	return testenv.Watermill(msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: options}))
 }
 
 func deleteTestStreams(t *testing.T, url string) {
@@ -42,8 +49,9 @@ func deleteTestStreams(t *testing.T, url string) {
 
 func TestConformance(t *testing.T) {
 	url := testenv.Redis(t)
+	t.Cleanup(func() { deleteTestStreams(t, url) })
 	conformance.Run(t, conformance.Harness{
-		Open:       func(ctx context.Context, t *testing.T) (driver.Transport, error) { return open(t, url, nil) },
+		Open:       func(context.Context, *testing.T) (driver.Transport, error) { return openTransport(url, nil) },
 		OpenConfig: msgredis.Driver{}.Open,
 		ConfigAt: func(addr string) sdk.Config {
 			return sdk.Config{Driver: "redis", URL: "redis://:s3cret-in-the-url@" + addr + "/0"}
@@ -63,9 +71,10 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceNewGroupsFromLatest(t *testing.T) {
 	url := testenv.Redis(t)
+	t.Cleanup(func() { deleteTestStreams(t, url) })
 	conformance.Run(t, conformance.Harness{
-		Open: func(ctx context.Context, t *testing.T) (driver.Transport, error) {
-			return open(t, url, map[string]string{"new_group_start": "latest", "batch_size": "7"})
+		Open: func(context.Context, *testing.T) (driver.Transport, error) {
+			return openTransport(url, map[string]string{"new_group_start": "latest", "batch_size": "7"})
 		},
 	})
 }
