@@ -95,10 +95,10 @@ func unflatten(kv []string) map[string]string {
 // item is one received message the receiver holds.
 type item struct {
 	m         *driver.Message
-	received  []string          // the metadata as received (key, value, ...), for a redelivery here
-	notBefore time.Time         // a redelivery here waits until then
-	seq       uint64            // receive order
-	failures  int               // failed deliveries here
+	received  []string  // the metadata as received (key, value, ...), for a redelivery here
+	notBefore time.Time // a redelivery here waits until then
+	seq       uint64    // receive order
+	failures  int       // failed deliveries here
 }
 
 // Receiver delivers one driver subscription's messages to a handler.
