@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"errors"
 	"testing"
 
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -12,18 +11,11 @@ import (
 // config parser, nor the name errors and logs give the broker, whatever
 // the URL around it.
 func FuzzURLKeepsPassword(f *testing.F) {
-	for _, pw := range testenv.SecretSeeds {
-		f.Add("app", pw, "127.0.0.1:1234", "/x")
-		f.Add("", pw, "[::1", "")
-		f.Add("app", pw, "host:port", "/a/b?c=d")
-	}
-	f.Fuzz(func(t *testing.T, user, password, host, path string) {
-		testenv.KeepsSecret(t, password, func(pw string) error {
-			s, err := parseSettings(sdk.Config{Driver: DriverName, URL: "redis://" + user + ":" + pw + "@" + host + path})
-			if err != nil {
-				return err
-			}
-			return errors.New(s.where()) // what connection errors and logs name the broker by
-		}, user, host, path)
+	testenv.FuzzURLPassword(f, "redis", func(url string) (string, error) {
+		s, err := parseSettings(sdk.Config{Driver: DriverName, URL: url})
+		if err != nil {
+			return "", err
+		}
+		return s.where(), nil
 	})
 }

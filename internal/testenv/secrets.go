@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -73,4 +74,25 @@ func shifted(s string) string {
 		}
 	}
 	return string(b)
+}
+
+// FuzzURLPassword fuzzes a driver's URL parser with URLs
+// scheme://user:password@host path: the password must not reach the
+// parser's error or log lines, nor where, the name the driver gives the
+// broker in connection errors and logs.
+func FuzzURLPassword(f *testing.F, scheme string, parse func(url string) (where string, err error)) {
+	for _, pw := range SecretSeeds {
+		f.Add("app", pw, "127.0.0.1:1234", "/x")
+		f.Add("", pw, "[::1", "")
+		f.Add("app", pw, "host:port", "/a/b?c=d")
+	}
+	f.Fuzz(func(t *testing.T, user, password, host, path string) {
+		KeepsSecret(t, password, func(pw string) error {
+			where, err := parse(scheme + "://" + user + ":" + pw + "@" + host + path)
+			if err != nil {
+				return err
+			}
+			return errors.New(where)
+		}, user, host, path)
+	})
 }
