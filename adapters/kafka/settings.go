@@ -349,9 +349,14 @@ func fnv32a(b []byte) uint32 {
 }
 
 // consumerOptions consume topic as a member of group: offsets are committed
-// only for records marked after an ack.
+// only for records marked after an ack. A group that starts at the newest
+// records and finds a partition without a committed offset (pinStart saw
+// fewer partitions than the topic has, as metadata can lag a topic just
+// created) starts it at the first record published since the subscription
+// began, not at the end as it is when the member joins, which under load
+// can be seconds later: what was published meanwhile would be skipped.
 func (s settings) consumerOptions(topic, group string, oldest bool) []kgo.Opt {
-	start := kgo.NewOffset().AtEnd()
+	start := kgo.NewOffset().AfterMilli(time.Now().UnixMilli())
 	if oldest {
 		start = kgo.NewOffset().AtStart()
 	}
