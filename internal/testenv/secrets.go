@@ -22,10 +22,12 @@ var SecretSeeds = []string{"Pa55/word", "p@ss:w0rd", "s3cr%zzet", "with space", 
 //
 // others are the other inputs the URL was made of: a part of the password
 // that is also in one of them, as written or escaped, may be that input
-// showing, so it does not count.
+// showing, so it does not count. Nor does the redaction mark "xxxxx" that
+// stands where a password was.
 func KeepsSecret(t *testing.T, password string, parse func(password string) error, others ...string) {
 	t.Helper()
 	var seen strings.Builder
+	seen.WriteString(redactionMark + "\x00")
 	for _, o := range others {
 		seen.WriteString(o + "\x00" + url.QueryEscape(o) + "\x00" + url.PathEscape(o) + "\x00")
 		if u, err := url.PathUnescape(o); err == nil {
@@ -58,6 +60,10 @@ func KeepsSecret(t *testing.T, password string, parse func(password string) erro
 		}
 	}
 }
+
+// redactionMark is what sdk.RedactURL and url.URL.Redacted write in place
+// of a password.
+const redactionMark = "xxxxx"
 
 // shifted replaces each letter and digit of s with the next one (z with a,
 // 9 with 0) and keeps every other byte.
