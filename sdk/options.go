@@ -108,26 +108,46 @@ func optionFields(dsts []any) ([]*optionField, error) {
 		if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
 			return nil, fmt.Errorf("messaging: options must be a pointer to a struct, got %T", dst)
 		}
-		st := rv.Elem().Type()
-		for i := 0; i < st.NumField(); i++ {
-			sf := st.Field(i)
-			tag, ok := sf.Tag.Lookup("option")
-			if !ok {
-				continue
-			}
-			f := &optionField{owner: st.Name(), name: sf.Name, key: strings.TrimPrefix(tag, "!"), negate: strings.HasPrefix(tag, "!"),
-				def: sf.Tag.Get("default"), min: sf.Tag.Get("min"), max: sf.Tag.Get("max"), help: sf.Tag.Get("help"), v: rv.Elem().Field(i)}
-			if o := sf.Tag.Get("oneof"); o != "" {
-				f.oneof = strings.Split(o, "|")
-			}
-			switch k := sf.Type.Kind(); {
-			case k == reflect.String, k == reflect.Bool && (f.def == "" || f.negate), sf.Type == durationType,
-				k >= reflect.Int && k <= reflect.Int64:
-			default:
-				return nil, fmt.Errorf("messaging: option %q: field %s.%s of type %s cannot be an option", f.key, st.Name(), sf.Name, sf.Type)
-			}
-			fields = append(fields, f)
+		fs, err := structFields(rv.Elem(), rv.Elem().Type().Name())
+		if err != nil {
+			return nil, err
 		}
+		fields = append(fields, fs...)
+	}
+	return fields, nil
+}
+
+// structFields lists the option-tagged fields of the struct v, and those of
+// the exported untagged struct fields within it (such as Options.TLS, a
+// TLSOptions), which share the section's keys.
+func structFields(v reflect.Value, owner string) ([]*optionField, error) {
+	var fields []*optionField
+	st := v.Type()
+	for i := 0; i < st.NumField(); i++ {
+		sf := st.Field(i)
+		tag, ok := sf.Tag.Lookup("option")
+		if !ok {
+			if sf.IsExported() && sf.Type.Kind() == reflect.Struct {
+				inner, err := structFields(v.Field(i), owner+"."+sf.Name)
+				if err != nil {
+					return nil, err
+				}
+				fields = append(fields, inner...)
+			}
+			continue
+		}
+		f := &optionField{owner: owner, name: sf.Name, key: strings.TrimPrefix(tag, "!"), negate: strings.HasPrefix(tag, "!"),
+			def: sf.Tag.Get("default"), min: sf.Tag.Get("min"), max: sf.Tag.Get("max"), help: sf.Tag.Get("help"), v: v.Field(i)}
+		if o := sf.Tag.Get("oneof"); o != "" {
+			f.oneof = strings.Split(o, "|")
+		}
+		switch k := sf.Type.Kind(); {
+		case k == reflect.String, k == reflect.Bool && (f.def == "" || f.negate), sf.Type == durationType,
+			k >= reflect.Int && k <= reflect.Int64:
+		default:
+			return nil, fmt.Errorf("messaging: option %q: field %s.%s of type %s cannot be an option", f.key, owner, sf.Name, sf.Type)
+		}
+		fields = append(fields, f)
 	}
 	return fields, nil
 }
