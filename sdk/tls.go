@@ -192,7 +192,7 @@ const (
 	alertUnknownCA            = 48
 	alertCertificateRequired  = 116
 	adviceClientCertificate   = "the server requires a client certificate: set tls_cert_file and tls_key_file (or tls_cert_pem and tls_key_pem)"
-	adviceRefusedCertificate  = "the server refused the client certificate: it must be signed by a CA the server trusts, be valid now, and be meant for client authentication"
+	adviceRefusedCertificate  = "the server refused the client certificate (tls_cert_file or tls_cert_pem): it must be signed by a CA the server trusts, be valid now, and be meant for client authentication"
 	adviceUntrustedServerCert = "the server's certificate is not signed by a CA this client trusts: set tls_ca_file (or tls_ca_pem) to the CA that signed it"
 )
 

@@ -18,6 +18,7 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -63,7 +64,7 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	client := goredis.NewClient(s.opts)
 	if err := ping(ctx, client); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
+		return nil, fmt.Errorf("redis: connect to %s: %w", s.where(), explain(err, s.opts.TLSConfig))
 	}
 	return newTransport(ctx, s, client, true), nil
 }
@@ -82,7 +83,7 @@ func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, er
 		return nil, err
 	}
 	if err := ping(ctx, client); err != nil {
-		return nil, fmt.Errorf("redis: connect to %s: %s", s.where(), explain(err))
+		return nil, fmt.Errorf("redis: connect to %s: %w", s.where(), explain(err, s.opts.TLSConfig))
 	}
 	return newTransport(ctx, s, client, false), nil
 }
@@ -107,19 +108,29 @@ func ping(ctx context.Context, client *goredis.Client) error {
 	}
 }
 
-func explain(err error) string {
+// explain adds to a connection error what to change: credentials, the
+// address, or the TLS settings tc (nil without TLS).
+func explain(err error, tc *tls.Config) error {
+	if e := sdk.ExplainTLS(err, tc); e != err {
+		return e
+	}
 	msg := err.Error()
+	hint := ""
 	switch {
 	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "invalid password"), strings.Contains(msg, "invalid username-password"):
-		return msg + " (the user name or password in the URL was refused; check the credentials)"
+		hint = "the user name or password in the URL was refused; check the credentials"
 	case strings.Contains(msg, "NOAUTH"):
-		return msg + " (the server requires a password; put it in the URL: redis://:PASSWORD@host:port/0)"
+		hint = "the server requires a password; put it in the URL: redis://:PASSWORD@host:port/0"
 	case strings.Contains(msg, "without any password configured"):
-		return msg + " (the server has no password; remove it from the URL)"
+		hint = "the server has no password; remove it from the URL"
 	case strings.Contains(msg, "connection refused"):
-		return msg + " (nothing listens there; is Redis running, and is the port right?)"
+		hint = "nothing listens there; is Redis running, and is the port right?"
+	case tc == nil && (errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset")):
+		hint = "the server closed the connection: if it listens with TLS there, write rediss:// in the URL"
+	default:
+		return err
 	}
-	return msg
+	return fmt.Errorf("%w (%s)", err, hint)
 }
 
 // serverPersists reports whether the server writes an append-only file, the

@@ -65,8 +65,11 @@ func newSettings(cfg sdk.Config, o Options, opts *goredis.Options) (settings, er
 }
 
 func parseSettings(cfg sdk.Config) (settings, error) {
-	var o Options
-	if err := cfg.OptionsSection().Decode(&o); err != nil {
+	var (
+		o  Options
+		to sdk.TLSOptions // for the connection Open makes: New takes the caller's client as it is
+	)
+	if err := cfg.OptionsSection().Decode(&o, &to); err != nil {
 		return settings{}, err
 	}
 	if cfg.URL == "" {
@@ -78,6 +81,17 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	opts, err := goredis.ParseURL(cfg.URL)
 	if err != nil {
 		return settings{}, cfg.Invalid("url", nil, "want redis://[user:password@]host:port/db or rediss://..., got %q", sdk.RedactURL(cfg.URL))
+	}
+	rediss := opts.TLSConfig != nil
+	tc, err := to.ClientConfig(cfg, &rediss, "rediss://")
+	if err != nil {
+		return settings{}, err
+	}
+	if tc != nil {
+		if tc.ServerName == "" {
+			tc.ServerName = opts.TLSConfig.ServerName // the URL's host
+		}
+		opts.TLSConfig = tc
 	}
 	return newSettings(cfg, o, opts)
 }

@@ -40,14 +40,23 @@ func (t *Transport) Subscriber(group string) (message.Subscriber, error) {
 // It closes the client, and with it tr.
 func RoundTrip(t testing.TB, tr driver.Transport, topic string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	c := sdk.NewClient(tr)
 	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		if err := c.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	}()
+	ClientRoundTrip(t, c, topic)
+}
+
+// ClientRoundTrip publishes a message through c and fails the test unless
+// a subscriber of a new group gets it, id and payload intact.
+func ClientRoundTrip(t testing.TB, c *sdk.Client, topic string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	got := make(chan *sdk.Message, 1)
 	if _, err := c.Subscribe(ctx, topic, "roundtrip", func(_ context.Context, m *sdk.Message) error {
 		select {
