@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,8 +68,12 @@ func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 	if !ok {
 		deadline = time.Now().Add(dialTimeout)
 	}
-	conn, err := amqp.DialConfig(c.s.url, amqp.Config{Properties: props, Heartbeat: 10 * time.Second,
+	var secured *recordingConn
+	conn, err := amqp.DialConfig(c.s.dialURL, amqp.Config{Properties: props, Heartbeat: 10 * time.Second,
 		Dial: func(network, addr string) (net.Conn, error) {
+			if c.s.tls != nil {
+				addr = c.s.tlsAddr
+			}
 			var d net.Dialer
 			nc, err := d.DialContext(ctx, network, addr)
 			if err != nil {
@@ -79,18 +84,78 @@ func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 				_ = nc.Close()
 				return nil, err
 			}
-			return nc, nil
+			if c.s.tls == nil {
+				return nc, nil
+			}
+			// The TLS handshake is done here, not by amqp091 (which does it
+			// for amqps://), because under TLS 1.3 a server refuses a client
+			// certificate after the client's handshake ends: the alert comes
+			// with the first read, which amqp091 reports only as a closed
+			// connection. recordingConn keeps it.
+			tc := tls.Client(nc, c.s.tls)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				_ = nc.Close()
+				return nil, err
+			}
+			secured = &recordingConn{Conn: tc}
+			return secured, nil
 		}})
+	if err != nil && secured != nil {
+		if first := secured.firstError(); first != nil && sdk.ExplainTLS(first, c.s.tls) != first {
+			err = first
+		}
+	}
 	if err != nil && !time.Now().Before(deadline) {
 		err = fmt.Errorf("no AMQP handshake from the broker by the deadline (is something else listening there?): %w", err)
 	}
 	if err != nil {
 		return nil, &dialError{
-			msg:   fmt.Sprintf("rabbitmq: connect to %s: %s", c.s.where(), explainDialError(redact(err.Error(), c.s.url))),
+			msg:   fmt.Sprintf("rabbitmq: connect to %s: %s", c.s.where(), explainDialError(redact(sdk.ExplainTLS(err, c.s.tls).Error(), c.s.url), c.s.tls != nil, c.s.tls != nil && len(c.s.tls.Certificates) > 0)),
 			cause: err,
 		}
 	}
 	return conn, nil
+}
+
+// recordingConn keeps the first error of a connection's reads and writes.
+type recordingConn struct {
+	net.Conn
+	mu    sync.Mutex
+	first error
+}
+
+func (r *recordingConn) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	r.record(err)
+	return n, err
+}
+
+func (r *recordingConn) Write(p []byte) (int, error) {
+	n, err := r.Conn.Write(p)
+	r.record(err)
+	return n, err
+}
+
+// ConnectionState is the TLS state, for amqp091's Connection.ConnectionState.
+func (r *recordingConn) ConnectionState() tls.ConnectionState {
+	return r.Conn.(*tls.Conn).ConnectionState()
+}
+
+func (r *recordingConn) record(err error) {
+	if err == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.first == nil {
+		r.first = err
+	}
+	r.mu.Unlock()
+}
+
+func (r *recordingConn) firstError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.first
 }
 
 // dialError carries the cause for errors.Is and errors.As (an *amqp.Error
@@ -105,8 +170,16 @@ func (e *dialError) Error() string { return e.msg }
 func (e *dialError) Unwrap() error { return e.cause }
 
 // explainDialError adds what to do to the broker's terse answers.
-func explainDialError(msg string) string {
+func explainDialError(msg string, withTLS, sentCertificate bool) string {
 	switch {
+	case withTLS && !strings.Contains(msg, "; ") && (strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset")):
+		// Under TLS 1.3 the server's alert may be lost to the reset.
+		if !sentCertificate {
+			return msg + " (the broker closed the TLS connection after the handshake, as one that requires a client certificate does: set tls_cert_file and tls_key_file)"
+		}
+		return msg + " (the broker closed the TLS connection after the handshake: it may have refused the client certificate (tls_cert_file or tls_cert_pem))"
+	case !withTLS && (strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "frame")):
+		return msg + " (the broker closed the connection: if it listens with TLS there, write amqps:// in the URL)"
 	case strings.Contains(msg, "403"), strings.Contains(msg, "ACCESS_REFUSED"), strings.Contains(msg, "username or password not allowed"):
 		return msg + " (the user name or password in the URL was refused; check the credentials)"
 	case strings.Contains(msg, "connection refused"):

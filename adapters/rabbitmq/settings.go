@@ -1,7 +1,12 @@
 package rabbitmq
 
 import (
+	"cmp"
+	"crypto/tls"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk"
@@ -65,11 +70,19 @@ type settings struct {
 	host  string // host:port, for messages
 	vhost string
 	user  string
+	tls   *tls.Config // nil for amqp://
+	// dialURL is url for amqp091, which with TLS gets amqp:// and a
+	// connection this driver already secured (see dialOnce), and tlsAddr
+	// is where that connection goes.
+	dialURL, tlsAddr string
 }
 
 func parseSettings(cfg sdk.Config) (settings, error) {
-	var o Options
-	if err := cfg.OptionsSection().Decode(&o); err != nil {
+	var (
+		o  Options
+		to sdk.TLSOptions // for the connection Open makes: New takes the caller's connection as it is
+	)
+	if err := cfg.OptionsSection().Decode(&o, &to); err != nil {
 		return settings{}, err
 	}
 	if err := o.check(cfg); err != nil {
@@ -93,7 +106,52 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if s.user == "" {
 		s.user = "guest"
 	}
+	if s.tls, err = tlsConfig(cfg, u, to); err != nil {
+		return settings{}, err
+	}
+	s.dialURL = cfg.URL
+	if s.tls != nil {
+		_, rest, _ := strings.Cut(cfg.URL, "://")
+		s.dialURL = "amqp://" + rest
+		s.tlsAddr = net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "5671"))
+	}
 	return s, nil
+}
+
+// tlsConfig builds the connection's TLS configuration from the tls_*
+// options; the amqps scheme decides whether there is one. amqp091's own URL
+// query keys for TLS (cacertfile, certfile, keyfile,
+// server_name_indication) are read as the matching option, so a URL
+// written for other RabbitMQ clients keeps working; both at once is refused.
+func tlsConfig(cfg sdk.Config, u *url.URL, to sdk.TLSOptions) (*tls.Config, error) {
+	q := u.Query()
+	for _, k := range []struct {
+		query, option string
+		field         *string
+	}{
+		{"cacertfile", "tls_ca_file", &to.CAFile},
+		{"certfile", "tls_cert_file", &to.CertFile},
+		{"keyfile", "tls_key_file", &to.KeyFile},
+		{"server_name_indication", "tls_server_name", &to.ServerName},
+	} {
+		v := q.Get(k.query)
+		if v == "" {
+			continue
+		}
+		if *k.field != "" {
+			return nil, cfg.Invalid("options."+k.option, nil, "the URL's %s= says the same; set one of them", k.query)
+		}
+		*k.field = v
+	}
+	amqps := u.Scheme == "amqps"
+	tc, err := to.ClientConfig(cfg, &amqps, "amqps://")
+	if err != nil || tc == nil {
+		return nil, err
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname() // set here: amqp091 would set it on the shared config at every dial
+	}
+	return tc, nil
 }
 
 // where names the broker in errors: host and vhost, never the password.
