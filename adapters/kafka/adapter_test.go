@@ -245,22 +245,12 @@ func TestPartitionsAreConsumedConcurrently(t *testing.T) {
 // see requests or configure security, on a free loopback port.
 func startCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.Ports(freePort(t)), kfake.GroupMinSessionTimeout(time.Second)}, opts...)...)
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.Ports(testenv.FreePort(t)), kfake.GroupMinSessionTimeout(time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	return c
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Publishing batches: 500 messages in one call, and 500 single-message calls
@@ -473,7 +463,7 @@ func TestPlainSASLWithoutTLSIsRefused(t *testing.T) {
 
 func TestUnreachableClusterErrorHidesPassword(t *testing.T) {
 	_, err := kafka.Driver{}.Open(context.Background(), sdk.Config{Driver: "kafka",
-		URL: fmt.Sprintf("kafka://alice:hunter2-secret@127.0.0.1:%d", freePort(t)), Options: map[string]string{"sasl_allow_plaintext": "true"}})
+		URL: fmt.Sprintf("kafka://alice:hunter2-secret@127.0.0.1:%d", testenv.FreePort(t)), Options: map[string]string{"sasl_allow_plaintext": "true"}})
 	if err == nil {
 		t.Fatal("Open must fail when no broker listens")
 	}
