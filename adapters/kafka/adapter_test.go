@@ -431,7 +431,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"kafka://127.0.0.1:9092", map[string]string{"heartbeat_interval": "10s", "session_timeout": "6s"}, "options.heartbeat_interval"},
 		{"kafka://127.0.0.1:9092", map[string]string{"sasl_mechanism": "GSSAPI", "sasl_user": "u"}, "options.sasl_mechanism"},
 		{"kafka://127.0.0.1:9092", map[string]string{"sasl_mechanism": "SCRAM-SHA-256"}, "options.sasl_user"},
-		{"kafka://127.0.0.1:9092", map[string]string{"tls_ca_file": "/nonexistent"}, "options.tls"},
+		{"kafka://127.0.0.1:9092", map[string]string{"tls_ca_file": "/nonexistent"}, "options.tls_ca_file"},
 		{"kafka://127.0.0.1:9092", map[string]string{"tls": "true", "tls_ca_file": "/nonexistent/ca.pem"}, "options.tls_ca_file"},
 		{"kafka://127.0.0.1:9092", map[string]string{"acks": "1"}, "options.acks"},
 		{"kafka://127.0.0.1:9092", map[string]string{"fetch_max_wait": "500us"}, "options.fetch_max_wait"},

@@ -60,9 +60,28 @@ func open(ctx context.Context, s settings) (*Transport, error) {
 	}
 	if err := ping(ctx, client); err != nil {
 		client.Close()
+		if s.sasl != "" && errors.Is(err, io.EOF) && answersWithoutSASL(ctx, s) {
+			return nil, fmt.Errorf("kafka: connect to %s: %w (the listener does not use SASL: it answers without a login; "+
+				"remove sasl_mechanism, sasl_user and sasl_password (and user:password@ from the URL), or connect to the cluster's SASL listener)", s.where(), err)
+		}
 		return nil, connectError(s, err)
 	}
 	return newTransport(s, client, true), nil
+}
+
+// answersWithoutSASL reports whether the cluster answers a client that does
+// not log in: a broker closes the connection on a SASL handshake it does
+// not expect, which otherwise reads as refused credentials.
+func answersWithoutSASL(ctx context.Context, s settings) bool {
+	s.sasl = ""
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	client, err := kgo.NewClient(s.clientOptions()...)
+	if err != nil {
+		return false
+	}
+	defer client.Close()
+	return client.Ping(ctx) == nil
 }
 
 // New returns a transport that produces with the caller's own franz-go
@@ -104,13 +123,22 @@ func ping(ctx context.Context, client *kgo.Client) error {
 }
 
 func connectError(s settings, err error) error {
+	if e := sdk.ExplainTLS(err, s.tls); e != err {
+		return fmt.Errorf("kafka: connect to %s: %w", s.where(), e)
+	}
 	hint := "is Kafka running there, and are the brokers right?"
 	var ke *kerr.Error
+	var firstRead *kgo.ErrFirstReadEOF
 	switch {
 	case errors.As(err, &ke) && (ke.Code == kerr.SaslAuthenticationFailed.Code || ke.Code == kerr.IllegalSaslState.Code):
 		hint = "the cluster refused the SASL credentials; check sasl_user, sasl_password and sasl_mechanism"
 	case s.sasl != "" && errors.Is(err, io.EOF):
-		hint = "the broker closed the connection during the SASL login: the credentials or the mechanism were refused, or the listener does not use SASL (or TLS) as configured"
+		hint = "the broker closed the connection during the SASL login: the credentials or the mechanism were refused, or the listener does not use TLS as configured"
+	case s.sasl == "" && errors.As(err, &firstRead):
+		hint = "the broker closed the connection at the first request: its listener requires a login (set sasl_mechanism, sasl_user and sasl_password)"
+		if s.tls == nil {
+			hint += " or TLS (set tls: true)"
+		}
 	case s.tls == nil:
 		hint += " (if the listener uses TLS, set tls: true)"
 	}

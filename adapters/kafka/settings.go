@@ -2,12 +2,10 @@ package kafka
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"hash/fnv"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -80,12 +78,6 @@ type connOptions struct {
 	Brokers       string `option:"brokers"`
 	Version       string `option:"version" default:"3.6.0"`
 	ClientID      string `option:"client_id" default:"msgkit"`
-	TLS           bool   `option:"tls"`
-	CAFile        string `option:"tls_ca_file"`
-	CertFile      string `option:"tls_cert_file"`
-	KeyFile       string `option:"tls_key_file"`
-	ServerName    string `option:"tls_server_name"`
-	SkipVerify    bool   `option:"tls_insecure_skip_verify"`
 	SASLMechanism string `option:"sasl_mechanism"`
 	SASLUser      string `option:"sasl_user"`
 	SASLPassword  string `option:"sasl_password"`
@@ -124,7 +116,8 @@ func newSettings(cfg sdk.Config, o Options) (settings, error) {
 func parseSettings(cfg sdk.Config) (settings, error) {
 	var o Options
 	var c connOptions
-	if err := cfg.OptionsSection().Decode(&o, &c); err != nil {
+	var to sdk.TLSOptions
+	if err := cfg.OptionsSection().Decode(&o, &c, &to); err != nil {
 		return settings{}, err
 	}
 	s, err := newSettings(cfg, o)
@@ -138,7 +131,8 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if err := checkVersion(cfg, c.Version); err != nil {
 		return settings{}, err
 	}
-	if err := s.parseTLS(cfg, c); err != nil {
+	// The URL does not say whether to use TLS: the tls option does.
+	if s.tls, err = to.ClientConfig(cfg, nil, ""); err != nil {
 		return settings{}, err
 	}
 	if err := s.parseSASL(cfg, c); err != nil {
@@ -183,39 +177,6 @@ func (s *settings) parseBrokers(cfg sdk.Config, list string) error {
 		}
 		s.brokers = append(s.brokers, b)
 	}
-	return nil
-}
-
-func (s *settings) parseTLS(cfg sdk.Config, o connOptions) error {
-	ca, cert, key, skip := o.CAFile, o.CertFile, o.KeyFile, o.SkipVerify
-	if !o.TLS {
-		if ca != "" || cert != "" || key != "" || skip {
-			return cfg.Invalid("options.tls", nil, "tls_* options are set but tls is not true; set tls: true to connect with TLS")
-		}
-		return nil
-	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.ServerName, InsecureSkipVerify: skip} //nolint:gosec // opt-in, documented
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return cfg.Invalid("options.tls_ca_file", err, "cannot read the CA bundle")
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return cfg.Invalid("options.tls_ca_file", nil, "%s holds no PEM certificate", ca)
-		}
-	}
-	if (cert == "") != (key == "") {
-		return cfg.Invalid("options.tls_cert_file", nil, "a client certificate needs both tls_cert_file and tls_key_file")
-	}
-	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return cfg.Invalid("options.tls_cert_file", err, "cannot load the client certificate and key")
-		}
-		c.Certificates = []tls.Certificate{pair}
-	}
-	s.tls = c
 	return nil
 }
 
