@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -180,32 +181,43 @@ func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cau
 }
 
 // deliveryCounts counts failed deliveries per message id, forgetting the
-// oldest ids beyond its bound.
+// ids that failed least recently beyond its bound. A forgotten id leaves
+// the eviction order with its count, so an eviction always drops the
+// oldest live count.
 type deliveryCounts struct {
 	mu    sync.Mutex
-	n     map[string]int
-	order []string
+	n     map[string]*list.Element // of *failedID
+	order list.List                // oldest first
 	max   int
 	size  atomic.Int64 // len(n), read without the lock on the success path
 }
 
+type failedID struct {
+	id    string
+	count int
+}
+
 func newDeliveryCounts(max int) *deliveryCounts {
-	return &deliveryCounts{n: map[string]int{}, max: max}
+	return &deliveryCounts{n: map[string]*list.Element{}, max: max}
 }
 
 func (d *deliveryCounts) add(id string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.n[id]; !ok {
-		d.order = append(d.order, id)
-		if len(d.order) > d.max {
-			delete(d.n, d.order[0])
-			d.order = d.order[1:]
+	e, ok := d.n[id]
+	if !ok {
+		e = d.order.PushBack(&failedID{id: id})
+		d.n[id] = e
+		if d.order.Len() > d.max {
+			oldest := d.order.Front()
+			d.order.Remove(oldest)
+			delete(d.n, oldest.Value.(*failedID).id)
 		}
 	}
-	d.n[id]++
+	f := e.Value.(*failedID)
+	f.count++
 	d.size.Store(int64(len(d.n)))
-	return d.n[id]
+	return f.count
 }
 
 // forget drops id's count; when no message has failed lately it costs no
@@ -216,7 +228,10 @@ func (d *deliveryCounts) forget(id string) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.n, id)
+	if e, ok := d.n[id]; ok {
+		d.order.Remove(e)
+		delete(d.n, id)
+	}
 	d.size.Store(int64(len(d.n)))
 }
 
