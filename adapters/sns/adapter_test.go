@@ -188,13 +188,8 @@ func TestMissingTopicWithoutCreation(t *testing.T) {
 
 func TestUnreachableEndpointNamesHostAndHidesSecret(t *testing.T) {
 	const secret = "wJalrXUtnFEMI-K7MDENG-SECRET"
-	tr, err := testenv.Watermill(sns.Driver{}.Open(context.Background(), sdk.Config{Driver: "sns", URL: "http://127.0.0.1:1",
-		Options: map[string]string{"region": "us-east-1", "access_key_id": "AKIAEXAMPLE", "secret_access_key": secret}}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	err = tr.Publisher().Publish(topicName("unreachable"), message.NewMessage(uuid.NewString(), []byte("x")))
+	_, err := sns.Driver{}.Open(context.Background(), sdk.Config{Driver: "sns", URL: "http://127.0.0.1:1",
+		Options: map[string]string{"region": "us-east-1", "access_key_id": "AKIAEXAMPLE", "secret_access_key": secret}})
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("the error must name the endpoint and the cause, got %v", err)
 	}

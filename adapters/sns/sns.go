@@ -43,8 +43,10 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens SNS transports.
 type Driver struct{}
 
-// Open validates cfg and loads the AWS configuration. Topics, queues and
-// subscriptions are created or looked up on first use.
+// Open validates cfg, loads the AWS configuration and checks, by ctx's
+// deadline, that the endpoint answers and takes the credentials (one
+// ListTopics call; a policy that does not grant it passes). Topics, queues
+// and subscriptions are created or looked up on first use.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
 	s, err := awsq.ParseSettings(cfg, DriverName)
 	if err != nil {
@@ -54,7 +56,15 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
-	return newTransport(ac, s, closeIdle), nil
+	t := newTransport(ac, s, closeIdle)
+	if err := s.CheckEndpoint(ctx, t.where, func(ctx context.Context) error {
+		_, err := t.sns.ListTopics(ctx, &awssns.ListTopicsInput{})
+		return err
+	}); err != nil {
+		closeIdle()
+		return nil, err
+	}
+	return t, nil
 }
 
 // Options tune an SNS transport: see awsq.Options for each field (FIFO

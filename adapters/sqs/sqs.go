@@ -40,8 +40,10 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens SQS transports.
 type Driver struct{}
 
-// Open validates cfg and loads the AWS configuration. Queues are created or
-// looked up on first use.
+// Open validates cfg, loads the AWS configuration and checks, by ctx's
+// deadline, that the endpoint answers and takes the credentials (one
+// ListQueues call; a policy that does not grant it passes). Queues are
+// created or looked up on first use.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {
 	s, err := awsq.ParseSettings(cfg, DriverName)
 	if err != nil {
@@ -51,7 +53,19 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
-	return newTransport(ac, s, closeIdle), nil
+	t := newTransport(ac, s, closeIdle)
+	if err := s.CheckEndpoint(ctx, t.queues.Where, func(ctx context.Context) error {
+		in := &awssqs.ListQueuesInput{MaxResults: aws.Int32(1)}
+		if s.Prefix != "" {
+			in.QueueNamePrefix = aws.String(s.Prefix)
+		}
+		_, err := t.sqs.ListQueues(ctx, in)
+		return err
+	}); err != nil {
+		closeIdle()
+		return nil, err
+	}
+	return t, nil
 }
 
 // Options tune an SQS transport: see awsq.Options for each field.

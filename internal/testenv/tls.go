@@ -8,8 +8,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -135,4 +140,23 @@ func signLeaf(t testing.TB, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey)
 		t.Fatal(err)
 	}
 	return cert, key
+}
+
+// StartTLSProxy serves HTTPS on a loopback port with f's server
+// certificate, requiring a client certificate signed by f.CA, and forwards
+// every request to target (http://host:port), as a TLS-terminating load
+// balancer in front of an HTTP API would. It returns host:port and stops
+// when the test ends.
+func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
+	srv.TLS = f.ServerConfig(t, true)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what the tests do
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
 }

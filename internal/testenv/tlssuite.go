@@ -29,6 +29,9 @@ type TLSSuite struct {
 	// PlainHint is what an error says to connect with TLS ("write
 	// rediss://", "set tls: true").
 	PlainHint string
+	// Options are options every Open carries, with or without TLS (a
+	// region and credentials).
+	Options map[string]string
 }
 
 // RunTLSSuite checks a driver's TLS options against a live listener:
@@ -39,11 +42,16 @@ type TLSSuite struct {
 // warning; tls_* options on a connection without TLS are a ConfigError.
 func RunTLSSuite(t *testing.T, s TLSSuite) {
 	f := s.Files
-	with := func(o map[string]string) map[string]string {
-		m := maps.Clone(s.TLSOptions)
+	plain := func(o map[string]string) map[string]string {
+		m := maps.Clone(s.Options)
 		if m == nil {
 			m = map[string]string{}
 		}
+		maps.Copy(m, o)
+		return m
+	}
+	with := func(o map[string]string) map[string]string {
+		m := plain(s.TLSOptions)
 		maps.Copy(m, o)
 		return m
 	}
@@ -77,7 +85,7 @@ func RunTLSSuite(t *testing.T, s TLSSuite) {
 		{"no client certificate", s.TLSURL, with(map[string]string{"tls_ca_file": f.CA}), "set tls_cert_file and tls_key_file"},
 		{"client certificate from another CA", s.TLSURL, with(map[string]string{"tls_ca_file": f.CA, "tls_cert_file": f.OtherClientCert, "tls_key_file": f.OtherClientKey}), "(tls_cert_file or tls_cert_pem)"},
 		{"server name", s.TLSURL, with(map[string]string{"tls_ca_file": f.CA, "tls_cert_file": f.ClientCert, "tls_key_file": f.ClientKey, "tls_server_name": "broker.example"}), "tls_server_name"},
-		{"plain connection to the TLS port", s.PlainURL, nil, s.PlainHint},
+		{"plain connection to the TLS port", s.PlainURL, plain(nil), s.PlainHint},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := open(t, c.url, c.options)
@@ -99,7 +107,7 @@ func RunTLSSuite(t *testing.T, s TLSSuite) {
 		}
 	})
 	t.Run("tls options without TLS", func(t *testing.T) {
-		_, err := sdk.Open(context.Background(), sdk.Config{Driver: s.Driver, URL: s.PlainURL, Options: mtls})
+		_, err := sdk.Open(context.Background(), sdk.Config{Driver: s.Driver, URL: s.PlainURL, Options: plain(mtls)})
 		var ce *sdk.ConfigError
 		if !errors.As(err, &ce) || ce.Key != "options.tls_ca_file" || !strings.Contains(err.Error(), s.PlainHint) {
 			t.Fatalf("want a ConfigError for options.tls_ca_file saying %q, got %v", s.PlainHint, err)

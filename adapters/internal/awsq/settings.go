@@ -2,6 +2,7 @@ package awsq
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	bodyfix "github.com/msgkit/msgkit/internal/awshttp"
 	"github.com/msgkit/msgkit/sdk"
@@ -112,6 +115,11 @@ type credentials struct {
 	AccessKey    string `option:"access_key_id"`
 	SecretKey    string `option:"secret_access_key"` // never printed
 	SessionToken string `option:"session_token"`     // never printed
+	// RoleARN is a role to assume with the credentials above (or the
+	// default chain's); the role's temporary credentials sign every call.
+	RoleARN         string `option:"role_arn"`
+	RoleSessionName string `option:"role_session_name" default:"msgkit"`
+	RoleExternalID  string `option:"role_external_id"` // never printed
 }
 
 // Settings are the validated configuration of a transport.
@@ -119,6 +127,7 @@ type Settings struct {
 	Options
 	Driver string
 	creds  credentials
+	tls    *tls.Config // the tls_* options (Open only); nil: the SDK's defaults
 }
 
 // NewSettings completes and checks o, as a driver's New receives it.
@@ -137,7 +146,8 @@ func NewSettings(o Options, driver string) (Settings, error) {
 // for the region is used.
 func ParseSettings(cfg sdk.Config, driver string) (Settings, error) {
 	s := Settings{Driver: driver}
-	if err := cfg.OptionsSection().Decode(&s.Options, &s.creds); err != nil {
+	var to sdk.TLSOptions
+	if err := cfg.OptionsSection().Decode(&s.Options, &s.creds, &to); err != nil {
 		return Settings{}, err
 	}
 	if cfg.URL != "" {
@@ -155,7 +165,35 @@ func ParseSettings(cfg sdk.Config, driver string) (Settings, error) {
 	if c := s.creds; c.SessionToken != "" && c.AccessKey == "" {
 		return Settings{}, cfg.Invalid("options.session_token", nil, "a session token needs access_key_id and secret_access_key")
 	}
+	if err := s.creds.checkRole(cfg); err != nil {
+		return Settings{}, err
+	}
+	// AWS's own endpoints are https://; a custom one says by its scheme.
+	https := s.Endpoint == "" || strings.HasPrefix(strings.ToLower(s.Endpoint), "https://")
+	tc, err := to.ClientConfig(cfg, &https, "https://")
+	if err != nil {
+		return Settings{}, err
+	}
+	s.tls = tc
 	return s, nil
+}
+
+func (c credentials) checkRole(cfg sdk.Config) error {
+	if c.RoleARN == "" {
+		if c.RoleExternalID != "" {
+			return cfg.Invalid("options.role_external_id", nil, "an external id is used only to assume a role; set role_arn too")
+		}
+		return nil
+	}
+	// arn:PARTITION:iam::ACCOUNT:role/NAME
+	parts := strings.SplitN(c.RoleARN, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" || parts[2] != "iam" || !strings.HasPrefix(parts[5], "role/") {
+		return cfg.Invalid("options.role_arn", nil, "want a role's ARN, such as arn:aws:iam::123456789012:role/orders-publisher, got %q", c.RoleARN)
+	}
+	if n := len(c.RoleSessionName); n < 2 || n > 64 || strings.Trim(c.RoleSessionName, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+=,.@-_") != "" {
+		return cfg.Invalid("options.role_session_name", nil, "want 2 to 64 letters, digits or +=,.@-_ (AWS's rule), got %q", c.RoleSessionName)
+	}
+	return nil
 }
 
 // AWSConfig builds the SDK configuration: static credentials when given,
@@ -177,11 +215,26 @@ func (s Settings) AWSConfig(ctx context.Context) (c aws.Config, closeIdle func()
 	if c.Region == "" {
 		return aws.Config{}, nil, &sdk.ConfigError{Key: "options.region", Reason: "no AWS region: set options.region, or AWS_REGION in the environment"}
 	}
+	if r := s.creds; r.RoleARN != "" {
+		// STS is called as the environment configures it (its endpoint,
+		// AWS_ENDPOINT_URL_STS, its CA), not through the tls_* options,
+		// which are for the SQS or SNS endpoint.
+		c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(c), r.RoleARN,
+			func(o *stscreds.AssumeRoleOptions) {
+				o.RoleSessionName = r.RoleSessionName
+				if r.RoleExternalID != "" {
+					o.ExternalID = aws.String(r.RoleExternalID)
+				}
+			}))
+	}
 	// The loaded client carries what the environment asked for (a CA bundle,
 	// proxies); take its transport and keep a handle on it.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if bc, ok := c.HTTPClient.(*awshttp.BuildableClient); ok {
 		tr = bc.GetTransport()
+	}
+	if s.tls != nil {
+		tr.TLSClientConfig = s.tls.Clone()
 	}
 	tr.MaxIdleConnsPerHost = 64 // concurrent long polls, batch sends and deletes to one endpoint
 	// DetachedBody: without it about one receive in a hundred is retried and
