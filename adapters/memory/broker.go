@@ -2,6 +2,8 @@ package memory
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 )
@@ -23,7 +25,8 @@ type broker struct {
 	mu     sync.Mutex
 	topics map[string]*topic
 	closed bool
-	done   chan struct{} // closed with the broker; unblocks every consumer
+	done   chan struct{} // closed with the broker; unblocks every consumer and waiting publisher
+	limits Options
 }
 
 type topic struct {
@@ -31,8 +34,8 @@ type topic struct {
 	groups map[string]*group
 }
 
-func newBroker() *broker {
-	return &broker{topics: map[string]*topic{}, done: make(chan struct{})}
+func newBroker(o Options) *broker {
+	return &broker{topics: map[string]*topic{}, done: make(chan struct{}), limits: o}
 }
 
 func (b *broker) close() {
@@ -46,23 +49,66 @@ func (b *broker) close() {
 
 // publish appends msgs to every group of the topic. A topic with no group yet
 // keeps nothing, as with a RabbitMQ exchange that has no queue bound: the
-// capability NewGroupsReceiveHistory is false.
-func (b *broker) publish(topicName string, envs []envelope) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return false
+// capability NewGroupsReceiveHistory is false. While a group of the topic
+// holds its limit of waiting messages or bytes, publish waits for its
+// consumers to take some, until ctx ends.
+func (b *broker) publish(ctx context.Context, topicName string, envs []envelope) error {
+	size := 0
+	for _, e := range envs {
+		size += len(e.payload)
 	}
-	t := b.topicLocked(topicName)
-	for i := range envs {
-		t.seq++
-		envs[i].seq = t.seq
+	for {
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return errBrokerClosed
+		}
+		t := b.topicLocked(topicName)
+		var full string
+		var room <-chan struct{}
+		for name, g := range t.groups {
+			if room = g.roomLocked(); room != nil {
+				full = name
+				break
+			}
+		}
+		if room == nil {
+			for i := range envs {
+				t.seq++
+				envs[i].seq = t.seq
+			}
+			for _, g := range t.groups {
+				g.enqueue(envs, size)
+			}
+			b.mu.Unlock()
+			return nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-room:
+		case <-b.done:
+			return errBrokerClosed
+		case <-ctx.Done():
+			return &fullError{group: full, limits: b.limits, err: ctx.Err()}
+		}
 	}
-	for _, g := range t.groups {
-		g.enqueue(envs)
-	}
-	return true
 }
+
+var errBrokerClosed = errors.New("broker closed")
+
+// fullError says a publish gave up waiting for room in a group.
+type fullError struct {
+	group  string
+	limits Options
+	err    error
+}
+
+func (e *fullError) Error() string {
+	return fmt.Sprintf("group %q holds its limit of waiting messages (max_queued %d, max_queued_bytes %d) and its consumers took none before the publish's deadline: "+
+		"they are slower than the publishers, or stopped; raise the limits or add consumers: %v", e.group, e.limits.MaxQueued, e.limits.MaxQueuedBytes, e.err)
+}
+
+func (e *fullError) Unwrap() error { return e.err }
 
 // group returns the named group of a topic, creating it (empty) on first use.
 func (b *broker) group(topicName, groupName string) (*group, bool) {
@@ -74,7 +120,7 @@ func (b *broker) group(topicName, groupName string) (*group, bool) {
 	t := b.topicLocked(topicName)
 	g, ok := t.groups[groupName]
 	if !ok {
-		g = &group{inFlight: map[string]bool{}, changed: make(chan struct{})}
+		g = &group{inFlight: map[string]bool{}, changed: make(chan struct{}), limits: b.limits}
 		t.groups[groupName] = g
 	}
 	return g, true
@@ -84,6 +130,11 @@ func (b *broker) group(topicName, groupName string) (*group, bool) {
 func (b *broker) removeTopic(name string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if t, ok := b.topics[name]; ok {
+		for _, g := range t.groups {
+			g.release()
+		}
+	}
 	delete(b.topics, name)
 }
 
@@ -103,15 +154,55 @@ type group struct {
 	mu       sync.Mutex
 	queue    []envelope      // queue[head:] is waiting, in seq order
 	head     int             // taking from the front moves head instead of copying the queue
+	bytes    int             // payload bytes waiting
 	inFlight map[string]bool // ordering keys being handled
 	changed  chan struct{}   // closed and replaced whenever a message may have become available
+	room     chan struct{}   // not nil while a publisher waits for room; closed when there is some
+	limits   Options
 }
 
-func (g *group) enqueue(envs []envelope) {
+func (g *group) enqueue(envs []envelope, size int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.queue = append(g.queue, envs...)
+	g.bytes += size
 	g.signalLocked()
+}
+
+// roomLocked returns nil when the group is below its limits, and otherwise
+// a channel closed when a consumer takes enough to bring it below them.
+func (g *group) roomLocked() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.fullLocked() {
+		return nil
+	}
+	if g.room == nil {
+		g.room = make(chan struct{})
+	}
+	return g.room
+}
+
+func (g *group) fullLocked() bool {
+	return len(g.queue)-g.head >= g.limits.MaxQueued || g.bytes >= g.limits.MaxQueuedBytes
+}
+
+// tookLocked wakes waiting publishers once the group is below its limits.
+func (g *group) tookLocked() {
+	if g.room != nil && !g.fullLocked() {
+		close(g.room)
+		g.room = nil
+	}
+}
+
+// release wakes the publishers waiting for the group, which is gone.
+func (g *group) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.room != nil {
+		close(g.room)
+		g.room = nil
+	}
 }
 
 func (g *group) signalLocked() {
@@ -162,6 +253,7 @@ func (g *group) settle(e envelope, acked bool) {
 		delete(g.inFlight, e.key)
 	}
 	if !acked {
+		g.bytes += len(e.payload)
 		waiting := g.queue[g.head:]
 		i := g.head + sort.Search(len(waiting), func(i int) bool { return waiting[i].seq > e.seq })
 		if i == g.head && g.head > 0 { // the usual case: back to the front
@@ -201,6 +293,10 @@ func (g *group) takeLocked(max int) []envelope {
 	if len(out) == 0 {
 		return nil
 	}
+	for _, e := range out {
+		g.bytes -= len(e.payload)
+	}
+	defer g.tookLocked()
 	if prefix {
 		clear(g.queue[g.head : g.head+len(out)])
 		g.head += len(out)

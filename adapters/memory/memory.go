@@ -40,6 +40,21 @@ var Capabilities = sdk.Capabilities{
 	RequestReply:   true,
 }
 
+// Options bound a memory broker. Each consumer group holds at most
+// MaxQueued waiting messages and MaxQueuedBytes of waiting payload; while a
+// group of the topic is at either limit, Publish waits for its consumers
+// to take some, until its context ends, and then fails saying which group
+// is full. Messages in flight to handlers are not counted. A zero field
+// takes its default.
+type Options struct {
+	// MaxQueued is the most messages a group holds waiting (default
+	// 100000).
+	MaxQueued int `option:"max_queued" default:"100000" min:"1" help:"most messages a consumer group holds waiting; Publish waits while a group is full"`
+	// MaxQueuedBytes is the most payload bytes a group holds waiting
+	// (default 256 MiB).
+	MaxQueuedBytes int `option:"max_queued_bytes" default:"268435456" min:"1" help:"most payload bytes a consumer group holds waiting; Publish waits while a group is full"`
+}
+
 // Driver opens memory transports.
 type Driver struct{}
 
@@ -49,9 +64,11 @@ var (
 )
 
 // Open returns a transport on a private broker, or on the process-wide
-// broker named by a memory://NAME URL. The memory driver has no options.
+// broker named by a memory://NAME URL, bounded by the Options in cfg (the
+// same for every Open of one named broker).
 func (Driver) Open(_ context.Context, cfg sdk.Config) (driver.Transport, error) {
-	if err := cfg.CheckOptions(); err != nil {
+	var o Options
+	if err := cfg.OptionsSection().Decode(&o); err != nil {
 		return nil, err
 	}
 	name, err := brokerName(cfg)
@@ -59,14 +76,17 @@ func (Driver) Open(_ context.Context, cfg sdk.Config) (driver.Transport, error) 
 		return nil, err
 	}
 	if name == "" {
-		return New(), nil
+		return &Transport{b: newBroker(o), owned: true}, nil
 	}
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	b, ok := shared[name]
 	if !ok {
-		b = newBroker()
+		b = newBroker(o)
 		shared[name] = b
+	} else if b.limits != o {
+		return nil, cfg.Invalid("options", nil, "broker memory://%s is already open in this process with max_queued %d and max_queued_bytes %d; open it with the same limits",
+			name, b.limits.MaxQueued, b.limits.MaxQueuedBytes)
 	}
 	return &Transport{b: b}, nil
 }
@@ -84,7 +104,24 @@ func brokerName(cfg sdk.Config) (string, error) {
 
 // New returns a transport on a new private broker, for tests and programs
 // that build transports in code rather than from config.
-func New() *Transport { return &Transport{b: newBroker(), owned: true} }
+func New() *Transport { return &Transport{b: newBroker(defaultOptions), owned: true} }
+
+var defaultOptions = func() Options {
+	var o Options
+	if err := sdk.FillOptions(DriverName, &o); err != nil {
+		panic(err) // the tags above are wrong
+	}
+	return o
+}()
+
+// NewWithOptions is New with limits other than the defaults; a bad option
+// is a *sdk.ConfigError naming it.
+func NewWithOptions(o Options) (*Transport, error) {
+	if err := sdk.FillOptions(DriverName, &o); err != nil {
+		return nil, err
+	}
+	return &Transport{b: newBroker(o), owned: true}, nil
+}
 
 // Transport is an open memory transport.
 type Transport struct {
@@ -101,7 +138,7 @@ func (t *Transport) SendOptions() driver.SendOptions { return driver.SendOptions
 
 // SendBatch appends msgs to every consumer group of topic. It keeps the
 // messages' metadata maps and copies their payloads.
-func (t *Transport) SendBatch(_ context.Context, topic string, msgs []*driver.Message) error {
+func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	if t.subs.Closed() {
 		return fmt.Errorf("memory: publish to %q: transport %w", topic, sdk.ErrClosed)
 	}
@@ -109,8 +146,11 @@ func (t *Transport) SendBatch(_ context.Context, topic string, msgs []*driver.Me
 	for i, m := range msgs {
 		envs[i] = envelope{id: m.ID, payload: bytes.Clone(m.Payload), metadata: m.Metadata, key: m.OrderingKey}
 	}
-	if !t.b.publish(topic, envs) {
-		return fmt.Errorf("memory: publish to %q: broker %w", topic, sdk.ErrClosed)
+	if err := t.b.publish(ctx, topic, envs); err != nil {
+		if errors.Is(err, errBrokerClosed) {
+			return fmt.Errorf("memory: publish to %q: broker %w", topic, sdk.ErrClosed)
+		}
+		return fmt.Errorf("memory: publish to %q: %w", topic, err)
 	}
 	return nil
 }
