@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"testing"
 
 	"github.com/google/uuid"
@@ -19,7 +20,7 @@ import (
 func BenchmarkMemoryPublish(b *testing.B) {
 	var r rates
 	r.run(b, "raw", func(b *testing.B) {
-		tr := memory.New()
+		tr := unboundedMemory(b)
 		defer tr.Close()
 		memoryGroup(b, tr, "t", "g")
 		ctx := context.Background()
@@ -31,7 +32,7 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		}
 	})
 	r.run(b, "sdk", func(b *testing.B) {
-		tr := memory.New()
+		tr := unboundedMemory(b)
 		c := sdk.NewClient(tr, sdk.WithLogger(quiet))
 		defer c.Close(context.Background())
 		memoryGroup(b, tr, "t", "g")
@@ -45,6 +46,16 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		}
 	})
 	r.report(b, "memory publish")
+}
+
+// unboundedMemory is a memory broker whose groups hold every message b.N
+// publishes, which nothing consumes here.
+func unboundedMemory(b *testing.B) *memory.Transport {
+	tr, err := memory.NewWithOptions(memory.Options{MaxQueued: math.MaxInt, MaxQueuedBytes: math.MaxInt})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tr
 }
 
 // memoryGroup creates group on topic of the memory broker: a subscription
