@@ -90,6 +90,7 @@ func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, er
 
 func newTransport(ctx context.Context, s settings, client *goredis.Client, owned bool) *Transport {
 	t := &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName)}
+	t.trim = newTrimmer(t)
 	t.persistent = serverPersists(ctx, client)
 	return t
 }
@@ -151,6 +152,7 @@ type Transport struct {
 	persistent bool
 
 	subs driver.Subscriptions[*subscription]
+	trim *trimmer
 }
 
 // Capabilities declares what Redis Streams guarantee under this
@@ -267,6 +269,7 @@ func (t *Transport) subscribe(ctx context.Context, topic, group string, ephemera
 	if err := t.subs.Add(s); err != nil {
 		return nil, fmt.Errorf("redis: transport %w", err)
 	}
+	t.trim.add(topic)
 	return s, nil
 }
 
@@ -287,7 +290,11 @@ func (t *Transport) As(target any) bool {
 // Close closes every subscription (handing back what they held) and the
 // connection pool.
 func (t *Transport) Close() error {
-	if first, _ := t.subs.Close(); !first || !t.ownsClient {
+	first, _ := t.subs.Close()
+	if first {
+		t.trim.close()
+	}
+	if !first || !t.ownsClient {
 		return nil
 	}
 	if err := t.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {

@@ -31,6 +31,13 @@ type Options struct {
 	// Retention trims entries older than this on publish (0: no trimming).
 	// Set MaxLen or Retention, not both.
 	Retention time.Duration `option:"retention" min:"0s"`
+	// NoTrimAcked keeps entries every group has acknowledged
+	// (trim_acked: false); by default a consuming transport removes them
+	// every TrimInterval.
+	NoTrimAcked bool `option:"!trim_acked"`
+	// TrimInterval is how often acknowledged entries are trimmed (default
+	// 10s).
+	TrimInterval time.Duration `option:"trim_interval" default:"10s" min:"10ms"`
 	// NewGroupStart is where a group that does not exist yet starts: oldest
 	// (the whole stream) or latest (what is published from now on). Empty
 	// takes the config's new_group_start, oldest by default.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -59,6 +60,8 @@ type subscription struct {
 	// consumer re-reads its own pending entries and delivers those not
 	// held: an XREADGROUP whose reply was lost with the connection.
 	held sync.Map
+
+	closed atomic.Bool
 }
 
 func (t *Transport) newSubscription(topic, group string, ephemeral bool) *subscription {
@@ -241,8 +244,12 @@ func (s *subscription) Options() driver.Options {
 // at once instead of after claim_idle. A consumer that holds nothing
 // removes itself from the group; a reply stream is deleted.
 func (s *subscription) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
 	_ = s.reader.Close()
 	defer s.t.subs.Remove(s)
+	s.t.trim.remove(s.topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if s.ephemeral {
