@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -36,8 +37,42 @@ type publisher struct {
 
 // pubChannel is one pooled channel, reopened after it breaks.
 type pubChannel struct {
-	mu sync.Mutex
-	ch *amqp.Channel
+	mu     sync.Mutex
+	ch     *amqp.Channel
+	closed *closeReason // ch's
+}
+
+// closeReason is why a channel closed, once it has: the broker's channel
+// exception (a refused publish: 403 on an exchange the user may not write
+// to), or nil for a close from this side or with the connection.
+type closeReason struct {
+	done chan struct{}
+	err  *amqp.Error // set before done is closed
+}
+
+func watchClose(ch *amqp.Channel) *closeReason {
+	r := &closeReason{done: make(chan struct{})}
+	notify := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		r.err = <-notify // the reason, or nil when notify is closed without one
+		close(r.done)
+	}()
+	return r
+}
+
+// lost returns why ch closed when the broker closed it for a reason that
+// retrying does not fix, and fallback otherwise. The reason arrives just
+// after the channel reports itself closed, so it waits for it briefly.
+func (r *closeReason) lost(fallback error) error {
+	select {
+	case <-r.done:
+	case <-time.After(time.Second):
+		return fallback
+	}
+	if r.err != nil && !retryable(r.err) {
+		return r.err
+	}
+	return fallback
 }
 
 func newPublisher(s settings, conn *connection) *publisher {
@@ -50,24 +85,24 @@ func newPublisher(s settings, conn *connection) *publisher {
 
 // get returns the pooled channel, opening it on the current connection
 // when it is missing or closed.
-func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, error) {
+func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, *closeReason, error) {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.ch != nil && !pc.ch.IsClosed() {
-		return pc.ch, nil
+		return pc.ch, pc.closed, nil
 	}
 	ch, err := p.conn.channel(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !p.s.NoConfirms {
 		if err := ch.Confirm(false); err != nil {
 			_ = ch.Close()
-			return nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
+			return nil, nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
 		}
 	}
-	pc.ch = ch
-	return ch, nil
+	pc.ch, pc.closed = ch, watchClose(ch)
+	return ch, pc.closed, nil
 }
 
 // send publishes msgs to topic and, with publisher confirms on (the
@@ -86,7 +121,11 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("rabbitmq: publish to %q on %s: %w", topic, p.s.where(), err)
+	if isAccessRefused(err) {
+		err = fmt.Errorf("rabbitmq: publish to %q on %s: %s: %w", topic, p.s.where(), accessRefusedAdvice, err)
+	} else {
+		err = fmt.Errorf("rabbitmq: publish to %q on %s: %w", topic, p.s.where(), err)
+	}
 	if sent == 0 {
 		return err
 	}
@@ -164,7 +203,13 @@ func retryable(err error) bool {
 		errors.As(err, &ne):
 		return true
 	case errors.As(err, &ae):
-		return ae.Recover || ae.Code == amqp.NotFound // NotFound: the exchange was deleted; declared again below
+		switch ae.Code {
+		case amqp.NotFound: // the exchange was deleted; declared again below
+			return true
+		case amqp.AccessRefused, amqp.PreconditionFailed, amqp.ContentTooLarge, amqp.NotAllowed, amqp.NotImplemented:
+			return false // the same publish would be refused again
+		}
+		return ae.Recover
 	}
 	return false
 }
@@ -177,11 +222,11 @@ func (p *publisher) publishOnce(ctx context.Context, n names, msgs []*driver.Mes
 		return 0, err
 	}
 	pc := p.pool[p.next.Add(1)%uint32(len(p.pool))]
-	ch, err := p.get(ctx, pc)
+	ch, closed, err := p.get(ctx, pc)
 	if err != nil {
 		return 0, err
 	}
-	sent, err := p.publishOn(ctx, ch, n, msgs)
+	sent, err := p.publishOn(ctx, ch, closed, n, msgs)
 	if err != nil && retryable(err) {
 		p.discard(pc, ch)
 		var ae *amqp.Error
@@ -232,7 +277,7 @@ func (p *publisher) ensureExchange(ctx context.Context, n names) error {
 	return nil
 }
 
-func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, msgs []*driver.Message) (int, error) {
+func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, closed *closeReason, n names, msgs []*driver.Message) (int, error) {
 	window := make([]*amqp.DeferredConfirmation, 0, min(len(msgs), p.s.ConfirmWindow))
 	confirmed := 0
 	wait := func(dc *amqp.DeferredConfirmation) error {
@@ -246,7 +291,7 @@ func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, ms
 		}
 		if !ok {
 			if ch.IsClosed() {
-				return errChannelLost
+				return closed.lost(errChannelLost)
 			}
 			return errors.New("the broker refused the message (basic.nack); it was not stored")
 		}
@@ -262,6 +307,9 @@ func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, n names, ms
 		}
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, n.exchange, n.routingKey, false, false, toPublishing(m, !p.s.Transient))
 		if err != nil {
+			if errors.Is(err, amqp.ErrClosed) {
+				err = closed.lost(err)
+			}
 			return confirmed, err
 		}
 		window = append(window, dc)

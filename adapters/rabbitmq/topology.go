@@ -97,5 +97,19 @@ func explainDeclareError(what string, err error) error {
 		return fmt.Errorf("rabbitmq: %s: it already exists with other settings (queue_type, dead_letter, delivery_limit or exchange kind); "+
 			"delete it or configure the same settings: %w", what, err)
 	}
+	if isAccessRefused(err) {
+		return fmt.Errorf("rabbitmq: %s: %s: %w", what, accessRefusedAdvice, err)
+	}
 	return fmt.Errorf("rabbitmq: %s: %w", what, err)
+}
+
+// accessRefusedAdvice explains a 403 on a channel: the broker is up and
+// the user authenticated, but its permissions in the vhost do not cover
+// the exchange or queue.
+const accessRefusedAdvice = "the broker refused it: the user has no permission for this exchange or queue in the vhost " +
+	"(its configure, write and read patterns; see docs/security.md)"
+
+func isAccessRefused(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.AccessRefused
 }

@@ -140,7 +140,31 @@ func explain(err error, tc *tls.Config) error {
 // persistent: the capability is declared only when it can be seen to hold.
 func serverPersists(ctx context.Context, c *goredis.Client) bool {
 	v, err := c.ConfigGet(ctx, "appendonly").Result()
-	return err == nil && v["appendonly"] == "yes"
+	if err == nil {
+		return v["appendonly"] == "yes"
+	}
+	// A user whose ACL does not allow CONFIG (as it should not) may still
+	// read INFO persistence.
+	info, err := c.Info(ctx, "persistence").Result()
+	return err == nil && strings.Contains(info, "aof_enabled:1")
+}
+
+// refusedError is a command the server refused by its ACL.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string {
+	return e.err.Error() + " (the server refused it: the user's ACL does not allow this command on this key; see docs/security.md for the rules each role needs)"
+}
+
+func (e *refusedError) Unwrap() error { return e.err }
+
+// explainRefusal marks an ACL refusal (NOPERM) as such, and returns any
+// other error as it is.
+func explainRefusal(err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+		return &refusedError{err}
+	}
+	return err
 }
 
 // Transport is an open Redis Streams transport.
@@ -197,7 +221,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("redis: publish to %q on %s: %w", topic, t.s.where(), err)
+	err = fmt.Errorf("redis: publish to %q on %s: %w", topic, t.s.where(), explainRefusal(err))
 	if added == 0 {
 		return err
 	}

@@ -26,7 +26,7 @@ func (t *Transport) createGroup(ctx context.Context, topic, group string) error 
 	}
 	err := t.client.XGroupCreateMkStream(ctx, topic, group, start).Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("redis: create consumer group %q on stream %q at %s: %w", group, topic, t.s.where(), err)
+		return fmt.Errorf("redis: create consumer group %q on stream %q at %s: %w", group, topic, t.s.where(), explainRefusal(err))
 	}
 	return nil
 }
