@@ -14,6 +14,7 @@ package nats
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,6 +74,9 @@ func connect(ctx context.Context, s settings) (*nats.Conn, error) {
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Until(d), time.Millisecond)))
 	}
+	if s.tls != nil {
+		opts = append(opts, nats.Secure(s.tls.Clone()))
+	}
 	type result struct {
 		nc  *nats.Conn
 		err error
@@ -85,7 +89,7 @@ func connect(ctx context.Context, s settings) (*nats.Conn, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return nil, fmt.Errorf("nats: connect to %s: %s", s.where(), explain(r.err))
+			return nil, fmt.Errorf("nats: connect to %s: %s", s.where(), explain(r.err, s.tls))
 		}
 		return r.nc, nil
 	case <-ctx.Done():
@@ -98,7 +102,26 @@ func connect(ctx context.Context, s settings) (*nats.Conn, error) {
 	}
 }
 
-func explain(err error) string {
+// explain adds to a connection error what to change: the credentials, the
+// address, or the TLS settings tc (nil for a nats:// URL).
+func explain(err error, tc *tls.Config) string {
+	msg := err.Error()
+	switch {
+	case tc == nil && (errors.Is(err, nats.ErrSecureConnRequired) || strings.Contains(msg, "tls")):
+		// nats.go starts TLS by itself when the server requires it, with
+		// the system roots and no client certificate.
+		return msg + " (the server requires TLS: write tls:// in url, with the tls_* options it needs)"
+	case tc != nil && strings.Contains(msg, "after TLS handshake"):
+		// TLS 1.3: the server checks the client certificate after the
+		// client's side of the handshake is done, and hangs up.
+		if len(tc.Certificates) == 0 {
+			return msg + " (the server closed the TLS connection after the handshake: it may require a client certificate: set tls_cert_file and tls_key_file, or tls_cert_pem and tls_key_pem)"
+		}
+		return msg + " (the server closed the TLS connection after the handshake: it may have refused the client certificate (tls_cert_file or tls_cert_pem))"
+	}
+	if e := sdk.ExplainTLS(err, tc); e != err {
+		return e.Error()
+	}
 	switch {
 	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired):
 		return err.Error() + " (the server refused the credentials; check the user and password or token in the URL)"

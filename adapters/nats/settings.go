@@ -2,6 +2,7 @@ package nats
 
 import (
 	"cmp"
+	"crypto/tls"
 	"strings"
 	"time"
 
@@ -47,8 +48,9 @@ type Options struct {
 // settings is the validated configuration of a transport.
 type settings struct {
 	Options
-	url         string   // as given, credentials included; never printed
-	hosts       []string // host:port of each server, for messages
+	url         string      // as given, credentials included; never printed
+	hosts       []string    // host:port of each server, for messages
+	tls         *tls.Config // the tls_* options, for tls:// URLs; nil: nats.go's defaults
 	storage     jetstream.StorageType
 	startOldest bool
 }
@@ -63,7 +65,8 @@ func newSettings(cfg sdk.Config, o Options) settings {
 
 func parseSettings(cfg sdk.Config) (settings, error) {
 	var o Options
-	if err := cfg.OptionsSection().Decode(&o); err != nil {
+	var to sdk.TLSOptions
+	if err := cfg.OptionsSection().Decode(&o, &to); err != nil {
 		return settings{}, err
 	}
 	if cfg.URL == "" {
@@ -73,6 +76,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	s.url = cfg.URL
 	// nats.go takes a comma-separated list of servers and connects to any
 	// that answers.
+	anyTLS := false
 	for _, one := range strings.Split(cfg.URL, ",") {
 		u, err := sdk.ParseURL(strings.TrimSpace(one))
 		if err != nil {
@@ -83,7 +87,17 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 				sdk.RedactURL(cfg.URL))
 		}
 		s.hosts = append(s.hosts, u.Host)
+		tlsScheme := u.Scheme == "tls"
+		if len(s.hosts) > 1 && tlsScheme != anyTLS {
+			return settings{}, cfg.Invalid("url", nil, "mixes tls:// and nats:// servers; use tls:// for all of them or for none, got %q", sdk.RedactURL(cfg.URL))
+		}
+		anyTLS = tlsScheme
 	}
+	tc, err := to.ClientConfig(cfg, &anyTLS, "tls://")
+	if err != nil {
+		return settings{}, err
+	}
+	s.tls = tc
 	return s, nil
 }
 

@@ -1,11 +1,16 @@
 package testenv
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,20 +39,9 @@ func StartRedisTLS(t testing.TB, f TLSFiles) string {
 	}
 	port := FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	out := &output{}
-	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port),
+	exited, out := startProcess(t, "redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port),
 		"--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey, "--tls-ca-cert-file", f.CA,
 		"--tls-auth-clients", "yes", "--save", "", "--appendonly", "no", "--dir", f.Dir)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server with TLS: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
 	client := f.ServerConfig(t, false)
 	client.Certificates = nil
 	pair, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
@@ -62,7 +56,7 @@ func StartRedisTLS(t testing.TB, f TLSFiles) string {
 
 // waitForTLS waits up to 20 s until a TLS handshake with addr succeeds, and
 // fails the test with the server's output if the server exits first.
-func waitForTLS(t testing.TB, what, addr string, c *tls.Config, exited <-chan error, out *output) {
+func waitForTLS(t testing.TB, what, addr string, c *tls.Config, exited <-chan struct{}, out *output) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -73,8 +67,8 @@ func waitForTLS(t testing.TB, what, addr string, c *tls.Config, exited <-chan er
 			return
 		}
 		select {
-		case werr := <-exited:
-			t.Fatalf("%s exited before it listened on %s (%v):\n%s", what, addr, werr, out.String())
+		case <-exited:
+			t.Fatalf("%s exited before it listened on %s:\n%s", what, addr, out.String())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -101,4 +95,69 @@ func (o *output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
+}
+
+// StartNATSTLS starts a private nats-server with JetStream on loopback
+// that requires TLS, with f's server certificate, and a client certificate
+// signed by f's CA. It returns host:port and stops the server when the
+// test ends.
+func StartNATSTLS(t testing.TB, f TLSFiles) string {
+	t.Helper()
+	if _, err := exec.LookPath("nats-server"); err != nil {
+		t.Fatalf("nats-server is not installed (apt-get install nats-server): %v", err)
+	}
+	port := FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	conf := filepath.Join(f.Dir, "nats-tls.conf")
+	text := fmt.Sprintf("listen: %q\njetstream { store_dir: %q }\ntls { cert_file: %q, key_file: %q, ca_file: %q, verify: true, timeout: 5 }\n",
+		addr, filepath.Join(f.Dir, "jetstream"), f.ServerCert, f.ServerKey, f.CA)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exited, out := startProcess(t, "nats-server", "-c", conf)
+	// A NATS server greets in plain text (INFO) before the TLS handshake.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			line, rerr := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if rerr == nil && strings.HasPrefix(line, "INFO") {
+				return addr
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("nats-server exited before it listened on %s:\n%s", addr, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server did not greet on %s within 20s (last: %v):\n%s", addr, err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond) // polling a port: there is no signal to wait for
+	}
+}
+
+// startProcess starts a server process that is killed when the test ends;
+// exited receives its end, and out collects its output.
+func startProcess(t testing.TB, name string, args ...string) (exited <-chan struct{}, out *output) {
+	t.Helper()
+	out = &output{}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		fmt.Fprintf(out, "\n[%s exited: %v]\n", name, err)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	return done, out
 }
