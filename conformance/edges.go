@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +125,7 @@ func testNackedKeyComesBackFirst(e *env) {
 // testLimits: with no payload limit declared an 8 MiB payload round-trips,
 // and with one declared a payload over it is refused with
 // sdk.ErrPayloadTooLarge before anything is sent; likewise 100 metadata
-// entries and MaxMetadataEntries.
+// entries and MaxMetadataEntries, and metadata bytes and MaxMetadataBytes.
 func testLimits(e *env) {
 	c := e.client()
 	got := make(chan *sdk.Message, 4)
@@ -158,6 +159,7 @@ func testLimits(e *env) {
 		if !errors.Is(err, sdk.ErrTooManyMetadataEntries) {
 			e.t.Fatalf("guarantee broken: more metadata entries than the declared MaxMetadataEntries (%d) must be refused with sdk.ErrTooManyMetadataEntries, got %v", max, err)
 		}
+		testMetadataBytes(e, c, got)
 		return
 	}
 	if err != nil {
@@ -168,6 +170,32 @@ func testLimits(e *env) {
 		if m.Metadata[k] != v {
 			e.t.Fatalf("guarantee broken: 100 metadata entries must round-trip: %q is %q, want %q", k, m.Metadata[k], v)
 		}
+	}
+	testMetadataBytes(e, c, got)
+}
+
+// testMetadataBytes: with MaxMetadataBytes declared, metadata over it is
+// refused with sdk.ErrMetadataTooLarge before anything is sent, and a value
+// of half of it (the standard attributes take the rest) is carried; with
+// none declared, an 8 KiB value is carried.
+func testMetadataBytes(e *env, c *sdk.Client, got <-chan *sdk.Message) {
+	max := e.caps.MaxMetadataBytes
+	if max > 0 {
+		over := &sdk.Message{Payload: []byte("x"), Metadata: map[string]string{"big": strings.Repeat("v", max)}}
+		if err := c.Publish(e.ctx, e.topic, over); !errors.Is(err, sdk.ErrMetadataTooLarge) {
+			e.t.Fatalf("guarantee broken: metadata over the declared MaxMetadataBytes (%d) must be refused with sdk.ErrMetadataTooLarge, got %v", max, err)
+		}
+	}
+	size := 8 << 10
+	if max > 0 {
+		size = max / 2
+	}
+	fits := &sdk.Message{Payload: []byte("metadata bytes"), Metadata: map[string]string{"big": strings.Repeat("v", size)}}
+	if err := c.Publish(e.ctx, e.topic, fits); err != nil {
+		e.t.Fatalf("guarantee broken: a %d-byte metadata value (declared MaxMetadataBytes %d) must be carried, got %v", size, max, err)
+	}
+	if m := e.awaitClient(got, fmt.Sprintf("a message with a %d-byte metadata value", size)); m.Metadata["big"] != fits.Metadata["big"] {
+		e.t.Fatalf("guarantee broken: a %d-byte metadata value must round-trip, got %d bytes", size, len(m.Metadata["big"]))
 	}
 }
 

@@ -37,6 +37,9 @@ import (
 // DriverName is the name the driver registers under.
 const DriverName = "kafka"
 
+// maxMetadataBytes bounds the header keys and values of one record.
+const maxMetadataBytes = 32 << 10
+
 func init() { sdk.Register(DriverName, Driver{}) }
 
 // Driver opens Kafka transports.
@@ -169,6 +172,10 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Persistent:              true, // the log is on the brokers' disks (acks=all)
 		RequestReply:            true, // a reply topic per client, deleted on close
 		MaxPayloadBytes:         t.s.MaxPayloadBytes,
+		// Headers travel in the record beside the payload: the producer's
+		// batch limit leaves 64 KiB over max_payload_bytes, and the
+		// broker's message.max.bytes (1 MiB) keeps room for this much.
+		MaxMetadataBytes: maxMetadataBytes,
 	}
 }
 

@@ -191,6 +191,9 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Persistent:              t.persistent,
 		RequestReply:            true, // reply streams are deleted when their subscription closes
 		MaxPayloadBytes:         t.s.MaxPayloadBytes,
+		// Redis takes fields of any size; the bound keeps one message's
+		// metadata from costing every consumer's memory.
+		MaxMetadataBytes: 64 << 10,
 	}
 }
 

@@ -128,6 +128,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Persistent:              true,
 		RequestReply:            true, // a reply topic and queue per client, deleted on close
 		MaxPayloadBytes:         awsq.MaxPayloadBytes,
+		MaxMetadataBytes:        awsq.MaxMetadataBytes,
 	}
 }
 

@@ -181,6 +181,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Persistent:              true,
 		RequestReply:            true, // a reply queue per client, deleted on close
 		MaxPayloadBytes:         awsq.MaxPayloadBytes,
+		MaxMetadataBytes:        awsq.MaxMetadataBytes,
 	}
 }
 

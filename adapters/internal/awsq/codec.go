@@ -31,6 +31,11 @@ const (
 	// payload is sent base64-encoded (4/3 the size), and room is left for
 	// metadata.
 	MaxPayloadBytes = 190 << 10
+	// MaxMetadataBytes bounds the metadata keys and values of a message.
+	// A message at both limits can still exceed MaxMessageBytes (SQS counts
+	// body and attributes together); Encode then refuses it before
+	// sending.
+	MaxMetadataBytes = 8 << 10
 )
 
 // Encoded is a message as SQS or SNS carries it.
