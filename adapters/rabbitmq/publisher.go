@@ -69,10 +69,20 @@ func (r *closeReason) lost(fallback error) error {
 	case <-time.After(time.Second):
 		return fallback
 	}
-	if r.err != nil && !retryable(r.err) {
+	if r.err != nil && refused(r.err.Code) {
 		return r.err
 	}
-	return fallback
+	return fallback // the connection went (a broker shutdown, 320): sent again after the reconnect
+}
+
+// refused reports whether a channel exception means the broker refuses
+// the publish itself, which sending it again would not change.
+func refused(code int) bool {
+	switch code {
+	case amqp.AccessRefused, amqp.PreconditionFailed, amqp.ContentTooLarge, amqp.NotAllowed, amqp.NotImplemented:
+		return true
+	}
+	return false
 }
 
 func newPublisher(s settings, conn *connection) *publisher {
@@ -203,13 +213,10 @@ func retryable(err error) bool {
 		errors.As(err, &ne):
 		return true
 	case errors.As(err, &ae):
-		switch ae.Code {
-		case amqp.NotFound: // the exchange was deleted; declared again below
-			return true
-		case amqp.AccessRefused, amqp.PreconditionFailed, amqp.ContentTooLarge, amqp.NotAllowed, amqp.NotImplemented:
+		if refused(ae.Code) {
 			return false // the same publish would be refused again
 		}
-		return ae.Recover
+		return ae.Recover || ae.Code == amqp.NotFound // NotFound: the exchange was deleted; declared again below
 	}
 	return false
 }
