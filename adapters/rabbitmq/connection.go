@@ -30,6 +30,7 @@ type connection struct {
 	mu    sync.Mutex
 	conn  *amqp.Connection
 	ready chan struct{} // closed while conn is usable
+	node  int           // index in s.nodes of the node conn goes to; a redial tries the next first
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -62,6 +63,53 @@ func borrow(s settings, conn *amqp.Connection, logger *slog.Logger) *connection 
 }
 
 func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(dialTimeout)
+	}
+	n := len(c.s.nodes)
+	start := 0
+	c.mu.Lock()
+	if c.conn != nil { // a redial: the node that was in use is the one that went away
+		start = c.node + 1
+	}
+	c.mu.Unlock()
+	var errs []string
+	for i := range n {
+		node := (start + i) % n
+		// Each node gets an equal share of what is left, so one that
+		// accepts and never answers leaves time for the others.
+		share := time.Until(deadline) / time.Duration(n-i)
+		nctx, cancel := context.WithDeadline(ctx, time.Now().Add(share))
+		conn, err := c.dialNode(nctx, c.s.nodes[node])
+		cancel()
+		if err == nil {
+			c.mu.Lock()
+			c.node = node
+			c.mu.Unlock()
+			return conn, nil
+		}
+		if n == 1 {
+			return nil, err
+		}
+		errs = append(errs, err.Error())
+		var de *dialError
+		if errors.As(err, &de) && isRefusal(de.cause) {
+			return nil, err // credentials or vhost: every node says the same
+		}
+	}
+	return nil, &dialError{msg: fmt.Sprintf("rabbitmq: no node of %s answered: %s", c.s.where(), strings.Join(errs, "; ")), cause: errors.New("no node answered")}
+}
+
+// isRefusal reports whether err is the broker refusing the login (403) or
+// the vhost (530), which another node of the cluster would refuse too.
+func isRefusal(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && (ae.Code == amqp.AccessRefused || ae.Code == amqp.NotAllowed)
+}
+
+// dialNode connects to one node.
+func (c *connection) dialNode(ctx context.Context, node string) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("msgkit-" + c.role)
 	deadline, ok := ctx.Deadline()
@@ -70,12 +118,9 @@ func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 	}
 	var secured *recordingConn
 	conn, err := amqp.DialConfig(c.s.dialURL, amqp.Config{Properties: props, Heartbeat: 10 * time.Second,
-		Dial: func(network, addr string) (net.Conn, error) {
-			if c.s.tls != nil {
-				addr = c.s.tlsAddr
-			}
+		Dial: func(network, _ string) (net.Conn, error) {
 			var d net.Dialer
-			nc, err := d.DialContext(ctx, network, addr)
+			nc, err := d.DialContext(ctx, network, node)
 			if err != nil {
 				return nil, err
 			}
@@ -92,7 +137,12 @@ func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 			// certificate after the client's handshake ends: the alert comes
 			// with the first read, which amqp091 reports only as a closed
 			// connection. recordingConn keeps it.
-			tc := tls.Client(nc, c.s.tls)
+			cfg := c.s.tls
+			if c.s.nodeServerName {
+				cfg = cfg.Clone()
+				cfg.ServerName, _, _ = net.SplitHostPort(node)
+			}
+			tc := tls.Client(nc, cfg)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				_ = nc.Close()
 				return nil, err
@@ -109,8 +159,12 @@ func (c *connection) dialOnce(ctx context.Context) (*amqp.Connection, error) {
 		err = fmt.Errorf("no AMQP handshake from the broker by the deadline (is something else listening there?): %w", err)
 	}
 	if err != nil {
+		where := c.s.where()
+		if len(c.s.nodes) > 1 {
+			where = "node " + node
+		}
 		return nil, &dialError{
-			msg:   fmt.Sprintf("rabbitmq: connect to %s: %s", c.s.where(), explainDialError(redact(sdk.ExplainTLS(err, c.s.tls).Error(), c.s.url), c.s.tls != nil, c.s.tls != nil && len(c.s.tls.Certificates) > 0)),
+			msg:   fmt.Sprintf("rabbitmq: connect to %s: %s", where, explainDialError(redact(sdk.ExplainTLS(err, c.s.tls).Error(), c.s.url), c.s.tls != nil, c.s.tls != nil && len(c.s.tls.Certificates) > 0)),
 			cause: err,
 		}
 	}
@@ -235,7 +289,10 @@ func (c *connection) watch(closed <-chan *amqp.Error) {
 		}
 		conn, err := c.dialOnce(context.Background())
 		if err == nil {
-			c.logger.Info("rabbitmq: reconnected", "role", c.role, "broker", c.s.where())
+			c.mu.Lock()
+			node := c.s.nodes[c.node]
+			c.mu.Unlock()
+			c.logger.Info("rabbitmq: reconnected", "role", c.role, "broker", c.s.where(), "node", node)
 			c.install(conn)
 			return
 		}

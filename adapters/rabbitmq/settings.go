@@ -1,11 +1,11 @@
 package rabbitmq
 
 import (
-	"cmp"
 	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,14 +67,19 @@ func (o Options) check(cfg sdk.Config) error {
 type settings struct {
 	Options
 	url   string // with credentials; never printed
-	host  string // host:port, for messages
+	host  string // the nodes' host:port, comma-separated, for messages
 	vhost string
 	user  string
 	tls   *tls.Config // nil for amqp://
-	// dialURL is url for amqp091, which with TLS gets amqp:// and a
-	// connection this driver already secured (see dialOnce), and tlsAddr
-	// is where that connection goes.
-	dialURL, tlsAddr string
+	// dialURL is url for amqp091 with the first node only, and with TLS
+	// amqp:// and a connection this driver already secured (see
+	// dialOnce); nodes are the host:port of each node of the cluster, in
+	// the URL's order, where the connections go.
+	dialURL string
+	nodes   []string
+	// nodeServerName: TLS verifies each node by its own host name (the
+	// URL's; tls_server_name was not set).
+	nodeServerName bool
 }
 
 func parseSettings(cfg sdk.Config) (settings, error) {
@@ -92,14 +97,36 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		return settings{}, cfg.Invalid("url", nil,
 			"the rabbitmq driver needs the broker's URL, such as amqp://guest:guest@127.0.0.1:5672/ (set url: or MESSAGING_URL)")
 	}
-	u, err := sdk.ParseURL(cfg.URL)
+	first, hosts := splitHosts(cfg.URL)
+	u, err := sdk.ParseURL(first)
 	if err != nil {
 		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
 	}
 	if (u.Scheme != "amqp" && u.Scheme != "amqps") || u.Host == "" {
-		return settings{}, cfg.Invalid("url", nil, "want amqp://user:password@host:port/vhost or amqps://..., got %q", sdk.RedactURL(cfg.URL))
+		return settings{}, cfg.Invalid("url", nil, "want amqp://user:password@host:port[,host:port...]/vhost or amqps://..., got %q", sdk.RedactURL(cfg.URL))
 	}
-	s := settings{Options: o, url: cfg.URL, host: u.Host, vhost: "/", user: u.User.Username()}
+	port := "5672"
+	if u.Scheme == "amqps" {
+		port = "5671"
+	}
+	var nodes []string
+	for i, h := range hosts {
+		if i == 0 {
+			h = u.Host // as parsed: a bracketed IPv6 address stays one
+		}
+		host, p, err := net.SplitHostPort(h)
+		if err != nil { // no port
+			host, p = strings.Trim(h, "[]"), port
+		}
+		if host == "" {
+			return settings{}, cfg.Invalid("url", nil, "node %d of the URL has no host; want host:port[,host:port...], got %q", i+1, sdk.RedactURL(cfg.URL))
+		}
+		if _, err := strconv.ParseUint(p, 10, 16); err != nil {
+			return settings{}, cfg.Invalid("url", nil, "node %d of the URL has port %q, not a number; got %q", i+1, p, sdk.RedactURL(cfg.URL))
+		}
+		nodes = append(nodes, net.JoinHostPort(host, p))
+	}
+	s := settings{Options: o, url: cfg.URL, host: strings.Join(nodes, ","), nodes: nodes, vhost: "/", user: u.User.Username()}
 	if p := u.Path; len(p) > 1 {
 		s.vhost = p[1:]
 	}
@@ -109,13 +136,33 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if s.tls, err = tlsConfig(cfg, u, to); err != nil {
 		return settings{}, err
 	}
-	s.dialURL = cfg.URL
+	s.dialURL = first
 	if s.tls != nil {
-		_, rest, _ := strings.Cut(cfg.URL, "://")
+		_, rest, _ := strings.Cut(first, "://")
 		s.dialURL = "amqp://" + rest
-		s.tlsAddr = net.JoinHostPort(u.Hostname(), cmp.Or(u.Port(), "5671"))
+		s.nodeServerName = s.tls.ServerName == ""
 	}
 	return s, nil
+}
+
+// splitHosts returns rawURL with only its first host, and every host of
+// its comma-separated list (amqp://user:pw@h1:5672,h2:5672/vhost), which
+// net/url cannot parse. The user information ends at the last '@' before
+// the path.
+func splitHosts(rawURL string) (first string, hosts []string) {
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return rawURL, nil
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority := rest[:end]
+	at := strings.LastIndex(authority, "@")
+	list := authority[at+1:]
+	hosts = strings.Split(list, ",")
+	return scheme + "://" + authority[:at+1] + hosts[0] + rest[end:], hosts
 }
 
 // tlsConfig builds the connection's TLS configuration from the tls_*
@@ -147,9 +194,6 @@ func tlsConfig(cfg sdk.Config, u *url.URL, to sdk.TLSOptions) (*tls.Config, erro
 	tc, err := to.ClientConfig(cfg, &amqps, "amqps://")
 	if err != nil || tc == nil {
 		return nil, err
-	}
-	if tc.ServerName == "" {
-		tc.ServerName = u.Hostname() // set here: amqp091 would set it on the shared config at every dial
 	}
 	return tc, nil
 }

@@ -177,3 +177,33 @@ func chownRabbitMQ(t testing.TB, dir string) {
 		t.Fatalf("give %s to the rabbitmq user: %v", dir, err)
 	}
 }
+
+// StartRabbitMQCluster starts n private nodes and clusters them (the
+// second and later join the first), for tests of node loss. Each node is
+// stopped when the test ends.
+func StartRabbitMQCluster(t testing.TB, n int) []*RabbitMQNode {
+	t.Helper()
+	nodes := make([]*RabbitMQNode, n)
+	for i := range nodes {
+		nodes[i] = StartRabbitMQ(t, RabbitMQSpec{})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	for _, node := range nodes[1:] {
+		for _, args := range [][]string{{"stop_app"}, {"join_cluster", nodes[0].Name}, {"start_app"}} {
+			if out, err := node.Ctl(ctx, args...); err != nil {
+				t.Fatalf("rabbitmqctl -n %s %s: %v\n%s\nlog:\n%s", node.Name, strings.Join(args, " "), err, out, node.log())
+			}
+		}
+	}
+	out, err := nodes[0].Ctl(ctx, "cluster_status")
+	if err != nil {
+		t.Fatalf("rabbitmqctl cluster_status: %v\n%s", err, out)
+	}
+	for _, node := range nodes {
+		if !strings.Contains(out, node.Name) {
+			t.Fatalf("node %s is not in the cluster:\n%s", node.Name, out)
+		}
+	}
+	return nodes
+}
