@@ -139,7 +139,7 @@ func (n *RabbitMQNode) Stop(t testing.TB) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if out, err := n.Ctl(ctx, "stop"); err != nil && !strings.Contains(out, "nodedown") && !strings.Contains(out, "unable to connect") {
+	if out, err := n.Ctl(ctx, "stop"); err != nil && !strings.Contains(out, "nodedown") && !strings.Contains(out, "unable to connect") && !strings.Contains(out, "not running") {
 		pid, _ := os.ReadFile(filepath.Join(n.dir, "mnesia", "node.pid"))
 		if p, perr := strconv.Atoi(strings.TrimSpace(string(pid))); perr == nil {
 			if proc, ferr := os.FindProcess(p); ferr == nil {
