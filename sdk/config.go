@@ -482,6 +482,15 @@ func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) 
 // errors. A value that does not parse as a URL is hidden entirely, since it
 // may be a secret written in an unexpected form.
 func RedactURL(raw string) string {
+	if first, hosts := SplitURLHosts(raw); len(hosts) > 1 {
+		r := RedactURL(first)
+		at := strings.LastIndex(r, "@") + 1
+		if at == 0 {
+			_, rest, _ := strings.Cut(r, "://")
+			at = len(r) - len(rest)
+		}
+		return r[:at] + strings.Replace(r[at:], hosts[0], strings.Join(hosts, ","), 1)
+	}
 	u, err := ParseURL(raw)
 	if errors.Is(err, errUserInfo) {
 		// The user information does not parse as such: everything up to
@@ -502,6 +511,26 @@ func RedactURL(raw string) string {
 		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
+}
+
+// SplitURLHosts returns raw with only the first host of its
+// comma-separated host list (scheme://user:password@h1:p1,h2:p2/path, as
+// clients of clustered brokers write it, which net/url cannot parse), and
+// every host of the list; hosts has one element for a URL with one host.
+// The user information ends at the last '@' before the path.
+func SplitURLHosts(raw string) (first string, hosts []string) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return raw, nil
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority := rest[:end]
+	at := strings.LastIndex(authority, "@")
+	hosts = strings.Split(authority[at+1:], ",")
+	return scheme + "://" + authority[:at+1] + hosts[0] + rest[end:], hosts
 }
 
 // ParseURL parses a broker URL as url.Parse does, and refuses one whose

@@ -140,6 +140,10 @@ func TestSecretsAreRedacted(t *testing.T) {
 	if got := RedactURL("::not a url"); strings.Contains(got, "not a url") {
 		t.Fatalf("unparseable URL should be hidden, got %q", got)
 	}
+	// A cluster's node list stays readable; the password goes.
+	if got, want := RedactURL("amqp://u:hunter2@h1:5672,h2:5673,h3/vh?token=abc"), "amqp://u:xxxxx@h1:5672,h2:5673,h3/vh?token=xxxxx"; got != want {
+		t.Fatalf("RedactURL of a node list: got %q, want %q", got, want)
+	}
 }
 
 func TestNackBackoffIsReadAndZeroTurnsItOff(t *testing.T) {

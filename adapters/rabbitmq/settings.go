@@ -97,7 +97,7 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		return settings{}, cfg.Invalid("url", nil,
 			"the rabbitmq driver needs the broker's URL, such as amqp://guest:guest@127.0.0.1:5672/ (set url: or MESSAGING_URL)")
 	}
-	first, hosts := splitHosts(cfg.URL)
+	first, hosts := sdk.SplitURLHosts(cfg.URL)
 	u, err := sdk.ParseURL(first)
 	if err != nil {
 		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
@@ -143,26 +143,6 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		s.nodeServerName = s.tls.ServerName == ""
 	}
 	return s, nil
-}
-
-// splitHosts returns rawURL with only its first host, and every host of
-// its comma-separated list (amqp://user:pw@h1:5672,h2:5672/vhost), which
-// net/url cannot parse. The user information ends at the last '@' before
-// the path.
-func splitHosts(rawURL string) (first string, hosts []string) {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return rawURL, nil
-	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	authority := rest[:end]
-	at := strings.LastIndex(authority, "@")
-	list := authority[at+1:]
-	hosts = strings.Split(list, ",")
-	return scheme + "://" + authority[:at+1] + hosts[0] + rest[end:], hosts
 }
 
 // tlsConfig builds the connection's TLS configuration from the tls_*
