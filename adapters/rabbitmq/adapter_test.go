@@ -143,7 +143,7 @@ func TestBadConfigIsReportedBeforeConnecting(t *testing.T) {
 		want    string
 	}{
 		{"", nil, `key "url": the rabbitmq driver needs the broker's URL`},
-		{"http://host/", nil, "want amqp://user:password@host:port/vhost"},
+		{"http://host/", nil, "want amqp://user:password@host:port[,host:port...]/vhost"},
 		{"amqp://h/", map[string]string{"queue_type": "stream"}, "want classic or quorum"},
 		{"amqp://h/", map[string]string{"delivery_limit": "3"}, "needs queue_type: quorum"},
 		{"amqp://h/", map[string]string{"prefetch": "0"}, `key "options.prefetch": must be at least 1`},
