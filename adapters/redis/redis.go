@@ -26,6 +26,7 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -61,7 +62,7 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 	if err != nil {
 		return nil, err
 	}
-	client := goredis.NewClient(s.opts)
+	client := s.newClient()
 	if err := ping(ctx, client); err != nil {
 		_ = client.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %w", s.where(), explain(err, s.opts.TLSConfig))
@@ -238,6 +239,9 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 // add sends args in one pipeline and reports how many leading entries were
 // added.
 func (t *Transport) add(ctx context.Context, args []goredis.XAddArgs) (int, error) {
+	if t.s.WaitReplicas > 0 {
+		return t.addReplicated(ctx, args)
+	}
 	if len(args) == 1 {
 		if err := t.client.XAdd(ctx, &args[0]).Err(); err != nil {
 			return 0, err
@@ -260,13 +264,59 @@ func (t *Transport) add(ctx context.Context, args []goredis.XAddArgs) (int, erro
 	return added, err
 }
 
+// addReplicated sends args and a WAIT in one pipeline: the entries count
+// as added only once WaitReplicas replicas have them.
+func (t *Transport) addReplicated(ctx context.Context, args []goredis.XAddArgs) (int, error) {
+	var wait *goredis.Cmd
+	cmds, err := t.client.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+		for i := range args {
+			pipe.XAdd(ctx, &args[i])
+		}
+		wait = pipe.Do(ctx, "WAIT", t.s.WaitReplicas, t.s.WaitTimeout.Milliseconds())
+		return nil
+	})
+	for _, c := range cmds[:len(args)] {
+		if c.Err() != nil {
+			return 0, c.Err()
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := wait.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("WAIT for %d replicas: %w", t.s.WaitReplicas, err)
+	}
+	if n < int64(t.s.WaitReplicas) {
+		return 0, &notReplicatedError{got: n, want: t.s.WaitReplicas, within: t.s.WaitTimeout}
+	}
+	return len(args), nil
+}
+
+// notReplicatedError is a publish that reached the primary and fewer
+// replicas than wait_replicas: a failover could lose it, so it is sent
+// again.
+type notReplicatedError struct {
+	got    int64
+	want   int
+	within time.Duration
+}
+
+func (e *notReplicatedError) Error() string {
+	return fmt.Sprintf("the primary has the entries but only %d of the %d replicas (wait_replicas) confirmed them within %v (wait_timeout); sending again", e.got, e.want, e.within)
+}
+
 // IsRetryable reports whether err is the connection failing (the server
 // restarting or out of reach) rather than the server refusing the command.
 func (t *Transport) IsRetryable(err error) bool {
 	var ne net.Error
 	msg := err.Error()
+	var nr *notReplicatedError
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		strings.Contains(msg, "LOADING") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe")
+		errors.As(err, &nr) || strings.Contains(msg, "LOADING") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe") ||
+		// A failover in progress: the old primary, now a replica, or a
+		// primary that lost its replicas.
+		strings.HasPrefix(msg, "READONLY") || strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "NOREPLICAS")
 }
 
 // OpenSubscription creates the group on the topic's stream if needed (so

@@ -3,6 +3,9 @@ package redis
 import (
 	"cmp"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -31,6 +34,13 @@ type Options struct {
 	// Retention trims entries older than this on publish (0: no trimming).
 	// Set MaxLen or Retention, not both.
 	Retention time.Duration `option:"retention" min:"0s"`
+	// WaitReplicas, when above 0, makes a publish wait until this many
+	// replicas have the entries (WAIT), so a failover to one of them
+	// loses no acknowledged publish; a publish that is not replicated in
+	// WaitTimeout fails (and is sent again: it may then arrive twice).
+	WaitReplicas int `option:"wait_replicas" min:"0" help:"0, or how many replicas must have a publish before it counts as sent"`
+	// WaitTimeout bounds that wait (default 1s).
+	WaitTimeout time.Duration `option:"wait_timeout" default:"1s" min:"1ms"`
 	// NoTrimAcked keeps entries every group has acknowledged
 	// (trim_acked: false); by default a consuming transport removes them
 	// every TrimInterval.
@@ -62,6 +72,17 @@ type settings struct {
 	opts        *goredis.Options // from the URL or the caller's client; holds the password, never printed
 	addr        string
 	startOldest bool
+	// failover, for a redis+sentinel:// URL, finds the primary through
+	// the sentinels; Open's client then supplies opts (its dialer follows
+	// the primary).
+	failover *goredis.FailoverOptions
+}
+
+// sentinelOptions are the options of a redis+sentinel:// URL's sentinels,
+// when they require a login of their own.
+type sentinelOptions struct {
+	User     string `option:"sentinel_user"`
+	Password string `option:"sentinel_password"` // never printed
 }
 
 func newSettings(cfg sdk.Config, o Options, opts *goredis.Options) (settings, error) {
@@ -75,12 +96,19 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	var (
 		o  Options
 		to sdk.TLSOptions // for the connection Open makes: New takes the caller's client as it is
+		so sentinelOptions
 	)
-	if err := cfg.OptionsSection().Decode(&o, &to); err != nil {
+	if err := cfg.OptionsSection().Decode(&o, &to, &so); err != nil {
 		return settings{}, err
 	}
 	if cfg.URL == "" {
 		return settings{}, cfg.Invalid("url", nil, "the redis driver needs the server's URL, such as redis://127.0.0.1:6379/0 (set url: or MESSAGING_URL)")
+	}
+	if strings.HasSuffix(strings.SplitN(cfg.URL, "://", 2)[0], "+sentinel") {
+		return parseSentinel(cfg, o, to, so)
+	}
+	if so != (sentinelOptions{}) {
+		return settings{}, cfg.Invalid("options.sentinel_user", nil, "sentinel_user and sentinel_password are for a redis+sentinel:// URL; %s", sentinelHelp)
 	}
 	if _, err := sdk.ParseURL(cfg.URL); err != nil {
 		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
@@ -101,6 +129,72 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 		opts.TLSConfig = tc
 	}
 	return newSettings(cfg, o, opts)
+}
+
+const sentinelHelp = "want redis+sentinel://[user:password@]sentinel1:26379,sentinel2:26379,sentinel3:26379/db?master=NAME (or rediss+sentinel:// for TLS)"
+
+// parseSentinel reads redis+sentinel://[user:password@]s1:26379,s2/db?master=NAME:
+// the user and password are the primary's and replicas', the hosts the
+// sentinels', NAME the primary's name as the sentinels monitor it.
+func parseSentinel(cfg sdk.Config, o Options, to sdk.TLSOptions, so sentinelOptions) (settings, error) {
+	first, hosts := sdk.SplitURLHosts(cfg.URL)
+	u, err := sdk.ParseURL(first)
+	if err != nil {
+		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
+	}
+	if u.Scheme != "redis+sentinel" && u.Scheme != "rediss+sentinel" {
+		return settings{}, cfg.Invalid("url", nil, "%s, got %q", sentinelHelp, sdk.RedactURL(cfg.URL))
+	}
+	q := u.Query()
+	fo := &goredis.FailoverOptions{MasterName: q.Get("master"), SentinelUsername: so.User, SentinelPassword: so.Password}
+	if fo.MasterName == "" {
+		return settings{}, cfg.Invalid("url", nil, "the primary's name is missing: add ?master=NAME, as the sentinels monitor it; %s", sentinelHelp)
+	}
+	for k := range q {
+		if k != "master" {
+			return settings{}, cfg.Invalid("url", nil, "unknown URL parameter %q; a redis+sentinel:// URL takes only master=NAME (set the rest in options)", k)
+		}
+	}
+	fo.Username = u.User.Username()
+	fo.Password, _ = u.User.Password()
+	for i, h := range hosts {
+		if i == 0 {
+			h = u.Host
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(strings.Trim(h, "[]"), "26379")
+		}
+		fo.SentinelAddrs = append(fo.SentinelAddrs, h)
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" {
+		if fo.DB, err = strconv.Atoi(p); err != nil || fo.DB < 0 {
+			return settings{}, cfg.Invalid("url", nil, "the path must be the database number, got %q; %s", p, sentinelHelp)
+		}
+	}
+	secure := u.Scheme == "rediss+sentinel"
+	if fo.TLSConfig, err = to.ClientConfig(cfg, &secure, "rediss+sentinel://"); err != nil {
+		return settings{}, err
+	}
+	s, err := newSettings(cfg, o, &goredis.Options{DB: fo.DB, TLSConfig: fo.TLSConfig})
+	if err != nil {
+		return settings{}, err
+	}
+	s.failover = fo
+	s.addr = fmt.Sprintf("primary %q via sentinels %s", fo.MasterName, strings.Join(fo.SentinelAddrs, ","))
+	return s, nil
+}
+
+// newClient makes the client Open connects with: through the sentinels
+// for a redis+sentinel:// URL, and then opts are the client's, whose dialer
+// finds the current primary for every new connection, the subscriptions'
+// readers' too.
+func (s *settings) newClient() *goredis.Client {
+	if s.failover == nil {
+		return goredis.NewClient(s.opts)
+	}
+	c := goredis.NewFailoverClient(s.failover)
+	s.opts = c.Options()
+	return c
 }
 
 func (s settings) where() string { return fmt.Sprintf("redis at %s (db %d)", s.addr, s.opts.DB) }
