@@ -132,7 +132,7 @@ func explain(err error, tc *tls.Config) string {
 }
 
 func newTransport(ctx context.Context, s settings, nc *nats.Conn, owned bool) (*Transport, error) {
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(s.PublishAckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("nats: %s: %w", s.where(), err)
 	}
@@ -281,7 +281,8 @@ func (t *Transport) checkSize(topic string, m *nats.Msg) error {
 func (t *Transport) IsRetryable(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout)
 }
 
 // OpenSubscription creates the topic's stream and the group's durable

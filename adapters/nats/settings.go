@@ -33,6 +33,12 @@ type Options struct {
 	AckWait time.Duration `option:"ack_wait" default:"30s" min:"1s"`
 	// Retention is how long a created stream keeps messages (0: no limit).
 	Retention time.Duration `option:"retention" min:"0s"`
+	// PublishAckTimeout is how long a publish waits for the stream to
+	// acknowledge a message before it fails and is sent again (default
+	// 5s): an acknowledgement is lost when the stream's leader changes.
+	// The message id (Nats-Msg-Id) keeps the second copy out of the
+	// stream.
+	PublishAckTimeout time.Duration `option:"publish_ack_timeout" default:"5s" min:"10ms"`
 	// PublishTimeout bounds a Publish whose context has no deadline
 	// (default 30s).
 	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -62,6 +63,8 @@ func (t *Transport) stream(ctx context.Context, topic string) (jetstream.Stream,
 	if s, ok := t.streams.Load(topic); ok {
 		return s.(jetstream.Stream), nil
 	}
+	ctx, cancel := apiContext(ctx)
+	defer cancel()
 	if err := checkSubject(topic); err != nil {
 		return nil, err
 	}
@@ -92,6 +95,15 @@ func (t *Transport) stream(ctx context.Context, topic string) (jetstream.Stream,
 
 func (t *Transport) forget(topic string) { t.streams.Delete(topic) }
 
+// apiTimeout bounds one JetStream API request. A request sent while the
+// cluster elects a leader can go unanswered: bounded, it fails (and is
+// retried) instead of holding its caller until the caller's deadline.
+const apiTimeout = 5 * time.Second
+
+func apiContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, apiTimeout)
+}
+
 func orUnlimited(n int64) int64 {
 	if n == 0 {
 		return -1
@@ -108,6 +120,8 @@ func (t *Transport) consumer(ctx context.Context, topic, group string) (jetstrea
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := apiContext(ctx)
+	defer cancel()
 	name := objectName(group)
 	if subjects := s.CachedInfo().Config.Subjects; len(subjects) != 1 || subjects[0] != topic {
 		name = objectName(group + "." + topic) // a shared stream: one consumer per group and topic

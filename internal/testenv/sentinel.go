@@ -39,9 +39,10 @@ func StartRedisSentinel(t testing.TB, replicas int) *RedisSentinel {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		exited, out := startProcess(t, "redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
+		exited, out, pid := startProcess(t, "redis-server", append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
 			"--save", "", "--appendonly", "no"}, args...)...)
-		rs.pids[addr] = waitForRedis(t, name, addr, exited, out)
+		waitForRedis(t, name, addr, exited, out)
+		rs.pids[addr] = pid
 		return addr
 	}
 	rs.Primary = start("primary")
@@ -58,8 +59,9 @@ func StartRedisSentinel(t testing.TB, replicas int) *RedisSentinel {
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		exited, out := startProcess(t, "redis-server", conf, "--sentinel")
-		rs.pids[addr] = waitForRedis(t, "sentinel", addr, exited, out)
+		exited, out, pid := startProcess(t, "redis-server", conf, "--sentinel")
+		waitForRedis(t, "sentinel", addr, exited, out)
+		rs.pids[addr] = pid
 		rs.Sentinels = append(rs.Sentinels, addr)
 	}
 	Eventually(t, 30*time.Second, "the replicas in sync and the sentinels aware of each other and of the replicas", func() bool {
@@ -99,19 +101,13 @@ func (rs *RedisSentinel) PrimaryNow() (string, error) {
 	return net.JoinHostPort(f[0], f[1]), nil
 }
 
-// waitForRedis waits until the server at addr answers PING and returns its
-// process id.
-func waitForRedis(t testing.TB, what, addr string, exited <-chan struct{}, out *output) int {
+// waitForRedis waits until the server at addr answers PING.
+func waitForRedis(t testing.TB, what, addr string, exited <-chan struct{}, out *output) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		if info, err := redisCommand(addr, "INFO", "server"); err == nil {
-			for _, l := range strings.Split(info, "\n") {
-				if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
-					pid, _ := strconv.Atoi(v)
-					return pid
-				}
-			}
+		if _, err := redisCommand(addr, "PING"); err == nil {
+			return
 		}
 		select {
 		case <-exited:

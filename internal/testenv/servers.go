@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +37,7 @@ func StartRedisTLS(t testing.TB, f TLSFiles) string {
 	}
 	port := FreePort(t)
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	exited, out := startProcess(t, "redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port),
+	exited, out, _ := startProcess(t, "redis-server", "--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port),
 		"--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey, "--tls-ca-cert-file", f.CA,
 		"--tls-auth-clients", "yes", "--save", "", "--appendonly", "no", "--dir", f.Dir)
 	client := f.ServerConfig(t, false)
@@ -114,34 +112,15 @@ func StartNATSTLS(t testing.TB, f TLSFiles) string {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exited, out := startProcess(t, "nats-server", "-c", conf)
-	// A NATS server greets in plain text (INFO) before the TLS handshake.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
-			line, rerr := bufio.NewReader(conn).ReadString('\n')
-			conn.Close()
-			if rerr == nil && strings.HasPrefix(line, "INFO") {
-				return addr
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("nats-server exited before it listened on %s:\n%s", addr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats-server did not greet on %s within 20s (last: %v):\n%s", addr, err, out.String())
-		}
-		time.Sleep(100 * time.Millisecond) // polling a port: there is no signal to wait for
-	}
+	exited, out, _ := startProcess(t, "nats-server", "-c", conf)
+	waitForNATS(t, addr, exited, out) // a NATS server greets in plain text (INFO) before the TLS handshake
+	return addr
 }
 
 // startProcess starts a server process that is killed when the test ends;
-// exited receives its end, and out collects its output.
-func startProcess(t testing.TB, name string, args ...string) (exited <-chan struct{}, out *output) {
+// exited is closed when it ends, out collects its output, pid is its
+// process id.
+func startProcess(t testing.TB, name string, args ...string) (exited <-chan struct{}, out *output, pid int) {
 	t.Helper()
 	out = &output{}
 	cmd := exec.Command(name, args...)
@@ -159,5 +138,5 @@ func startProcess(t testing.TB, name string, args ...string) (exited <-chan stru
 		_ = cmd.Process.Kill()
 		<-done
 	})
-	return done, out
+	return done, out, cmd.Process.Pid
 }
