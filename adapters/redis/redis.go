@@ -89,7 +89,7 @@ func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, er
 	return newTransport(ctx, s, client, false), nil
 }
 
-func newTransport(ctx context.Context, s settings, client *goredis.Client, owned bool) *Transport {
+func newTransport(ctx context.Context, s settings, client goredis.UniversalClient, owned bool) *Transport {
 	t := &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName)}
 	t.trim = newTrimmer(t)
 	t.persistent = serverPersists(ctx, client)
@@ -99,7 +99,7 @@ func newTransport(ctx context.Context, s settings, client *goredis.Client, owned
 // ping checks the server answers, by ctx's deadline: go-redis bounds a new
 // connection's handshake by its own timeouts, not by the context, so a
 // server that accepts and never answers would hold Open past it.
-func ping(ctx context.Context, client *goredis.Client) error {
+func ping(ctx context.Context, client goredis.UniversalClient) error {
 	done := make(chan error, 1)
 	go func() { done <- client.Ping(ctx).Err() }()
 	select {
@@ -139,7 +139,7 @@ func explain(err error, tc *tls.Config) error {
 // only setting under which acknowledged stream entries survive a restart
 // without loss. A server that hides CONFIG (managed Redis) counts as not
 // persistent: the capability is declared only when it can be seen to hold.
-func serverPersists(ctx context.Context, c *goredis.Client) bool {
+func serverPersists(ctx context.Context, c goredis.UniversalClient) bool {
 	v, err := c.ConfigGet(ctx, "appendonly").Result()
 	if err == nil {
 		return v["appendonly"] == "yes"
@@ -171,8 +171,8 @@ func explainRefusal(err error) error {
 // Transport is an open Redis Streams transport.
 type Transport struct {
 	s          settings
-	client     *goredis.Client // publishing, acks, claims, group setup
-	ownsClient bool            // false: the caller's (New), left open by Close
+	client     goredis.UniversalClient // publishing, acks, claims, group setup: a *goredis.Client, or a *goredis.ClusterClient for Redis Cluster
+	ownsClient bool                    // false: the caller's (New), left open by Close
 	logger     *slog.Logger
 	persistent bool
 
@@ -351,17 +351,23 @@ func (t *Transport) subscribe(ctx context.Context, topic, group string, ephemera
 }
 
 // As reaches the go-redis client the transport publishes and acks with
-// (**goredis.Client, or *goredis.UniversalClient).
+// (*goredis.UniversalClient always; **goredis.Client, or
+// **goredis.ClusterClient with Redis Cluster).
 func (t *Transport) As(target any) bool {
 	switch p := target.(type) {
 	case **goredis.Client:
-		*p = t.client
+		c, ok := t.client.(*goredis.Client)
+		*p = c
+		return ok
+	case **goredis.ClusterClient:
+		c, ok := t.client.(*goredis.ClusterClient)
+		*p = c
+		return ok
 	case *goredis.UniversalClient:
 		*p = t.client
-	default:
-		return false
+		return true
 	}
-	return true
+	return false
 }
 
 // Close closes every subscription (handing back what they held) and the

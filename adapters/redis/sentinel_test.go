@@ -71,8 +71,10 @@ func sentinelFailover(t *testing.T, opts map[string]string) testenv.NodeLossRepo
 	return r
 }
 
-func TestSentinelURLIsChecked(t *testing.T) {
+func TestSentinelAndClusterURLsAreChecked(t *testing.T) {
 	for _, c := range []struct{ url, want string }{
+		{"redis+cluster://127.0.0.1:7000,127.0.0.1:7001/3", "only database 0"},
+		{"redis+cluster://127.0.0.1:7000?pool=2", "takes no parameters"},
 		{"redis+sentinel://127.0.0.1:26379/0", "?master=NAME"},
 		{"redis+sentinel://127.0.0.1:26379/x?master=m", "database number"},
 		{"redis+sentinel://127.0.0.1:26379/0?master=m&pool=1", `unknown URL parameter "pool"`},
@@ -87,5 +89,9 @@ func TestSentinelURLIsChecked(t *testing.T) {
 	var ce *sdk.ConfigError
 	if !errors.As(err, &ce) || ce.Key != "options.sentinel_user" {
 		t.Errorf("sentinel options without a sentinel URL: want a ConfigError, got %v", err)
+	}
+	_, err = sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: "redis+cluster://127.0.0.1:7000", Options: map[string]string{"wait_replicas": "1"}})
+	if !errors.As(err, &ce) || ce.Key != "options.wait_replicas" {
+		t.Errorf("wait_replicas with Redis Cluster: want a ConfigError, got %v", err)
 	}
 }

@@ -76,6 +76,8 @@ type settings struct {
 	// the sentinels; Open's client then supplies opts (its dialer follows
 	// the primary).
 	failover *goredis.FailoverOptions
+	// cluster, for a redis+cluster:// URL, reaches a Redis Cluster.
+	cluster *goredis.ClusterOptions
 }
 
 // sentinelOptions are the options of a redis+sentinel:// URL's sentinels,
@@ -104,8 +106,14 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	if cfg.URL == "" {
 		return settings{}, cfg.Invalid("url", nil, "the redis driver needs the server's URL, such as redis://127.0.0.1:6379/0 (set url: or MESSAGING_URL)")
 	}
-	if strings.HasSuffix(strings.SplitN(cfg.URL, "://", 2)[0], "+sentinel") {
+	switch scheme := strings.SplitN(cfg.URL, "://", 2)[0]; {
+	case strings.HasSuffix(scheme, "+sentinel"):
 		return parseSentinel(cfg, o, to, so)
+	case strings.HasSuffix(scheme, "+cluster"):
+		if so != (sentinelOptions{}) {
+			return settings{}, cfg.Invalid("options.sentinel_user", nil, "sentinel_user and sentinel_password are for a redis+sentinel:// URL, not redis+cluster://")
+		}
+		return parseCluster(cfg, o, to)
 	}
 	if so != (sentinelOptions{}) {
 		return settings{}, cfg.Invalid("options.sentinel_user", nil, "sentinel_user and sentinel_password are for a redis+sentinel:// URL; %s", sentinelHelp)
@@ -184,17 +192,83 @@ func parseSentinel(cfg sdk.Config, o Options, to sdk.TLSOptions, so sentinelOpti
 	return s, nil
 }
 
+const clusterHelp = "want redis+cluster://[user:password@]node1:6379,node2:6379,node3:6379 (or rediss+cluster:// for TLS): any of the cluster's nodes, from which the client learns the rest"
+
+// parseCluster reads redis+cluster://[user:password@]node1:6379,node2:6379.
+func parseCluster(cfg sdk.Config, o Options, to sdk.TLSOptions) (settings, error) {
+	first, hosts := sdk.SplitURLHosts(cfg.URL)
+	u, err := sdk.ParseURL(first)
+	if err != nil {
+		return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL))
+	}
+	if u.Scheme != "redis+cluster" && u.Scheme != "rediss+cluster" {
+		return settings{}, cfg.Invalid("url", nil, "%s, got %q", clusterHelp, sdk.RedactURL(cfg.URL))
+	}
+	if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
+		return settings{}, cfg.Invalid("url", nil, "Redis Cluster has only database 0, got %q; %s", p, clusterHelp)
+	}
+	if u.RawQuery != "" {
+		return settings{}, cfg.Invalid("url", nil, "a redis+cluster:// URL takes no parameters (set them in options); %s", clusterHelp)
+	}
+	if o.WaitReplicas > 0 {
+		return settings{}, cfg.Invalid("options.wait_replicas", nil, "is not supported with Redis Cluster yet (WAIT would go to another node than the stream's); remove it")
+	}
+	co := &goredis.ClusterOptions{Username: u.User.Username()}
+	co.Password, _ = u.User.Password()
+	for i, h := range hosts {
+		if i == 0 {
+			h = u.Host
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(strings.Trim(h, "[]"), "6379")
+		}
+		co.Addrs = append(co.Addrs, h)
+	}
+	secure := u.Scheme == "rediss+cluster"
+	if co.TLSConfig, err = to.ClientConfig(cfg, &secure, "rediss+cluster://"); err != nil {
+		return settings{}, err
+	}
+	s, err := newSettings(cfg, o, &goredis.Options{TLSConfig: co.TLSConfig})
+	if err != nil {
+		return settings{}, err
+	}
+	s.cluster = co
+	s.addr = "cluster " + strings.Join(co.Addrs, ",")
+	return s, nil
+}
+
 // newClient makes the client Open connects with: through the sentinels
 // for a redis+sentinel:// URL, and then opts are the client's, whose dialer
 // finds the current primary for every new connection, the subscriptions'
-// readers' too.
-func (s *settings) newClient() *goredis.Client {
-	if s.failover == nil {
-		return goredis.NewClient(s.opts)
+// readers' too; a cluster client for a redis+cluster:// URL.
+func (s *settings) newClient() goredis.UniversalClient {
+	switch {
+	case s.cluster != nil:
+		return goredis.NewClusterClient(s.cluster)
+	case s.failover != nil:
+		c := goredis.NewFailoverClient(s.failover)
+		s.opts = c.Options()
+		return c
 	}
-	c := goredis.NewFailoverClient(s.failover)
-	s.opts = c.Options()
-	return c
+	return goredis.NewClient(s.opts)
+}
+
+// newReader makes a subscription's reader: a client of one connection (per
+// node) that closing interrupts, with no silent retries: an XREADGROUP
+// retried by go-redis after a dropped connection hides that the first one
+// may have been applied (entries assigned to this consumer, reply lost).
+// ReceiveBatch sees the error, and the next call first recovers those
+// entries from its own pending list instead of leaving them for
+// claim_idle.
+func (s settings) newReader() goredis.UniversalClient {
+	if s.cluster != nil {
+		o := *s.cluster
+		o.PoolSize, o.MinIdleConns, o.MaxRetries = 1, 0, -1
+		return goredis.NewClusterClient(&o)
+	}
+	o := *s.opts
+	o.PoolSize, o.MinIdleConns, o.MaxRetries = 1, 0, -1
+	return goredis.NewClient(&o)
 }
 
 func (s settings) where() string { return fmt.Sprintf("redis at %s (db %d)", s.addr, s.opts.DB) }

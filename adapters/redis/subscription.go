@@ -48,8 +48,8 @@ type subscription struct {
 	topic     string
 	group     string
 	name      string
-	ephemeral bool            // a private reply stream, deleted on close
-	reader    *goredis.Client // its own connection, closed to interrupt a blocked XREADGROUP
+	ephemeral bool                    // a private reply stream, deleted on close
+	reader    goredis.UniversalClient // its own connection, closed to interrupt a blocked XREADGROUP
 
 	// Touched by ReceiveBatch only (one call at a time).
 	cursor     string    // XAUTOCLAIM scan position
@@ -65,17 +65,8 @@ type subscription struct {
 }
 
 func (t *Transport) newSubscription(topic, group string, ephemeral bool) *subscription {
-	readerOpts := *t.s.opts
-	readerOpts.PoolSize = 1
-	readerOpts.MinIdleConns = 0
-	// No silent retries: an XREADGROUP retried by go-redis after a dropped
-	// connection hides that the first one may have been applied (entries
-	// assigned to this consumer, reply lost). ReceiveBatch sees the error,
-	// and the next call first recovers those entries from its own pending
-	// list instead of leaving them for claim_idle.
-	readerOpts.MaxRetries = -1
 	return &subscription{t: t, topic: topic, group: group, name: consumerName(group), ephemeral: ephemeral,
-		reader: goredis.NewClient(&readerOpts)}
+		reader: t.s.newReader()}
 }
 
 // ReceiveBatch returns, in this order of preference: entries of its own that

@@ -2,10 +2,12 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -177,4 +179,44 @@ func readReply(r *bufio.Reader, sb *strings.Builder) error {
 		}
 	}
 	return nil
+}
+
+// StartRedisCluster starts a Redis Cluster of n primaries (no replicas) on
+// loopback, joins them with redis-cli --cluster create, and waits until
+// every node reports the cluster ok. It returns the nodes' host:port; the
+// servers stop when the test ends.
+func StartRedisCluster(t testing.TB, n int) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var addrs []string
+	for i := range n {
+		port := FreePort(t)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		d := filepath.Join(dir, fmt.Sprintf("node%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		exited, out, _ := startProcess(t, "redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", d,
+			"--save", "", "--appendonly", "no", "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(d, "nodes.conf"),
+			"--cluster-node-timeout", "2000")
+		waitForRedis(t, "redis-server (cluster node)", addr, exited, out)
+		addrs = append(addrs, addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	Eventually(t, 30*time.Second, "every node of the Redis Cluster to report cluster_state:ok", func() bool {
+		for _, a := range addrs {
+			info, err := redisCommand(a, "CLUSTER", "INFO")
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				return false
+			}
+		}
+		return true
+	})
+	return addrs
 }
