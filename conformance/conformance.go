@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -71,6 +72,21 @@ type Harness struct {
 	// It enables TestForeignMessageGetsAStableID.
 	InjectRaw func(ctx context.Context, topic string, payload []byte) error
 
+	// Restart, when set, restarts the broker and returns once it accepts
+	// connections again (by ctx's deadline, RestartTimeout). With Persistent
+	// declared it enables TestPersistentMessagesSurviveARestart. The
+	// suite's other tests do not use it, so a harness may set it in a run
+	// of its own against a broker that only that run uses.
+	Restart func(ctx context.Context) error
+	// RestartTimeout bounds Restart and the publishes and deliveries right
+	// after it (default 60s).
+	RestartTimeout time.Duration
+
+	// Only, when not empty, runs only the guarantees named (such as
+	// "TestPersistentMessagesSurviveARestart"), for a run of its own
+	// against a broker set up for them.
+	Only []string
+
 	// Rounds runs the whole suite this many times (default 1, or
 	// $CONFORMANCE_ROUNDS), each round under a subtest round-N: a stress
 	// mode for races that show once in many runs.
@@ -94,6 +110,9 @@ func (h Harness) withDefaults() Harness {
 	}
 	if h.Messages <= 0 {
 		h.Messages = 1000
+	}
+	if h.RestartTimeout <= 0 {
+		h.RestartTimeout = 60 * time.Second
 	}
 	if h.Rounds <= 0 {
 		h.Rounds = 1
@@ -169,6 +188,8 @@ var suite = []guaranteeTest{
 	{"TestEnsureGroupKeepsWhatIsPublishedBeforeSubscribe", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
 		"DurableGroups not declared"), testEnsureGroup, false},
 	{"TestStartAtChoosesWhereANewGroupStarts", always, testStartAt, false},
+	{"TestPersistentMessagesSurviveARestart", needs(func(c sdk.Capabilities) bool { return c.Persistent },
+		"Persistent not declared: a broker restart may lose messages"), testPersistentSurvivesRestart, false},
 	{"TestNewGroupReceivesHistory", needs(func(c sdk.Capabilities) bool { return c.NewGroupsReceiveHistory },
 		"NewGroupsReceiveHistory not declared: a group sees only messages published after it first subscribed"), testNewGroupHistory, false},
 	// Dead-lettering (middleware over the driver's redelivery).
@@ -227,6 +248,9 @@ func Run(t *testing.T, h Harness) {
 
 func runRound(t *testing.T, h Harness, caps sdk.Capabilities) {
 	for _, g := range suite {
+		if len(h.Only) > 0 && !slices.Contains(h.Only, g.name) {
+			continue
+		}
 		t.Run(g.name, func(t *testing.T) {
 			if h.Parallel && !serial[g.name] {
 				t.Parallel()

@@ -34,6 +34,9 @@ func (f *faultyTransport) Capabilities() driver.Capabilities {
 	if f.fault == "claims-group-start" {
 		c.ChoosesGroupStart = true
 	}
+	if f.fault == "restart-loses-messages" {
+		c.Persistent = true
+	}
 	return c
 }
 
@@ -98,8 +101,30 @@ func (s *faultySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driv
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	return s.Subscription.ReceiveBatch(ctx, max)
+	msgs, err := s.Subscription.ReceiveBatch(ctx, max)
+	if s.fault == "restart-loses-messages" && restarted.Load() {
+		// What was stored before the "restart" is gone, as on a broker
+		// that claims Persistent and keeps messages in memory.
+		kept := msgs[:0]
+		var lost []driver.AckID
+		for _, m := range msgs {
+			if strings.HasPrefix(string(m.Payload), "before-restart") {
+				lost = append(lost, m.AckID)
+			} else {
+				kept = append(kept, m)
+			}
+		}
+		if len(lost) > 0 {
+			_ = s.Subscription.SendAcks(ctx, lost)
+		}
+		msgs = kept
+	}
+	return msgs, err
 }
+
+// restarted is set by the fixture's Harness.Restart with the fault
+// "restart-loses-messages".
+var restarted atomic.Bool
 
 // Options: with "ignores-nack-delay" the driver claims its broker waits a
 // nack's delay (DelaysNacks) while the memory broker redelivers at once.

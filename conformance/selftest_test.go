@@ -31,6 +31,9 @@ func TestFaultyDriverFixture(t *testing.T) {
 		// broker anything that arrives does so within milliseconds.
 		h.Timeout = 2 * time.Second
 	}
+	if fault == "restart-loses-messages" {
+		h.Restart = func(context.Context) error { restarted.Store(true); return nil }
+	}
 	conformance.Run(t, h)
 }
 
@@ -79,6 +82,10 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			[]string{"TestFailingMessageBacksOff"},
 			[]string{"TestNackRedelivers", "TestHandlerErrorRedelivers"},
 			"guarantee broken: a failing message must be redelivered with a growing delay"},
+		{"restart-loses-messages",
+			[]string{"TestPersistentMessagesSurviveARestart"},
+			[]string{"TestPublishSubscribeRoundTrip"},
+			"guarantee broken: messages published before a broker restart (Persistent declared) must be delivered after it"},
 		{"close-keeps-subscriptions",
 			[]string{"TestTransportCloseClosesSubscriptions"},
 			[]string{"TestPublishSubscribeRoundTrip", "TestCloseUnblocksIdleSubscriber"},

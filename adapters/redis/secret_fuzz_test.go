@@ -19,3 +19,25 @@ func FuzzURLKeepsPassword(f *testing.F) {
 		return s.where(), nil
 	})
 }
+
+// The same for a Sentinel URL, whose host part is a list of sentinels.
+func FuzzSentinelURLKeepsPassword(f *testing.F) {
+	testenv.FuzzURLPassword(f, "redis+sentinel", func(url string) (string, error) {
+		s, err := parseSettings(sdk.Config{Driver: DriverName, URL: url + "?master=m"})
+		if err != nil {
+			return "", err
+		}
+		return s.where(), nil
+	})
+}
+
+// The same for a Redis Cluster URL, whose host part is a list of nodes.
+func FuzzClusterURLKeepsPassword(f *testing.F) {
+	testenv.FuzzURLPassword(f, "redis+cluster", func(url string) (string, error) {
+		s, err := parseSettings(sdk.Config{Driver: DriverName, URL: url})
+		if err != nil {
+			return "", err
+		}
+		return s.where(), nil
+	})
+}
