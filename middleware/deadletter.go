@@ -242,7 +242,11 @@ func (d *deliveryCounts) forget(id string) {
 // ReplayGroup (DefaultReplayGroup unless set), which holds every dead
 // letter since the first. It stops when limit messages were moved, none
 // arrives for idle, or one cannot be moved (it stays in the dead-letter
-// topic and its error is returned). It returns how many it moved.
+// topic and its error is returned). It returns how many it moved. When
+// none arrived at all it says so with an error wrapping ErrNothingToReplay,
+// which names the topic and the group and why a dead letter could be
+// missing; a caller for which an empty topic is fine checks it with
+// errors.Is.
 func Replay(ctx context.Context, client *sdk.Client, dlqTopic, group string, limit int, idle time.Duration) (int, error) {
 	if limit <= 0 {
 		limit = math.MaxInt
@@ -299,8 +303,18 @@ loop:
 	closeErr := sub.Close(closeCtx)
 	mu.Lock()
 	defer mu.Unlock()
-	return moved, errors.Join(failed, closeErr, ctx.Err())
+	if err := errors.Join(failed, closeErr, ctx.Err()); err != nil || moved > 0 {
+		return moved, err
+	}
+	return 0, fmt.Errorf("%w: no message arrived on %q for group %q within %v: the topic holds no dead letter for that group. "+
+		"If you expected some: the group keeps only what was dead-lettered after it was created (DeadLetter creates its ReplayGroup, %q by default, "+
+		"before its first dead letter; a group named otherwise, or dead letters published by something else before it existed, are not kept for it "+
+		"on brokers that keep messages only for existing groups), or another replay with this group took them",
+		ErrNothingToReplay, dlqTopic, group, idle, DefaultReplayGroup)
 }
+
+// ErrNothingToReplay is wrapped by Replay's error when no message arrived.
+var ErrNothingToReplay = errors.New("nothing to replay")
 
 func replayOne(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
 	target := m.Get(KeyDLQOriginalTopic)

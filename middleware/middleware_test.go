@@ -18,7 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	goredis "github.com/redis/go-redis/v9"
 
-	_ "github.com/msgkit/msgkit/adapters/memory"
+	"github.com/msgkit/msgkit/adapters/memory"
 	_ "github.com/msgkit/msgkit/adapters/rabbitmq"
 	_ "github.com/msgkit/msgkit/adapters/redis"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -455,5 +455,17 @@ func TestBreakerNeutralFailuresDoNotOpenTheBreaker(t *testing.T) {
 				t.Fatalf("after 5 %s failures the breaker is %s, want %s", c.name, b.State(), c.state)
 			}
 		})
+	}
+}
+
+// Replay says so when nothing arrives, naming the topic, the group and why
+// dead letters could be missing, instead of reporting 0 moved and no error.
+func TestReplayOfNothingSaysSo(t *testing.T) {
+	client := sdk.NewClient(memory.New())
+	defer client.Close(context.Background())
+	n, err := middleware.Replay(context.Background(), client, "orders.dlq", "replay-typo", 0, 50*time.Millisecond)
+	if n != 0 || !errors.Is(err, middleware.ErrNothingToReplay) || !strings.Contains(err.Error(), `"orders.dlq"`) ||
+		!strings.Contains(err.Error(), `"replay-typo"`) || !strings.Contains(err.Error(), "keeps only what was dead-lettered after it was created") {
+		t.Fatalf("want 0 and an error wrapping ErrNothingToReplay that names the topic, the group and the likely cause, got %d, %v", n, err)
 	}
 }
