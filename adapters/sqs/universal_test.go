@@ -5,6 +5,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
+	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 )
@@ -13,7 +14,7 @@ import (
 // publisher and subscribers, on the emulator.
 func TestWatermillUniversalSuite(t *testing.T) {
 	endpoint := testenv.AWSEndpoint(t)
-	testenv.RunWatermillUniversalSuite(t, tests.Features{Persistent: true},
+	conformance.RunWatermillSuite(t, tests.Features{Persistent: true},
 		func(*testing.T) sdk.Config {
 			return sdk.Config{Driver: "sqs", URL: endpoint, Options: testenv.AWSOptions(nil)}
 		})

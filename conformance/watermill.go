@@ -1,4 +1,4 @@
-package testenv
+package conformance
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-// RunWatermillUniversalSuite runs Watermill's own pub/sub test suite
+// RunWatermillSuite runs Watermill's own pub/sub test suite
 // (github.com/ThreeDotsLabs/watermill/pubsub/tests) on the Watermill
 // publisher and subscribers of clients that open returns, as a Watermill
 // user would run it. cfg is the client's config; the suite nacks one
@@ -27,7 +27,7 @@ import (
 // expects every subscriber made without a group to read the whole topic on
 // its own (watermill-kafka's subscribers without a consumer group), does
 // not apply: every msgkit subscriber is a member of a group.
-func RunWatermillUniversalSuite(t *testing.T, features tests.Features, cfg func(t *testing.T) sdk.Config) {
+func RunWatermillSuite(t *testing.T, features tests.Features, cfg func(t *testing.T) sdk.Config) {
 	t.Helper()
 	var mu sync.Mutex
 	constructor := func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
