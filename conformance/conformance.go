@@ -72,6 +72,14 @@ type Harness struct {
 	// It enables TestForeignMessageGetsAStableID.
 	InjectRaw func(ctx context.Context, topic string, payload []byte) error
 
+	// KilledConsumer, when set, enables TestConsumerKilledBeforeAckHandsOver:
+	// the suite starts the test binary again as a consumer, which the
+	// package's TestMain turns into one by calling KilledConsumerMain
+	// first, and kills it with SIGKILL while it holds a message. Timeout
+	// must cover the driver's lease (Redis claim_idle, NATS ack_wait, SQS
+	// visibility_timeout) in the options both open with.
+	KilledConsumer bool
+
 	// Restart, when set, restarts the broker and returns once it accepts
 	// connections again (by ctx's deadline, RestartTimeout). With Persistent
 	// declared it enables TestPersistentMessagesSurviveARestart. The
@@ -165,6 +173,7 @@ var suite = []guaranteeTest{
 	{"TestPublishedBeforeCloseIsDelivered", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
 		"DurableGroups not declared"), testPublishedBeforeCloseIsDelivered, false},
 	{"TestUnackedMessageRedeliveredAfterSubscriberClose", always, testUnackedRedeliveredAfterClose, false},
+	{"TestConsumerKilledBeforeAckHandsOver", always, testKilledConsumerHandsOver, false},
 	// Fidelity.
 	{"TestEmptyPayloadRoundTrips", always, testEmptyPayload, false},
 	{"TestBinaryPayloadRoundTrips", always, testBinaryPayload, false},

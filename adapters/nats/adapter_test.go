@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	msgnats "github.com/msgkit/msgkit/adapters/nats"
+	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -23,7 +24,14 @@ import (
 
 // TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds an unacked message.
+// killedOptions give the killed-consumer conformance run a short lease:
+// the server redelivers what a dead member held after ack_wait.
+var killedOptions = map[string]string{"ack_wait": "2s"}
+
 func TestMain(m *testing.M) {
+	conformance.KilledConsumerMain(func(ctx context.Context) (driver.Transport, error) {
+		return msgnats.Driver{}.Open(ctx, sdk.Config{Driver: msgnats.DriverName, URL: testenv.Getenv("MSGKIT_TEST_NATS_URL", testenv.DefaultNATSURL), Options: killedOptions})
+	})
 	testenv.RunDyingConsumer(func(url string) (driver.Transport, error) {
 		return msgnats.Driver{}.Open(context.Background(), sdk.Config{Driver: msgnats.DriverName, URL: url, Options: map[string]string{"ack_wait": "2s"}})
 	})

@@ -19,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/msgkit/msgkit/adapters/rabbitmq"
+	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -27,6 +28,9 @@ import (
 // TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds an unacked message.
 func TestMain(m *testing.M) {
+	conformance.KilledConsumerMain(func(context.Context) (driver.Transport, error) {
+		return open(&testing.T{}, testenv.Getenv("MSGKIT_TEST_RABBITMQ_URL", testenv.DefaultRabbitMQURL), nil)
+	})
 	testenv.RunDyingConsumer(func(url string) (driver.Transport, error) { return open(&testing.T{}, url, nil) })
 	os.Exit(m.Run())
 }

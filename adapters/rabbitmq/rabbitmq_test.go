@@ -66,6 +66,7 @@ func harness(url string, options map[string]string) conformance.Harness {
 
 func TestConformanceClassicQueues(t *testing.T) {
 	h := harness(testenv.RabbitMQ(t), nil)
+	h.KilledConsumer = true // the broker requeues what a dead connection held, at once
 	h.OpenConfig, h.Secret = rabbitmq.Driver{}.Open, hygieneSecret
 	url := testenv.RabbitMQ(t)
 	h.InjectRaw = func(ctx context.Context, topic string, payload []byte) error { // a plain AMQP publish: no message-id, no headers

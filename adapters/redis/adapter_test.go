@@ -19,6 +19,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	msgredis "github.com/msgkit/msgkit/adapters/redis"
+	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -26,7 +27,14 @@ import (
 
 // TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds a batch of unacked messages.
+// killedOptions give the killed-consumer conformance run a short lease:
+// another member claims what a dead one held after claim_idle.
+var killedOptions = map[string]string{"claim_idle": "2s", "claim_interval": "500ms", "batch_size": "10"}
+
 func TestMain(m *testing.M) {
+	conformance.KilledConsumerMain(func(context.Context) (driver.Transport, error) {
+		return openTransport(testenv.Getenv("MSGKIT_TEST_REDIS_URL", testenv.DefaultRedisURL), killedOptions)
+	})
 	testenv.RunDyingConsumer(func(url string) (driver.Transport, error) {
 		return testenv.Watermill(msgredis.Driver{}.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: map[string]string{"batch_size": "10"}}))
 	})

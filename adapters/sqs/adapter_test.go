@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/msgkit/msgkit/adapters/sqs"
+	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -27,7 +28,14 @@ import (
 
 // TestMain lets the test binary double as the consumer process that the
 // crash test kills with SIGKILL while it holds an unacked message.
+// killedOptions give the killed-consumer conformance run a short lease:
+// SQS hands a received message out again after visibility_timeout.
+var killedOptions = map[string]string{"visibility_timeout": "2s"}
+
 func TestMain(m *testing.M) {
+	conformance.KilledConsumerMain(func(ctx context.Context) (driver.Transport, error) {
+		return open(ctx, testenv.Getenv("MSGKIT_TEST_AWS_ENDPOINT", "http://127.0.0.1:4100"), killedOptions)
+	})
 	testenv.RunDyingConsumer(func(url string) (driver.Transport, error) {
 		return open(context.Background(), url, map[string]string{"visibility_timeout": "2s"})
 	})
