@@ -46,14 +46,22 @@ type Message struct {
 	CausationID   string
 	OrderingKey   string
 
-	ctx   context.Context
-	topic string // set on received messages
-	group string
+	ctx        context.Context
+	topic      string // set on received messages
+	subscribed string
+	group      string
 }
 
-// Topic returns the topic a received message was consumed from ("" for a
-// message being built for publishing).
+// Topic returns the topic a received message was published to ("" for a
+// message being built for publishing): the concrete topic, also when the
+// subscription's topic is a pattern (order.* on RabbitMQ's shared topic
+// exchange), which SubscribedTopic returns.
 func (m *Message) Topic() string { return m.topic }
+
+// SubscribedTopic returns the topic the subscription that received the
+// message was made with: a pattern where the driver takes patterns, and
+// otherwise the same as Topic.
+func (m *Message) SubscribedTopic() string { return m.subscribed }
 
 // Group returns the consumer group that received the message.
 func (m *Message) Group() string { return m.group }

@@ -229,6 +229,7 @@ func (s *Subscription) handle(dm *driver.Message) bool {
 		ctx handlerContext
 	})
 	fillReceived(&r.msg, dm.ID, dm.Payload, dm.Metadata)
+	r.msg.topic = dm.Topic
 	return s.process(&r.msg, &r.ctx)
 }
 
@@ -238,7 +239,10 @@ func (s *Subscription) process(msg *Message, ctx *handlerContext) bool {
 	// The handler context is the subscription's: it is cancelled only at the
 	// shutdown deadline, so a per-message context would cost an allocation
 	// per message and add nothing.
-	msg.topic, msg.group = s.topic, s.group
+	if msg.topic == "" {
+		msg.topic = s.topic
+	}
+	msg.subscribed, msg.group = s.topic, s.group
 	*ctx = handlerContext{Context: s.handlerCtx, msg: msg, stopping: s.stopping}
 	msg.ctx = ctx
 	if err := callHandler(ctx, s.handler, msg); err != nil {

@@ -124,6 +124,12 @@ drain:
 		}
 		out[i] = fromDelivery(d)
 		out[i].AckID = ackID{gen, d.DeliveryTag}
+		if s.t.s.Exchange != "" && s.n.exchange == s.t.s.Exchange {
+			// A shared topic exchange: the routing key is the topic the
+			// message was published to, which a pattern (order.*) does
+			// not say.
+			out[i].Topic = d.RoutingKey
+		}
 	}
 	s.mu.Unlock()
 	return out, nil

@@ -46,6 +46,11 @@ type Message struct {
 	// a nacked one comes back before the next of its key. Kafka sets the
 	// partition here, an SQS FIFO queue the message group.
 	OrderingKey string
+	// Topic is, on receive, the topic the message was published to, when
+	// the subscription's topic is a pattern that matches several (RabbitMQ's
+	// shared topic exchange and order.*); empty means the subscription's
+	// topic.
+	Topic string
 	// AckID is the adapter's handle on a received message, passed back to
 	// SendAcks, SendNacks and ExtendAcks. The engine never looks inside it.
 	AckID AckID
