@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -150,6 +151,7 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	if md == nil {
 		md = map[string]string{}
 	}
+	cloudEventsNames(md)
 	*m = Message{
 		ID:            id,
 		Payload:       payload,
@@ -164,6 +166,31 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	if ts := md[KeyTime]; ts != "" {
 		if t, err := time.Parse(keyTimeLayout, ts); err == nil {
 			m.Time = t
+		}
+	}
+}
+
+// CloudEvents binary mode names its attributes per protocol binding:
+// ce-type in HTTP headers (msgkit's names on every broker), ce_type in
+// Kafka headers, cloudEvents:type or cloudEvents_type in AMQP properties.
+// A message from a producer that follows the Kafka or AMQP binding has its
+// attributes renamed to msgkit's on receive, so EventType, Source and Time
+// read them; a name msgkit's spelling already holds is left as it is.
+var cloudEventsPrefixes = []string{"ce_", "cloudEvents:", "cloudEvents_"}
+
+func cloudEventsNames(md map[string]string) {
+	for k, v := range md {
+		for _, p := range cloudEventsPrefixes {
+			attr, ok := strings.CutPrefix(k, p)
+			if !ok || attr == "" {
+				continue
+			}
+			ours := "ce-" + strings.ToLower(attr)
+			if _, taken := md[ours]; !taken {
+				md[ours] = v
+				delete(md, k)
+			}
+			break
 		}
 	}
 }

@@ -1,0 +1,37 @@
+package sdk_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// CloudEvents binary mode spelled as the Kafka binding (ce_type) or the
+// AMQP one (cloudEvents:type, cloudEvents_type) reads as msgkit's own
+// attributes; msgkit's spelling wins where both are present.
+func TestCloudEventsBindingsAreReadAsOurAttributes(t *testing.T) {
+	for _, md := range []map[string]string{
+		{"ce_type": "order.created", "ce_source": "shop", "ce_time": "2026-12-05T10:00:00Z", "ce_id": "e-1", "ce_specversion": "1.0"},
+		{"cloudEvents:type": "order.created", "cloudEvents:source": "shop", "cloudEvents:time": "2026-12-05T10:00:00Z", "cloudEvents:id": "e-1", "cloudEvents:specversion": "1.0"},
+		{"cloudEvents_type": "order.created", "cloudEvents_source": "shop", "cloudEvents_time": "2026-12-05T10:00:00Z", "cloudEvents_id": "e-1", "cloudEvents_specversion": "1.0"},
+	} {
+		wm := message.NewMessage("id-1", []byte("{}"))
+		for k, v := range md {
+			wm.Metadata.Set(k, v)
+		}
+		m := sdk.FromWatermill(wm)
+		if m.EventType != "order.created" || m.Source != "shop" || !m.Time.Equal(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)) ||
+			m.Get("ce-id") != "e-1" || m.Get("ce-specversion") != "1.0" {
+			t.Errorf("%v: got type %q source %q time %v id %q", md, m.EventType, m.Source, m.Time, m.Get("ce-id"))
+		}
+	}
+	wm := message.NewMessage("id-2", nil)
+	wm.Metadata.Set("ce-type", "ours")
+	wm.Metadata.Set("ce_type", "theirs")
+	if m := sdk.FromWatermill(wm); m.EventType != "ours" || m.Get("ce_type") != "theirs" {
+		t.Errorf("msgkit's own ce-type must win and the other be kept: type %q, ce_type %q", m.EventType, m.Get("ce_type"))
+	}
+}
