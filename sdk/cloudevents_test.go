@@ -35,3 +35,32 @@ func TestCloudEventsBindingsAreReadAsOurAttributes(t *testing.T) {
 		t.Errorf("msgkit's own ce-type must win and the other be kept: type %q, ce_type %q", m.EventType, m.Get("ce_type"))
 	}
 }
+
+// A structured-mode event (application/cloudevents+json) is unpacked: its
+// data is the payload, its attributes metadata, its data content type the
+// content type; JSON data stays JSON, text data its text, binary data is
+// decoded from data_base64.
+func TestCloudEventsStructuredModeIsUnpacked(t *testing.T) {
+	for _, c := range []struct {
+		name, body, wantPayload, wantCT string
+	}{
+		{"json data", `{"specversion":"1.0","type":"order.created","source":"/shop","id":"e-1","time":"2026-12-05T10:00:00Z","datacontenttype":"application/json","data":{"order":1},"tenant":"acme","priority":3}`, `{"order":1}`, "application/json"},
+		{"text data", `{"specversion":"1.0","type":"order.created","source":"/shop","id":"e-1","datacontenttype":"text/plain","data":"hello"}`, "hello", "text/plain"},
+		{"binary data", `{"specversion":"1.0","type":"order.created","source":"/shop","id":"e-1","datacontenttype":"application/octet-stream","data_base64":"AAEC/w=="}`, "\x00\x01\x02\xff", "application/octet-stream"},
+	} {
+		wm := message.NewMessage("id-1", []byte(c.body))
+		wm.Metadata.Set(sdk.KeyContentType, "application/cloudevents+json; charset=utf-8")
+		m := sdk.FromWatermill(wm)
+		if string(m.Payload) != c.wantPayload || m.ContentType != c.wantCT || m.EventType != "order.created" || m.Source != "/shop" || m.Get("ce-id") != "e-1" {
+			t.Errorf("%s: payload %q content type %q type %q source %q id %q", c.name, m.Payload, m.ContentType, m.EventType, m.Source, m.Get("ce-id"))
+		}
+		if c.name == "json data" && (m.Get("ce-tenant") != "acme" || m.Get("ce-priority") != "3" || !m.Time.Equal(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC))) {
+			t.Errorf("extensions and time: tenant %q priority %q time %v", m.Get("ce-tenant"), m.Get("ce-priority"), m.Time)
+		}
+	}
+	wm := message.NewMessage("id-2", []byte("not json"))
+	wm.Metadata.Set(sdk.KeyContentType, "application/cloudevents+json")
+	if m := sdk.FromWatermill(wm); string(m.Payload) != "not json" || m.ContentType != "application/cloudevents+json" {
+		t.Errorf("a payload that is not an event must stay as it is, got %q %q", m.Payload, m.ContentType)
+	}
+}

@@ -2,6 +2,8 @@ package sdk
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -152,6 +154,7 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 		md = map[string]string{}
 	}
 	cloudEventsNames(md)
+	payload = cloudEventsStructured(payload, md)
 	*m = Message{
 		ID:            id,
 		Payload:       payload,
@@ -193,6 +196,73 @@ func cloudEventsNames(md map[string]string) {
 			break
 		}
 	}
+}
+
+// cloudEventsStructured unpacks a CloudEvents structured-mode message
+// (content type application/cloudevents+json): the event's data becomes
+// the payload and its attributes metadata (ce-type, ce-source...; the data
+// content type is content-type), as binary mode would have carried them.
+// A payload that is not such an event is returned as it is.
+func cloudEventsStructured(payload []byte, md map[string]string) []byte {
+	ct := md[KeyContentType]
+	if !strings.HasPrefix(strings.ToLower(ct), "application/cloudevents+json") {
+		return payload
+	}
+	var ev map[string]json.RawMessage
+	if json.Unmarshal(payload, &ev) != nil || ev["specversion"] == nil {
+		return payload
+	}
+	var data []byte
+	if raw, ok := ev["data_base64"]; ok {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return payload
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return payload
+		}
+		data = b
+	} else if raw, ok := ev["data"]; ok {
+		var s string
+		if json.Unmarshal(raw, &s) == nil && !isJSONType(ev["datacontenttype"]) {
+			data = []byte(s) // text data travels as a JSON string
+		} else {
+			data = []byte(raw)
+		}
+	}
+	delete(md, KeyContentType)
+	for name, raw := range ev {
+		switch name {
+		case "data", "data_base64":
+			continue
+		case "datacontenttype":
+			var s string
+			if json.Unmarshal(raw, &s) == nil {
+				md[KeyContentType] = s
+			}
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			s = string(raw) // a number or boolean extension, as JSON text
+		}
+		if _, taken := md["ce-"+name]; !taken {
+			md["ce-"+name] = s
+		}
+	}
+	return data
+}
+
+// isJSONType reports whether a datacontenttype attribute says JSON (or is
+// absent, which CloudEvents' JSON format reads as JSON).
+func isJSONType(raw json.RawMessage) bool {
+	var s string
+	if raw == nil || json.Unmarshal(raw, &s) != nil {
+		return true
+	}
+	s = strings.ToLower(s)
+	return strings.HasPrefix(s, "application/json") || strings.HasSuffix(strings.SplitN(s, ";", 2)[0], "+json")
 }
 
 func setIf(md message.Metadata, k, v string) {
