@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -165,15 +166,7 @@ func parseSentinel(cfg sdk.Config, o Options, to sdk.TLSOptions, so sentinelOpti
 	}
 	fo.Username = u.User.Username()
 	fo.Password, _ = u.User.Password()
-	for i, h := range hosts {
-		if i == 0 {
-			h = u.Host
-		}
-		if _, _, err := net.SplitHostPort(h); err != nil {
-			h = net.JoinHostPort(strings.Trim(h, "[]"), "26379")
-		}
-		fo.SentinelAddrs = append(fo.SentinelAddrs, h)
-	}
+	fo.SentinelAddrs = addrs(u, hosts, "26379")
 	if p := strings.Trim(u.Path, "/"); p != "" {
 		if fo.DB, err = strconv.Atoi(p); err != nil || fo.DB < 0 {
 			return settings{}, cfg.Invalid("url", nil, "the path must be the database number, got %q; %s", p, sentinelHelp)
@@ -215,15 +208,7 @@ func parseCluster(cfg sdk.Config, o Options, to sdk.TLSOptions) (settings, error
 	}
 	co := &goredis.ClusterOptions{Username: u.User.Username()}
 	co.Password, _ = u.User.Password()
-	for i, h := range hosts {
-		if i == 0 {
-			h = u.Host
-		}
-		if _, _, err := net.SplitHostPort(h); err != nil {
-			h = net.JoinHostPort(strings.Trim(h, "[]"), "6379")
-		}
-		co.Addrs = append(co.Addrs, h)
-	}
+	co.Addrs = addrs(u, hosts, "6379")
 	secure := u.Scheme == "rediss+cluster"
 	if co.TLSConfig, err = to.ClientConfig(cfg, &secure, "rediss+cluster://"); err != nil {
 		return settings{}, err
@@ -235,6 +220,23 @@ func parseCluster(cfg sdk.Config, o Options, to sdk.TLSOptions) (settings, error
 	s.cluster = co
 	s.addr = "cluster " + strings.Join(co.Addrs, ",")
 	return s, nil
+}
+
+// addrs returns the host:port of each host of a URL's list, the first as
+// u parsed it (a bracketed IPv6 address stays one), with port where a host
+// has none.
+func addrs(u *url.URL, hosts []string, port string) []string {
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		if i == 0 {
+			h = u.Host
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(strings.Trim(h, "[]"), port)
+		}
+		out[i] = h
+	}
+	return out
 }
 
 // newClient makes the client Open connects with: through the sentinels
