@@ -35,8 +35,11 @@ func toPublishing(m *driver.Message, persistent bool) amqp.Publishing {
 		Type:          short(m.Metadata[sdk.KeyEventType]),
 		AppId:         short(m.Metadata[sdk.KeySource]),
 	}
-	if p.MessageId == "" && m.ID != "" {
-		headers[watermillUUIDHeader] = m.ID // too long for the property
+	if m.ID != "" {
+		// watermill-amqp reads the id only from this header: written always,
+		// so a Watermill service consuming the topic sees the same id (and
+		// an id too long for the property travels whole).
+		headers[watermillUUIDHeader] = m.ID
 	}
 	if persistent {
 		p.DeliveryMode = amqp.Persistent
