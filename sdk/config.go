@@ -527,8 +527,13 @@ func SplitURLHosts(raw string) (first string, hosts []string) {
 	if end < 0 {
 		end = len(rest)
 	}
+	at := strings.LastIndex(rest, "@")
+	if at >= end {
+		// A '/', '?' or '#' before the last '@': a password holding one, not
+		// a host list; ParseURL refuses it, RedactURL hides it.
+		return raw, []string{rest}
+	}
 	authority := rest[:end]
-	at := strings.LastIndex(authority, "@")
 	hosts = strings.Split(authority[at+1:], ",")
 	return scheme + "://" + authority[:at+1] + hosts[0] + rest[end:], hosts
 }
