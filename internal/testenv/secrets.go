@@ -102,3 +102,24 @@ func FuzzURLPassword(f *testing.F, scheme string, parse func(url string) (where 
 		}, user, host, path)
 	})
 }
+
+// RefusedForPermission fails the test unless err says the broker refused
+// what was asked for lack of permission (not that it is down: notDown is
+// the phrase a "broker unreachable" error holds), and holds none of
+// secrets.
+func RefusedForPermission(t testing.TB, what string, err error, notDown string, secrets ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: want a refusal, it succeeded", what)
+	}
+	msg := err.Error()
+	t.Logf("%s: %v", what, err)
+	if !strings.Contains(msg, "refused") || !strings.Contains(msg, "permission") || strings.Contains(msg, notDown) {
+		t.Fatalf("%s: want an error saying the broker refused it for lack of permission, got %v", what, err)
+	}
+	for _, s := range secrets {
+		if strings.Contains(msg, s) {
+			t.Fatalf("%s: the error holds a password: %v", what, err)
+		}
+	}
+}
