@@ -197,6 +197,7 @@ var suite = []guaranteeTest{
 	{"TestEnsureGroupKeepsWhatIsPublishedBeforeSubscribe", needs(func(c sdk.Capabilities) bool { return c.DurableGroups },
 		"DurableGroups not declared"), testEnsureGroup, false},
 	{"TestStartAtChoosesWhereANewGroupStarts", always, testStartAt, false},
+	{"TestRemovedGroupKeepsNothing", always, testRemoveGroup, false},
 	{"TestPersistentMessagesSurviveARestart", needs(func(c sdk.Capabilities) bool { return c.Persistent },
 		"Persistent not declared: a broker restart may lose messages"), testPersistentSurvivesRestart, false},
 	{"TestNewGroupReceivesHistory", needs(func(c sdk.Capabilities) bool { return c.NewGroupsReceiveHistory },

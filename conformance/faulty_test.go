@@ -40,6 +40,15 @@ func (f *faultyTransport) Capabilities() driver.Capabilities {
 	return c
 }
 
+// RemoveGroup: with "remove-keeps-group" the driver declares RemovesGroups
+// (as memory does) but leaves the group in place.
+func (f *faultyTransport) RemoveGroup(ctx context.Context, topic, group string) error {
+	if f.fault == "remove-keeps-group" {
+		return nil
+	}
+	return f.Transport.RemoveGroup(ctx, topic, group)
+}
+
 func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	out := make([]*driver.Message, 0, 2*len(msgs))
 	for _, m := range msgs {

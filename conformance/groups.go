@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -236,5 +237,72 @@ func testStartAt(e *env) {
 	case p := <-latest:
 		e.t.Fatalf("guarantee broken: a group created with StartAt(latest) must not receive what was published before it: got %q", p)
 	case <-time.After(e.h.QuietPeriod):
+	}
+}
+
+// testRemoveGroup: with RemovesGroups, a removed group keeps nothing (a
+// group of that name made again starts empty) and removing a group that
+// does not exist succeeds; without it, RemoveGroup refuses with
+// errors.ErrUnsupported rather than pretending.
+func testRemoveGroup(e *env) {
+	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	if !e.caps.RemovesGroups {
+		tr := e.open()
+		defer tr.Close()
+		if err := tr.RemoveGroup(ctx, e.topic, uniqueName("g")); !errors.Is(err, errors.ErrUnsupported) {
+			e.t.Fatalf("guarantee broken: a driver that does not declare RemovesGroups must refuse RemoveGroup with errors.ErrUnsupported, got %v", err)
+		}
+		return
+	}
+	c := e.client()
+	if err := c.RemoveGroup(ctx, e.topic, uniqueName("never-made")); err != nil {
+		e.t.Fatalf("guarantee broken: removing a group that does not exist must succeed, got %v", err)
+	}
+	group := uniqueName("g")
+	if err := c.EnsureGroup(ctx, e.topic, group); err != nil {
+		e.t.Fatalf("Client.EnsureGroup failed: %v", err)
+	}
+	kept := sdk.NewMessage([]byte("before-remove"))
+	if err := c.Publish(ctx, e.topic, kept); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	if err := c.RemoveGroup(ctx, e.topic, group); err != nil {
+		e.t.Fatalf("Client.RemoveGroup failed: %v", err)
+	}
+	between := sdk.NewMessage([]byte("after-remove"))
+	if err := c.Publish(ctx, e.topic, between); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	var opts []sdk.SubscribeOption
+	if e.caps.ChoosesGroupStart {
+		opts = append(opts, sdk.StartAt(sdk.GroupStartLatest))
+	}
+	got := make(chan *sdk.Message, 16)
+	sub, err := c.Subscribe(ctx, e.topic, group, func(_ context.Context, m *sdk.Message) error {
+		got <- m
+		return nil
+	}, opts...)
+	if err != nil {
+		e.t.Fatalf("Client.Subscribe to the group made again failed: %v", err)
+	}
+	defer sub.Close(context.Background())
+	after := sdk.NewMessage([]byte("after-resubscribe"))
+	if err := c.Publish(ctx, e.topic, after); err != nil {
+		e.t.Fatalf("Client.Publish failed: %v", err)
+	}
+	const guarantee = "a removed group must keep nothing: the group made again gets only what is published after it"
+	for {
+		select {
+		case m := <-got:
+			switch m.ID {
+			case after.ID:
+				return
+			case kept.ID, between.ID:
+				e.t.Fatalf("guarantee broken: %s: %q arrived", guarantee, m.Payload)
+			}
+		case <-ctx.Done():
+			e.t.Fatalf("guarantee broken: %s: the message published after subscribing did not arrive within %v", guarantee, e.h.Timeout)
+		}
 	}
 }

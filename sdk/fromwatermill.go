@@ -2,6 +2,8 @@ package sdk
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -61,6 +63,12 @@ func (t *watermillTransport) OpenReplySubscription(ctx context.Context, topic st
 		return nil, ErrNoRequestReply
 	}
 	return t.open(ctx, topic, topic)
+}
+
+// RemoveGroup is not supported: Watermill's interfaces have no way to
+// delete a consumer group.
+func (t *watermillTransport) RemoveGroup(context.Context, string, string) error {
+	return fmt.Errorf("a Watermill publisher and subscriber cannot remove consumer groups: %w", errors.ErrUnsupported)
 }
 
 func (t *watermillTransport) open(ctx context.Context, topic, group string) (driver.Subscription, error) {

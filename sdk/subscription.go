@@ -207,6 +207,35 @@ func (c *Client) EnsureGroup(ctx context.Context, topic, group string, opts ...S
 	return ensureGroup(ctx, c.transport, topic, group)
 }
 
+// RemoveGroup deletes a consumer group of topic and what the broker keeps
+// for it (a queue, a stream's group, committed offsets): the opposite of
+// EnsureGroup, for a temporary group such as a tail's. Stop the group's
+// subscriptions first. Removing a group that does not exist succeeds. A
+// driver whose Capabilities lack RemovesGroups refuses with an error
+// wrapping errors.ErrUnsupported. Without a deadline on ctx the call is
+// bounded by DefaultPublishTimeout.
+func (c *Client) RemoveGroup(ctx context.Context, topic, group string) error {
+	if topic == "" || group == "" {
+		return fmt.Errorf("messaging: remove group %q of %q: topic and group must both be named", group, topic)
+	}
+	if c.isClosed() {
+		return fmt.Errorf("messaging: remove group %q of %q: %w", group, topic, ErrClosed)
+	}
+	if !c.transport.Capabilities().RemovesGroups {
+		return fmt.Errorf("messaging: remove group %q of %q: the %s driver cannot remove consumer groups (Capabilities.RemovesGroups is false): %w",
+			group, topic, c.cfg.DriverName(), errors.ErrUnsupported)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultPublishTimeout)
+		defer cancel()
+	}
+	if err := c.transport.RemoveGroup(ctx, topic, group); err != nil {
+		return fmt.Errorf("messaging: remove group %q of %q: %w", group, topic, err)
+	}
+	return nil
+}
+
 // ensureGroup opens a subscription, which by the driver contract leaves
 // the group in place, and closes it before it receives anything.
 func ensureGroup(ctx context.Context, t driver.Transport, topic, group string) error {

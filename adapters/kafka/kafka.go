@@ -171,6 +171,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		ChoosesGroupStart:       true,
 		Persistent:              true, // the log is on the brokers' disks (acks=all)
 		RequestReply:            true, // a reply topic per client, deleted on close
+		RemovesGroups:           true,
 		MaxPayloadBytes:         t.s.MaxPayloadBytes,
 		// Headers travel in the record beside the payload: the producer's
 		// batch limit leaves 64 KiB over max_payload_bytes, and the

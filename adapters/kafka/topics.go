@@ -117,6 +117,30 @@ func (t *Transport) deleteTopic(topic string) error {
 	return nil
 }
 
+// RemoveGroup deletes the consumer group with its committed offsets
+// (DeleteGroups). Kafka refuses while the group has members; the topic
+// stays. A Kafka group spans topics: this removes it from all of them.
+func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error {
+	if group == "" {
+		return errors.New("kafka: consumer group is empty; name the group to remove")
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
+	defer cancel()
+	req := kmsg.NewPtrDeleteGroupsRequest()
+	req.Groups = []string{group}
+	resp, err := req.RequestWith(ctx, t.client)
+	if err == nil && len(resp.Groups) == 1 {
+		err = kerr.ErrorForCode(resp.Groups[0].ErrorCode)
+	}
+	switch {
+	case err == nil, errors.Is(err, kerr.GroupIDNotFound):
+		return nil
+	case errors.Is(err, kerr.NonEmptyGroup):
+		return fmt.Errorf("kafka: remove group %q (topic %q): it still has members; stop them first: %w", group, topic, err)
+	}
+	return fmt.Errorf("kafka: remove group %q (topic %q): %w", group, topic, err)
+}
+
 func isNetError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne)

@@ -126,6 +126,19 @@ func (b *broker) group(topicName, groupName string) (*group, bool) {
 	return g, true
 }
 
+// removeGroup forgets a topic's group: what it held is dropped and nothing
+// more is kept for it. Members still attached drain what they took.
+func (b *broker) removeGroup(topicName, groupName string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if t, ok := b.topics[topicName]; ok {
+		if g, ok := t.groups[groupName]; ok {
+			g.release()
+			delete(t.groups, groupName)
+		}
+	}
+}
+
 // removeTopic forgets a topic and its groups (a client's reply topic).
 func (b *broker) removeTopic(name string) {
 	b.mu.Lock()

@@ -38,6 +38,7 @@ var Capabilities = sdk.Capabilities{
 	Ordering:       sdk.OrderingPerKey,
 	DurableGroups:  true,
 	RequestReply:   true,
+	RemovesGroups:  true,
 }
 
 // Options bound a memory broker. Each consumer group holds at most
@@ -191,6 +192,15 @@ func (t *Transport) open(topic, group string, onClose func()) (driver.Subscripti
 		return nil, fmt.Errorf("memory: subscribe to %q: transport %w", topic, err)
 	}
 	return s, nil
+}
+
+// RemoveGroup drops the group and the messages it holds.
+func (t *Transport) RemoveGroup(_ context.Context, topic, group string) error {
+	if group == "" {
+		return errNoGroup
+	}
+	t.b.removeGroup(topic, group)
+	return nil
 }
 
 var errNoGroup = errors.New("memory: consumer group is empty; name the group (usually the service name)")

@@ -177,6 +177,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		ChoosesGroupStart:       true,
 		Persistent:              t.s.storage == jetstream.FileStorage,
 		RequestReply:            true,
+		RemovesGroups:           true,
 		MaxPayloadBytes:         int(t.nc.MaxPayload()) - headerRoom,
 		MaxMetadataBytes:        headerRoom / 4, // room for the base64 of names and values that need it
 	}

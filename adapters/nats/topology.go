@@ -111,6 +111,28 @@ func orUnlimited(n int64) int64 {
 	return n
 }
 
+// RemoveGroup deletes the group's durable consumer of topic; the stream
+// and other groups stay.
+func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error {
+	if group == "" {
+		return errors.New("nats: consumer group is empty; name the group to remove")
+	}
+	s, err := t.stream(ctx, topic)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := apiContext(ctx)
+	defer cancel()
+	name := objectName(group)
+	if subjects := s.CachedInfo().Config.Subjects; len(subjects) != 1 || subjects[0] != topic {
+		name = objectName(group + "." + topic)
+	}
+	if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("nats: delete consumer %q of group %q on topic %q at %s: %w", name, group, topic, t.s.where(), err)
+	}
+	return nil
+}
+
 // consumer returns the group's durable pull consumer on topic's stream,
 // creating it when it does not exist. One that exists is used as it is: a
 // group's start position and the platform's settings are not changed

@@ -108,6 +108,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		DurableGroups:   true,
 		Persistent:      !t.s.Transient && !t.s.NoConfirms,
 		RequestReply:    true, // reply topics are exclusive auto-delete queues
+		RemovesGroups:   true,
 		MaxPayloadBytes: t.s.MaxPayloadBytes,
 		// Headers travel in one frame (131072 bytes by default); half of
 		// it leaves room for the encoding of many small entries, and the
@@ -172,6 +173,42 @@ func (t *Transport) subscribe(ctx context.Context, n names) (driver.Subscription
 		}
 	}
 	return s, nil
+}
+
+// RemoveGroup deletes the group's queue, with the messages it holds, and
+// its dead-letter queue and exchange when dead_letter is on. The topic's
+// exchange stays: other groups use it.
+func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error {
+	if group == "" {
+		return errors.New("rabbitmq: consumer group is empty; name the group to remove")
+	}
+	n := t.s.names(topic, group)
+	if n.exchange == "" {
+		return fmt.Errorf("rabbitmq: %q is a reply topic: its queue goes away with its client", topic)
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
+	defer cancel()
+	ch, err := t.consume.channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if _, err := ch.QueueDelete(n.queue, false, false, false); err != nil {
+		return explainDeclareError(fmt.Sprintf("delete queue %q", n.queue), err)
+	}
+	if t.s.DeadLetter {
+		if _, err := ch.QueueDelete(n.queue+".dlq", false, false, false); err != nil {
+			return explainDeclareError(fmt.Sprintf("delete dead-letter queue %q", n.queue+".dlq"), err)
+		}
+		if err := ch.ExchangeDelete(n.queue+".dlx", false, false); err != nil {
+			return explainDeclareError(fmt.Sprintf("delete dead-letter exchange %q", n.queue+".dlx"), err)
+		}
+	}
+	t.mu.Lock()
+	delete(t.declared, n.queue)
+	delete(t.declared, n.queue+".dlq")
+	t.mu.Unlock()
+	return nil
 }
 
 // DeclaredQueues lists the queues this transport declared, for tooling and

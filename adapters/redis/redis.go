@@ -191,6 +191,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		ChoosesGroupStart:       true,
 		Persistent:              t.persistent,
 		RequestReply:            true, // reply streams are deleted when their subscription closes
+		RemovesGroups:           true,
 		MaxPayloadBytes:         t.s.MaxPayloadBytes,
 		// Redis takes fields of any size; the bound keeps one message's
 		// metadata from costing every consumer's memory.
@@ -348,6 +349,24 @@ func (t *Transport) subscribe(ctx context.Context, topic, group string, ephemera
 	}
 	t.trim.add(topic)
 	return s, nil
+}
+
+// RemoveGroup destroys the group on the topic's stream (XGROUP DESTROY),
+// with its pending entries; the stream and other groups stay.
+func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error {
+	if group == "" {
+		return errors.New("redis: consumer group is empty; name the group to remove")
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
+	defer cancel()
+	err := t.client.XGroupDestroy(ctx, topic, group).Err()
+	if err != nil && strings.Contains(err.Error(), "requires the key to exist") {
+		return nil // no stream, so no group
+	}
+	if err != nil {
+		return fmt.Errorf("redis: remove group %q of stream %q: %w", group, topic, explainRefusal(err))
+	}
+	return nil
 }
 
 // As reaches the go-redis client the transport publishes and acks with

@@ -127,6 +127,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		NewGroupsReceiveHistory: false,
 		Persistent:              true,
 		RequestReply:            true, // a reply topic and queue per client, deleted on close
+		RemovesGroups:           true, // the group's queue and its subscription
 		MaxPayloadBytes:         awsq.MaxPayloadBytes,
 		MaxMetadataBytes:        awsq.MaxMetadataBytes,
 	}
@@ -255,6 +256,48 @@ func (t *Transport) groupQueue(ctx context.Context, topic, group string) (awsq.Q
 	}
 	t.subscribed[q.ARN] = aws.ToString(out.SubscriptionArn)
 	return q, nil
+}
+
+// RemoveGroup unsubscribes the group's queue from the topic and deletes
+// it, with the messages it holds. The topic stays.
+func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error {
+	if group == "" {
+		return errors.New("sns: consumer group is empty; name the group to remove")
+	}
+	name := awsq.QueueName(t.s.Prefix+topic, group, false)
+	q, found, err := t.queues.Find(ctx, name)
+	if err != nil || !found {
+		return err
+	}
+	topicName := TopicName(t.s.Prefix, topic)
+	topicARN, err := t.topicARN(ctx, topic)
+	if err != nil {
+		return err
+	}
+	{
+		var next *string
+		for {
+			out, err := t.sns.ListSubscriptionsByTopic(ctx, &awssns.ListSubscriptionsByTopicInput{TopicArn: aws.String(topicARN), NextToken: next})
+			if err != nil {
+				return fmt.Errorf("%s: list the subscriptions of topic %q: %w", t.where, topicName, err)
+			}
+			for _, sub := range out.Subscriptions {
+				if aws.ToString(sub.Endpoint) != q.ARN {
+					continue
+				}
+				if _, err := t.sns.Unsubscribe(ctx, &awssns.UnsubscribeInput{SubscriptionArn: sub.SubscriptionArn}); err != nil {
+					return fmt.Errorf("%s: unsubscribe queue %q from topic %q: %w", t.where, name, topicName, err)
+				}
+			}
+			if next = out.NextToken; aws.ToString(next) == "" {
+				break
+			}
+		}
+	}
+	t.topicsMu.Lock()
+	delete(t.subscribed, q.ARN)
+	t.topicsMu.Unlock()
+	return t.queues.Delete(ctx, q)
 }
 
 // queuePolicy lets the topic, and only it, send to the queue.

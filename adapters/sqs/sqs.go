@@ -264,6 +264,12 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	})
 }
 
+// RemoveGroup is not supported: SQS has no consumer groups, and the
+// topic's queue is the topic itself, not one group's copy of it.
+func (t *Transport) RemoveGroup(context.Context, string, string) error {
+	return fmt.Errorf("sqs: a topic is one queue, shared by whoever consumes it; there is no group to remove (delete the queue to remove the topic): %w", errors.ErrUnsupported)
+}
+
 // As reaches the SQS client (**sqs.Client).
 func (t *Transport) As(target any) bool {
 	if p, ok := target.(**awssqs.Client); ok {

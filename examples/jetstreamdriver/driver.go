@@ -219,6 +219,11 @@ func (t *Transport) OpenReplySubscription(context.Context, string) (driver.Subsc
 	return nil, errors.New(DriverName + ": request/reply is not supported")
 }
 
+// RemoveGroup: removing groups is not declared.
+func (t *Transport) RemoveGroup(context.Context, string, string) error {
+	return fmt.Errorf("%s: removing consumer groups is not supported: %w", DriverName, errors.ErrUnsupported)
+}
+
 // IsRetryable: a server that did not answer in time, or a connection
 // being re-established.
 func (t *Transport) IsRetryable(err error) bool {

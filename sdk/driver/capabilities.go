@@ -30,6 +30,10 @@ type Capabilities struct {
 	// exist yet where its context asks (WithGroupStart): at the topic's
 	// oldest message or at the latest.
 	ChoosesGroupStart bool
+	// RemovesGroups: RemoveGroup deletes a consumer group and what the
+	// broker keeps for it, so that a temporary group (a CLI's tail) leaves
+	// nothing behind.
+	RemovesGroups bool
 	// Persistent: acknowledged messages survive a broker restart.
 	Persistent bool
 	// RequestReply: OpenReplySubscription works and reply topics reach it.

@@ -88,6 +88,13 @@ type Transport interface {
 	// a topic with SendBatch must reach it. A transport without
 	// RequestReply returns an error.
 	OpenReplySubscription(ctx context.Context, topic string) (Subscription, error)
+	// RemoveGroup deletes group's subscription to topic and what the broker
+	// keeps for it (a queue, a stream's consumer group, committed offsets):
+	// nothing more is kept for the group. Its members should have stopped.
+	// Removing a group that does not exist succeeds. A transport that does
+	// not declare RemovesGroups returns an error wrapping
+	// errors.ErrUnsupported that says why.
+	RemoveGroup(ctx context.Context, topic, group string) error
 	// IsRetryable reports whether an error returned by this transport is
 	// transient (a connection lost, a broker restarting) rather than a
 	// refusal that will recur. The engine sends a batch again after a

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
 // Queue is an SQS queue the drivers use.
@@ -96,6 +97,18 @@ func (q *Queues) create(ctx context.Context, name string, attrs map[string]strin
 		return q.lookup(ctx, name)
 	}
 	return q.describe(ctx, name, aws.ToString(out.QueueUrl))
+}
+
+// Find looks up a queue without creating it; found is false when it does
+// not exist.
+func (q *Queues) Find(ctx context.Context, name string) (qu Queue, found bool, err error) {
+	qu, err = q.lookup(ctx, name)
+	var missing *types.QueueDoesNotExist
+	var api smithy.APIError
+	if errors.As(err, &missing) || errors.As(err, &api) && api.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue" {
+		return Queue{}, false, nil // the second form: the query protocol's code, which goaws and older endpoints send
+	}
+	return qu, err == nil, err
 }
 
 func (q *Queues) lookup(ctx context.Context, name string) (Queue, error) {
