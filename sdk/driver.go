@@ -102,3 +102,55 @@ func lookupDriver(name string) (Driver, error) {
 	}
 	return nil, &ConfigError{Key: "driver", Reason: reason}
 }
+
+// ConfigChecker is implemented by a Driver that can validate a config
+// without connecting: the checks Open makes before its first network call
+// (unknown options, malformed values and URLs), with the same errors.
+type ConfigChecker interface {
+	CheckConfig(cfg Config) error
+}
+
+// CheckConfig validates cfg as Open would, without connecting: the driver
+// name, the middleware section when package middleware is linked in, and
+// the driver's own options and URL when the driver is a ConfigChecker
+// (every adapter in this module is). Errors are *ConfigError where the
+// value at fault is known, naming key and source (file:line or
+// environment variable). It reports whether the driver could check its
+// options (false for a driver that is not a ConfigChecker).
+func CheckConfig(cfg Config) (checkedOptions bool, err error) {
+	name := cfg.DriverName()
+	d, err := lookupDriver(name)
+	if err != nil {
+		if ce, ok := err.(*ConfigError); ok {
+			ce.Source = cfg.Source("driver")
+		}
+		return false, err
+	}
+	if _, err := cfg.checkSections(); err != nil {
+		return false, err
+	}
+	cc, ok := d.(ConfigChecker)
+	if !ok {
+		return false, nil
+	}
+	return true, cc.CheckConfig(cfg)
+}
+
+// OpenTransport opens the transport cfg selects, as Open does, without a
+// Client around it: for tools that drive the contract directly, such as
+// the conformance suite run against a configured broker.
+func OpenTransport(ctx context.Context, cfg Config) (driver.Transport, error) {
+	name := cfg.DriverName()
+	d, err := lookupDriver(name)
+	if err != nil {
+		if ce, ok := err.(*ConfigError); ok {
+			ce.Source = cfg.Source("driver")
+		}
+		return nil, err
+	}
+	t, err := d.Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("messaging: open driver %q: %w", name, err)
+	}
+	return t, nil
+}

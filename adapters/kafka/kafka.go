@@ -45,6 +45,12 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens Kafka transports.
 type Driver struct{}
 
+// CheckConfig validates cfg as Open does, without connecting.
+func (Driver) CheckConfig(cfg sdk.Config) error {
+	_, err := parseSettings(cfg)
+	return err
+}
+
 // Open validates cfg and connects to the cluster by ctx's deadline (one
 // client for the producer and topic administration; each subscription has
 // its own).

@@ -64,6 +64,16 @@ var (
 	shared   = map[string]*broker{}
 )
 
+// CheckConfig validates cfg's options and URL without opening anything.
+func (Driver) CheckConfig(cfg sdk.Config) error {
+	var o Options
+	if err := cfg.OptionsSection().Decode(&o); err != nil {
+		return err
+	}
+	_, err := brokerName(cfg)
+	return err
+}
+
 // Open returns a transport on a private broker, or on the process-wide
 // broker named by a memory://NAME URL, bounded by the Options in cfg (the
 // same for every Open of one named broker).

@@ -36,6 +36,12 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens NATS JetStream transports.
 type Driver struct{}
 
+// CheckConfig validates cfg as Open does, without connecting.
+func (Driver) CheckConfig(cfg sdk.Config) error {
+	_, err := parseSettings(cfg)
+	return err
+}
+
 // Open validates cfg, connects, and checks that the server has JetStream,
 // by ctx's deadline.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {

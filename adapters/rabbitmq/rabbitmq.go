@@ -37,6 +37,12 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens RabbitMQ transports.
 type Driver struct{}
 
+// CheckConfig validates cfg as Open does, without connecting.
+func (Driver) CheckConfig(cfg sdk.Config) error {
+	_, err := parseSettings(cfg)
+	return err
+}
+
 // Open validates cfg and connects (one connection for publishing, one for
 // consuming, so that flow control on a fast publisher never delays acks),
 // returning by ctx's deadline.

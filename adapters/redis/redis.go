@@ -55,6 +55,12 @@ func (slogLogger) Printf(ctx context.Context, format string, v ...any) {
 // Driver opens Redis Streams transports.
 type Driver struct{}
 
+// CheckConfig validates cfg as Open does, without connecting.
+func (Driver) CheckConfig(cfg sdk.Config) error {
+	_, err := parseSettings(cfg)
+	return err
+}
+
 // Open validates cfg, connects and checks the server answers, by ctx's
 // deadline.
 func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error) {

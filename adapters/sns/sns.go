@@ -43,6 +43,12 @@ func init() { sdk.Register(DriverName, Driver{}) }
 // Driver opens SNS transports.
 type Driver struct{}
 
+// CheckConfig validates cfg as Open does, without connecting.
+func (Driver) CheckConfig(cfg sdk.Config) error {
+	_, err := awsq.ParseSettings(cfg, DriverName)
+	return err
+}
+
 // Open validates cfg, loads the AWS configuration and checks, by ctx's
 // deadline, that the endpoint answers and takes the credentials (one
 // ListTopics call; a policy that does not grant it passes). Topics, queues
