@@ -316,6 +316,15 @@ loop:
 // ErrNothingToReplay is wrapped by Replay's error when no message arrived.
 var ErrNothingToReplay = errors.New("nothing to replay")
 
+// ReplayMessage moves one dead letter m back: it publishes m to the topic
+// it was dead-lettered from, with its id and without the dead-letter
+// headers, as Replay does for each message. The caller then acknowledges m
+// on the dead-letter topic; if that fails, the message is replayed again
+// later (a duplicate, never a loss).
+func ReplayMessage(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
+	return replayOne(ctx, client, m)
+}
+
 func replayOne(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
 	target := m.Get(KeyDLQOriginalTopic)
 	if target == "" {
