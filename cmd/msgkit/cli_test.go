@@ -545,11 +545,27 @@ func TestConformanceCommand(t *testing.T) {
 	got := map[string]string{}
 	for _, r := range jsonLines[result](t, out) {
 		got[r.Name] = r.Outcome
+		if r.Outcome == "not checked" && !strings.Contains(strings.Join(r.Details, " "), "Persistent not declared") {
+			t.Errorf("a guarantee not checked must say why: %+v", r)
+		}
 	}
 	want := map[string]string{"TestPublishSubscribeRoundTrip": "holds", "TestEveryGroupReceivesEveryMessage": "holds",
 		"TestRemovedGroupKeepsNothing": "holds", "TestPersistentMessagesSurviveARestart": "not checked"}
 	if !maps.Equal(got, want) {
 		t.Fatalf("conformance results %v, want %v\nstderr:\n%s", got, want, errOut)
+	}
+}
+
+// TestConformanceCommandReportsABrokenGuarantee: a Redis member killed
+// while it holds a message hands it over only after claim_idle (30s by
+// default), so a suite told to wait 2s must report that guarantee broken,
+// say what it saw, and exit 1.
+func TestConformanceCommandReportsABrokenGuarantee(t *testing.T) {
+	c := newCLI(t, brokers(t)["redis"])
+	out, errOut, code := c.run("", "conformance", "--run", "^TestConsumerKilledBeforeAckHandsOver$", "--wait", "2s")
+	if code != exitFailed || !strings.Contains(out, "BROKEN       ConsumerKilledBeforeAckHandsOver") || !strings.Contains(out, "guarantee broken") ||
+		!strings.Contains(errOut, "1 guarantee(s) broken") {
+		t.Fatalf("conformance with a wait shorter than the lease: exit %d (want %d)\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
 	}
 }
 

@@ -107,14 +107,19 @@ type result struct {
 	Details []string `json:"details,omitempty"`
 }
 
-var resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): TestConformance/(\S+)`)
+var (
+	resultLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): TestConformance/(\S+)`)
+	runLine    = regexp.MustCompile(`^=== (?:RUN|CONT)\s+TestConformance/(\S+)`)
+)
 
-// readResults reads the child's verbose test output: each subtest's
-// verdict line, and the indented lines after it (its failure or skip
-// messages).
+// readResults reads the child's verbose test output: each guarantee's
+// verdict line, and the log lines printed while it ran (its failure or
+// skip messages), which go test prints between its RUN line and its
+// verdict.
 func readResults(r io.Reader, echo bool, echoTo io.Writer) []result {
 	var results []result
-	var current *result
+	details := map[string][]string{}
+	current := ""
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	for sc.Scan() {
@@ -122,17 +127,24 @@ func readResults(r io.Reader, echo bool, echoTo io.Writer) []result {
 		if echo {
 			fmt.Fprintln(echoTo, line)
 		}
+		if m := runLine.FindStringSubmatch(line); m != nil {
+			current = m[1]
+			continue
+		}
 		if m := resultLine.FindStringSubmatch(line); m != nil {
 			outcome := map[string]string{"PASS": "holds", "FAIL": "broken", "SKIP": "not checked"}[m[1]]
-			results = append(results, result{Name: m[2], Outcome: outcome})
-			current = &results[len(results)-1]
+			res := result{Name: m[2], Outcome: outcome}
+			if outcome != "holds" {
+				res.Details = details[m[2]]
+			}
+			delete(details, m[2])
+			results = append(results, res)
+			current = ""
 			continue
 		}
-		if current != nil && strings.HasPrefix(line, "        ") && current.Outcome != "holds" {
-			current.Details = append(current.Details, strings.TrimSpace(line))
-			continue
+		if current != "" && strings.HasPrefix(line, "    ") {
+			details[current] = append(details[current], strings.TrimSpace(line))
 		}
-		current = nil
 	}
 	return results
 }
@@ -153,7 +165,13 @@ func printResults(w io.Writer, results []result, asJSON bool) (broken int) {
 		}
 	}
 	if !asJSON {
-		fmt.Fprintf(w, "%d guarantees checked, %d broken\n", len(results), broken)
+		skipped := 0
+		for _, r := range results {
+			if r.Outcome == "not checked" {
+				skipped++
+			}
+		}
+		fmt.Fprintf(w, "%d hold, %d broken, %d not checked\n", len(results)-broken-skipped, broken, skipped)
 	}
 	return broken
 }
@@ -170,7 +188,7 @@ func runConformanceChild() {
 	_ = flag.Set("test.timeout", "60m")
 	pattern := "^TestConformance$"
 	if only := os.Getenv(conformanceRunEnv); only != "" {
-		pattern += "/" + only
+		pattern += "/(" + only + ")"
 	}
 	_ = flag.Set("test.run", pattern)
 	h := conformance.Harness{
