@@ -339,7 +339,9 @@ func listed(t *testing.T, c cli, topic string) []string {
 func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
 
 func TestDeadLetters(t *testing.T) {
-	for name, cfg := range brokers(t) {
+	all := brokers(t)
+	all["sns"] = map[string]any{"driver": "sns", "url": testenv.AWSEndpoint(t), "options": testenv.AWSOptions(nil)}
+	for name, cfg := range all {
 		t.Run(name, func(t *testing.T) {
 			c := newCLI(t, cfg)
 			topic := unique("cli-invoices")
@@ -581,7 +583,7 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 
-	for _, args := range [][]string{{"--help"}, {"publish", "--help"}, {"tail", "--help"}, {"dlq", "replay", "--help"}, {"request", "--help"}, {"config", "check", "--help"}, {"doctor", "--help"}, {"conformance", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"publish", "--help"}, {"tail", "--help"}, {"dlq", "--help"}, {"dlq", "list", "--help"}, {"dlq", "show", "--help"}, {"dlq", "replay", "--help"}, {"config", "--help"}, {"request", "--help"}, {"config", "check", "--help"}, {"doctor", "--help"}, {"conformance", "--help"}} {
 		cmd := exec.Command(binary, args...)
 		b, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(b), "Example") && !strings.Contains(string(b), "Examples") {

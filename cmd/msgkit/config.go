@@ -10,8 +10,9 @@ import (
 
 func configCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "config",
-		Short: "Check configuration files",
+		Use:     "config",
+		Short:   "Check configuration files",
+		Example: `  msgkit config check deploy/service.yaml`,
 	}
 	check := &cobra.Command{
 		Use:   "check FILE",

@@ -67,6 +67,9 @@ counts deliveries counts one more). On Kafka, where a partition's messages
 cannot be held side by side, they read the dead-letter topic from its
 oldest record through a temporary group instead, and so show every dead
 letter the topic retains, replayed or not.`,
+		Example: `  msgkit dlq list invoices
+  msgkit dlq show invoices 0f6c2d0e-8a1b-4c55-9d0e-2f6a7b8c9d10
+  msgkit dlq replay invoices --dry-run`,
 	}
 	cmd.AddCommand(dlqListCmd(g), dlqShowCmd(g), dlqReplayCmd(g))
 	return cmd

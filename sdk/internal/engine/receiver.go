@@ -380,10 +380,15 @@ func (r *Receiver) settle(it *item, acked bool) {
 			}
 		}
 		delay := max(r.cfg.NackBackoff.Delay(r.failed(it.m)), r.opts.RedeliveryDelay)
-		if delay > 0 && !r.opts.DelaysNacks && !r.stopping {
+		if r.stopping {
+			// A handler that outlived Stop hands its message back at once,
+			// on every broker: another member (or the next start) takes it
+			// without waiting out a backoff meant for a running consumer.
+			delay = 0
+		}
+		if delay > 0 && !r.opts.DelaysNacks {
 			// Held here until the delay is over; the rest of the group's
-			// messages go on meanwhile. (A handler that outlived Stop hands
-			// its message back at once.)
+			// messages go on meanwhile.
 			d := &deferredNack{key: k, ids: ids}
 			if k != "" {
 				r.deferred[k] = d

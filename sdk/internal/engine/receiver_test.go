@@ -367,3 +367,50 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// stopSignalSub tells when the engine stopped fetching, which Stop does
+// after it has marked the receiver stopping.
+type stopSignalSub struct {
+	*fakeSub
+	fetchStopped chan struct{}
+	once         sync.Once
+}
+
+func (s *stopSignalSub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	m, err := s.fakeSub.ReceiveBatch(ctx, max)
+	if ctx.Err() != nil {
+		s.once.Do(func() { close(s.fetchStopped) })
+	}
+	return m, err
+}
+
+// A handler that fails after Stop began hands its message back at once,
+// without the nack backoff, on brokers that delay nacks themselves (SQS)
+// as on the others: another member, or a tool that only looked at it,
+// must not wait for it.
+func TestAHandlerFailingDuringStopHandsBackAtOnce(t *testing.T) {
+	for _, delays := range []bool{true, false} {
+		t.Run(fmt.Sprint("DelaysNacks=", delays), func(t *testing.T) {
+			defer goleak.VerifyNone(t)
+			sub := &stopSignalSub{fakeSub: newFakeSub(true, msg("held", "")), fetchStopped: make(chan struct{})}
+			sub.opts = driver.Options{DelaysNacks: delays}
+			started := make(chan struct{})
+			r := Start(sub, func(*driver.Message) bool {
+				close(started)
+				<-sub.fetchStopped
+				return false
+			}, Config{Concurrency: 1, NackBackoff: Backoff{Initial: time.Hour, Max: time.Hour}})
+			<-started
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := r.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sub.mu.Lock()
+			defer sub.mu.Unlock()
+			if len(sub.nacks) != 1 || !slices.Equal(sub.nacks[0], []string{"held"}) || sub.nackDelay[0] != 0 {
+				t.Fatalf("the message must be handed back once, with no delay: nacks %v, delays %v", sub.nacks, sub.nackDelay)
+			}
+		})
+	}
+}
