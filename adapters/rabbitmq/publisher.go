@@ -207,7 +207,10 @@ var errChannelLost = errors.New("channel closed before the broker confirmed")
 func retryable(err error) bool {
 	var ae *amqp.Error
 	var ne net.Error
+	var missing *missingError
 	switch {
+	case errors.As(err, &missing):
+		return false // declare: false, and the platform has not declared it
 	case errors.Is(err, errChannelLost), errors.Is(err, amqp.ErrClosed),
 		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.As(err, &ne):

@@ -113,8 +113,8 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 		Ordering:        sdk.OrderingNone, // competing consumers and requeue reorder a queue
 		DurableGroups:   true,
 		Persistent:      !t.s.Transient && !t.s.NoConfirms,
-		RequestReply:    true, // reply topics are exclusive auto-delete queues
-		RemovesGroups:   true,
+		RequestReply:    true,           // reply topics are exclusive auto-delete queues
+		RemovesGroups:   !t.s.NoDeclare, // declare: false never deletes the platform's queues
 		MaxPayloadBytes: t.s.MaxPayloadBytes,
 		// Headers travel in one frame (131072 bytes by default); half of
 		// it leaves room for the encoding of many small entries, and the
@@ -191,6 +191,9 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 	n := t.s.names(topic, group)
 	if n.exchange == "" {
 		return fmt.Errorf("rabbitmq: %q is a reply topic: its queue goes away with its client", topic)
+	}
+	if t.s.NoDeclare {
+		return fmt.Errorf("rabbitmq: remove group %q: with declare: false the queues are the platform's, and msgkit never deletes one: %w", group, errors.ErrUnsupported)
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()

@@ -47,6 +47,10 @@ type Options struct {
 	// DeliveryLimit is how many redeliveries a quorum queue allows before
 	// it dead-letters a message (0: the broker's default).
 	DeliveryLimit int `option:"delivery_limit" min:"0" help:"redeliveries before a quorum queue dead-letters a message"`
+	// NoDeclare (declare: false) uses exchanges and queues the platform
+	// declared, as they are: the driver checks they exist and never
+	// declares, binds or deletes one.
+	NoDeclare bool `option:"!declare"`
 	// MaxPayloadBytes is the largest payload accepted (default 16 MiB).
 	MaxPayloadBytes int `option:"max_payload_bytes" default:"16777216" min:"1" help:"largest payload accepted"`
 	// ReconnectMaxInterval caps the wait between redial attempts
@@ -59,6 +63,13 @@ type Options struct {
 func (o Options) check(cfg sdk.Config) error {
 	if o.DeliveryLimit > 0 && o.QueueType != "quorum" {
 		return cfg.Invalid("options.delivery_limit", nil, "needs queue_type: quorum (classic queues do not count deliveries)")
+	}
+	if o.NoDeclare {
+		for _, k := range []string{"queue_type", "dead_letter", "delivery_limit"} {
+			if cfg.OptionsSection().Has(k) {
+				return cfg.Invalid("options."+k, nil, "describes the queues msgkit declares, and declare is false: the platform's queues are used as they are; remove %s, or set declare: true", k)
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package rabbitmq
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -43,6 +44,12 @@ func (s settings) exchangeKind() string {
 }
 
 func (s settings) declareExchange(ch *amqp.Channel, n names) error {
+	if s.NoDeclare {
+		if err := ch.ExchangeDeclarePassive(n.exchange, s.exchangeKind(), true, false, false, false, nil); err != nil {
+			return explainCheckError(fmt.Sprintf("check exchange %q", n.exchange), err)
+		}
+		return nil
+	}
 	if err := ch.ExchangeDeclare(n.exchange, s.exchangeKind(), true, false, false, false, nil); err != nil {
 		return explainDeclareError(fmt.Sprintf("declare exchange %q", n.exchange), err)
 	}
@@ -61,6 +68,14 @@ func (s settings) declareGroup(ch *amqp.Channel, n names) error {
 	}
 	if err := s.declareExchange(ch, n); err != nil {
 		return err
+	}
+	if s.NoDeclare {
+		// The platform's queue, bound by the platform: only its existence
+		// is checked.
+		if _, err := ch.QueueDeclarePassive(n.queue, true, false, false, false, nil); err != nil {
+			return explainCheckError(fmt.Sprintf("check queue %q", n.queue), err)
+		}
+		return nil
 	}
 	args := amqp.Table{}
 	if s.QueueType == "quorum" {
@@ -91,12 +106,55 @@ func (s settings) declareGroup(ch *amqp.Channel, n names) error {
 	return nil
 }
 
+// inequivalentArg finds the argument RabbitMQ names when a declare differs
+// from the object that exists ("inequivalent arg 'x-queue-type' for queue
+// ...").
+var inequivalentArg = regexp.MustCompile(`inequivalent arg '([^']+)'`)
+
+// differingSetting says which of the driver's settings, or which argument
+// it never sets, an inequivalent argument comes from.
+func differingSetting(arg string) string {
+	switch arg {
+	case amqp.QueueTypeArg:
+		return "its queue type (x-queue-type) differs from queue_type"
+	case "x-dead-letter-exchange", "x-dead-letter-routing-key":
+		return "its dead-lettering (" + arg + ") differs from dead_letter"
+	case "x-delivery-limit":
+		return "its delivery limit (x-delivery-limit) differs from delivery_limit"
+	case "type":
+		return "its kind differs (msgkit declares a fanout exchange per topic, or one topic exchange with the exchange option)"
+	case "durable", "auto_delete", "exclusive":
+		return "it is not " + map[string]string{"durable": "durable", "auto_delete": "kept when unused (auto_delete)", "exclusive": "shared (exclusive)"}[arg] + " as msgkit declares it"
+	}
+	return fmt.Sprintf("it has the argument %q, which msgkit does not set: someone else (the platform?) declared it", arg)
+}
+
+// missingError is an exchange or queue that declare: false found missing:
+// a refusal, not retried, since msgkit will not create it.
+type missingError struct{ err error }
+
+func (e *missingError) Error() string { return e.err.Error() }
+func (e *missingError) Unwrap() error { return e.err }
+
+// explainCheckError explains a failed passive declare (declare: false).
+func explainCheckError(what string, err error) error {
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		return &missingError{fmt.Errorf("rabbitmq: %s: it does not exist, and declare is false: the platform must declare it (and bind the queue to its exchange), or set declare: true: %w", what, err)}
+	}
+	return explainDeclareError(what, err)
+}
+
 func explainDeclareError(what string, err error) error {
 	var ae *amqp.Error
 	if errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed {
-		return fmt.Errorf("rabbitmq: %s: it already exists with other settings (queue_type, dead_letter, delivery_limit or exchange kind); "+
-			"delete it or configure the same settings: %w", what, err)
+		why := "it already exists with other settings (queue_type, dead_letter, delivery_limit or exchange kind)"
+		if m := inequivalentArg.FindStringSubmatch(ae.Reason); m != nil {
+			why = "it already exists and " + differingSetting(m[1])
+		}
+		return fmt.Errorf("rabbitmq: %s: %s; configure the same settings, delete it, or set declare: false to use the broker's exchanges and queues as they are: %w", what, why, err)
 	}
+
 	if isAccessRefused(err) {
 		return fmt.Errorf("rabbitmq: %s: %s: %w", what, accessRefusedAdvice, err)
 	}
