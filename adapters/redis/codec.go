@@ -1,7 +1,10 @@
 package redis
 
 import (
+	"fmt"
 	"strings"
+
+	"github.com/vmihailenco/msgpack"
 
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -19,6 +22,29 @@ const (
 	fieldPayload = "payload"
 	headerPrefix = "h:"
 )
+
+// The stock watermill-redisstream layout (its DefaultMarshallerUnmarshaller),
+// read always and written with wire_format: watermill:
+//
+//	_watermill_message_uuid  the message id
+//	payload                  the payload bytes
+//	metadata                 every metadata entry, one msgpack map
+const (
+	fieldWatermillID       = "_watermill_message_uuid"
+	fieldWatermillMetadata = "metadata"
+)
+
+// encodeWatermill writes m in watermill-redisstream's layout.
+func encodeWatermill(m *driver.Message) ([]any, error) {
+	var md []byte
+	if len(m.Metadata) > 0 {
+		var err error
+		if md, err = msgpack.Marshal(m.Metadata); err != nil {
+			return nil, fmt.Errorf("encode the metadata of message %s for wire_format watermill: %w", m.ID, err)
+		}
+	}
+	return []any{fieldWatermillID, m.ID, fieldWatermillMetadata, md, fieldPayload, m.Payload}, nil
+}
 
 func encode(m *driver.Message) []any {
 	values := make([]any, 0, 4+2*len(m.Metadata))
@@ -49,12 +75,18 @@ func headerField(k string) string {
 	return headerPrefix + k
 }
 
-// decode rebuilds into m the message of stream entry entryID. Fields written by
+// decode rebuilds into m the message of stream entry entryID, in either
+// layout: an entry with a _watermill_message_uuid field and no id field
+// is watermill-redisstream's. Fields written by
 // other producers that follow no part of the layout become metadata under
 // their own names, so such an entry is still delivered instead of failing
 // forever; an entry without an id field takes the entry id, which is the
 // same on every redelivery.
 func decode(m *driver.Message, entryID string, values map[string]any) {
+	if wid, ok := values[fieldWatermillID].(string); ok && values[fieldID] == nil {
+		decodeWatermill(m, entryID, wid, values)
+		return
+	}
 	*m = driver.Message{Metadata: make(map[string]string, len(values))}
 	for k, v := range values {
 		s, _ := v.(string)
@@ -65,6 +97,41 @@ func decode(m *driver.Message, entryID string, values map[string]any) {
 			m.Payload = []byte(s)
 		case strings.HasPrefix(k, headerPrefix):
 			m.Metadata[k[len(headerPrefix):]] = s
+		default:
+			m.Metadata[k] = s
+		}
+	}
+	if m.ID == "" {
+		m.ID = entryID
+	}
+	if m.Payload == nil {
+		m.Payload = []byte{}
+	}
+}
+
+// decodeWatermill reads watermill-redisstream's layout. Metadata that is
+// not a msgpack map of strings is kept, as it came, under the metadata
+// key, so the entry is still delivered and nothing is dropped.
+func decodeWatermill(m *driver.Message, entryID, id string, values map[string]any) {
+	*m = driver.Message{ID: id, Metadata: map[string]string{}}
+	for k, v := range values {
+		s, _ := v.(string)
+		switch k {
+		case fieldWatermillID:
+		case fieldPayload:
+			m.Payload = []byte(s)
+		case fieldWatermillMetadata:
+			if s == "" {
+				continue
+			}
+			md := map[string]string{}
+			if err := msgpack.Unmarshal([]byte(s), &md); err != nil {
+				m.Metadata[k] = s
+				continue
+			}
+			for mk, mv := range md {
+				m.Metadata[mk] = mv
+			}
 		default:
 			m.Metadata[k] = s
 		}

@@ -221,7 +221,16 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	}
 	args := make([]goredis.XAddArgs, len(msgs))
 	for i, m := range msgs {
-		args[i] = goredis.XAddArgs{Stream: topic, Values: encode(m), Approx: true}
+		var values []any
+		if t.s.WireFormat == "watermill" {
+			var err error
+			if values, err = encodeWatermill(m); err != nil {
+				return fmt.Errorf("redis: publish to %q: %w", topic, err)
+			}
+		} else {
+			values = encode(m)
+		}
+		args[i] = goredis.XAddArgs{Stream: topic, Values: values, Approx: true}
 		if t.s.MaxLen > 0 {
 			args[i].MaxLen = t.s.MaxLen
 		} else if t.s.Retention > 0 {

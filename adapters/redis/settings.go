@@ -53,6 +53,12 @@ type Options struct {
 	// (the whole stream) or latest (what is published from now on). Empty
 	// takes the config's new_group_start, oldest by default.
 	NewGroupStart string `option:"new_group_start" oneof:"oldest|latest" help:"oldest: a new group reads the whole stream; latest: what is published from now on"`
+	// WireFormat is the stream entry layout publishes write: msgkit (id,
+	// payload, h:<key> per metadata entry) or watermill (the stock
+	// watermill-redisstream layout: _watermill_message_uuid, payload, and
+	// the metadata msgpack-encoded in one field), for Watermill services
+	// consuming the streams. Both are read either way.
+	WireFormat string `option:"wire_format" default:"msgkit" oneof:"msgkit|watermill" help:"the entry layout publishes write; watermill: readable by watermill-redisstream subscribers"`
 	// MaxPayloadBytes is the largest payload accepted (default 16 MiB).
 	MaxPayloadBytes int `option:"max_payload_bytes" default:"16777216" min:"1" help:"largest payload accepted"`
 	// PublishTimeout bounds a Publish whose context has no deadline

@@ -1,0 +1,57 @@
+package redis
+
+import (
+	"bytes"
+	"maps"
+	"testing"
+
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+// asRead turns XADD values into what XREADGROUP returns: every value a
+// string.
+func asRead(values []any) map[string]any {
+	out := map[string]any{}
+	for i := 0; i < len(values); i += 2 {
+		switch v := values[i+1].(type) {
+		case []byte:
+			out[values[i].(string)] = string(v)
+		case string:
+			out[values[i].(string)] = v
+		}
+	}
+	return out
+}
+
+// Both layouts carry any id, payload and metadata exactly.
+func FuzzLayoutsRoundTrip(f *testing.F) {
+	f.Add("id-1", []byte{0, 0xff}, "city", "Zürich")
+	f.Add("", []byte{}, "", "")
+	f.Fuzz(func(t *testing.T, id string, payload []byte, k, v string) {
+		if id == "" {
+			id = "x"
+		}
+		sent := &driver.Message{ID: id, Payload: payload, Metadata: map[string]string{k: v}}
+		wm, err := encodeWatermill(sent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, values := range map[string][]any{"msgkit": encode(sent), "watermill": wm} {
+			var got driver.Message
+			decode(&got, "1-1", asRead(values))
+			if got.ID != id || !bytes.Equal(got.Payload, payload) || !maps.Equal(got.Metadata, sent.Metadata) {
+				t.Fatalf("%s layout: sent %q %q %v, got %q %q %v", name, id, payload, sent.Metadata, got.ID, got.Payload, got.Metadata)
+			}
+		}
+	})
+}
+
+// Metadata that is not a msgpack map of strings is kept as it came, so the
+// entry is still delivered and nothing is dropped.
+func TestWatermillLayoutWithForeignMetadataIsKept(t *testing.T) {
+	var got driver.Message
+	decode(&got, "1-1", map[string]any{fieldWatermillID: "w1", fieldPayload: "p", fieldWatermillMetadata: "not msgpack \xc1"})
+	if got.ID != "w1" || string(got.Payload) != "p" || got.Metadata[fieldWatermillMetadata] != "not msgpack \xc1" {
+		t.Fatalf("got %+v", got)
+	}
+}
