@@ -136,6 +136,11 @@ func Encode(m *driver.Message) (Encoded, error) {
 // format is taken as is (a message from a non-Go producer), and the
 // fallback id, when the message has no AttrID, is the queue's message id.
 func Decode(body string, attrs map[string]string, fallbackID string) *driver.Message {
+	if attrs[AttrID] == "" {
+		if env, ok := snsEnvelope(body); ok {
+			return Decode(env.Message, env.attributes(), env.MessageID)
+		}
+	}
 	id := attrs[AttrID]
 	if id == "" {
 		id = fallbackID
@@ -167,6 +172,55 @@ func Decode(body string, attrs map[string]string, fallbackID string) *driver.Mes
 		}
 	}
 	return m
+}
+
+// envelope is the JSON an SNS subscription without raw message delivery
+// puts around each message in the queue.
+type envelope struct {
+	Type              string
+	MessageID         string `json:"MessageId"`
+	TopicArn          string
+	Message           string
+	MessageAttributes map[string]envelopeAttribute
+}
+
+// envelopeAttribute is a message attribute in the envelope: AWS writes
+// Type and Value; some emulators (goaws) write the SQS form, DataType and
+// StringValue or BinaryValue.
+type envelopeAttribute struct {
+	Type, Value                        string
+	DataType, StringValue, BinaryValue string
+}
+
+// snsEnvelope recognises a body that is an SNS notification envelope: a
+// queue subscribed to a topic without raw delivery (by an administrator,
+// say). The message inside is then decoded as if delivered raw.
+func snsEnvelope(body string) (envelope, bool) {
+	if !strings.HasPrefix(body, "{") || !strings.Contains(body, `"TopicArn"`) {
+		return envelope{}, false
+	}
+	var env envelope
+	if json.Unmarshal([]byte(body), &env) != nil || env.Type != "Notification" || env.TopicArn == "" || env.MessageID == "" {
+		return envelope{}, false
+	}
+	return env, true
+}
+
+// attributes are the envelope's message attributes as metadata values.
+// SNS writes a Binary attribute's value as base64 already.
+func (e envelope) attributes() map[string]string {
+	out := make(map[string]string, len(e.MessageAttributes))
+	for k, v := range e.MessageAttributes {
+		switch {
+		case v.Value != "":
+			out[k] = v.Value
+		case v.StringValue != "":
+			out[k] = v.StringValue
+		default:
+			out[k] = v.BinaryValue
+		}
+	}
+	return out
 }
 
 // validName reports whether SQS accepts k as a message attribute name.

@@ -2,9 +2,14 @@ package awsq
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -154,4 +159,52 @@ func TestSplitRespectsCountAndSize(t *testing.T) {
 
 func newMessage(id string, payload []byte) *driver.Message {
 	return &driver.Message{ID: id, Payload: payload, Metadata: map[string]string{}}
+}
+
+// Attributes of every SQS data type a non-Go producer may send arrive as
+// metadata: none is dropped.
+func TestReceivedAttributesOfEveryType(t *testing.T) {
+	got := Attributes(map[string]types.MessageAttributeValue{
+		"s":   {DataType: aws.String("String"), StringValue: aws.String("Zürich")},
+		"n":   {DataType: aws.String("Number"), StringValue: aws.String("12.50")},
+		"nl":  {DataType: aws.String("Number.float"), StringValue: aws.String("1e3")},
+		"b":   {DataType: aws.String("Binary"), BinaryValue: []byte{0, 0xff}},
+		"bl":  {DataType: aws.String("Binary.gzip"), BinaryValue: []byte("x")},
+		"nil": {DataType: aws.String("String")},
+	})
+	want := map[string]string{"s": "Zürich", "n": "12.50", "nl": "1e3", "b": "AP8=", "bl": "eA=="}
+	if !maps.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+// A queue subscribed to an SNS topic without raw delivery receives each
+// message wrapped in SNS's JSON envelope; it is unwrapped, so handlers see
+// the message as published, with its id and metadata.
+func TestSNSEnvelopeIsUnwrapped(t *testing.T) {
+	sent := &driver.Message{ID: "m-1", Payload: []byte{0, 0xff}, Metadata: map[string]string{"city": "Zürich", sdk.KeyEventType: "invoice.paid"}}
+	e, err := Encode(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := map[string]any{}
+	for k, v := range e.Attributes {
+		attrs[k] = map[string]string{"Type": "String", "Value": v}
+	}
+	body, _ := json.Marshal(map[string]any{"Type": "Notification", "MessageId": "sns-42", "TopicArn": "arn:aws:sns:us-east-1:000000000000:invoices",
+		"Message": e.Body, "Timestamp": "2026-12-05T10:00:00.000Z", "MessageAttributes": attrs})
+	got := Decode(string(body), map[string]string{}, "sqs-7")
+	if got.ID != "m-1" || !bytes.Equal(got.Payload, sent.Payload) || !maps.Equal(got.Metadata, sent.Metadata) {
+		t.Fatalf("got %q %q %v, want the message as published", got.ID, got.Payload, got.Metadata)
+	}
+	// From a non-Go producer: the SNS MessageId is the id.
+	body, _ = json.Marshal(map[string]any{"Type": "Notification", "MessageId": "sns-43", "TopicArn": "arn:aws:sns:us-east-1:0:t", "Message": "hello"})
+	if got := Decode(string(body), nil, "sqs-8"); got.ID != "sns-43" || string(got.Payload) != "hello" {
+		t.Fatalf("got %q %q", got.ID, got.Payload)
+	}
+	// A JSON payload that only looks a bit like one stays as it is.
+	plain := `{"TopicArn":"x","Type":"Order"}`
+	if got := Decode(plain, nil, "sqs-9"); string(got.Payload) != plain || got.ID != "sqs-9" {
+		t.Fatalf("got %q %q", got.ID, got.Payload)
+	}
 }

@@ -2,6 +2,7 @@ package awsq
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,12 +64,7 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		s.held = map[string]struct{}{}
 	}
 	for i, m := range resp.Messages {
-		attrs := make(map[string]string, len(m.MessageAttributes))
-		for k, v := range m.MessageAttributes {
-			if v.StringValue != nil {
-				attrs[k] = *v.StringValue
-			}
-		}
+		attrs := Attributes(m.MessageAttributes)
 		receipt := aws.ToString(m.ReceiptHandle)
 		out[i] = Decode(aws.ToString(m.Body), attrs, aws.ToString(m.MessageId))
 		out[i].AckID = receipt
@@ -211,4 +207,21 @@ func (r *Subscriptions) Track(s *Subscription, onClose func() error) (*Subscript
 		return nil, fmt.Errorf("%s: transport %w", s.S.Driver, err)
 	}
 	return s, nil
+}
+
+// Attributes maps received message attributes to metadata values: String
+// and Number attributes (and their custom labels, String.x, Number.x) as
+// their text; Binary ones, which non-Go producers may send, as the
+// standard base64 of their bytes, so that none is dropped.
+func Attributes(in map[string]types.MessageAttributeValue) map[string]string {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		switch {
+		case v.StringValue != nil:
+			out[k] = *v.StringValue
+		case v.BinaryValue != nil:
+			out[k] = base64.StdEncoding.EncodeToString(v.BinaryValue)
+		}
+	}
+	return out
 }
