@@ -7,6 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -85,5 +90,109 @@ func TestPlainRecordKeyIsTheOrderingKey(t *testing.T) {
 	wantID := fmt.Sprintf("%s-%d-%d", topic, rec.Partition, rec.Offset)
 	if m.OrderingKey != "customer-7" || m.ID != wantID || string(m.Payload) != "plain" {
 		t.Fatalf("got ordering key %q id %q payload %q; want customer-7, %s, plain", m.OrderingKey, m.ID, m.Payload, wantID)
+	}
+}
+
+// The CloudEvents SDK for Go, on its Kafka binding (kafka_sarama), sends
+// an event msgkit reads whole, and reads as a valid event what msgkit
+// writes with wire_format: cloudevents.
+func TestCloudEventsSDKBothWays(t *testing.T) {
+	url := testenv.Kafka(t)
+	broker := strings.TrimPrefix(url, "kafka://")
+	topic, group := names("ce-sdk")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: url, Options: map[string]string{"session_timeout": "6s", "heartbeat_interval": "1s", "wire_format": "cloudevents"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.EnsureGroup(ctx, topic, group); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *sdk.Message, 1)
+	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	// CloudEvents SDK -> msgkit
+	scfg := sarama.NewConfig()
+	scfg.Version = sarama.V2_8_0_0
+	sender, err := kafka_sarama.NewSender([]string{broker}, scfg, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close(context.Background())
+	ceClient, err := cloudevents.NewClient(sender, cloudevents.WithTimeNow(), cloudevents.WithUUIDs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := cloudevents.NewEvent()
+	ev.SetID("evt-" + uuid.NewString()[:8])
+	ev.SetType("com.example.invoice.paid")
+	ev.SetSource("/billing")
+	ev.SetExtension("tenant", "acme")
+	if err := ev.SetData(cloudevents.ApplicationJSON, map[string]int{"invoice": 7}); err != nil {
+		t.Fatal(err)
+	}
+	if res := ceClient.Send(ctx, ev); cloudevents.IsUndelivered(res) {
+		t.Fatalf("the CloudEvents SDK could not send: %v", res)
+	}
+	m := testenv.Await(t, got, "the CloudEvents SDK's event")
+	if m.ID != ev.ID() || m.EventType != ev.Type() || m.Source != ev.Source() || m.ContentType != "application/json" ||
+		string(m.Payload) != `{"invoice":7}` || m.Get("ce-tenant") != "acme" || m.Time.IsZero() {
+		t.Fatalf("msgkit got id %q type %q source %q content type %q payload %q tenant %q time %v; want the event %v",
+			m.ID, m.EventType, m.Source, m.ContentType, m.Payload, m.Get("ce-tenant"), m.Time, ev)
+	}
+
+	// msgkit (wire_format: cloudevents) -> CloudEvents SDK
+	out := sdk.NewMessage([]byte(`{"invoice":8}`))
+	out.EventType, out.Source, out.ContentType = "com.example.invoice.sent", "/msgkit", "application/json"
+	out.Set("ce-tenant", "acme")
+	out.Set("city", "Zürich")
+	if err := c.Publish(ctx, topic, out); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Await(t, got, "msgkit's own event at msgkit") // also read back as msgkit
+	raw, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var rec *kgo.Record
+	for rec == nil {
+		fetches := raw.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("msgkit's record never arrived")
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == "ce_id" && string(h.Value) == out.ID {
+					rec = r
+				}
+			}
+		})
+	}
+	cm := &sarama.ConsumerMessage{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Value: rec.Value}
+	for _, h := range rec.Headers {
+		cm.Headers = append(cm.Headers, &sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	}
+	read, err := binding.ToEvent(ctx, kafka_sarama.NewMessageFromConsumerMessage(cm))
+	if err != nil {
+		t.Fatalf("the CloudEvents SDK cannot read msgkit's record: %v", err)
+	}
+	if err := read.Validate(); err != nil {
+		t.Fatalf("msgkit's record is not a valid CloudEvent: %v", err)
+	}
+	if read.ID() != out.ID || read.Type() != out.EventType || read.Source() != out.Source || read.DataContentType() != "application/json" ||
+		string(read.Data()) != `{"invoice":8}` || read.Extensions()["tenant"] != "acme" {
+		t.Fatalf("the CloudEvents SDK read %v", read)
+	}
+
+	// CloudEvents requires a type and a source: a message without is
+	// refused at once, and only it.
+	bare := sdk.NewMessage([]byte("x"))
+	if err := c.Publish(ctx, topic, bare); err == nil || !strings.Contains(err.Error(), "CloudEvents requires") {
+		t.Fatalf("a message without EventType or Source must be refused with wire_format: cloudevents, got %v", err)
 	}
 }

@@ -200,7 +200,42 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		return err
 	}
 	var errs driver.BatchError
-	for i, r := range t.client.ProduceSync(ctx, toRecords(topic, msgs)...) {
+	records := toRecords
+	if t.s.WireFormat == "cloudevents" {
+		ce, refused := toCloudEvents(topic, msgs)
+		var keep []*driver.Message
+		for i, err := range refused {
+			if err == nil {
+				keep = append(keep, msgs[i])
+				continue
+			}
+			if errs == nil {
+				errs = make(driver.BatchError, len(msgs))
+			}
+			errs[i] = fmt.Errorf("kafka: publish to %q: %w", topic, err)
+		}
+		if errs != nil {
+			// The refused fail alone, at once; the others are sent.
+			if len(keep) > 0 {
+				if err := t.SendBatch(ctx, topic, keep); err != nil {
+					var be driver.BatchError
+					if !errors.As(err, &be) {
+						return err
+					}
+					j := 0
+					for i := range msgs {
+						if errs[i] == nil {
+							errs[i] = be[j]
+							j++
+						}
+					}
+				}
+			}
+			return errs
+		}
+		records = func(string, []*driver.Message) []*kgo.Record { return ce }
+	}
+	for i, r := range t.client.ProduceSync(ctx, records(topic, msgs)...) {
 		if r.Err == nil {
 			continue
 		}

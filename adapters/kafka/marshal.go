@@ -1,7 +1,9 @@
 package kafka
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -54,6 +56,46 @@ func toRecords(topic string, msgs []*driver.Message) []*kgo.Record {
 	return out
 }
 
+// toCloudEvents encodes a batch in the CloudEvents Kafka binding's binary
+// mode: ce_specversion 1.0, ce_id the message id, each ce-<attr> metadata
+// entry as header ce_<attr>, content-type as is; other metadata stays as
+// plain headers, and _watermill_message_uuid still carries the id for
+// Watermill and msgkit consumers. CloudEvents requires a type and a source:
+// a message without EventType or Source is refused, saying so, rather than
+// sent as an event a CloudEvents consumer would reject.
+// refused[i] is set, and out[i] nil, for each message refused.
+func toCloudEvents(topic string, msgs []*driver.Message) (out []*kgo.Record, refused []error) {
+	out = make([]*kgo.Record, len(msgs))
+	refused = make([]error, len(msgs))
+next:
+	for i, m := range msgs {
+		for _, k := range []string{sdk.KeyEventType, sdk.KeySource} {
+			if m.Metadata[k] == "" {
+				refused[i] = fmt.Errorf("message %s has no %s, which CloudEvents requires (wire_format: cloudevents): set Message.%s",
+					m.ID, k, map[string]string{sdk.KeyEventType: "EventType", sdk.KeySource: "Source"}[k])
+				continue next
+			}
+		}
+		headers := make([]kgo.RecordHeader, 0, len(m.Metadata)+3)
+		headers = append(headers,
+			kgo.RecordHeader{Key: wkafka.UUIDHeaderKey, Value: []byte(m.ID)},
+			kgo.RecordHeader{Key: "ce_specversion", Value: []byte("1.0")},
+			kgo.RecordHeader{Key: "ce_id", Value: []byte(m.ID)})
+		for k, v := range m.Metadata {
+			if attr, ok := strings.CutPrefix(k, "ce-"); ok && attr != "id" && attr != "specversion" {
+				k = "ce_" + attr
+			}
+			headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+		}
+		r := &kgo.Record{Topic: topic, Value: m.Payload, Headers: headers}
+		if m.OrderingKey != "" {
+			r.Key = []byte(m.OrderingKey)
+		}
+		out[i] = r
+	}
+	return out, refused
+}
+
 // fromRecord decodes a record. It never fails: a record that follows no
 // part of the format is delivered as it is. A record without an id gets
 // one derived from its position, stable across redeliveries (so an inbox
@@ -67,6 +109,10 @@ func fromRecord(r *kgo.Record) *driver.Message {
 			continue
 		}
 		m.Metadata[h.Key] = string(h.Value)
+	}
+	if m.ID == "" {
+		// A CloudEvents producer's event id (binary mode) identifies it.
+		m.ID = m.Metadata["ce_id"]
 	}
 	if m.ID == "" {
 		m.ID = r.Topic + "-" + strconv.Itoa(int(r.Partition)) + "-" + strconv.FormatInt(r.Offset, 10)

@@ -29,6 +29,13 @@ type Options struct {
 	// ReplicationFactor is the replica count of the topics the driver
 	// creates (default -1: the broker's default).
 	ReplicationFactor int16 `option:"replication_factor" default:"-1" min:"-1" help:"replicas of a topic the driver creates, -1 for the broker's default"`
+	// WireFormat is how records are written: watermill (the default:
+	// metadata as plain headers, the id in _watermill_message_uuid, as
+	// watermill-kafka writes) or cloudevents (the CloudEvents Kafka
+	// binding's binary mode: ce_specversion, ce_id, ce_type, ce_source,
+	// ce_time and the other ce-* attributes as ce_* headers, for consumers
+	// using a CloudEvents SDK). Both are read either way.
+	WireFormat string `option:"wire_format" default:"watermill" oneof:"watermill|cloudevents" help:"cloudevents: write the CloudEvents Kafka binding (ce_* headers)"`
 	// NoCreateTopics uses only topics that exist (create_topics: false).
 	NoCreateTopics bool `option:"!create_topics"`
 	// InitialOffset is where a group that has no committed offset starts:
