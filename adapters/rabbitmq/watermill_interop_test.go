@@ -14,9 +14,9 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-// A service on the stock watermill-amqp adapter (durable pub/sub config)
-// and one on msgkit exchange messages both ways with id, payload and
-// metadata intact.
+// A service on the stock watermill-amqp adapter (durable pub/sub config),
+// run through Watermill's router, and one on msgkit exchange messages both
+// ways with id, binary payload and non-ASCII metadata intact.
 func TestWatermillAMQPInteropKeepsTheID(t *testing.T) {
 	url := testenv.RabbitMQ(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -39,24 +39,35 @@ func TestWatermillAMQPInteropKeepsTheID(t *testing.T) {
 	}
 	defer c.Close(context.Background())
 
-	// msgkit -> watermill-amqp
-	wmCh, err := wmSub.Subscribe(ctx, topic)
+	// msgkit -> watermill-amqp, run through Watermill's router as its
+	// users run it.
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := sdk.NewMessage([]byte("from msgkit"))
+	atWatermill := make(chan *message.Message, 1)
+	router.AddConsumerHandler("billing", topic, wmSub, func(m *message.Message) error {
+		atWatermill <- m.Copy()
+		return nil
+	})
+	routerDone := make(chan error, 1)
+	go func() { routerDone <- router.Run(context.Background()) }()
+	defer func() {
+		_ = router.Close()
+		testenv.Await(t, routerDone, "Watermill's router to stop")
+	}()
+	testenv.Await(t, router.Running(), "Watermill's router to start")
+	ours := sdk.NewMessage([]byte{0, 0xff, 'r'})
+	ours.EventType = "invoice.created"
 	ours.Set("tenant", "acme")
+	ours.Set("city", "Zürich")
 	if err := c.Publish(ctx, topic, ours); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-wmCh:
-		m.Ack()
-		if m.UUID != ours.ID || string(m.Payload) != "from msgkit" || m.Metadata.Get("tenant") != "acme" {
-			t.Fatalf("watermill-amqp got id %q payload %q tenant %q; want id %q", m.UUID, m.Payload, m.Metadata.Get("tenant"), ours.ID)
-		}
-	case <-ctx.Done():
-		t.Fatal("watermill-amqp never got msgkit's message")
+	m0 := testenv.Await(t, atWatermill, "msgkit's message at the watermill-amqp handler")
+	if m0.UUID != ours.ID || string(m0.Payload) != string(ours.Payload) || m0.Metadata.Get("tenant") != "acme" || m0.Metadata.Get("city") != "Zürich" ||
+		m0.Metadata.Get(sdk.KeyEventType) != "invoice.created" {
+		t.Fatalf("watermill-amqp got id %q payload %q metadata %v; want id %q", m0.UUID, m0.Payload, m0.Metadata, ours.ID)
 	}
 
 	// watermill-amqp -> msgkit
@@ -64,13 +75,14 @@ func TestWatermillAMQPInteropKeepsTheID(t *testing.T) {
 	if _, err := c.Subscribe(ctx, topic, "billing", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	theirs := message.NewMessage(watermill.NewUUID(), []byte("from watermill"))
+	theirs := message.NewMessage(watermill.NewUUID(), []byte{0, 0xfe, 'w'})
 	theirs.Metadata.Set("tenant", "acme")
+	theirs.Metadata.Set("city", "Zürich")
 	if err := wmPub.Publish(topic, theirs); err != nil {
 		t.Fatal(err)
 	}
 	m := testenv.Await(t, got, "watermill-amqp's message")
-	if m.ID != theirs.UUID || string(m.Payload) != "from watermill" || m.Get("tenant") != "acme" {
+	if m.ID != theirs.UUID || string(m.Payload) != string(theirs.Payload) || m.Get("tenant") != "acme" || m.Get("city") != "Zürich" {
 		t.Fatalf("msgkit got id %q payload %q tenant %q; want id %q", m.ID, m.Payload, m.Get("tenant"), theirs.UUID)
 	}
 }
