@@ -2,6 +2,7 @@ package rabbitmq_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +49,77 @@ func TestCloudEventsAMQPBindingIsRead(t *testing.T) {
 		if m.EventType != "com.example.order.created" || m.Source != "/shop" || m.ContentType != "application/json" || m.Get("ce-id") != "evt"+sep {
 			t.Fatalf("separator %q: got type %q source %q content type %q ce-id %q", sep, m.EventType, m.Source, m.ContentType, m.Get("ce-id"))
 		}
+	}
+}
+
+// With wire_format: cloudevents the headers follow the CloudEvents AMQP
+// binding (the spec's binary-mode names), which another client reads as
+// an event and msgkit reads back whole; a message without a type or
+// source is refused alone.
+func TestCloudEventsAMQPBindingIsWritten(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := sdk.Open(ctx, sdk.Config{Driver: "rabbitmq", URL: url, Options: map[string]string{"wire_format": "cloudevents"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	topic := "ct-cloudevents-" + uuid.NewString()[:8]
+	got := make(chan *sdk.Message, 2)
+	if _, err := c.Subscribe(ctx, topic, "billing", func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "", topic, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := sdk.NewMessage([]byte(`{"invoice":9}`))
+	sent.EventType, sent.Source, sent.ContentType = "com.example.invoice.sent", "/msgkit", "application/json"
+	sent.Set("ce-tenant", "acme")
+	sent.Set("city", "Zürich")
+	bare := sdk.NewMessage([]byte("no type"))
+	err = c.Publish(ctx, topic, sent, bare)
+	if err == nil || !strings.Contains(err.Error(), "CloudEvents requires") {
+		t.Fatalf("a message without EventType or Source must be refused with wire_format: cloudevents, got %v", err)
+	}
+	d := testenv.Await(t, deliveries, "the event at a plain AMQP consumer")
+	want := map[string]string{"cloudEvents:specversion": "1.0", "cloudEvents:id": sent.ID, "cloudEvents:type": sent.EventType,
+		"cloudEvents:source": sent.Source, "cloudEvents:tenant": "acme", "city": "Zürich"}
+	for k, v := range want {
+		if d.Headers[k] != v {
+			t.Errorf("header %q = %v, want %q (headers %v)", k, d.Headers[k], v, d.Headers)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339Nano, d.Headers["cloudEvents:time"].(string)); err != nil || d.ContentType != "application/json" {
+		t.Errorf("cloudEvents:time %v must be RFC 3339 and content_type the data content type, got %q", d.Headers["cloudEvents:time"], d.ContentType)
+	}
+	if _, ok := d.Headers["ce-type"]; ok {
+		t.Error("with wire_format: cloudevents the ce-* names must not be written too")
+	}
+	m := testenv.Await(t, got, "the event read back by msgkit")
+	if m.ID != sent.ID || m.EventType != sent.EventType || m.Source != sent.Source || m.Get("ce-tenant") != "acme" || m.Get("city") != "Zürich" || m.Time.IsZero() {
+		t.Fatalf("msgkit read back id %q type %q source %q metadata %v", m.ID, m.EventType, m.Source, m.Metadata)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("the refused message arrived: %q", m.Payload)
+	case <-time.After(300 * time.Millisecond): // a window for a wrongly sent message
 	}
 }

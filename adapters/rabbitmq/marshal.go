@@ -20,10 +20,22 @@ import (
 // attributes to the native properties (message-id, correlation-id,
 // content-type, reply-to, type, app-id, timestamp), where non-Go clients and
 // the management UI look for them.
-func toPublishing(m *driver.Message, persistent bool) amqp.Publishing {
-	headers := make(amqp.Table, len(m.Metadata))
+//
+// With cloudEvents (wire_format: cloudevents) the headers follow the
+// CloudEvents AMQP binding's binary mode: each ce-<attr> entry is header
+// cloudEvents:<attr>, with cloudEvents:specversion 1.0 and cloudEvents:id
+// the message id; the data content type stays in content_type.
+func toPublishing(m *driver.Message, persistent, cloudEvents bool) amqp.Publishing {
+	headers := make(amqp.Table, len(m.Metadata)+2)
 	for k, v := range m.Metadata {
+		if attr, ok := strings.CutPrefix(k, "ce-"); ok && cloudEvents {
+			k = "cloudEvents:" + attr
+		}
 		headers[k] = v
+	}
+	if cloudEvents {
+		headers["cloudEvents:specversion"] = "1.0"
+		headers["cloudEvents:id"] = m.ID
 	}
 	p := amqp.Publishing{
 		Headers:       headers,

@@ -13,16 +13,16 @@ import (
 // request unread once its caller has given up.
 func TestRequestDeadlineBecomesTheBrokersExpiration(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
-	p := toPublishing(&driver.Message{ID: "r-1", Metadata: map[string]string{sdk.KeyDeadline: deadline}}, true)
+	p := toPublishing(&driver.Message{ID: "r-1", Metadata: map[string]string{sdk.KeyDeadline: deadline}}, true, false)
 	ms, err := strconv.Atoi(p.Expiration)
 	if err != nil || ms < 1000 || ms > 2000 {
 		t.Fatalf("expiration %q: want the milliseconds left until the deadline", p.Expiration)
 	}
 	past := time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)
-	if p := toPublishing(&driver.Message{ID: "r-2", Metadata: map[string]string{sdk.KeyDeadline: past}}, true); p.Expiration != "1" {
+	if p := toPublishing(&driver.Message{ID: "r-2", Metadata: map[string]string{sdk.KeyDeadline: past}}, true, false); p.Expiration != "1" {
 		t.Fatalf("a deadline already past: want expiration 1 (ms), got %q", p.Expiration)
 	}
-	if p := toPublishing(&driver.Message{ID: "m-1", Metadata: map[string]string{}}, true); p.Expiration != "" {
+	if p := toPublishing(&driver.Message{ID: "m-1", Metadata: map[string]string{}}, true, false); p.Expiration != "" {
 		t.Fatalf("a message without a deadline must not expire: %q", p.Expiration)
 	}
 }

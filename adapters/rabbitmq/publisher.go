@@ -124,7 +124,7 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 	if p.closed.Load() {
 		return fmt.Errorf("rabbitmq: publish to %q: publisher %w", topic, sdk.ErrClosed)
 	}
-	if errs := checkHeaders(topic, msgs); errs != nil {
+	if errs := checkHeaders(topic, msgs, p.s.WireFormat == "cloudevents"); errs != nil {
 		return p.sendSome(ctx, topic, msgs, errs)
 	}
 	sent, err := p.publishOnce(ctx, p.s.names(topic, ""), msgs)
@@ -154,10 +154,19 @@ const maxHeaderFrame = 131072 - 8
 
 // checkHeaders returns, when some message's headers would not fit one
 // frame, an error for each such message and nil for the others.
-func checkHeaders(topic string, msgs []*driver.Message) driver.BatchError {
+// With cloudEvents, a message without the type or source CloudEvents
+// requires is refused too.
+func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver.BatchError {
 	var errs driver.BatchError
 	for i, m := range msgs {
-		pub := toPublishing(m, false)
+		if cloudEvents && (m.Metadata[sdk.KeyEventType] == "" || m.Metadata[sdk.KeySource] == "") {
+			if errs == nil {
+				errs = make(driver.BatchError, len(msgs))
+			}
+			errs[i] = fmt.Errorf("rabbitmq: publish to %q: message %s has no EventType or no Source, which CloudEvents requires (wire_format: cloudevents): set both", topic, m.ID)
+			continue
+		}
+		pub := toPublishing(m, false, cloudEvents)
 		if n := headerFrameSize(&pub); n > maxHeaderFrame {
 			if errs == nil {
 				errs = make(driver.BatchError, len(msgs))
@@ -315,7 +324,7 @@ func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, closed *clo
 			}
 			window = window[1:]
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, n.exchange, n.routingKey, false, false, toPublishing(m, !p.s.Transient))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, n.exchange, n.routingKey, false, false, toPublishing(m, !p.s.Transient, p.s.WireFormat == "cloudevents"))
 		if err != nil {
 			if errors.Is(err, amqp.ErrClosed) {
 				err = closed.lost(err)

@@ -47,6 +47,12 @@ type Options struct {
 	// DeliveryLimit is how many redeliveries a quorum queue allows before
 	// it dead-letters a message (0: the broker's default).
 	DeliveryLimit int `option:"delivery_limit" min:"0" help:"redeliveries before a quorum queue dead-letters a message"`
+	// WireFormat is how metadata headers are named: msgkit (the metadata
+	// keys as they are: ce-type, correlation-id...) or cloudevents (the
+	// CloudEvents AMQP binding's binary mode: cloudEvents:type,
+	// cloudEvents:specversion, cloudEvents:id...), for consumers using a
+	// CloudEvents SDK. Both are read either way.
+	WireFormat string `option:"wire_format" default:"msgkit" oneof:"msgkit|cloudevents" help:"cloudevents: headers follow the CloudEvents AMQP binding (cloudEvents:*)"`
 	// NoDeclare (declare: false) uses exchanges and queues the platform
 	// declared, as they are: the driver checks they exist and never
 	// declares, binds or deletes one.
