@@ -180,6 +180,7 @@ var suite = []guaranteeTest{
 	{"TestLargePayloadRoundTrips", always, testLargePayload, false},
 	{"TestMetadataRoundTrips", always, testMetadataRoundTrips, false},
 	{"TestStandardAttributesRoundTrip", always, testStandardAttributes, false},
+	{"TestCloudEventsStructuredModeIsRead", always, testCloudEventsStructuredMode, false},
 	{"TestClientPublishWritesWhatWatermillPublishWrites", always, testClientPublishMatchesWatermill, false},
 	// Groups, ordering, persistence.
 	{"TestCompetingConsumersShareMessages", needs(func(c sdk.Capabilities) bool { return c.ConsumerGroups },

@@ -136,6 +136,24 @@ func testStandardAttributes(e *env) {
 	}
 }
 
+// testCloudEventsStructuredMode: an event in CloudEvents structured mode
+// (a JSON event as the body, content type application/cloudevents+json),
+// as a CloudEvents SDK sends it on any protocol, reaches a handler
+// unpacked: data as payload, attributes as the standard ones.
+func testCloudEventsStructuredMode(e *env) {
+	m := newMsg("")
+	m.Payload = []byte(`{"specversion":"1.0","id":"evt-1","type":"com.example.invoice.paid","source":"/billing",` +
+		`"time":"2026-12-05T10:00:00Z","datacontenttype":"application/json","tenant":"acme","data":{"invoice":7}}`)
+	m.Metadata.Set(sdk.KeyContentType, "application/cloudevents+json; charset=utf-8")
+	got := sdk.FromWatermill(e.roundTrip(m, "a structured-mode CloudEvent must arrive"))
+	if string(got.Payload) != `{"invoice":7}` || got.EventType != "com.example.invoice.paid" || got.Source != "/billing" ||
+		got.ContentType != "application/json" || got.Get("ce-id") != "evt-1" || got.Get("ce-tenant") != "acme" ||
+		!got.Time.Equal(time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)) {
+		e.t.Errorf("guarantee broken: a structured-mode CloudEvent must be unpacked: payload %q type %q source %q content type %q id %q tenant %q time %v",
+			got.Payload, got.EventType, got.Source, got.ContentType, got.Get("ce-id"), got.Get("ce-tenant"), got.Time)
+	}
+}
+
 // testClientPublishMatchesWatermill publishes one message through
 // Client.Publish and the same message, made by ToWatermill, through the
 // Watermill publisher sdk builds on the driver: both must arrive alike.
