@@ -59,11 +59,8 @@ func WithLogger(l *slog.Logger) Option {
 // of its adapter package.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	name := cfg.DriverName()
-	d, err := lookupDriver(name)
+	d, err := configuredDriver(cfg)
 	if err != nil {
-		if ce, ok := err.(*ConfigError); ok {
-			ce.Source = cfg.Source("driver")
-		}
 		return nil, err
 	}
 	unread, err := cfg.checkSections()

@@ -118,12 +118,8 @@ type ConfigChecker interface {
 // environment variable). It reports whether the driver could check its
 // options (false for a driver that is not a ConfigChecker).
 func CheckConfig(cfg Config) (checkedOptions bool, err error) {
-	name := cfg.DriverName()
-	d, err := lookupDriver(name)
+	d, err := configuredDriver(cfg)
 	if err != nil {
-		if ce, ok := err.(*ConfigError); ok {
-			ce.Source = cfg.Source("driver")
-		}
 		return false, err
 	}
 	if _, err := cfg.checkSections(); err != nil {
@@ -140,17 +136,23 @@ func CheckConfig(cfg Config) (checkedOptions bool, err error) {
 // Client around it: for tools that drive the contract directly, such as
 // the conformance suite run against a configured broker.
 func OpenTransport(ctx context.Context, cfg Config) (driver.Transport, error) {
-	name := cfg.DriverName()
-	d, err := lookupDriver(name)
+	d, err := configuredDriver(cfg)
 	if err != nil {
-		if ce, ok := err.(*ConfigError); ok {
-			ce.Source = cfg.Source("driver")
-		}
 		return nil, err
 	}
 	t, err := d.Open(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("messaging: open driver %q: %w", name, err)
+		return nil, fmt.Errorf("messaging: open driver %q: %w", cfg.DriverName(), err)
 	}
 	return t, nil
+}
+
+// configuredDriver returns the driver cfg names; an unknown name is a
+// ConfigError that says where it was set.
+func configuredDriver(cfg Config) (Driver, error) {
+	d, err := lookupDriver(cfg.DriverName())
+	if ce, ok := err.(*ConfigError); ok {
+		ce.Source = cfg.Source("driver")
+	}
+	return d, err
 }

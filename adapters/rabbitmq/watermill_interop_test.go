@@ -27,7 +27,6 @@ func TestWatermillAMQPInteropKeepsTheID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer wmSub.Close()
 	wmPub, err := wmamqp.NewPublisher(cfg, watermill.NopLogger{})
 	if err != nil {
 		t.Fatal(err)
@@ -41,22 +40,7 @@ func TestWatermillAMQPInteropKeepsTheID(t *testing.T) {
 
 	// msgkit -> watermill-amqp, run through Watermill's router as its
 	// users run it.
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	atWatermill := make(chan *message.Message, 1)
-	router.AddConsumerHandler("billing", topic, wmSub, func(m *message.Message) error {
-		atWatermill <- m.Copy()
-		return nil
-	})
-	routerDone := make(chan error, 1)
-	go func() { routerDone <- router.Run(context.Background()) }()
-	defer func() {
-		_ = router.Close()
-		testenv.Await(t, routerDone, "Watermill's router to stop")
-	}()
-	testenv.Await(t, router.Running(), "Watermill's router to start")
+	atWatermill := testenv.RunRouter(t, wmSub, topic)
 	ours := sdk.NewMessage([]byte{0, 0xff, 'r'})
 	ours.EventType = "invoice.created"
 	ours.Set("tenant", "acme")

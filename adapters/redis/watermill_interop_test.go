@@ -34,22 +34,7 @@ func TestWatermillRedisStreamInterop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer wmPub.Close()
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	atWatermill := make(chan *message.Message, 1)
-	router.AddConsumerHandler("billing", topic, wmSub, func(m *message.Message) error {
-		atWatermill <- m.Copy()
-		return nil
-	})
-	routerDone := make(chan error, 1)
-	go func() { routerDone <- router.Run(context.Background()) }()
-	defer func() {
-		_ = router.Close()
-		testenv.Await(t, routerDone, "Watermill's router to stop")
-	}()
-	testenv.Await(t, router.Running(), "Watermill's router to start")
+	atWatermill := testenv.RunRouter(t, wmSub, topic)
 
 	binary := []byte{0, 0xff, 'w', '\n'}
 	writer, err := sdk.Open(ctx, sdk.Config{Driver: "redis", URL: url, Options: map[string]string{"wire_format": "watermill"}})

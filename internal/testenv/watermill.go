@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/msgkit/msgkit/sdk"
@@ -75,4 +76,28 @@ func ClientRoundTrip(t testing.TB, c *sdk.Client, topic string) {
 	if m.ID != sent.ID || string(m.Payload) != "round trip" {
 		t.Fatalf("got message %s %q, want %s %q", m.ID, m.Payload, sent.ID, "round trip")
 	}
+}
+
+// RunRouter runs sub's messages of topic through a Watermill router, as a
+// Watermill service does, and returns a channel of copies of the messages
+// its handler acked. The router stops when the test ends.
+func RunRouter(t testing.TB, sub message.Subscriber, topic string) <-chan *message.Message {
+	t.Helper()
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, watermill.NopLogger{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan *message.Message, 16)
+	router.AddConsumerHandler("interop", topic, sub, func(m *message.Message) error {
+		handled <- m.Copy()
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- router.Run(context.Background()) }()
+	t.Cleanup(func() {
+		_ = router.Close()
+		Await(t, done, "Watermill's router to stop")
+	})
+	Await(t, router.Running(), "Watermill's router to start")
+	return handled
 }
