@@ -64,3 +64,22 @@ func TestCloudEventsStructuredModeIsUnpacked(t *testing.T) {
 		t.Errorf("a payload that is not an event must stay as it is, got %q %q", m.Payload, m.ContentType)
 	}
 }
+
+// A binding that writes the data content type as an attribute
+// (ce-datacontenttype, ce_datacontenttype) gives the message its content
+// type; a content-type the message has wins.
+func TestCloudEventsDataContentTypeAttributeIsTheContentType(t *testing.T) {
+	for _, k := range []string{"ce-datacontenttype", "ce_datacontenttype", "cloudEvents:datacontenttype"} {
+		wm := message.NewMessage("id-1", []byte("{}"))
+		wm.Metadata.Set(k, "application/json")
+		if m := sdk.FromWatermill(wm); m.ContentType != "application/json" || m.Get("ce-datacontenttype") != "" {
+			t.Errorf("%s: content type %q, left %q", k, m.ContentType, m.Get("ce-datacontenttype"))
+		}
+	}
+	wm := message.NewMessage("id-2", []byte("{}"))
+	wm.Metadata.Set("content-type", "text/plain")
+	wm.Metadata.Set("ce-datacontenttype", "application/json")
+	if m := sdk.FromWatermill(wm); m.ContentType != "text/plain" || m.Get("ce-datacontenttype") != "application/json" {
+		t.Errorf("the message's own content-type must win and the attribute be kept: %q, %q", m.ContentType, m.Get("ce-datacontenttype"))
+	}
+}

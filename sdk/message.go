@@ -154,6 +154,12 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 		md = map[string]string{}
 	}
 	cloudEventsNames(md)
+	if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
+		// Binary mode's datacontenttype attribute, where a binding writes it
+		// as one (the CloudEvents SDK's NATS binding): the content type.
+		md[KeyContentType] = dct
+		delete(md, "ce-datacontenttype")
+	}
 	payload = cloudEventsStructured(payload, md)
 	*m = Message{
 		ID:            id,

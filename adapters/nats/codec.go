@@ -2,11 +2,13 @@ package nats
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -44,6 +46,22 @@ func encode(topic string, m *driver.Message) *nats.Msg {
 	return &nats.Msg{Subject: topic, Header: h, Data: m.Payload}
 }
 
+// cloudEvent adds to nm what the CloudEvents NATS binding's binary mode
+// needs besides the ce-* headers every message has: ce-specversion and
+// ce-id. It refuses a message without the type or source CloudEvents
+// requires.
+func cloudEvent(nm *nats.Msg, m *driver.Message) error {
+	for _, k := range []string{sdk.KeyEventType, sdk.KeySource} {
+		if m.Metadata[k] == "" {
+			return fmt.Errorf("message %s has no %s, which CloudEvents requires (wire_format: cloudevents): set Message.%s",
+				m.ID, k, map[string]string{sdk.KeyEventType: "EventType", sdk.KeySource: "Source"}[k])
+		}
+	}
+	nm.Header["ce-specversion"] = []string{"1.0"}
+	nm.Header["ce-id"] = []string{m.ID}
+	return nil
+}
+
 // decode rebuilds a received message. One from another producer without an
 // id header takes its Nats-Msg-Id, or else stream-sequence: the same on
 // every redelivery.
@@ -64,6 +82,9 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) *driver.Messa
 			continue
 		}
 		m.Metadata[decodeKey(k)] = decodeValue(strings.Join(vs, ","))
+	}
+	if m.ID == "" {
+		m.ID = m.Metadata["ce-id"] // a CloudEvents producer's event id identifies it
 	}
 	if m.ID == "" {
 		m.ID = stream + idSeparator + strconv.FormatUint(seq, 10)

@@ -213,6 +213,12 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	failed := 0
 	for i, m := range msgs {
 		nm := encode(topic, m)
+		if t.s.WireFormat == "cloudevents" {
+			if err := cloudEvent(nm, m); err != nil {
+				errs[i], failed = err, failed+1
+				continue
+			}
+		}
 		if err := t.checkSize(topic, nm); err != nil {
 			errs[i], failed = err, failed+1
 			continue

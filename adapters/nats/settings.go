@@ -44,7 +44,13 @@ type Options struct {
 	PublishTimeout time.Duration `option:"publish_timeout" default:"30s" min:"1ms"`
 	// Storage is where created streams keep messages: file (default; they
 	// survive a server restart) or memory.
-	Storage string `option:"storage" default:"file" oneof:"file|memory" help:"file: streams survive a server restart"`
+	// WireFormat is how headers are written: watermill (the default: the
+	// id in _watermill_message_uuid, metadata as headers, whose ce-* names
+	// are already the CloudEvents NATS binding's) or cloudevents (also
+	// ce-specversion 1.0 and ce-id, so that a CloudEvents SDK reads each
+	// message as a binary-mode event).
+	WireFormat string `option:"wire_format" default:"watermill" oneof:"watermill|cloudevents" help:"cloudevents: add ce-specversion and ce-id, for CloudEvents SDK consumers"`
+	Storage    string `option:"storage" default:"file" oneof:"file|memory" help:"file: streams survive a server restart"`
 	// NewGroupStart is where a group that does not exist yet starts: oldest
 	// (the whole stream) or latest (what is published after it is
 	// created). Empty takes the config's new_group_start, oldest by default.

@@ -1,0 +1,102 @@
+package nats_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/nats-io/nats.go"
+
+	"github.com/msgkit/msgkit/internal/testenv"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// The CloudEvents SDK for Go, on its NATS JetStream binding, sends an
+// event msgkit reads whole, and reads as a valid event what msgkit writes
+// with wire_format: cloudevents.
+func TestCloudEventsSDKBothWays(t *testing.T) {
+	url := testenv.NATS(t)
+	topic, group := names("cesdk")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := sdk.Open(ctx, sdk.Config{Driver: "nats", URL: url, Options: map[string]string{"wire_format": "cloudevents"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	got := make(chan *sdk.Message, 2)
+	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	// CloudEvents SDK -> msgkit
+	sender, err := cejs.NewSenderFromConn(nc, topic, topic, nil) // the stream msgkit made for the topic
+	if err != nil {
+		t.Fatal(err)
+	}
+	ceClient, err := cloudevents.NewClient(sender, cloudevents.WithTimeNow())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := cloudevents.NewEvent()
+	ev.SetID("evt-" + topic)
+	ev.SetType("com.example.invoice.paid")
+	ev.SetSource("/billing")
+	ev.SetExtension("tenant", "acme")
+	if err := ev.SetData(cloudevents.ApplicationJSON, map[string]int{"invoice": 7}); err != nil {
+		t.Fatal(err)
+	}
+	if res := ceClient.Send(ctx, ev); cloudevents.IsUndelivered(res) {
+		t.Fatalf("the CloudEvents SDK could not send: %v", res)
+	}
+	m := testenv.Await(t, got, "the CloudEvents SDK's event")
+	if m.ID != ev.ID() || m.EventType != ev.Type() || m.Source != ev.Source() || m.ContentType != "application/json" ||
+		string(m.Payload) != `{"invoice":7}` || m.Get("ce-tenant") != "acme" || m.Time.IsZero() {
+		t.Fatalf("msgkit got id %q type %q source %q content type %q payload %q tenant %q time %v; want the event %v",
+			m.ID, m.EventType, m.Source, m.ContentType, m.Payload, m.Get("ce-tenant"), m.Time, ev)
+	}
+
+	// msgkit (wire_format: cloudevents) -> CloudEvents SDK
+	raw, err := nc.SubscribeSync(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	out := sdk.NewMessage([]byte(`{"invoice":8}`))
+	out.EventType, out.Source, out.ContentType = "com.example.invoice.sent", "/msgkit", "application/json"
+	out.Set("ce-tenant", "acme")
+	if err := c.Publish(ctx, topic, out); err != nil {
+		t.Fatal(err)
+	}
+	nm, err := raw.NextMsgWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := binding.ToEvent(ctx, cejs.NewMessage(nm))
+	if err != nil {
+		t.Fatalf("the CloudEvents SDK cannot read msgkit's message: %v", err)
+	}
+	if err := read.Validate(); err != nil {
+		t.Fatalf("msgkit's message is not a valid CloudEvent: %v", err)
+	}
+	if read.ID() != out.ID || read.Type() != out.EventType || read.Source() != out.Source || read.DataContentType() != "application/json" ||
+		string(read.Data()) != `{"invoice":8}` || read.Extensions()["tenant"] != "acme" {
+		t.Fatalf("the CloudEvents SDK read %v", read)
+	}
+
+	bare := sdk.NewMessage([]byte("x"))
+	if err := c.Publish(ctx, topic, bare); err == nil || !strings.Contains(err.Error(), "CloudEvents requires") {
+		t.Fatalf("a message without EventType or Source must be refused with wire_format: cloudevents, got %v", err)
+	}
+}
