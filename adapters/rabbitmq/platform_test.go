@@ -120,3 +120,64 @@ func TestPlatformOwnedTopology(t *testing.T) {
 		t.Fatalf("queue_type with declare: false must be a config error on options.queue_type, got %v", err)
 	}
 }
+
+// A basic.nack means the broker did not store the message, and passes (a
+// quorum queue electing a leader, a full queue with x-overflow:
+// reject-publish): the publish is retried until its deadline, so it
+// succeeds once the queue has room.
+func TestNackedPublishIsRetriedUntilThereIsRoom(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topic := "ct-full-" + uuid.NewString()[:8]
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(topic, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(topic+".billing", true, false, false, false, amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(topic+".billing", "", topic, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_, _ = ch.QueueDelete(topic+".billing", false, false, false)
+		_ = ch.ExchangeDelete(topic, false, false)
+	}()
+	c, err := sdk.Open(ctx, sdk.Config{Driver: "rabbitmq", URL: url, Options: map[string]string{"declare": "false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if err := c.Publish(ctx, topic, sdk.NewMessage([]byte("first"))); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+	err = c.Publish(short, topic, sdk.NewMessage([]byte("no room")))
+	cancelShort()
+	if err == nil || !strings.Contains(err.Error(), "basic.nack") {
+		t.Fatalf("a publish to a full reject-publish queue must fail at its deadline saying the broker nacked it, got %v", err)
+	}
+	second := sdk.NewMessage([]byte("second"))
+	published := make(chan error, 1)
+	go func() { published <- c.Publish(ctx, topic, second) }()
+	got := make(chan string, 4)
+	if _, err := c.Subscribe(ctx, topic, "billing", func(_ context.Context, m *sdk.Message) error { got <- string(m.Payload); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.Await(t, published, "the nacked publish to be retried into the room the consumer made"); err != nil {
+		t.Fatalf("the publish must be retried until the queue has room, got %v", err)
+	}
+	seen := map[string]bool{}
+	for !seen["second"] {
+		seen[testenv.Await(t, got, "the retried message")] = true
+	}
+}

@@ -213,11 +213,20 @@ var errChannelLost = errors.New("channel closed before the broker confirmed")
 // retryable reports whether err means the channel or connection went away
 // (a broker restart, a reset socket) rather than the broker refusing the
 // message: the unconfirmed messages are then sent again after a reconnect.
+// errNacked is a basic.nack: the broker did not store the message. A
+// quorum queue nacks while it has no leader (during a node loss) and a
+// queue with x-overflow: reject-publish while it is full; both pass, and a
+// message that was not stored can be sent again without a duplicate, so
+// the engine retries it until the publish's deadline.
+var errNacked = errors.New("the broker refused the message (basic.nack) and did not store it: a quorum queue without a leader, or a full queue with x-overflow: reject-publish, refuses until it recovers")
+
 func retryable(err error) bool {
 	var ae *amqp.Error
 	var ne net.Error
 	var missing *missingError
 	switch {
+	case errors.Is(err, errNacked):
+		return true
 	case errors.As(err, &missing):
 		return false // declare: false, and the platform has not declared it
 	case errors.Is(err, errChannelLost), errors.Is(err, amqp.ErrClosed),
@@ -312,7 +321,7 @@ func (p *publisher) publishOn(ctx context.Context, ch *amqp.Channel, closed *clo
 			if ch.IsClosed() {
 				return closed.lost(errChannelLost)
 			}
-			return errors.New("the broker refused the message (basic.nack); it was not stored")
+			return errNacked
 		}
 		confirmed++
 		return nil

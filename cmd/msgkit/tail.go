@@ -51,7 +51,14 @@ consumer groups, so there tail needs --group and consumes the topic's queue.`,
 			temporary := group == ""
 			if temporary {
 				if !caps.RemovesGroups {
-					return withCode(exitUsage, fmt.Errorf("the %s driver cannot remove consumer groups, so tail cannot read through a temporary one without leaving it behind (SQS has no groups: a reader takes messages from the topic's consumers); pass --group to consume as a member of that group", c.Config().DriverName()))
+					why := "it cannot remove consumer groups (RemovesGroups is false"
+					switch c.Config().DriverName() {
+					case "sqs":
+						why += ": SQS has no groups, and a reader takes messages from the topic's consumers"
+					case "rabbitmq":
+						why += ": with declare: false the queues are the platform's"
+					}
+					return withCode(exitUsage, fmt.Errorf("tail cannot read through a temporary group on the %s driver without leaving it behind: %s); pass --group to consume as a member of that group", c.Config().DriverName(), why))
 				}
 				group = "msgkit-tail-" + sdk.NewMessage(nil).ID[:8]
 			} else {
