@@ -12,6 +12,7 @@ import (
 	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -153,7 +154,12 @@ func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	// A fresh upstream connection per request: a kept-alive one that the
+	// emulator closes as the proxy reuses it cut a response short once
+	// (200, then EOF in the body), which no client can retry.
+	proxy.Transport = &http.Transport{DisableKeepAlives: true}
+	srv := httptest.NewUnstartedServer(proxy)
 	srv.TLS = f.ServerConfig(t, true)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what the tests do
 	srv.StartTLS()
