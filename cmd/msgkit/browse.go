@@ -27,8 +27,8 @@ var errHeld = errors.New("msgkit: looked at, handed back")
 // and then handed back to the group, so the group still has it: nothing is
 // consumed but what visit consumes. Holding needs the messages to be
 // independent: on a driver with per-key ordering (Kafka partitions) only
-// the first message of a key would ever arrive, so there holdable is false
-// and the caller chooses scan instead.
+// the first message of a key would ever arrive, so there mustScan is true
+// and the caller uses scan instead.
 func browse(ctx context.Context, c *sdk.Client, topic, group string, max int, idle time.Duration,
 	visit func(ctx context.Context, m *sdk.Message) (verdict, bool, error), opts ...sdk.SubscribeOption) error {
 	var mu sync.Mutex
@@ -36,9 +36,8 @@ func browse(ctx context.Context, c *sdk.Client, topic, group string, max int, id
 	seen := map[string]bool{}
 	var failed error
 	activity := make(chan struct{}, 1)
-	done := make(chan struct{})
-	var doneOnce sync.Once
-	finish := func() { doneOnce.Do(func() { close(done) }) }
+	wait, finish := context.WithCancel(ctx) // the wait below ends early when finished
+	defer finish()
 	sub, err := c.Subscribe(ctx, topic, group, func(hctx context.Context, m *sdk.Message) error {
 		mu.Lock()
 		if visited >= max || failed != nil || seen[m.ID] {
@@ -67,21 +66,7 @@ func browse(ctx context.Context, c *sdk.Client, topic, group string, max int, id
 	if err != nil {
 		return err
 	}
-	t := time.NewTimer(idle)
-	defer t.Stop()
-loop:
-	for {
-		select {
-		case <-activity:
-			t.Reset(idle)
-		case <-done:
-			break loop
-		case <-t.C:
-			break loop
-		case <-ctx.Done():
-			break loop
-		}
-	}
+	waitIdle(wait, activity, idle)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	closeErr := sub.Close(closeCtx)
