@@ -3,6 +3,7 @@ package redis
 import (
 	"fmt"
 	"strings"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack"
 
@@ -94,7 +95,7 @@ func decode(m *driver.Message, entryID string, values map[string]any) {
 		case k == fieldID:
 			m.ID = s
 		case k == fieldPayload:
-			m.Payload = []byte(s)
+			m.Payload = stringBytes(s)
 		case strings.HasPrefix(k, headerPrefix):
 			m.Metadata[k[len(headerPrefix):]] = s
 		default:
@@ -119,7 +120,7 @@ func decodeWatermill(m *driver.Message, entryID, id string, values map[string]an
 		switch k {
 		case fieldWatermillID:
 		case fieldPayload:
-			m.Payload = []byte(s)
+			m.Payload = stringBytes(s)
 		case fieldWatermillMetadata:
 			if s == "" {
 				continue
@@ -142,4 +143,15 @@ func decodeWatermill(m *driver.Message, entryID, id string, values map[string]an
 	if m.Payload == nil {
 		m.Payload = []byte{}
 	}
+}
+
+// stringBytes returns the bytes of s without copying them. Only for a
+// string that nothing else reads: go-redis allocates each reply value
+// afresh, and the reply is dropped once its entry is decoded, so the
+// payload is the only reference and a handler may change it freely.
+func stringBytes(s string) []byte {
+	if s == "" {
+		return []byte{}
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

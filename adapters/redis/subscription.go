@@ -58,15 +58,17 @@ type subscription struct {
 
 	// held are the entries read and not yet acked. After a read error the
 	// consumer re-reads its own pending entries and delivers those not
-	// held: an XREADGROUP whose reply was lost with the connection.
-	held sync.Map
+	// held: an XREADGROUP whose reply was lost with the connection. A
+	// plain map under a mutex: a sync.Map allocates per entry.
+	heldMu sync.Mutex
+	held   map[string]struct{}
 
 	closed atomic.Bool
 }
 
 func (t *Transport) newSubscription(topic, group string, ephemeral bool) *subscription {
 	return &subscription{t: t, topic: topic, group: group, name: consumerName(group), ephemeral: ephemeral,
-		reader: t.s.newReader()}
+		reader: t.s.newReader(), held: map[string]struct{}{}}
 }
 
 // ReceiveBatch returns, in this order of preference: entries of its own that
@@ -105,14 +107,20 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		s.recoverOwn = true
 		return nil, fmt.Errorf("redis: read stream %q for group %q: %w", s.topic, s.group, err)
 	}
+	// One allocation a batch for each of the messages, their pointers and
+	// their ack ids: a *string in an AckID needs none, a string would.
 	out := make([]*driver.Message, len(batch))
-	msgs := make([]driver.Message, len(batch)) // one allocation a batch
+	msgs := make([]driver.Message, len(batch))
+	ids := make([]string, len(batch))
+	s.heldMu.Lock()
 	for i, xm := range batch {
-		s.held.Store(xm.ID, struct{}{})
+		s.held[xm.ID] = struct{}{}
+		ids[i] = xm.ID
 		decode(&msgs[i], xm.ID, xm.Values)
-		msgs[i].AckID = xm.ID
+		msgs[i].AckID = &ids[i]
 		out[i] = &msgs[i]
 	}
+	s.heldMu.Unlock()
 	return out, nil
 }
 
@@ -160,8 +168,10 @@ func (s *subscription) readOwnPending(ctx context.Context, count int64) ([]gored
 		return nil, err
 	}
 	var lost []goredis.XMessage
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
 	for _, xm := range pending {
-		if _, held := s.held.Load(xm.ID); !held && xm.Values != nil {
+		if _, held := s.held[xm.ID]; !held && xm.Values != nil {
 			lost = append(lost, xm)
 		}
 	}
@@ -190,7 +200,7 @@ func (s *subscription) claim(ctx context.Context, count int64) ([]goredis.XMessa
 func entryIDs(ids []driver.AckID) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {
-		out[i] = id.(string)
+		out[i] = *id.(*string)
 	}
 	return out
 }
@@ -201,9 +211,11 @@ func entryIDs(ids []driver.AckID) []string {
 func (s *subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
 	entries := entryIDs(ids)
 	err := s.t.client.XAck(ctx, s.topic, s.group, entries...).Err()
+	s.heldMu.Lock()
 	for _, id := range entries {
-		s.held.Delete(id)
+		delete(s.held, id)
 	}
+	s.heldMu.Unlock()
 	return err
 }
 

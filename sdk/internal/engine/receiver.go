@@ -71,16 +71,26 @@ type deferredNack struct {
 // maxFailureCounts bounds the failure counts kept per message id.
 const maxFailureCounts = 10000
 
-// flatten copies md as key, value, key, value...
-func flatten(md map[string]string) []string {
+// flatten appends md to buf as key, value, key, value... and returns
+// md's part, capped so that nothing appended to it reaches the next's.
+func flatten(buf *[]string, md map[string]string) []string {
 	if len(md) == 0 {
 		return nil
 	}
-	kv := make([]string, 0, 2*len(md))
+	start := len(*buf)
 	for k, v := range md {
-		kv = append(kv, k, v)
+		*buf = append(*buf, k, v)
 	}
-	return kv
+	return (*buf)[start:len(*buf):len(*buf)]
+}
+
+// metadataEntries counts the metadata entries of msgs.
+func metadataEntries(msgs []*driver.Message) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Metadata)
+	}
+	return n
 }
 
 // unflatten makes a map again of what flatten copied.
@@ -233,6 +243,10 @@ func (r *Receiver) fetch() {
 		msgs, err := r.sub.ReceiveBatch(r.fetchCtx, n)
 		if len(msgs) > 0 {
 			items := make([]item, len(msgs)) // one allocation a batch
+			var received []string            // and one for their metadata as received
+			if !r.canNak {
+				received = make([]string, 0, 2*metadataEntries(msgs))
+			}
 			r.mu.Lock()
 			for i, m := range msgs {
 				it := &items[i]
@@ -242,7 +256,7 @@ func (r *Receiver) fetch() {
 					// metadata as received, not what the failed one wrote.
 					// A flat copy: a slice costs a fraction of a map,
 					// and only a redelivery here makes a map of it.
-					it.received = flatten(m.Metadata)
+					it.received = flatten(&received, m.Metadata)
 				}
 				if d := r.deferred[m.OrderingKey]; d != nil && m.OrderingKey != "" {
 					d.ids = append(d.ids, m.AckID) // goes back after its key's held nack, in order
