@@ -212,47 +212,60 @@ func (c *coalescer) send(ctx context.Context, msgs []*driver.Message) []error {
 	if max <= 0 {
 		max = len(msgs)
 	}
-	var reqs []*request
-	for off := 0; off < len(msgs); off += max {
-		r := &request{ctx: ctx, msgs: msgs[off:min(off+max, len(msgs))], res: make(chan []error, 1)}
-		select {
-		case c.in <- r:
-			reqs = append(reqs, r)
-		case <-ctx.Done():
-			// Those queued may still be sent; none is known to be.
-			errs := make([]error, len(msgs))
-			for i := range errs {
-				errs[i] = fmt.Errorf("not sent before the wait ended: %w", context.Cause(ctx))
-			}
-			return errs
-		}
-	}
+	// A publish larger than one call goes one call after another, so that
+	// its messages reach the broker in their order; the others' messages
+	// may join each call.
 	var errs []error
-	off := 0
-	for _, r := range reqs {
-		select {
-		case rerrs := <-r.res:
-			if rerrs != nil {
-				if errs == nil {
-					errs = make([]error, len(msgs))
-				}
-				copy(errs[off:], rerrs)
-			}
-		case <-ctx.Done():
-			// Those not answered count as not sent; they may arrive anyway.
+	for off := 0; off < len(msgs); off += max {
+		end := min(off+max, len(msgs))
+		if chunkErrs := c.sendChunk(ctx, msgs[off:end]); chunkErrs != nil {
 			if errs == nil {
 				errs = make([]error, len(msgs))
 			}
-			for i := off; i < len(msgs); i++ {
-				if errs[i] == nil {
-					errs[i] = fmt.Errorf("no answer from the broker: %w", context.Cause(ctx))
-				}
+			copy(errs[off:], chunkErrs)
+			// What follows is not sent after a failure: sent again later, in
+			// order, with what failed.
+			for i := end; i < len(msgs); i++ {
+				errs[i] = fmt.Errorf("not sent after an earlier message of this publish failed: %w", firstErr(chunkErrs))
 			}
 			return errs
 		}
-		off += len(r.msgs)
 	}
-	return errs
+	return nil
+}
+
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendChunk queues at most MaxMessages messages for the next call and
+// waits for its answer: nil when all were sent, else one error per message.
+func (c *coalescer) sendChunk(ctx context.Context, msgs []*driver.Message) []error {
+	notSent := func(format string) []error {
+		errs := make([]error, len(msgs))
+		for i := range errs {
+			errs[i] = fmt.Errorf(format, context.Cause(ctx))
+		}
+		return errs
+	}
+	r := &request{ctx: ctx, msgs: msgs, res: make(chan []error, 1)}
+	select {
+	case c.in <- r:
+	case <-ctx.Done():
+		return notSent("not sent before the wait ended: %w")
+	}
+	select {
+	case errs := <-r.res:
+		return errs
+	case <-ctx.Done():
+		// Not answered: counts as not sent; it may arrive anyway.
+		return notSent("no answer from the broker: %w")
+	}
 }
 
 func (c *coalescer) run() {

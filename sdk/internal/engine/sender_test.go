@@ -125,3 +125,60 @@ func TestCoalescedPublishesShareCalls(t *testing.T) {
 		t.Fatalf("31 concurrent publishes must share calls (1 + 3 of ten); got %d calls for %d messages", len(tr.calls), total)
 	}
 }
+
+// A publish larger than one call goes one call after another, in order,
+// even when the driver lets calls run at once: concurrent calls could
+// reach the broker in any order.
+func TestCoalescedLargePublishKeepsItsOrder(t *testing.T) {
+	var mu sync.Mutex
+	running, most := 0, 0
+	tr := &fakeTransport{opts: driver.SendOptions{Coalesce: true, MaxMessages: 10, MaxInFlight: 4},
+		send: func(int, []*driver.Message) error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond) // long enough for a second call to start, were it allowed
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return nil
+		}}
+	s := NewSender(tr)
+	defer s.Close()
+	if err := s.Send(context.Background(), "t", msgs(35)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range tr.calls {
+		got = append(got, c...)
+	}
+	want := make([]string, 35)
+	for i := range want {
+		want[i] = fmt.Sprint("m", i)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(tr.calls) != 4 || most != 1 {
+		t.Fatalf("want 4 calls one after another carrying m0..m34 in order; got %d calls, %d at once at most: %v", len(tr.calls), most, tr.calls)
+	}
+}
+
+// When a call of a large publish fails for a transient reason, the rest
+// is not sent behind it: the retry sends the failed call's messages and
+// the rest, in order.
+func TestCoalescedLargePublishRetriesInOrder(t *testing.T) {
+	tr := &fakeTransport{opts: driver.SendOptions{Coalesce: true, MaxMessages: 10, MaxInFlight: 4},
+		send: func(call int, _ []*driver.Message) error {
+			if call == 2 {
+				return errFlaky
+			}
+			return nil
+		}}
+	s := NewSender(tr)
+	defer s.Close()
+	if err := s.Send(context.Background(), "t", msgs(25)); err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.calls) != 4 || tr.calls[2][0] != "m10" || tr.calls[3][0] != "m20" || tr.calls[3][len(tr.calls[3])-1] != "m24" {
+		t.Fatalf("want m0-9, m10-19 (failed), then m10-19 and m20-24 in order; got %v", tr.calls)
+	}
+}
