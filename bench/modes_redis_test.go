@@ -61,13 +61,13 @@ func redisModes(b *testing.B) *broker {
 			goRedisSystem(rawRedis(b, url)),
 			rueidisSystem(b, url),
 			msgkitSystem("msgkit", redisClient(b, url)),
-			watermillSystem("watermill-redisstream", stockPub, func(group string) (message.Subscriber, error) {
+			watermillSystem("watermill-redisstream", stockPub, func(_, group string) (message.Subscriber, error) {
 				// Its own client: Close closes the client it was given.
 				return redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: goredis.NewClient(admin.Options()), ConsumerGroup: group}, watermill.NopLogger{})
 			}, 1),
 			// Tuned: a pool that fits 64 publishers, and 8 consumers in the
 			// group (its subscriber handles one message at a time).
-			watermillSystem("watermill tuned", tunedPub, func(group string) (message.Subscriber, error) {
+			watermillSystem("watermill tuned", tunedPub, func(_, group string) (message.Subscriber, error) {
 				return redisstream.NewSubscriber(redisstream.SubscriberConfig{Client: goredis.NewClient(admin.Options()), ConsumerGroup: group}, watermill.NopLogger{})
 			}, 8),
 		},

@@ -42,7 +42,7 @@ func msgkitSystem(name string, c *sdk.Client, opts ...sdk.SubscribeOption) *syst
 // channel read by one goroutine that acks each message after handling it.
 // newSub makes one subscriber per consumer of a group; consumers is how
 // many run at once.
-func watermillSystem(name string, pub message.Publisher, newSub func(group string) (message.Subscriber, error), consumers int) *system {
+func watermillSystem(name string, pub message.Publisher, newSub func(topic, group string) (message.Subscriber, error), consumers int) *system {
 	return &system{
 		name: name,
 		publish: func(_ context.Context, topic string, payloads [][]byte) error {
@@ -64,7 +64,7 @@ func watermillSystem(name string, pub message.Publisher, newSub func(group strin
 				wg.Wait()
 			}
 			for range consumers {
-				sub, err := newSub(group)
+				sub, err := newSub(topic, group)
 				if err != nil {
 					stop()
 					return nil, fmt.Errorf("watermill subscriber: %w", err)
