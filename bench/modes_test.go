@@ -573,7 +573,11 @@ func printTable(br *broker, results map[string]map[string][]result, offered, cei
 			}
 			continue
 		}
-		row := "| " + m.name + " msgs/s |"
+		unit := " msgs/s"
+		if br.absolute {
+			unit = ", ns a message"
+		}
+		row := "| " + m.name + unit + " |"
 		base := median(rateList(rs[raw]))
 		for _, s := range br.systems {
 			xs := rateList(rs[s.name])
