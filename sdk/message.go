@@ -173,7 +173,7 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 		OrderingKey:   md[KeyOrderingKey],
 	}
 	if ts := md[KeyTime]; ts != "" {
-		if t, err := time.Parse(keyTimeLayout, ts); err == nil {
+		if t, err := parseTime(ts); err == nil {
 			m.Time = t
 		}
 	}
