@@ -575,3 +575,47 @@ func TestSecondGroupOnATopicIsRefused(t *testing.T) {
 		t.Fatal("a second group from another client must be refused too")
 	}
 }
+
+// 64 goroutines publishing one message per call, again and again, against
+// a 20 ms round trip: the publishes a call's answer releases come back at
+// once, and must leave together instead of one by one behind a busy call.
+func TestSustainedConcurrentPublishesFillBatches(t *testing.T) {
+	proxy := testenv.NewAWSProxy(t, testenv.AWSEndpoint(t))
+	proxy.Delay("SendMessageBatch", 20*time.Millisecond)
+	tr := mustOpen(t, proxy.URL, nil)
+	topic := topicName("sustained")
+	if err := tr.Publisher().Publish(topic, textMessages(1)...); err != nil { // create the queue first
+		t.Fatal(err)
+	}
+	calls0, entries0 := proxy.Calls("SendMessageBatch"), proxy.BatchEntries("SendMessageBatch")
+	const goroutines, each = 64, 60
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, m := range textMessages(each) {
+				if err := tr.Publisher().Publish(topic, m); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	calls := proxy.Calls("SendMessageBatch") - calls0
+	entries := proxy.BatchEntries("SendMessageBatch") - entries0
+	if entries != goroutines*each {
+		t.Fatalf("%d messages published, %d sent", goroutines*each, entries)
+	}
+	perCall := float64(entries) / float64(calls)
+	t.Logf("%d goroutines publishing one message at a time: %d calls, %.1f messages per call", goroutines, calls, perCall)
+	if perCall < 8 {
+		t.Fatalf("%.1f messages per SendMessageBatch call; want at least 8 (%d calls for %d messages)", perCall, calls, entries)
+	}
+}

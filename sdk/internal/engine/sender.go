@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -198,6 +199,13 @@ type coalescer struct {
 	in    chan *request
 	stop  chan struct{}
 	wg    sync.WaitGroup
+
+	prev atomic.Int64 // requests in the last call
+	took atomic.Int64 // the last call's duration
+
+	filling sync.Mutex // held by the sender collecting the next call
+	carry   *request   // taken, and too big for the call it was taken for
+	expired bool       // the last collection's wait ran out
 }
 
 // request is part of one Send call: at most MaxMessages messages.
@@ -270,37 +278,88 @@ func (c *coalescer) sendChunk(ctx context.Context, msgs []*driver.Message) []err
 
 func (c *coalescer) run() {
 	defer c.wg.Done()
-	max := c.s.opts.MaxMessages
-	var carry *request
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
-		first := carry
-		carry = nil
-		if first == nil {
-			select {
-			case first = <-c.in:
-			case <-c.stop:
-				return
-			}
+		batch, n, ok := c.collect(linger)
+		if !ok {
+			return
 		}
-		batch := []*request{first}
-		n := len(first.msgs)
-	fill:
-		for max <= 0 || n < max {
-			select {
-			case r := <-c.in:
-				if max > 0 && n+len(r.msgs) > max {
-					carry = r
-					break fill
-				}
-				batch = append(batch, r)
-				n += len(r.msgs)
-			default:
-				break fill
-			}
-		}
+		start := time.Now()
 		c.sendBatch(batch, n)
+		c.prev.Store(int64(len(batch)))
+		c.took.Store(int64(time.Since(start)))
 	}
 }
+
+// collect takes the requests of the next call; ok is false when the
+// coalescer stops. One sender collects at a time, so that calls are filled
+// one after another instead of several senders each taking a part of
+// what arrives.
+func (c *coalescer) collect(linger *time.Timer) (batch []*request, n int, ok bool) {
+	c.filling.Lock()
+	defer c.filling.Unlock()
+	first := c.carry
+	c.carry = nil
+	if first == nil {
+		select {
+		case first = <-c.in:
+		case <-c.stop:
+			return nil, 0, false
+		}
+	}
+	batch = []*request{first}
+	n = len(first.msgs)
+	max := c.s.opts.MaxMessages
+	// The publishers a shared call answered mostly publish again at once,
+	// and reach the queue one by one as they are scheduled. Wait for as
+	// many as the last call carried, and one more unless the last wait ran
+	// out, up to a tenth of its round trip: they leave together instead of
+	// the first alone and the rest behind it, and calls grow as long as
+	// publishers keep up. A lone publisher never waits.
+	prev := int(c.prev.Load())
+	want := prev
+	if prev > 1 && !c.expired {
+		want++
+	}
+	wait := min(time.Duration(c.took.Load())/10, maxLinger)
+	lingering := false
+	// Stopped on every return: a timer's channel keeps no stale value
+	// after Stop or Reset (Go 1.23 and later), so it needs no draining.
+	defer linger.Stop()
+	c.expired = false
+	for max <= 0 || n < max {
+		var r *request
+		select {
+		case r = <-c.in:
+		default:
+			if len(batch) >= want || wait <= 0 {
+				return batch, n, true
+			}
+			if !lingering {
+				lingering = true
+				linger.Reset(wait)
+			}
+			select {
+			case r = <-c.in:
+			case <-linger.C:
+				c.expired = true
+				return batch, n, true
+			}
+		}
+		if max > 0 && n+len(r.msgs) > max {
+			c.carry = r
+			break
+		}
+		batch = append(batch, r)
+		n += len(r.msgs)
+	}
+	return batch, n, true
+}
+
+// maxLinger bounds a coalescer's wait for the publishers its last call
+// answered (see run).
+const maxLinger = 2 * time.Millisecond
 
 // sendBatch sends the requests' messages in one call, bounded by the
 // latest deadline among them, and answers each request.
