@@ -290,21 +290,32 @@ func warmUp(ctx context.Context, s *system, topic string, c *counter) error {
 	return fmt.Errorf("the consumer handled no warm-up message within 30s")
 }
 
+// liveConsumer starts a consumer of a fresh topic and returns once it has
+// handled a warm-up message.
+func liveConsumer(ctx context.Context, b *testing.B, br *broker, s *system) (string, *counter, func(), error) {
+	topic := br.newTopic(b)
+	c := newCounter()
+	stop, err := s.consume(ctx, topic, "g", c.got)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := warmUp(ctx, s, topic, c); err != nil {
+		stop()
+		return "", nil, nil, err
+	}
+	return topic, c, stop, nil
+}
+
 // endToEnd: a consumer running, g goroutines publishing one message per
 // call for the mode's duration; the clock stops when the last is handled.
 func endToEnd(g int) modeFunc {
 	return func(b *testing.B, br *broker, s *system, _ float64) result {
 		ctx := context.Background()
-		topic := br.newTopic(b)
-		c := newCounter()
-		stop, err := s.consume(ctx, topic, "g", c.got)
+		topic, c, stop, err := liveConsumer(ctx, b, br, s)
 		if err != nil {
 			return result{failure: err.Error()}
 		}
 		defer stop()
-		if err := warmUp(ctx, s, topic, c); err != nil {
-			return result{failure: err.Error()}
-		}
 		return measure(func() (int, time.Duration, error) {
 			start := time.Now()
 			n, _, err := publishFor(ctx, s, topic, g, 1, *modesDur)
@@ -367,16 +378,11 @@ func drain(b *testing.B, br *broker, s *system, _ float64) result {
 // behind shows as latency, not as a lower rate.
 func latency(b *testing.B, br *broker, s *system, offered float64) result {
 	ctx := context.Background()
-	topic := br.newTopic(b)
-	c := newCounter()
-	stop, err := s.consume(ctx, topic, "g", c.got)
+	topic, c, stop, err := liveConsumer(ctx, b, br, s)
 	if err != nil {
 		return result{failure: err.Error()}
 	}
 	defer stop()
-	if err := warmUp(ctx, s, topic, c); err != nil {
-		return result{failure: err.Error()}
-	}
 	total := int(offered * modesDur.Seconds() * 2)
 	c.mu.Lock()
 	c.record = true
