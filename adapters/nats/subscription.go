@@ -141,6 +141,10 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	m, err := s.sub.NextMsgWithContext(wctx)
 	cancel()
 	switch {
+	case err == nil:
+		// A message taken is returned even when ctx ended meanwhile:
+		// dropped here it would stay with this member, unhandled, until
+		// ack_wait.
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
@@ -158,6 +162,9 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 			out = append(out, dm)
 		}
 		if n, _, _ := s.sub.Pending(); n == 0 || len(out) >= max {
+			if ctx.Err() != nil {
+				return out, nil // stopping: no new pull
+			}
 			return out, s.pullMore(max)
 		}
 		if m, err = s.sub.NextMsg(0); err != nil {
@@ -351,6 +358,7 @@ func (r *replySubscription) ReceiveBatch(ctx context.Context, max int) ([]*drive
 	m, err := r.sub.NextMsgWithContext(wctx)
 	cancel()
 	switch {
+	case err == nil: // taken: returned even when ctx ended meanwhile
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
