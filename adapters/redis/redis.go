@@ -207,11 +207,11 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 
 // SendOptions: a publish is one pipeline, retried until publish_timeout
 // when the caller's context has no deadline. Publishes to one stream that
-// arrive while a pipeline is in flight share the next one (up to 1000
-// entries, 4 pipelines at once): concurrent one-message publishes cost a
-// round trip per pipeline instead of one each.
+// find 4 pipelines in flight queue and share the next one (up to 1000
+// entries): many concurrent one-message publishes cost a round trip per
+// pipeline instead of one each.
 func (t *Transport) SendOptions() driver.SendOptions {
-	return driver.SendOptions{Timeout: t.s.PublishTimeout, Coalesce: true, MaxMessages: 1000, MaxInFlight: 8}
+	return driver.SendOptions{Timeout: t.s.PublishTimeout, Coalesce: true, MaxMessages: 1000, MaxInFlight: 4}
 }
 
 // SendBatch XADDs msgs to the topic's stream in one pipeline, trimming by

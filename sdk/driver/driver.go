@@ -179,13 +179,19 @@ type SendOptions struct {
 	// With Coalesce, concurrent publishes to one topic share calls up to
 	// this many messages.
 	MaxMessages int
-	// Coalesce makes publishes that arrive while a SendBatch to the same
-	// topic is in flight wait for it and go together in the next one, so
-	// many small concurrent publishes cost few broker calls.
+	// Coalesce makes concurrent publishes to one topic share calls: a
+	// publish that finds fewer than MaxInFlight calls in flight makes its
+	// own, the others queue and go together in the next call to start,
+	// so many small concurrent publishes cost few broker calls.
 	Coalesce bool
 	// MaxInFlight is how many SendBatch calls per topic may run at once
 	// when coalescing. Default 4.
 	MaxInFlight int
+	// FillCalls, with Coalesce, trades a little latency for fuller calls,
+	// for brokers that charge per call: the next call waits up to a tenth
+	// of the last one's duration (at most 2 ms) for as many publishers as
+	// the last one carried, who mostly publish again at once.
+	FillCalls bool
 	// Timeout bounds a publish, retries included, whose context has no
 	// deadline (the adapter's publish_timeout). Zero adds no deadline: only
 	// for a driver whose SendBatch cannot block (an in-process broker).

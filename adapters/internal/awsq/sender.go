@@ -29,7 +29,7 @@ type Sender struct {
 
 // SendOptions: batches of ten, coalesced, send_concurrency calls per topic.
 func (p *Sender) SendOptions() driver.SendOptions {
-	return driver.SendOptions{MaxMessages: MaxBatch, Coalesce: true, MaxInFlight: p.S.Senders, Timeout: p.S.PublishTimeout}
+	return driver.SendOptions{MaxMessages: MaxBatch, Coalesce: true, FillCalls: true, MaxInFlight: p.S.Senders, Timeout: p.S.PublishTimeout}
 }
 
 // SendBatch encodes every message (one that exceeds SQS's limits fails

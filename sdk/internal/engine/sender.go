@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -23,6 +22,7 @@ type Sender struct {
 	closed  bool
 	topics  map[string]*coalescer
 	running sync.WaitGroup // Send calls in progress
+	calls   sync.WaitGroup // shared calls in progress, which may outlive a Send that gave up on them
 }
 
 // NewSender returns a Sender on t.
@@ -152,8 +152,8 @@ func perMessage(err error, n int) []error {
 	return errs
 }
 
-// Close waits for Send calls in progress and stops the coalescers. Send
-// fails with ErrClosed afterwards.
+// Close waits for Send calls in progress and for the shared calls they
+// started. Send fails with ErrClosed afterwards.
 func (s *Sender) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -161,227 +161,7 @@ func (s *Sender) Close() {
 		return
 	}
 	s.closed = true
-	topics := s.topics
 	s.mu.Unlock()
 	s.running.Wait()
-	for _, c := range topics {
-		close(c.stop)
-		c.wg.Wait()
-	}
-}
-
-func (s *Sender) coalescer(topic string) *coalescer {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c, ok := s.topics[topic]; ok {
-		return c
-	}
-	if s.topics == nil {
-		s.topics = map[string]*coalescer{}
-	}
-	c := &coalescer{s: s, topic: topic, in: make(chan *request, s.opts.MaxInFlight), stop: make(chan struct{})}
-	for range s.opts.MaxInFlight {
-		c.wg.Add(1)
-		go c.run()
-	}
-	s.topics[topic] = c
-	return c
-}
-
-// coalescer sends one topic's publishes. Each of its MaxInFlight senders
-// takes a request and adds whatever else is waiting, up to MaxMessages, to
-// the same SendBatch: one big publish costs one call per MaxMessages,
-// concurrent small ones share calls under load, and a lone one leaves at
-// once.
-type coalescer struct {
-	s     *Sender
-	topic string
-	in    chan *request
-	stop  chan struct{}
-	wg    sync.WaitGroup
-
-	prev atomic.Int64 // requests in the last call
-	took atomic.Int64 // the last call's duration
-
-	filling sync.Mutex // held by the sender collecting the next call
-	carry   *request   // taken, and too big for the call it was taken for
-	expired bool       // the last collection's wait ran out
-}
-
-// request is part of one Send call: at most MaxMessages messages.
-type request struct {
-	ctx  context.Context
-	msgs []*driver.Message
-	res  chan []error // buffered: a late result never blocks a sender
-}
-
-func (c *coalescer) send(ctx context.Context, msgs []*driver.Message) []error {
-	max := c.s.opts.MaxMessages
-	if max <= 0 {
-		max = len(msgs)
-	}
-	// A publish larger than one call goes one call after another, so that
-	// its messages reach the broker in their order; the others' messages
-	// may join each call.
-	var errs []error
-	for off := 0; off < len(msgs); off += max {
-		end := min(off+max, len(msgs))
-		if chunkErrs := c.sendChunk(ctx, msgs[off:end]); chunkErrs != nil {
-			if errs == nil {
-				errs = make([]error, len(msgs))
-			}
-			copy(errs[off:], chunkErrs)
-			// What follows is not sent after a failure: sent again later, in
-			// order, with what failed.
-			for i := end; i < len(msgs); i++ {
-				errs[i] = fmt.Errorf("not sent after an earlier message of this publish failed: %w", firstErr(chunkErrs))
-			}
-			return errs
-		}
-	}
-	return nil
-}
-
-func firstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// sendChunk queues at most MaxMessages messages for the next call and
-// waits for its answer: nil when all were sent, else one error per message.
-func (c *coalescer) sendChunk(ctx context.Context, msgs []*driver.Message) []error {
-	notSent := func(format string) []error {
-		errs := make([]error, len(msgs))
-		for i := range errs {
-			errs[i] = fmt.Errorf(format, context.Cause(ctx))
-		}
-		return errs
-	}
-	r := &request{ctx: ctx, msgs: msgs, res: make(chan []error, 1)}
-	select {
-	case c.in <- r:
-	case <-ctx.Done():
-		return notSent("not sent before the wait ended: %w")
-	}
-	select {
-	case errs := <-r.res:
-		return errs
-	case <-ctx.Done():
-		// Not answered: counts as not sent; it may arrive anyway.
-		return notSent("no answer from the broker: %w")
-	}
-}
-
-func (c *coalescer) run() {
-	defer c.wg.Done()
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	for {
-		batch, n, ok := c.collect(linger)
-		if !ok {
-			return
-		}
-		start := time.Now()
-		c.sendBatch(batch, n)
-		c.prev.Store(int64(len(batch)))
-		c.took.Store(int64(time.Since(start)))
-	}
-}
-
-// collect takes the requests of the next call; ok is false when the
-// coalescer stops. One sender collects at a time, so that calls are filled
-// one after another instead of several senders each taking a part of
-// what arrives.
-func (c *coalescer) collect(linger *time.Timer) (batch []*request, n int, ok bool) {
-	c.filling.Lock()
-	defer c.filling.Unlock()
-	first := c.carry
-	c.carry = nil
-	if first == nil {
-		select {
-		case first = <-c.in:
-		case <-c.stop:
-			return nil, 0, false
-		}
-	}
-	batch = []*request{first}
-	n = len(first.msgs)
-	max := c.s.opts.MaxMessages
-	// The publishers a shared call answered mostly publish again at once,
-	// and reach the queue one by one as they are scheduled. Wait for as
-	// many as the last call carried, and one more unless the last wait ran
-	// out, up to a tenth of its round trip: they leave together instead of
-	// the first alone and the rest behind it, and calls grow as long as
-	// publishers keep up. A lone publisher never waits.
-	prev := int(c.prev.Load())
-	want := prev
-	if prev > 1 && !c.expired {
-		want++
-	}
-	wait := min(time.Duration(c.took.Load())/10, maxLinger)
-	lingering := false
-	// Stopped on every return: a timer's channel keeps no stale value
-	// after Stop or Reset (Go 1.23 and later), so it needs no draining.
-	defer linger.Stop()
-	c.expired = false
-	for max <= 0 || n < max {
-		var r *request
-		select {
-		case r = <-c.in:
-		default:
-			if len(batch) >= want || wait <= 0 {
-				return batch, n, true
-			}
-			if !lingering {
-				lingering = true
-				linger.Reset(wait)
-			}
-			select {
-			case r = <-c.in:
-			case <-linger.C:
-				c.expired = true
-				return batch, n, true
-			}
-		}
-		if max > 0 && n+len(r.msgs) > max {
-			c.carry = r
-			break
-		}
-		batch = append(batch, r)
-		n += len(r.msgs)
-	}
-	return batch, n, true
-}
-
-// maxLinger bounds a coalescer's wait for the publishers its last call
-// answered (see run).
-const maxLinger = 2 * time.Millisecond
-
-// sendBatch sends the requests' messages in one call, bounded by the
-// latest deadline among them, and answers each request.
-func (c *coalescer) sendBatch(batch []*request, n int) {
-	msgs := make([]*driver.Message, 0, n)
-	deadline := time.Time{}
-	for _, r := range batch {
-		msgs = append(msgs, r.msgs...)
-		if d, ok := r.ctx.Deadline(); ok && d.After(deadline) {
-			deadline = d
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	errs := perMessage(c.s.t.SendBatch(ctx, c.topic, msgs), len(msgs))
-	cancel()
-	off := 0
-	for _, r := range batch {
-		if errs != nil {
-			r.res <- errs[off : off+len(r.msgs)]
-		} else {
-			r.res <- nil
-		}
-		off += len(r.msgs)
-	}
+	s.calls.Wait()
 }

@@ -19,6 +19,7 @@ type fakeTransport struct {
 	driver.Transport // only the methods below are called
 	opts             driver.SendOptions
 	send             func(call int, msgs []*driver.Message) error
+	sendCtx          func(ctx context.Context, msgs []*driver.Message) error // when set, called after send
 
 	mu    sync.Mutex
 	calls [][]string
@@ -26,7 +27,7 @@ type fakeTransport struct {
 
 func (t *fakeTransport) SendOptions() driver.SendOptions { return t.opts }
 func (t *fakeTransport) IsRetryable(err error) bool      { return errors.Is(err, errFlaky) }
-func (t *fakeTransport) SendBatch(_ context.Context, _ string, msgs []*driver.Message) error {
+func (t *fakeTransport) SendBatch(ctx context.Context, _ string, msgs []*driver.Message) error {
 	t.mu.Lock()
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -35,7 +36,10 @@ func (t *fakeTransport) SendBatch(_ context.Context, _ string, msgs []*driver.Me
 	t.calls = append(t.calls, ids)
 	call := len(t.calls)
 	t.mu.Unlock()
-	return t.send(call, msgs)
+	if err := t.send(call, msgs); err != nil || t.sendCtx == nil {
+		return err
+	}
+	return t.sendCtx(ctx, msgs)
 }
 
 func msgs(n int) []*driver.Message {
@@ -109,7 +113,8 @@ func TestCoalescedPublishesShareCalls(t *testing.T) {
 		}()
 	}
 	waitFor(t, "the first call to be in flight", func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.calls) == 1 })
-	time.Sleep(50 * time.Millisecond) // let the other 30 queue behind it; nothing signals "queued"
+	c := s.coalescer("t")
+	waitFor(t, "the other 30 to queue behind it", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.queue) == 30 })
 	close(release)
 	wg.Wait()
 	tr.mu.Lock()
