@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -24,7 +25,7 @@ import (
 //
 // Flags (after -args): -modes.brokers, -modes.rounds, -modes.dur, -modes.drain.
 var (
-	modesBrokers = flag.String("modes.brokers", "memory,redis,rabbitmq,kafka", "brokers the modes benchmark measures, comma-separated")
+	modesBrokers = flag.String("modes.brokers", "memory,redis,rabbitmq,kafka,nats", "brokers the modes benchmark measures, comma-separated")
 	modesRounds  = flag.Int("modes.rounds", 5, "rounds of the modes benchmark; every system runs every mode once per round")
 	modesDur     = flag.Duration("modes.dur", time.Second, "how long each timed publishing run lasts")
 	modesDrain   = flag.Int("modes.drain", 10000, "messages in the backlog the drain mode consumes")
@@ -434,7 +435,7 @@ func BenchmarkModes(b *testing.B) {
 	for _, name := range strings.Split(*modesBrokers, ",") {
 		mk, ok := modeBrokers[strings.TrimSpace(name)]
 		if !ok {
-			b.Fatalf("-modes.brokers: unknown broker %q (known: memory, redis, rabbitmq, kafka)", name)
+			b.Fatalf("-modes.brokers: unknown broker %q (known: %s)", name, strings.Join(slices.Sorted(maps.Keys(modeBrokers)), ", "))
 		}
 		b.Run(name, func(b *testing.B) {
 			br := mk(b)
@@ -471,7 +472,7 @@ func runModes(b *testing.B, br *broker) {
 	raw := br.systems[0].name
 	offered := median(rateList(results["end to end, 8 publishers"][raw])) / 2
 	for _, m := range modes {
-		if !m.latency || offered <= 0 || br.absolute {
+		if !m.latency || !(offered > 0) || br.absolute { // NaN when raw end to end failed
 			continue
 		}
 		for round := 0; round < *modesRounds; round++ {

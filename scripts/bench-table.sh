@@ -4,8 +4,8 @@
 # (bench/modes_test.go). It starts the services it needs when they are
 # down. Flags go to the benchmark, e.g.:
 #   scripts/bench-table.sh -modes.brokers redis -modes.rounds 3
-# Run it on a quiet machine: a full run (4 brokers, 5 rounds) takes about
-# 12 minutes.
+# Run it on a quiet machine: a full run (5 brokers, 5 rounds) takes about
+# 20 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh up
