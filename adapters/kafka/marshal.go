@@ -96,13 +96,13 @@ next:
 	return out, refused
 }
 
-// fromRecord decodes a record. It never fails: a record that follows no
+// fromRecord decodes a record into m. It never fails: a record that follows no
 // part of the format is delivered as it is. A record without an id gets
 // one derived from its position, stable across redeliveries (so an inbox
 // still deduplicates it); a record key without an ordering-key header
 // becomes the ordering key.
-func fromRecord(r *kgo.Record) *driver.Message {
-	m := &driver.Message{Metadata: make(map[string]string, len(r.Headers)), Payload: r.Value}
+func fromRecord(m *driver.Message, r *kgo.Record) {
+	*m = driver.Message{Metadata: make(map[string]string, len(r.Headers)), Payload: r.Value}
 	for _, h := range r.Headers {
 		if h.Key == wkafka.UUIDHeaderKey {
 			m.ID = string(h.Value)
@@ -123,5 +123,4 @@ func fromRecord(r *kgo.Record) *driver.Message {
 	if m.Payload == nil {
 		m.Payload = []byte{}
 	}
-	return m
 }

@@ -71,11 +71,14 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	if len(records) == 0 {
 		return nil, fetchErr
 	}
+	// One allocation a batch for the messages and one for their pointers.
 	out := make([]*driver.Message, len(records))
+	msgs := make([]driver.Message, len(records))
 	s.mu.Lock()
 	for i, r := range records {
 		s.outstanding[r.Partition]++
-		m := fromRecord(r)
+		m := &msgs[i]
+		fromRecord(m, r)
 		m.AckID = r
 		m.OrderingKey = strconv.Itoa(int(r.Partition))
 		out[i] = m

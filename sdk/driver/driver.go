@@ -192,6 +192,11 @@ type SendOptions struct {
 	// of the last one's duration (at most 2 ms) for as many publishers as
 	// the last one carried, who mostly publish again at once.
 	FillCalls bool
+	// Unordered says the broker does not keep the order of one publish's
+	// messages anyway (an SQS standard queue): the calls of a publish
+	// larger than MaxMessages then run at once, up to MaxInFlight. Without
+	// it they go one after another, so that the messages arrive in order.
+	Unordered bool
 	// Timeout bounds a publish, retries included, whose context has no
 	// deadline (the adapter's publish_timeout). Zero adds no deadline: only
 	// for a driver whose SendBatch cannot block (an in-process broker).

@@ -27,9 +27,13 @@ type Sender struct {
 	Send    SendFunc
 }
 
-// SendOptions: batches of ten, coalesced, send_concurrency calls per topic.
+// SendOptions: batches of ten, coalesced and filled (SQS and SNS bill per
+// call), senders calls per topic at once. A standard queue or topic keeps
+// no order, so one large publish's calls run at once; a FIFO one's go in
+// order.
 func (p *Sender) SendOptions() driver.SendOptions {
-	return driver.SendOptions{MaxMessages: MaxBatch, Coalesce: true, FillCalls: true, MaxInFlight: p.S.Senders, Timeout: p.S.PublishTimeout}
+	return driver.SendOptions{MaxMessages: MaxBatch, Coalesce: true, FillCalls: true, Unordered: !p.S.FIFO,
+		MaxInFlight: p.S.Senders, Timeout: p.S.PublishTimeout}
 }
 
 // SendBatch encodes every message (one that exceeds SQS's limits fails

@@ -67,6 +67,9 @@ func (c *coalescer) send(ctx context.Context, msgs []*driver.Message) []error {
 	if max <= 0 {
 		max = len(msgs)
 	}
+	if c.s.opts.Unordered && len(msgs) > max {
+		return c.sendAtOnce(ctx, msgs, max)
+	}
 	// A publish larger than one call goes one call after another, so that
 	// its messages reach the broker in their order; the others' messages
 	// may join each call.
@@ -87,6 +90,37 @@ func (c *coalescer) send(ctx context.Context, msgs []*driver.Message) []error {
 		}
 	}
 	return nil
+}
+
+// sendAtOnce sends a publish's calls concurrently, for a broker that does
+// not keep their order: each takes a call slot, or queues for one, as a
+// publish of its own would.
+func (c *coalescer) sendAtOnce(ctx context.Context, msgs []*driver.Message, max int) []error {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error
+		chunks = (len(msgs) + max - 1) / max
+	)
+	wg.Add(chunks)
+	for off := 0; off < len(msgs); off += max {
+		end := min(off+max, len(msgs))
+		go func() {
+			defer wg.Done()
+			chunkErrs := c.sendChunk(ctx, msgs[off:end])
+			if chunkErrs == nil {
+				return
+			}
+			mu.Lock()
+			if errs == nil {
+				errs = make([]error, len(msgs))
+			}
+			copy(errs[off:], chunkErrs)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return errs
 }
 
 func firstErr(errs []error) error {

@@ -152,3 +152,41 @@ func TestFillCallsWaitsForThePublishersTheLastCallAnswered(t *testing.T) {
 		})
 	}
 }
+
+// Where the broker keeps no order (Unordered), a publish larger than one
+// call sends its calls at once, up to MaxInFlight, and retries only the
+// call that failed.
+func TestUnorderedLargePublishSendsItsCallsAtOnce(t *testing.T) {
+	var mu sync.Mutex
+	running, most := 0, 0
+	tr := &fakeTransport{opts: driver.SendOptions{Coalesce: true, Unordered: true, MaxMessages: 10, MaxInFlight: 4},
+		send: func(call int, _ []*driver.Message) error {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond) // long enough for the other calls to start
+			mu.Lock()
+			running--
+			mu.Unlock()
+			if call == 2 {
+				return errFlaky
+			}
+			return nil
+		}}
+	s := NewSender(tr)
+	defer s.Close()
+	if err := s.Send(context.Background(), "t", msgs(35)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, c := range tr.calls {
+		for _, id := range c {
+			seen[id]++
+		}
+	}
+	if len(seen) != 35 || len(tr.calls) != 5 || most != 4 {
+		t.Fatalf("want 4 calls at once carrying m0..m34, and one retry of the failed call; got %d calls, %d at once at most, %d distinct messages: %v",
+			len(tr.calls), most, len(seen), tr.calls)
+	}
+}
