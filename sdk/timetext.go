@@ -2,9 +2,8 @@ package sdk
 
 import "time"
 
-// parseTime reads a ce-time attribute. The SDK writes RFC 3339 in UTC with
-// up to nine fractional digits ("2006-01-02T15:04:05.999999999Z"), which
-// it reads digit by digit: time.Parse costs about ten times as much, on
+// parseTime reads a ce-time attribute. The SDK writes keyTimeLayout
+// (time.RFC3339Nano) in UTC, which it reads digit by digit: time.Parse costs about ten times as much, on
 // every message received. Anything else (an offset, another producer's
 // form) goes to time.Parse.
 func parseTime(s string) (time.Time, error) {
