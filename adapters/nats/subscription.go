@@ -43,8 +43,9 @@ type subscription struct {
 // that order, and a stream message carries its own subject, not the pull's,
 // so each message is counted against the oldest.
 type pulls struct {
-	last uint64 // number of the newest pull
-	open []pull
+	last   uint64 // number of the newest pull
+	open   []pull
+	newest time.Time // when the newest pull sent ends at the server
 }
 
 type pull struct {
@@ -70,7 +71,8 @@ func (p *pulls) left(now time.Time) int {
 
 func (p *pulls) add(max int, wait time.Duration) uint64 {
 	p.last++
-	p.open = append(p.open, pull{n: p.last, left: max, expires: time.Now().Add(wait)})
+	p.newest = time.Now().Add(wait)
+	p.open = append(p.open, pull{n: p.last, left: max, expires: p.newest})
 	return p.last
 }
 
@@ -308,7 +310,11 @@ func (s *subscription) Close() error {
 	for m := range s.held {
 		back = append(back, m)
 	}
-	open, until := s.pulls.left(time.Now()) > 0, s.pulls.until()
+	// Read until the pulls' answers are overdue: how many messages they
+	// may still bring is an estimate (redeliveries of what the engine
+	// NAKed before Close come to them too), and a message left unread
+	// would stay with this member until ack_wait.
+	until := s.pulls.newest.Add(time.Second)
 	s.mu.Unlock()
 	s.t.subs.Remove(s)
 	s.t.lingering.Add(1)
@@ -316,9 +322,6 @@ func (s *subscription) Close() error {
 		defer s.t.lingering.Done()
 		defer s.sub.Unsubscribe()
 		for {
-			if n, _, _ := s.sub.Pending(); n == 0 && !open {
-				break
-			}
 			ctx, cancel := context.WithDeadline(context.Background(), until)
 			stop := context.AfterFunc(s.t.closing, cancel)
 			m, err := s.sub.NextMsgWithContext(ctx)
@@ -330,9 +333,6 @@ func (s *subscription) Close() error {
 			if dm, _ := s.take(context.Background(), m); dm != nil {
 				back = append(back, dm.AckID)
 			}
-			s.mu.Lock()
-			open = s.pulls.left(time.Now()) > 0
-			s.mu.Unlock()
 		}
 		if len(back) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
