@@ -109,8 +109,9 @@ type Transport interface {
 
 // Subscription is one member of a consumer group on one topic.
 //
-// The engine calls ReceiveBatch from one goroutine at a time and the
-// settling methods from others, concurrently with it.
+// The engine calls ReceiveBatch from one goroutine at a time, or from
+// Options().Receivers at once, and the settling methods from others,
+// concurrently with it.
 type Subscription interface {
 	// ReceiveBatch returns up to max messages. It blocks until at least
 	// one is available, a poll of the adapter's choosing has passed (it
@@ -151,6 +152,17 @@ type Options struct {
 	// asks whenever it holds no more than max(MaxBatch, handlers), so the
 	// next batch arrives while one is handled. Default 64.
 	MaxBatch int
+	// Receivers is how many ReceiveBatch calls the engine keeps in flight
+	// at once while receives return messages; while they come back empty
+	// it keeps one. Default 1. More suits a broker whose receive costs a
+	// round trip that returns few messages (SQS long polls, ten at most):
+	// the next batch is on its way while one comes back. ReceiveBatch must
+	// then be safe to call concurrently, and per-key order holds only if
+	// the broker gives out no message of a key while an earlier one of it
+	// is held (an SQS FIFO queue's message groups), since two batches may
+	// arrive in either order. The engine may then hold up to
+	// Receivers×MaxBatch messages beyond its usual batch ahead.
+	Receivers int
 	// AckBatch is the most ids per SendAcks. Default MaxBatch. With 1,
 	// each ack is sent before the engine counts its message as gone (for
 	// brokers that hand out the next message only after an ack).

@@ -59,6 +59,11 @@ type Options struct {
 	// Senders is how many batch sends run at once per queue or topic
 	// (default 8).
 	Senders int `option:"senders" default:"8" min:"1" help:"concurrent batch sends per queue or topic"`
+	// Receivers is how many long polls a subscription keeps in flight at
+	// once (default 4): one poll returns at most ten messages, so the next
+	// is on its way while one is handled. Each idle poll is a billed
+	// receive every wait_time.
+	Receivers int `option:"receivers" default:"4" min:"1" max:"64" help:"concurrent long polls per subscription"`
 	// AckFlushInterval is how long acks wait to fill a batch of ten
 	// deletes (default 20ms).
 	AckFlushInterval time.Duration `option:"ack_flush_interval" default:"20ms" min:"1ms" max:"1m"`

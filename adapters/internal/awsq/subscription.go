@@ -35,7 +35,8 @@ type Subscription struct {
 	closed bool
 }
 
-// ReceiveBatch long-polls the queue for up to min(max, 10) messages.
+// ReceiveBatch long-polls the queue for up to min(max, 10) messages. It
+// is safe to call concurrently.
 func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	s.mu.Lock()
 	closed := s.closed
@@ -154,10 +155,13 @@ func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, 
 	return nil
 }
 
-// Options: ten messages a batch, deletes batched by ten within
-// ack_flush_interval, and the visibility timeout as the lease.
+// Options: ten messages a batch, the receivers setting's long polls at
+// once, deletes batched by ten within ack_flush_interval, and the
+// visibility timeout as the lease. Concurrent polls keep a FIFO queue's
+// group order: SQS hands out no message of a group while an earlier one
+// of it is in flight.
 func (s *Subscription) Options() driver.Options {
-	return driver.Options{MaxBatch: MaxBatch, AckBatch: MaxBatch, AckFlush: s.S.AckFlushInterval, Lease: s.S.VisibilityTimeout, DelaysNacks: true}
+	return driver.Options{MaxBatch: MaxBatch, Receivers: s.S.Receivers, AckBatch: MaxBatch, AckFlush: s.S.AckFlushInterval, Lease: s.S.VisibilityTimeout, DelaysNacks: true}
 }
 
 // Close makes what it still holds visible again at once (not after the

@@ -122,6 +122,8 @@ type Receiver struct {
 	mu       sync.Mutex
 	ready    wakeup             // workers wait here for a message they may take
 	room     wakeup             // the fetcher waits here for room to fetch
+	flowing  wakeup             // extra fetchers wait here while receives come back empty
+	isFlow   bool               // the last receive returned messages
 	waiting  waiting            // received, not handed to a handler
 	running  map[*item]struct{} // items in a handler; kept only with a lease to extend
 	held     int                // received and not settled
@@ -140,7 +142,8 @@ type Receiver struct {
 
 	fetchCtx    context.Context
 	stopFetch   context.CancelFunc
-	fetcherDone chan struct{}
+	fetchers    sync.WaitGroup
+	fetcherDone chan struct{} // closed when every fetcher has returned
 	workers     sync.WaitGroup
 	helpers     sync.WaitGroup // ack flusher and lease keeper
 	helpersStop chan struct{}
@@ -167,7 +170,11 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 		r.running = map[*item]struct{}{}
 	}
 	r.fetchCtx, r.stopFetch = context.WithCancel(context.Background())
-	go r.fetch()
+	r.fetchers.Add(opts.Receivers)
+	for i := range opts.Receivers {
+		go r.fetch(i > 0)
+	}
+	go func() { r.fetchers.Wait(); close(r.fetcherDone) }()
 	for range cfg.Concurrency {
 		r.workers.Add(1)
 		go r.work()
@@ -184,6 +191,9 @@ func Start(sub driver.Subscription, handle Handle, cfg Config) *Receiver {
 func withDefaults(o driver.Options) driver.Options {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 64
+	}
+	if o.Receivers <= 0 {
+		o.Receivers = 1
 	}
 	if o.AckBatch <= 0 {
 		o.AckBatch = o.MaxBatch
@@ -220,18 +230,26 @@ func (r *Receiver) roomLimit() int { return max(r.opts.MaxBatch, r.cfg.Concurren
 
 // fetch receives a full batch (MaxBatch) whenever the receiver holds at
 // most roomLimit messages: the next batch arrives while one is handled, and
-// no receive asks for less than a batch (SQS bills per call).
-func (r *Receiver) fetch() {
-	defer close(r.fetcherDone)
+// no receive asks for less than a batch (SQS bills per call). Options'
+// Receivers fetchers run it at once; the extra ones only while receives
+// return messages, so an idle subscription has one receive waiting, not
+// several (each a billed call on SQS).
+func (r *Receiver) fetch(extra bool) {
+	defer r.fetchers.Done()
 	n := r.opts.MaxBatch
 	limit := r.roomLimit()
 	backoff := 100 * time.Millisecond
 	for {
 		r.mu.Lock()
-		for r.held > limit && !r.stopping {
-			room := r.room.wait()
+		for (r.held > limit || extra && !r.isFlow) && !r.stopping {
+			var changed <-chan struct{}
+			if r.held > limit {
+				changed = r.room.wait()
+			} else {
+				changed = r.flowing.wait()
+			}
 			r.mu.Unlock()
-			<-room
+			<-changed
 			r.mu.Lock()
 		}
 		if r.stopping {
@@ -266,6 +284,14 @@ func (r *Receiver) fetch() {
 			}
 			r.held += len(msgs)
 			r.ready.broadcast()
+			if !r.isFlow {
+				r.isFlow = true
+				r.flowing.broadcast()
+			}
+			r.mu.Unlock()
+		} else if err == nil {
+			r.mu.Lock()
+			r.isFlow = false // the broker has nothing: the extra fetchers rest
 			r.mu.Unlock()
 		}
 		if r.fetchCtx.Err() != nil {
@@ -577,6 +603,7 @@ func (r *Receiver) Stop(ctx context.Context) error {
 		r.stopping = true
 		r.ready.broadcast()
 		r.room.broadcast()
+		r.flowing.broadcast()
 		r.mu.Unlock()
 		r.stopFetch()
 		workersDone := make(chan struct{})

@@ -414,3 +414,89 @@ func TestAHandlerFailingDuringStopHandsBackAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// concurrentSub's ReceiveBatch waits for a message to be given it on ch (a
+// nil one: it returns none, as an empty long poll), counting how many of
+// its calls wait at once.
+type concurrentSub struct {
+	*fakeSub
+	ch             chan *driver.Message
+	inFlight, most atomic.Int32
+}
+
+func (s *concurrentSub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for {
+		m := s.most.Load()
+		if n <= m || s.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case m := <-s.ch:
+		if m == nil {
+			return nil, nil
+		}
+		return []*driver.Message{m}, nil
+	}
+}
+
+// With Options.Receivers the engine keeps that many receives in flight
+// while they return messages, so a long poll that returns few does not
+// leave the next waiting for it; while they come back empty it keeps one
+// (an idle SQS subscription makes one billed call per wait, not several).
+// Stop waits for each of them.
+func TestReceiversKeepThatManyReceivesInFlightWhileMessagesCome(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sub := &concurrentSub{fakeSub: newFakeSub(true), ch: make(chan *driver.Message)}
+	sub.opts = driver.Options{MaxBatch: 10, Receivers: 3, AckFlush: time.Millisecond}
+	var handled atomic.Int32
+	r := Start(sub, func(*driver.Message) bool { handled.Add(1); return true }, Config{Concurrency: 2})
+	send := func(i int) {
+		m := msg(fmt.Sprint(i), "")
+		m.AckID = m.ID
+		sub.ch <- m
+	}
+	waitFor(t, "a first receive", func() bool { return sub.inFlight.Load() == 1 })
+	if got := sub.most.Load(); got != 1 {
+		t.Fatalf("%d receives in flight before any message came, want 1", got)
+	}
+	send(0)
+	waitFor(t, "3 receives in flight once messages come", func() bool { return sub.inFlight.Load() == 3 })
+	for i := range 20 {
+		send(i + 1)
+	}
+	waitFor(t, "21 messages handled", func() bool { return handled.Load() == 21 })
+	waitFor(t, "3 receives in flight again", func() bool { return sub.inFlight.Load() == 3 })
+	if got := sub.most.Load(); got != 3 {
+		t.Fatalf("at most %d receives were in flight at once, want 3 (Options.Receivers)", got)
+	}
+	// Empty polls, until the extra receivers rest (the one that keeps
+	// polling may take several of them).
+	waitFor(t, "one receive in flight after empty ones", func() bool {
+		select {
+		case sub.ch <- nil:
+		default:
+		}
+		return sub.inFlight.Load() == 1
+	})
+	for deadline := time.Now().Add(50 * time.Millisecond); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if n := sub.inFlight.Load(); n != 1 {
+			t.Fatalf("%d receives in flight after receives came back empty, want 1", n)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := sub.inFlight.Load(); n != 0 {
+		t.Fatalf("Stop returned with %d receives still in flight", n)
+	}
+	if acks, _ := sub.settled(); len(acks) != 21 {
+		t.Fatalf("%d acks sent, want 21", len(acks))
+	}
+}
