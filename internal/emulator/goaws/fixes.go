@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -25,15 +26,24 @@ import (
 const jsonContentType = "application/x-amz-json-1.0"
 
 // fix wraps goaws's router with the corrections.
-func fix(goaws http.Handler) http.Handler {
-	f := &fifoReceiver{}
+func fix(goaws http.Handler) http.Handler { return fixWith(goaws, &arrivals{}) }
+
+func fixWith(goaws http.Handler, arrivals *arrivals) http.Handler {
+	f := &fifoReceiver{arrivals: arrivals}
 	tags := &queueTags{byURL: map[string]map[string]string{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Content-Type") != jsonContentType {
 			fixPublishBatch(goaws, w, r) // the query protocol: SNS
+			arrivals.broadcast()
 			return
 		}
-		switch r.Header.Get("X-Amz-Target") {
+		target := r.Header.Get("X-Amz-Target")
+		switch target {
+		case "AmazonSQS.SendMessage", "AmazonSQS.SendMessageBatch",
+			"AmazonSQS.ChangeMessageVisibility", "AmazonSQS.ChangeMessageVisibilityBatch":
+			defer arrivals.broadcast() // waiting receives look again once it is done
+		}
+		switch target {
 		case "AmazonSQS.SendMessageBatch":
 			fixSendMessageBatch(goaws, w, r)
 		case "AmazonSQS.ReceiveMessage":
@@ -184,7 +194,8 @@ func keepCurrentAttributes(rawURL json.RawMessage, attrs map[string]json.RawMess
 // polls itself, because goaws ends a long poll at once when the only
 // visible messages belong to locked groups.
 type fifoReceiver struct {
-	mu sync.Mutex
+	mu       sync.Mutex
+	arrivals *arrivals
 }
 
 type receiveRequest struct {
@@ -200,9 +211,13 @@ func (f *fifoReceiver) serve(goaws http.Handler, w http.ResponseWriter, r *http.
 		return
 	}
 	var req receiveRequest
-	if json.Unmarshal(body, &req) != nil || !strings.HasSuffix(req.QueueURL, ".fifo") {
+	if json.Unmarshal(body, &req) != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		goaws.ServeHTTP(w, r)
+		return
+	}
+	if !strings.HasSuffix(req.QueueURL, ".fifo") {
+		f.arrivals.longPoll(w, r, body, req)
 		return
 	}
 	queue := req.QueueURL[strings.LastIndex(req.QueueURL, "/")+1:]
@@ -216,6 +231,7 @@ func (f *fifoReceiver) serve(goaws http.Handler, w http.ResponseWriter, r *http.
 	deadline := time.Now().Add(time.Duration(req.Wait) * time.Second)
 	var got []*models.ResultMessage
 	for {
+		arrived := f.arrivals.wait() // taken before looking: a send meanwhile wakes it
 		for len(got) < limit {
 			code, resp := f.receiveOne(r, one, queue)
 			if code != http.StatusOK {
@@ -231,10 +247,8 @@ func (f *fifoReceiver) serve(goaws http.Handler, w http.ResponseWriter, r *http.
 		if len(got) > 0 || !time.Now().Before(deadline) {
 			break
 		}
-		select {
-		case <-r.Context().Done():
+		if !f.arrivals.sleep(r.Context(), arrived, deadline) {
 			return
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	addGroupIDs(queue, got)
@@ -249,6 +263,92 @@ func (f *fifoReceiver) receiveOne(r *http.Request, body []byte, queue string) (i
 	sub.Body = io.NopCloser(bytes.NewReader(body))
 	sub.ContentLength = int64(len(body))
 	return gosqs.ReceiveMessageV1(sub)
+}
+
+// arrivals answers long polls as SQS does, as soon as a message can be
+// received, where goaws looks every 100 ms (so that a consumer that asks
+// again at once, finding the queue just emptied, waits 50 ms on average
+// for the next message). Every request that can make a message
+// receivable (a send, a publish through SNS, a visibility change) wakes
+// the waiting polls, which look again; a message that becomes visible by the clock (a visibility
+// timeout or a delay running out) is found within pollEvery.
+type arrivals struct {
+	mu       sync.Mutex
+	ch       chan struct{}
+	sleeping int // polls waiting in sleep
+}
+
+// pollEvery is how often a waiting poll looks without being woken.
+var pollEvery = 100 * time.Millisecond
+
+// wait returns a channel closed by the next broadcast.
+func (a *arrivals) wait() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ch == nil {
+		a.ch = make(chan struct{})
+	}
+	return a.ch
+}
+
+func (a *arrivals) broadcast() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ch != nil {
+		close(a.ch)
+		a.ch = nil
+	}
+}
+
+// sleep waits for arrived, pollEvery or deadline, and reports false when
+// the request ended meanwhile.
+func (a *arrivals) sleep(ctx context.Context, arrived <-chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(max(0, min(pollEvery, time.Until(deadline))))
+	defer t.Stop()
+	a.mu.Lock()
+	a.sleeping++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.sleeping--
+		a.mu.Unlock()
+	}()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-arrived:
+	case <-t.C:
+	}
+	return true
+}
+
+// longPoll answers a standard queue's ReceiveMessage: goaws is asked
+// without a wait, again whenever something may have arrived, until it
+// returns messages or the request's wait is over.
+func (a *arrivals) longPoll(w http.ResponseWriter, r *http.Request, body []byte, req receiveRequest) {
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(body, &fields)
+	fields["WaitTimeSeconds"] = json.RawMessage("0") // goaws then uses the queue's default: 0, no wait
+	now, _ := json.Marshal(fields)
+	deadline := time.Now().Add(time.Duration(req.Wait) * time.Second)
+	for {
+		arrived := a.wait() // taken before looking: a send meanwhile wakes it
+		sub := r.Clone(r.Context())
+		sub.Body = io.NopCloser(bytes.NewReader(now))
+		sub.ContentLength = int64(len(now))
+		code, resp := gosqs.ReceiveMessageV1(sub)
+		if code != http.StatusOK {
+			writeJSON(w, code, resp)
+			return
+		}
+		if len(resp.(models.ReceiveMessageResponse).Result.Messages) > 0 || !time.Now().Before(deadline) {
+			writeJSON(w, code, resp)
+			return
+		}
+		if !a.sleep(r.Context(), arrived, deadline) {
+			return
+		}
+	}
 }
 
 // relockGroups sets the queue's locked groups to those with a message in flight.

@@ -31,7 +31,7 @@ func main() {
 	if _, err := os.Stat(*config); err != nil {
 		log.Fatalf("goaws: config file: %v", err)
 	}
-	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetLevel(logrus.ErrorLevel) // goaws warns of every empty receive
 	conf.LoadYamlConfig(*config, *env)
 
 	quit := make(chan bool)

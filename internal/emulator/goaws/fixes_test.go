@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/Admiral-Piett/goaws/app/conf"
+	"github.com/Admiral-Piett/goaws/app/router"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/sirupsen/logrus"
+)
+
+// A long poll of a standard queue is answered when a message is sent, as
+// SQS answers it, not at goaws's next look: with that look an hour away,
+// the poll still returns the message sent while it waits.
+func TestLongPollIsAnsweredWhenAMessageIsSent(t *testing.T) {
+	defer func(d time.Duration) { pollEvery = d }(pollEvery)
+	pollEvery = time.Hour
+	logrus.SetLevel(logrus.ErrorLevel)
+	conf.LoadYamlConfig("goaws.yaml", "Local")
+	arrivals := &arrivals{}
+	srv := httptest.NewServer(fixWith(router.New(), arrivals))
+	defer srv.Close()
+	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("long-poll")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		out *sqs.ReceiveMessageOutput
+		err error
+	}
+	polled := make(chan answer, 1)
+	go func() {
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 20})
+		polled <- answer{out, err}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		arrivals.mu.Lock()
+		n := arrivals.sleeping
+		arrivals.mu.Unlock()
+		if n == 1 {
+			break // the poll looked, found nothing, and waits
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the long poll was not waiting within 5s")
+		}
+	}
+	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("hello")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-polled:
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		if len(a.out.Messages) != 1 || aws.ToString(a.out.Messages[0].Body) != "hello" {
+			t.Fatalf("the long poll returned %d messages, want the one sent", len(a.out.Messages))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a long poll waiting 20s did not return within 5s of a message being sent")
+	}
+}
