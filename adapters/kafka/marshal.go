@@ -96,19 +96,47 @@ next:
 	return out, refused
 }
 
-// fromRecord decodes a record into m. It never fails: a record that follows no
-// part of the format is delivered as it is. A record without an id gets
-// one derived from its position, stable across redeliveries (so an inbox
-// still deduplicates it); a record key without an ordering-key header
-// becomes the ordering key.
-func fromRecord(m *driver.Message, r *kgo.Record) {
+// fromRecords decodes a batch into msgs, one record each, by fromRecord.
+// The text of every header value of the batch is copied into one string,
+// which each message's id and metadata values are cut from: one allocation
+// a batch instead of one a header. A value kept keeps the batch's text
+// alive, as the payload keeps the fetch's buffer.
+func fromRecords(msgs []driver.Message, records []*kgo.Record) {
+	size := 0
+	for _, r := range records {
+		for _, h := range r.Headers {
+			size += len(h.Value)
+		}
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, r := range records {
+		for _, h := range r.Headers {
+			b.Write(h.Value)
+		}
+	}
+	text := b.String()
+	for i, r := range records {
+		fromRecord(&msgs[i], r, &text)
+	}
+}
+
+// fromRecord decodes a record into m, taking its header values from the
+// start of *text, which it then moves past. It never fails: a record that
+// follows no part of the format is delivered as it is. A record without an
+// id gets one derived from its position, stable across redeliveries (so an
+// inbox still deduplicates it); a record key without an ordering-key
+// header becomes the ordering key.
+func fromRecord(m *driver.Message, r *kgo.Record, text *string) {
 	*m = driver.Message{Metadata: make(map[string]string, len(r.Headers)), Payload: r.Value}
 	for _, h := range r.Headers {
+		v := (*text)[:len(h.Value)]
+		*text = (*text)[len(h.Value):]
 		if h.Key == wkafka.UUIDHeaderKey {
-			m.ID = string(h.Value)
+			m.ID = v
 			continue
 		}
-		m.Metadata[h.Key] = string(h.Value)
+		m.Metadata[h.Key] = v
 	}
 	if m.ID == "" {
 		// A CloudEvents producer's event id (binary mode) identifies it.

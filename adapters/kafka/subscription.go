@@ -71,14 +71,15 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	if len(records) == 0 {
 		return nil, fetchErr
 	}
-	// One allocation a batch for the messages and one for their pointers.
+	// One allocation a batch for the messages, one for their pointers and
+	// one for the text of their headers.
 	out := make([]*driver.Message, len(records))
 	msgs := make([]driver.Message, len(records))
+	fromRecords(msgs, records)
 	s.mu.Lock()
 	for i, r := range records {
 		s.outstanding[r.Partition]++
 		m := &msgs[i]
-		fromRecord(m, r)
 		m.AckID = r
 		m.OrderingKey = strconv.Itoa(int(r.Partition))
 		out[i] = m
