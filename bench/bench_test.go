@@ -28,6 +28,25 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func uniqueTopic(prefix string) string { return "bench-" + prefix + "-" + uuid.NewString()[:8] }
 
+// removedTopics returns a broker's newTopic: unique topics named after
+// prefix, each passed to remove when the benchmark ends.
+func removedTopics(b *testing.B, prefix string, remove func(topic string)) func(*testing.B) string {
+	var mu sync.Mutex
+	var topics []string
+	b.Cleanup(func() {
+		for _, t := range topics {
+			remove(t)
+		}
+	})
+	return func(*testing.B) string {
+		t := uniqueTopic(prefix)
+		mu.Lock()
+		topics = append(topics, t)
+		mu.Unlock()
+		return t
+	}
+}
+
 // rates remembers the last msgs/s of each variant of a benchmark, so the
 // parent benchmark can log their ratio.
 type rates struct {

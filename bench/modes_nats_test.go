@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,17 +24,6 @@ func init() { modeBrokers["nats"] = natsModes }
 func natsModes(b *testing.B) *broker {
 	url := testenv.NATS(b)
 	js := rawNATS(b, url)
-	var mu sync.Mutex
-	var topics []string
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		for _, t := range topics {
-			if name, err := js.StreamNameBySubject(ctx, t); err == nil {
-				_ = js.DeleteStream(ctx, name)
-			}
-		}
-	})
 	// Stock: the adapter's README settings: streams provisioned on publish
 	// and subscribe, a durable queue subscription per group, sync acks.
 	stock := wmnats.JetStreamConfig{AutoProvision: true, SubscribeOptions: []nats.SubOpt{nats.DeliverAll(), nats.AckExplicit()},
@@ -77,13 +65,13 @@ func natsModes(b *testing.B) *broker {
 	}
 	return &broker{
 		name: "NATS JetStream",
-		newTopic: func(b *testing.B) string {
-			t := uniqueTopic("nats-modes")
-			mu.Lock()
-			topics = append(topics, t)
-			mu.Unlock()
-			return t
-		},
+		newTopic: removedTopics(b, "nats-modes", func(t string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if name, err := js.StreamNameBySubject(ctx, t); err == nil {
+				_ = js.DeleteStream(ctx, name)
+			}
+		}),
 		systems: []*system{
 			natsSystem(js),
 			msgkitSystem("msgkit", natsClient(b, url)),

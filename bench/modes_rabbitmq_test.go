@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,16 +23,6 @@ func init() { modeBrokers["rabbitmq"] = rabbitModes }
 func rabbitModes(b *testing.B) *broker {
 	url := testenv.RabbitMQ(b)
 	admin := rawAMQP(b, url)
-	var mu sync.Mutex
-	var topics []string
-	b.Cleanup(func() {
-		for _, t := range topics {
-			for _, q := range []string{t + ".g", t + "_g"} {
-				_, _ = admin.QueueDelete(q, false, false, false)
-			}
-			_ = admin.ExchangeDelete(t, false, false)
-		}
-	})
 	stock := wmamqp.NewDurablePubSubConfig(url, wmamqp.GenerateQueueNameTopicNameWithSuffix("g"))
 	tuned := wmamqp.NewDurablePubSubConfig(url, wmamqp.GenerateQueueNameTopicNameWithSuffix("g"))
 	tuned.Publish.ChannelPoolSize = 64
@@ -41,13 +30,12 @@ func rabbitModes(b *testing.B) *broker {
 	tuned.Consume.Qos.PrefetchCount = 100
 	return &broker{
 		name: "RabbitMQ",
-		newTopic: func(b *testing.B) string {
-			t := uniqueTopic("rabbit-modes")
-			mu.Lock()
-			topics = append(topics, t)
-			mu.Unlock()
-			return t
-		},
+		newTopic: removedTopics(b, "rabbit-modes", func(t string) {
+			for _, q := range []string{t + ".g", t + "_g"} {
+				_, _ = admin.QueueDelete(q, false, false, false)
+			}
+			_ = admin.ExchangeDelete(t, false, false)
+		}),
 		systems: []*system{
 			amqpSystem(b, url),
 			msgkitSystem("msgkit", rabbitClient(b, url)),

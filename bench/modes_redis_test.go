@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,13 +30,6 @@ func init() { modeBrokers["redis"] = redisModes }
 func redisModes(b *testing.B) *broker {
 	url := testenv.Redis(b)
 	admin := rawRedis(b, url)
-	var mu sync.Mutex
-	var streams []string
-	b.Cleanup(func() {
-		for _, s := range streams {
-			admin.Del(context.Background(), s)
-		}
-	})
 	tunedClient := goredis.NewClient(func() *goredis.Options { o := *admin.Options(); o.PoolSize = 64; return &o }())
 	closeLater(b, tunedClient)
 	stockPub, err := redisstream.NewPublisher(redisstream.PublisherConfig{Client: rawRedis(b, url)}, watermill.NopLogger{})
@@ -48,15 +40,10 @@ func redisModes(b *testing.B) *broker {
 	if err != nil {
 		b.Fatal(err)
 	}
+	newTopic := removedTopics(b, "redis-modes", func(s string) { admin.Del(context.Background(), s) })
 	return &broker{
-		name: "Redis",
-		newTopic: func(b *testing.B) string {
-			s := uniqueTopic("redis-modes")
-			mu.Lock()
-			streams = append(streams, s)
-			mu.Unlock()
-			return s
-		},
+		name:     "Redis",
+		newTopic: newTopic,
 		systems: []*system{
 			goRedisSystem(rawRedis(b, url)),
 			rueidisSystem(b, url),
@@ -72,9 +59,7 @@ func redisModes(b *testing.B) *broker {
 			}, 8),
 		},
 		ceiling: func(b *testing.B) (float64, string) {
-			s := uniqueTopic("redis-ceiling")
-			streams = append(streams, s)
-			return redisCeiling(s)
+			return redisCeiling(newTopic(b))
 		},
 	}
 }

@@ -27,25 +27,16 @@ func init() { modeBrokers["sqs"] = sqsModes }
 func sqsModes(b *testing.B) *broker {
 	endpoint := testenv.AWSEndpoint(b)
 	raw := rawSQSClient(endpoint)
-	var mu sync.Mutex
-	var queues []string
-	b.Cleanup(func() {
-		for _, name := range queues {
-			out, err := raw.GetQueueUrl(context.Background(), &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
-			if err == nil {
-				_, _ = raw.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: out.QueueUrl})
-			}
-		}
-	})
 	return &broker{
 		name: "SQS (goaws)",
-		newTopic: func(b *testing.B) string {
-			t := uniqueTopic("sqs-modes")
-			mu.Lock()
-			queues = append(queues, t, sqs.QueueName("", t, false))
-			mu.Unlock()
-			return t
-		},
+		newTopic: removedTopics(b, "sqs-modes", func(t string) {
+			for _, name := range []string{t, sqs.QueueName("", t, false)} { // raw's queue, msgkit's
+				out, err := raw.GetQueueUrl(context.Background(), &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
+				if err == nil {
+					_, _ = raw.DeleteQueue(context.Background(), &awssqs.DeleteQueueInput{QueueUrl: out.QueueUrl})
+				}
+			}
+		}),
 		systems: []*system{
 			sqsSystem(raw),
 			msgkitSystem("msgkit", sqsClient(b, endpoint)),
