@@ -56,13 +56,18 @@ func toPublishing(m *driver.Message, persistent, cloudEvents bool) amqp.Publishi
 	if persistent {
 		p.DeliveryMode = amqp.Persistent
 	}
-	if t, err := time.Parse(time.RFC3339Nano, m.Metadata[sdk.KeyTime]); err == nil {
-		p.Timestamp = t
+	// Parsed only when present: a failed time.Parse allocates its error.
+	if v := m.Metadata[sdk.KeyTime]; v != "" {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			p.Timestamp = t
+		}
 	}
-	if d, err := time.Parse(time.RFC3339Nano, m.Metadata[sdk.KeyDeadline]); err == nil {
-		// A request's deadline as the broker's own expiry: the queue drops
-		// it unread once its caller has given up.
-		p.Expiration = strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10)
+	if v := m.Metadata[sdk.KeyDeadline]; v != "" {
+		if d, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			// A request's deadline as the broker's own expiry: the queue
+			// drops it unread once its caller has given up.
+			p.Expiration = strconv.FormatInt(max(time.Until(d).Milliseconds(), 1), 10)
+		}
 	}
 	return p
 }
@@ -92,17 +97,17 @@ func headerFrameSize(p *amqp.Publishing) int {
 	return n
 }
 
-// fromDelivery rebuilds the message. Headers win; a standard attribute set
+// fromDelivery decodes d into m. Headers win; a standard attribute set
 // only as a native property (by a non-Go publisher) is lifted into
 // metadata. Headers that are not strings (x-death tables, numbers set by
 // other clients) are rendered as text instead of failing the message, which
 // would otherwise be nacked and redelivered forever.
-func fromDelivery(d *amqp.Delivery) *driver.Message {
+func fromDelivery(m *driver.Message, d *amqp.Delivery) {
 	md := make(map[string]string, len(d.Headers)+2)
 	for k, v := range d.Headers {
 		md[k] = headerString(v)
 	}
-	m := &driver.Message{ID: d.MessageId, Payload: d.Body, Metadata: md}
+	*m = driver.Message{ID: d.MessageId, Payload: d.Body, Metadata: md}
 	if id, ok := md[watermillUUIDHeader]; ok {
 		if m.ID == "" {
 			m.ID = id
@@ -125,7 +130,6 @@ func fromDelivery(d *amqp.Delivery) *driver.Message {
 	if _, ok := md[sdk.KeyTime]; !ok && !d.Timestamp.IsZero() {
 		md[sdk.KeyTime] = d.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
-	return m
 }
 
 // watermillUUIDHeader is where watermill-amqp producers put the message id.

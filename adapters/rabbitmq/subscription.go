@@ -116,13 +116,15 @@ drain:
 		}
 	}
 	out := make([]*driver.Message, len(batch))
+	msgs := make([]driver.Message, len(batch)) // one allocation a batch
 	s.mu.Lock()
 	for i := range batch {
 		d := &batch[i]
 		if s.gen == gen {
 			s.unsettled[d.DeliveryTag] = struct{}{}
 		}
-		out[i] = fromDelivery(d)
+		out[i] = &msgs[i]
+		fromDelivery(out[i], d)
 		out[i].AckID = ackID{gen, d.DeliveryTag}
 		if s.t.s.Exchange != "" && s.n.exchange == s.t.s.Exchange {
 			// A shared topic exchange: the routing key is the topic the
