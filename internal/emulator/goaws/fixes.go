@@ -48,6 +48,8 @@ func fixWith(goaws http.Handler, arrivals *arrivals) http.Handler {
 			fixSendMessageBatch(goaws, w, r)
 		case "AmazonSQS.ReceiveMessage":
 			f.serve(goaws, w, r)
+		case "AmazonSQS.ChangeMessageVisibilityBatch":
+			changeVisibilityBatch(w, r)
 		case "AmazonSQS.SetQueueAttributes", "AmazonSQS.CreateQueue":
 			fixQueueAttributes(goaws, w, r)
 		case "AmazonSQS.TagQueue", "AmazonSQS.UntagQueue", "AmazonSQS.ListQueueTags":
@@ -263,6 +265,52 @@ func (f *fifoReceiver) receiveOne(r *http.Request, body []byte, queue string) (i
 	sub.Body = io.NopCloser(bytes.NewReader(body))
 	sub.ContentLength = int64(len(body))
 	return gosqs.ReceiveMessageV1(sub)
+}
+
+// changeVisibilityBatch answers ChangeMessageVisibilityBatch, which goaws
+// does not implement, as SQS does: each entry is a ChangeMessageVisibility
+// of its own, and the reply says which entries succeeded and why the others
+// failed.
+func changeVisibilityBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		QueueUrl string
+		Entries  []struct {
+			Id, ReceiptHandle string
+			VisibilityTimeout int
+		}
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.QueueUrl == "" || len(req.Entries) == 0 || len(req.Entries) > 10 {
+		http.Error(w, `{"__type":"InvalidParameterValue","message":"QueueUrl and 1 to 10 entries are required"}`, http.StatusBadRequest)
+		return
+	}
+	type entryOK struct{ Id string }
+	type entryFailed struct {
+		Id, Code, Message string
+		SenderFault       bool
+	}
+	reply := struct {
+		Successful []entryOK
+		Failed     []entryFailed
+	}{Successful: []entryOK{}, Failed: []entryFailed{}}
+	for _, e := range req.Entries {
+		one, _ := json.Marshal(map[string]any{"QueueUrl": req.QueueUrl, "ReceiptHandle": e.ReceiptHandle, "VisibilityTimeout": e.VisibilityTimeout})
+		sub := r.Clone(r.Context())
+		sub.Body = io.NopCloser(bytes.NewReader(one))
+		sub.ContentLength = int64(len(one))
+		code, resp := gosqs.ChangeMessageVisibilityV1(sub)
+		if code == http.StatusOK {
+			reply.Successful = append(reply.Successful, entryOK{e.Id})
+			continue
+		}
+		failed := entryFailed{Id: e.Id, Code: "InternalError", SenderFault: code < 500}
+		if er, ok := resp.(models.ErrorResponse); ok {
+			failed.Code, failed.Message = er.Result.Code, er.Result.Message
+		}
+		reply.Failed = append(reply.Failed, failed)
+	}
+	w.Header().Set("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+	w.Header().Set("Content-Type", jsonContentType)
+	_ = json.NewEncoder(w).Encode(reply)
 }
 
 // arrivals answers long polls as SQS does, as soon as a message can be
