@@ -240,7 +240,7 @@ func TestLongRunningHandlerKeepsItsMessageInvisible(t *testing.T) {
 		t.Fatalf("message %s was handed to another consumer while its handler was still running: visibility was not extended", got)
 	case <-time.After(7 * time.Second):
 	}
-	if n := proxy.Calls("ChangeMessageVisibility"); n < 2 {
+	if n := proxy.Calls("ChangeMessageVisibilityBatch"); n < 2 {
 		t.Fatalf("a handler running over 2 visibility timeouts must have its message's visibility extended at least twice, was %d times", n)
 	}
 	close(release)

@@ -91,32 +91,49 @@ func (s *Subscription) settled(ids []driver.AckID) []string {
 
 // SendAcks deletes the messages, ten per call.
 func (s *Subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
-	receipts := s.settled(ids)
-	var errs []error
-	for off := 0; off < len(receipts); off += MaxBatch {
-		batch := receipts[off:min(off+MaxBatch, len(receipts))]
+	errs := inBatches(s.settled(ids), func(batch []string) (ok []string, failed map[string]string, err error) {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
 		for i, r := range batch {
 			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(BatchIDs[i]), ReceiptHandle: aws.String(r)}
 		}
 		out, err := s.SQS.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.Q.URL), Entries: entries})
-		var ok []string
-		failed := map[string]string{}
-		if out != nil {
-			for _, e := range out.Successful {
-				ok = append(ok, aws.ToString(e.Id))
-			}
-			for _, e := range out.Failed {
-				failed[aws.ToString(e.Id)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
-			}
+		if out == nil {
+			return nil, nil, err
 		}
+		for _, e := range out.Successful {
+			ok = append(ok, aws.ToString(e.Id))
+		}
+		return ok, failures(out.Failed), err
+	})
+	for i, e := range errs {
+		errs[i] = fmt.Errorf("%s: delete an acked message from %q (it comes back after its visibility timeout): %w", s.S.Driver, s.Q.Name, e)
+	}
+	return errors.Join(errs...)
+}
+
+// failures maps a batch reply's failed entries to their reasons, by id.
+func failures(entries []types.BatchResultErrorEntry) map[string]string {
+	out := make(map[string]string, len(entries))
+	for _, e := range entries {
+		out[aws.ToString(e.Id)] = aws.ToString(e.Code) + ": " + aws.ToString(e.Message)
+	}
+	return out
+}
+
+// inBatches calls send for receipts ten at a time and returns an error for
+// each receipt that failed (BatchResult).
+func inBatches(receipts []string, send func(batch []string) (ok []string, failed map[string]string, err error)) []error {
+	var errs []error
+	for off := 0; off < len(receipts); off += MaxBatch {
+		batch := receipts[off:min(off+MaxBatch, len(receipts))]
+		ok, failed, err := send(batch)
 		for _, e := range BatchResult(len(batch), err, ok, failed) {
 			if e != nil {
-				errs = append(errs, fmt.Errorf("%s: delete an acked message from %q (it comes back after its visibility timeout): %w", s.S.Driver, s.Q.Name, e))
+				errs = append(errs, e)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // CanNack: a nacked message is made visible again.
@@ -141,14 +158,24 @@ func (s *Subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error
 	return s.changeVisibility(ctx, receipts, s.S.VisibilityTimeout)
 }
 
+// changeVisibility hides the messages for d (whole seconds, rounded up),
+// ten per ChangeMessageVisibilityBatch call.
 func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, d time.Duration) error {
-	var errs []error
-	for _, r := range receipts {
-		if _, err := s.SQS.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(s.Q.URL),
-			ReceiptHandle: aws.String(r), VisibilityTimeout: int32((d + time.Second - 1) / time.Second)}); err != nil { // whole seconds, rounded up
-			errs = append(errs, err)
+	secs := int32((d + time.Second - 1) / time.Second)
+	errs := inBatches(receipts, func(batch []string) (ok []string, failed map[string]string, err error) {
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, r := range batch {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(BatchIDs[i]), ReceiptHandle: aws.String(r), VisibilityTimeout: secs}
 		}
-	}
+		out, err := s.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.Q.URL), Entries: entries})
+		if out == nil {
+			return nil, nil, err
+		}
+		for _, e := range out.Successful {
+			ok = append(ok, aws.ToString(e.Id))
+		}
+		return ok, failures(out.Failed), err
+	})
 	if len(errs) > 0 {
 		return fmt.Errorf("%s: change the visibility of %d message(s) in %q: %w", s.S.Driver, len(errs), s.Q.Name, errors.Join(errs...))
 	}
