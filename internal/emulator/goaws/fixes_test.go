@@ -15,25 +15,32 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
+// emulatorQueue starts the corrected emulator on a test server and makes a
+// queue named name there; ctx bounds the test's calls.
+func emulatorQueue(t *testing.T, a *arrivals, name string) (*sqs.Client, *sqs.CreateQueueOutput, context.Context) {
+	logrus.SetLevel(logrus.ErrorLevel)
+	conf.LoadYamlConfig("goaws.yaml", "Local")
+	srv := httptest.NewServer(fixWith(router.New(), a))
+	t.Cleanup(srv.Close)
+	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, q, ctx
+}
+
 // A long poll of a standard queue is answered when a message is sent, as
 // SQS answers it, not at goaws's next look: with that look an hour away,
 // the poll still returns the message sent while it waits.
 func TestLongPollIsAnsweredWhenAMessageIsSent(t *testing.T) {
 	defer func(d time.Duration) { pollEvery = d }(pollEvery)
 	pollEvery = time.Hour
-	logrus.SetLevel(logrus.ErrorLevel)
-	conf.LoadYamlConfig("goaws.yaml", "Local")
 	arrivals := &arrivals{}
-	srv := httptest.NewServer(fixWith(router.New(), arrivals))
-	defer srv.Close()
-	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("long-poll")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, q, ctx := emulatorQueue(t, arrivals, "long-poll")
 	type answer struct {
 		out *sqs.ReceiveMessageOutput
 		err error
@@ -74,18 +81,7 @@ func TestLongPollIsAnsweredWhenAMessageIsSent(t *testing.T) {
 // SQS's does: a message made visible comes back, an unknown receipt fails
 // alone, and the reply accounts for every entry by its id.
 func TestChangeMessageVisibilityBatch(t *testing.T) {
-	logrus.SetLevel(logrus.ErrorLevel)
-	conf.LoadYamlConfig("goaws.yaml", "Local")
-	srv := httptest.NewServer(fix(router.New()))
-	defer srv.Close()
-	c := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("visibility-batch")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, q, ctx := emulatorQueue(t, &arrivals{}, "visibility-batch")
 	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("hello")}); err != nil {
 		t.Fatal(err)
 	}
