@@ -303,6 +303,9 @@ func (s *Subscription) Group() string { return s.group }
 // left unacknowledged for redelivery and Close reports it.
 func (s *Subscription) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
+		// The receiver first, so that a handler returning on Stopping
+		// hands its message back at once, not after its nack backoff.
+		s.recv.MarkStopping()
 		close(s.stopping)
 		s.closeErr = s.recv.Stop(ctx)
 		s.cancelWork()

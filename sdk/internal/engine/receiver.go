@@ -592,6 +592,20 @@ func (r *Receiver) extendLeases(timeout time.Duration) {
 	}
 }
 
+// MarkStopping makes the receiver take no more messages and hand back at
+// once, without a nack backoff, what handlers nack from now on. Stop does it
+// first; a caller that tells handlers the subscription is stopping (so that
+// they return) calls it before, so that what they hand back then is not
+// held back by the broker for a backoff meant for a running consumer.
+func (r *Receiver) MarkStopping() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopping = true
+	r.ready.broadcast()
+	r.room.broadcast()
+	r.flowing.broadcast()
+}
+
 // Stop stops taking messages, waits until ctx ends for running handlers,
 // hands back what was received and not handled, sends the acks, and closes
 // the driver's subscription. Handlers still running when ctx ends are
@@ -599,12 +613,7 @@ func (r *Receiver) extendLeases(timeout time.Duration) {
 // with the subscription's Close. Stop is idempotent.
 func (r *Receiver) Stop(ctx context.Context) error {
 	r.stopOnce.Do(func() {
-		r.mu.Lock()
-		r.stopping = true
-		r.ready.broadcast()
-		r.room.broadcast()
-		r.flowing.broadcast()
-		r.mu.Unlock()
+		r.MarkStopping()
 		r.stopFetch()
 		workersDone := make(chan struct{})
 		go func() { r.workers.Wait(); close(workersDone) }()

@@ -415,6 +415,36 @@ func TestAHandlerFailingDuringStopHandsBackAtOnce(t *testing.T) {
 	}
 }
 
+// A handler told the subscription stops (sdk.Stopping) returns before Stop
+// is called; once MarkStopping was called, its nack goes back at once, not
+// after a backoff the broker would wait out (SQS, JetStream).
+func TestANackAfterMarkStoppingHandsBackAtOnce(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	sub := newFakeSub(true, msg("held", ""))
+	sub.opts = driver.Options{DelaysNacks: true}
+	started, release := make(chan struct{}), make(chan struct{})
+	r := Start(sub, func(*driver.Message) bool {
+		close(started)
+		<-release
+		return false
+	}, Config{Concurrency: 1, NackBackoff: Backoff{Initial: time.Hour, Max: time.Hour}})
+	<-started
+	r.MarkStopping()
+	close(release)
+	waitFor(t, "the nack", func() bool { _, nacks := sub.settled(); return len(nacks) == 1 })
+	sub.mu.Lock()
+	delay := sub.nackDelay[0]
+	sub.mu.Unlock()
+	if delay != 0 {
+		t.Fatalf("a nack after MarkStopping was sent with delay %v, want 0", delay)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // concurrentSub's ReceiveBatch waits for a message to be given it on ch (a
 // nil one: it returns none, as an empty long poll), counting how many of
 // its calls wait at once.
