@@ -374,9 +374,14 @@ type stopSignalSub struct {
 	*fakeSub
 	fetchStopped chan struct{}
 	once         sync.Once
+	calls        atomic.Int32
+	again        chan struct{} // closed when the fetcher asks for more
 }
 
 func (s *stopSignalSub) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
+	if s.calls.Add(1) == 2 {
+		close(s.again)
+	}
 	m, err := s.fakeSub.ReceiveBatch(ctx, max)
 	if ctx.Err() != nil {
 		s.once.Do(func() { close(s.fetchStopped) })
@@ -392,7 +397,7 @@ func TestAHandlerFailingDuringStopHandsBackAtOnce(t *testing.T) {
 	for _, delays := range []bool{true, false} {
 		t.Run(fmt.Sprint("DelaysNacks=", delays), func(t *testing.T) {
 			defer goleak.VerifyNone(t)
-			sub := &stopSignalSub{fakeSub: newFakeSub(true, msg("held", "")), fetchStopped: make(chan struct{})}
+			sub := &stopSignalSub{fakeSub: newFakeSub(true, msg("held", "")), fetchStopped: make(chan struct{}), again: make(chan struct{})}
 			sub.opts = driver.Options{DelaysNacks: delays}
 			started := make(chan struct{})
 			r := Start(sub, func(*driver.Message) bool {
@@ -401,6 +406,7 @@ func TestAHandlerFailingDuringStopHandsBackAtOnce(t *testing.T) {
 				return false
 			}, Config{Concurrency: 1, NackBackoff: Backoff{Initial: time.Hour, Max: time.Hour}})
 			<-started
+			<-sub.again // the fetcher waits in ReceiveBatch, where Stop's cancel reaches it
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := r.Stop(ctx); err != nil {
