@@ -44,7 +44,29 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	if closed {
 		return nil, fmt.Errorf("%s: subscription to %q %w", s.S.Driver, s.Q.Name, driver.ErrClosed)
 	}
-	resp, err := s.SQS.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+	// The call is not cancelled with ctx at once: SQS takes the messages
+	// it answers with, and an answer dropped with a cancelled request
+	// leaves them invisible until their visibility timeout. A stopping
+	// subscription gives the call receiveGrace to answer; an idle long
+	// poll, which has taken nothing, is cancelled after that.
+	callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var grace *time.Timer
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		grace = time.AfterFunc(receiveGrace, cancel)
+		s.mu.Unlock()
+	})
+	defer func() {
+		if !stop() {
+			s.mu.Lock()
+			if grace != nil {
+				grace.Stop()
+			}
+			s.mu.Unlock()
+		}
+	}()
+	resp, err := s.SQS.ReceiveMessage(callCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:              aws.String(s.Q.URL),
 		MaxNumberOfMessages:   int32(min(max, MaxBatch)),
 		WaitTimeSeconds:       int32(s.S.WaitTime / time.Second),
@@ -58,6 +80,8 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		}
 		return nil, fmt.Errorf("%s: receive from queue %q: %w", s.S.Driver, s.Q.Name, err)
 	}
+	// Messages answered after ctx ended are returned all the same: the
+	// engine hands them back when it stops.
 	out := make([]*driver.Message, len(resp.Messages))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -217,6 +241,10 @@ func (s *Subscription) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// receiveGrace is how long a receive in flight when its subscription stops
+// may still answer.
+const receiveGrace = 100 * time.Millisecond
 
 // Subscriptions are a transport's open subscriptions (driver.Subscriptions),
 // with each one's OnClose wired to leave the set.
