@@ -51,21 +51,10 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	// poll, which has taken nothing, is cancelled after that.
 	callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	var grace *time.Timer
-	stop := context.AfterFunc(ctx, func() {
-		s.mu.Lock()
-		grace = time.AfterFunc(receiveGrace, cancel)
-		s.mu.Unlock()
-	})
-	defer func() {
-		if !stop() {
-			s.mu.Lock()
-			if grace != nil {
-				grace.Stop()
-			}
-			s.mu.Unlock()
-		}
-	}()
+	// A late timer only cancels a call that has returned: cancel is
+	// idempotent, so nothing needs to stop it.
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(receiveGrace, cancel) })
+	defer stop()
 	resp, err := s.SQS.ReceiveMessage(callCtx, &sqs.ReceiveMessageInput{
 		QueueUrl:              aws.String(s.Q.URL),
 		MaxNumberOfMessages:   int32(min(max, MaxBatch)),
