@@ -152,8 +152,18 @@ func (tr *trimmer) trimAcked(ctx context.Context, stream string) error {
 		return nil
 	}
 	// MINID removes entries below the id; approximate (~) removes only
-	// whole internal nodes, which is cheap and never removes more.
-	return c.XTrimMinIDApprox(ctx, stream, lowest.String(), 0).Err()
+	// whole internal nodes, which is cheap and never removes more. One
+	// approximate XTRIM removes at most 100 nodes' worth of entries
+	// (10,000 by default), which keeps each call short for the server:
+	// trim again while a call removes entries, or a stream that takes more
+	// than that many entries per trim_interval would grow without end.
+	for ctx.Err() == nil {
+		n, err := c.XTrimMinIDApprox(ctx, stream, lowest.String(), 0).Result()
+		if err != nil || n == 0 {
+			return err
+		}
+	}
+	return nil
 }
 
 // streamID is a stream entry id, milliseconds-sequence.
