@@ -35,8 +35,9 @@ const (
 	fieldWatermillMetadata = "metadata"
 )
 
-// encodeWatermill writes m in watermill-redisstream's layout.
-func encodeWatermill(m *driver.Message) ([]any, error) {
+// encodeWatermill writes m in watermill-redisstream's layout, as XADD's
+// field and value arguments.
+func encodeWatermill(m *driver.Message) ([]string, error) {
 	var md []byte
 	if len(m.Metadata) > 0 {
 		var err error
@@ -44,12 +45,14 @@ func encodeWatermill(m *driver.Message) ([]any, error) {
 			return nil, fmt.Errorf("encode the metadata of message %s for wire_format watermill: %w", m.ID, err)
 		}
 	}
-	return []any{fieldWatermillID, m.ID, fieldWatermillMetadata, md, fieldPayload, m.Payload}, nil
+	return []string{fieldWatermillID, m.ID, fieldWatermillMetadata, bytesString(md), fieldPayload, bytesString(m.Payload)}, nil
 }
 
-func encode(m *driver.Message) []any {
-	values := make([]any, 0, 4+2*len(m.Metadata))
-	values = append(values, fieldID, m.ID, fieldPayload, m.Payload)
+// encode writes m in msgkit's layout, as XADD's field and value
+// arguments.
+func encode(m *driver.Message) []string {
+	values := make([]string, 0, 4+2*len(m.Metadata))
+	values = append(values, fieldID, m.ID, fieldPayload, bytesString(m.Payload))
 	for k, v := range m.Metadata {
 		values = append(values, headerField(k), v)
 	}
@@ -154,4 +157,10 @@ func stringBytes(s string) []byte {
 		return []byte{}
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// bytesString returns b as a string without copying it, for an argument
+// written to the connection before the publish that owns b returns.
+func bytesString(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }

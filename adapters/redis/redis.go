@@ -24,11 +24,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/rueidis"
 
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -73,14 +75,21 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 		_ = client.Close()
 		return nil, fmt.Errorf("redis: connect to %s: %w", s.where(), explain(err, s.opts.TLSConfig))
 	}
-	return newTransport(ctx, s, client, true), nil
+	t, err := newTransport(ctx, s, client, true)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return t, nil
 }
 
 // New returns a transport on the caller's own go-redis client (its
 // address, credentials, TLS, pool). Each subscription reads with a client
 // of its own made from client's options, since a blocked XREADGROUP holds
-// its connection. A bad option is a *sdk.ConfigError naming it. Close
-// leaves client open.
+// its connection, and publishes share one pipelined connection made from
+// client's options (see docs/adapters/redis.md): commands of client's
+// hooks do not see them. A bad option is a *sdk.ConfigError naming it.
+// Close leaves client open.
 func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, error) {
 	if err := sdk.FillOptions(DriverName, &o); err != nil {
 		return nil, err
@@ -92,14 +101,18 @@ func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, er
 	if err := ping(ctx, client); err != nil {
 		return nil, fmt.Errorf("redis: connect to %s: %w", s.where(), explain(err, s.opts.TLSConfig))
 	}
-	return newTransport(ctx, s, client, false), nil
+	return newTransport(ctx, s, client, false)
 }
 
-func newTransport(ctx context.Context, s settings, client goredis.UniversalClient, owned bool) *Transport {
-	t := &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName)}
+func newTransport(ctx context.Context, s settings, client goredis.UniversalClient, owned bool) (*Transport, error) {
+	pipe, err := openPipe(ctx, s, client)
+	if err != nil {
+		return nil, fmt.Errorf("redis: connect the publishing connection to %s: %w", s.where(), explain(err, s.opts.TLSConfig))
+	}
+	t := &Transport{s: s, client: client, pipe: pipe, ownsClient: owned, logger: slog.Default().With("driver", DriverName)}
 	t.trim = newTrimmer(t)
 	t.persistent = serverPersists(ctx, client)
-	return t
+	return t, nil
 }
 
 // ping checks the server answers, by ctx's deadline: go-redis bounds a new
@@ -177,7 +190,8 @@ func explainRefusal(err error) error {
 // Transport is an open Redis Streams transport.
 type Transport struct {
 	s          settings
-	client     goredis.UniversalClient // publishing, acks, claims, group setup: a *goredis.Client, or a *goredis.ClusterClient for Redis Cluster
+	client     goredis.UniversalClient // acks, claims, group setup: a *goredis.Client, or a *goredis.ClusterClient for Redis Cluster
+	pipe       *pipe                   // publishing (pipe.go); nil: publishes go through client
 	ownsClient bool                    // false: the caller's (New), left open by Close
 	logger     *slog.Logger
 	persistent bool
@@ -222,25 +236,13 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if t.subs.Closed() {
 		return fmt.Errorf("redis: publish to %q: transport %w", topic, sdk.ErrClosed)
 	}
-	args := make([]goredis.XAddArgs, len(msgs))
-	for i, m := range msgs {
-		var values []any
-		if t.s.WireFormat == "watermill" {
-			var err error
-			if values, err = encodeWatermill(m); err != nil {
-				return fmt.Errorf("redis: publish to %q: %w", topic, err)
-			}
-		} else {
-			values = encode(m)
-		}
-		args[i] = goredis.XAddArgs{Stream: topic, Values: values, Approx: true}
-		if t.s.MaxLen > 0 {
-			args[i].MaxLen = t.s.MaxLen
-		} else if t.s.Retention > 0 {
-			args[i].MinID = fmt.Sprint(timeNow().Add(-t.s.Retention).UnixMilli())
-		}
+	var added int
+	var err error
+	if t.pipe != nil {
+		added, err = t.addPiped(ctx, topic, msgs)
+	} else {
+		added, err = t.add(ctx, topic, msgs)
 	}
-	added, err := t.add(ctx, args)
 	if err == nil {
 		return nil
 	}
@@ -255,9 +257,35 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	return errs
 }
 
-// add sends args in one pipeline and reports how many leading entries were
-// added.
-func (t *Transport) add(ctx context.Context, args []goredis.XAddArgs) (int, error) {
+// fields are m's stream entry fields and values, in the configured layout.
+func (t *Transport) fields(m *driver.Message) ([]string, error) {
+	if t.s.WireFormat == "watermill" {
+		return encodeWatermill(m)
+	}
+	return encode(m), nil
+}
+
+// minID is the oldest entry id retention keeps.
+func (t *Transport) minID() string {
+	return strconv.FormatInt(timeNow().Add(-t.s.Retention).UnixMilli(), 10)
+}
+
+// add sends msgs with go-redis in one pipeline and reports how many
+// leading entries were added.
+func (t *Transport) add(ctx context.Context, topic string, msgs []*driver.Message) (int, error) {
+	args := make([]goredis.XAddArgs, len(msgs))
+	for i, m := range msgs {
+		values, err := t.fields(m)
+		if err != nil {
+			return 0, err
+		}
+		args[i] = goredis.XAddArgs{Stream: topic, Values: values, Approx: true}
+		if t.s.MaxLen > 0 {
+			args[i].MaxLen = t.s.MaxLen
+		} else if t.s.Retention > 0 {
+			args[i].MinID = t.minID()
+		}
+	}
 	if t.s.WaitReplicas > 0 {
 		return t.addReplicated(ctx, args)
 	}
@@ -331,11 +359,20 @@ func (t *Transport) IsRetryable(err error) bool {
 	var ne net.Error
 	msg := err.Error()
 	var nr *notReplicatedError
-	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, rueidis.ErrClosing) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.As(err, &nr) || strings.Contains(msg, "LOADING") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe") ||
 		// A failover in progress: the old primary, now a replica, or a
 		// primary that lost its replicas.
-		strings.HasPrefix(msg, "READONLY") || strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "NOREPLICAS")
+		hasReply(err, "READONLY") || hasReply(err, "MASTERDOWN") || hasReply(err, "NOREPLICAS")
+}
+
+// hasReply reports whether the innermost error err wraps, the server's
+// reply for an error the server gave, starts with code.
+func hasReply(err error, code string) bool {
+	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
+		err = u
+	}
+	return strings.HasPrefix(err.Error(), code)
 }
 
 // OpenSubscription creates the group on the topic's stream if needed (so
@@ -387,11 +424,20 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 	return nil
 }
 
-// As reaches the go-redis client the transport publishes and acks with
+// As reaches the go-redis client the transport acks with
 // (*goredis.UniversalClient always; **goredis.Client, or
-// **goredis.ClusterClient with Redis Cluster).
+// **goredis.ClusterClient with Redis Cluster), and the rueidis client it
+// publishes with (*rueidis.Client, except with Redis Cluster or
+// wait_replicas, where go-redis publishes; a new one replaces it when the
+// server it reaches turns out to be a replica).
 func (t *Transport) As(target any) bool {
 	switch p := target.(type) {
+	case *rueidis.Client:
+		if t.pipe == nil {
+			return false
+		}
+		*p = t.pipe.client()
+		return true
 	case **goredis.Client:
 		c, ok := t.client.(*goredis.Client)
 		*p = c
@@ -413,6 +459,9 @@ func (t *Transport) Close() error {
 	first, _ := t.subs.Close()
 	if first {
 		t.trim.close()
+		if t.pipe != nil {
+			t.pipe.close()
+		}
 	}
 	if !first || !t.ownsClient {
 		return nil
