@@ -153,6 +153,52 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	if md == nil {
 		md = map[string]string{}
 	}
+	*m = Message{ID: id, Payload: payload, Metadata: md}
+	// One pass reads the standard attributes. A key another CloudEvents
+	// binding spells (ce_type, cloudEvents:type, ce-datacontenttype) sends
+	// the message the long way, which renames them first.
+	var ts string
+	for k, v := range md {
+		switch k {
+		case KeyEventType:
+			m.EventType = v
+		case KeySource:
+			m.Source = v
+		case KeyContentType:
+			m.ContentType = v
+		case KeyCorrelationID:
+			m.CorrelationID = v
+		case KeyCausationID:
+			m.CausationID = v
+		case KeyOrderingKey:
+			m.OrderingKey = v
+		case KeyTime:
+			ts = v
+		case "ce-datacontenttype":
+			fillForeign(m, id, payload, md)
+			return
+		default:
+			if strings.HasPrefix(k, "ce_") || strings.HasPrefix(k, "cloudEvents") {
+				fillForeign(m, id, payload, md)
+				return
+			}
+		}
+	}
+	if strings.HasPrefix(strings.ToLower(m.ContentType), "application/cloudevents+json") {
+		fillForeign(m, id, payload, md)
+		return
+	}
+	if ts != "" {
+		if t, err := parseTime(ts); err == nil {
+			m.Time = t
+		}
+	}
+}
+
+// fillForeign is fillReceived for a message whose attributes follow
+// another CloudEvents binding or structured mode: they are renamed and
+// unpacked into msgkit's names first.
+func fillForeign(m *Message, id string, payload []byte, md map[string]string) {
 	cloudEventsNames(md)
 	if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
 		// Binary mode's datacontenttype attribute, where a binding writes it
