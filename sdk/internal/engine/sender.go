@@ -15,8 +15,9 @@ import (
 // sends again what failed for a transient reason until the caller's
 // deadline.
 type Sender struct {
-	t    driver.Transport
-	opts driver.SendOptions
+	t         driver.Transport
+	opts      driver.SendOptions
+	deadlines deadlines
 
 	mu      sync.Mutex
 	closed  bool
@@ -31,7 +32,7 @@ func NewSender(t driver.Transport) *Sender {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 4
 	}
-	return &Sender{t: t, opts: opts}
+	return &Sender{t: t, opts: opts, deadlines: deadlines{timeout: opts.Timeout}}
 }
 
 // ErrClosed is returned by Send after Close.
@@ -51,9 +52,13 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 	s.mu.Unlock()
 	defer s.running.Done()
 	if _, ok := ctx.Deadline(); !ok && s.opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
-		defer cancel()
+		if ctx.Done() == nil { // it can never end: share a timer
+			ctx = s.deadlines.bound(ctx)
+		} else {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.opts.Timeout)
+			defer cancel()
+		}
 	}
 	pending := msgs
 	backoff := 20 * time.Millisecond

@@ -93,6 +93,8 @@ func TestSendStopsAtARefusalAndReportsTheLastTransientFailure(t *testing.T) {
 // driver coalesces, never more than MaxMessages per call.
 func TestCoalescedPublishesShareCalls(t *testing.T) {
 	release := make(chan struct{})
+	var releaseOnce sync.Once
+	let := func() { releaseOnce.Do(func() { close(release) }) }
 	tr := &fakeTransport{opts: driver.SendOptions{Coalesce: true, MaxMessages: 10, MaxInFlight: 1},
 		send: func(call int, m []*driver.Message) error {
 			if call == 1 {
@@ -102,6 +104,7 @@ func TestCoalescedPublishesShareCalls(t *testing.T) {
 		}}
 	s := NewSender(tr)
 	defer s.Close()
+	defer let() // before Close, which waits for the held call, if the test fails first
 	var wg sync.WaitGroup
 	for i := range 31 {
 		wg.Add(1)
@@ -112,10 +115,18 @@ func TestCoalescedPublishesShareCalls(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "the first call to be in flight", func() bool { tr.mu.Lock(); defer tr.mu.Unlock(); return len(tr.calls) == 1 })
+	var first int
+	waitFor(t, "the first call to be in flight", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		if len(tr.calls) == 1 {
+			first = len(tr.calls[0]) // one publish, or those that queued while it started
+		}
+		return len(tr.calls) == 1
+	})
 	c := s.coalescer("t")
-	waitFor(t, "the other 30 to queue behind it", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.queue) == 30 })
-	close(release)
+	waitFor(t, "the others to queue behind it", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.queue) == 31-first })
+	let()
 	wg.Wait()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
