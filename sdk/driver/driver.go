@@ -210,8 +210,11 @@ type SendOptions struct {
 	// it they go one after another, so that the messages arrive in order.
 	Unordered bool
 	// Timeout bounds a publish, retries included, whose context has no
-	// deadline (the adapter's publish_timeout). Zero adds no deadline: only
-	// for a driver whose SendBatch cannot block (an in-process broker).
+	// deadline (the adapter's publish_timeout). A publish whose context can
+	// never end (context.Background) may be given up to a hundredth less,
+	// so that publishes starting together share one timer. Zero adds no
+	// deadline: only for a driver whose SendBatch cannot block (an
+	// in-process broker).
 	Timeout time.Duration
 }
 
