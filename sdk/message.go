@@ -148,16 +148,39 @@ func fromWatermill(wm *message.Message, copyMetadata bool) *Message {
 }
 
 // fillReceived makes m a received message around md (not copied), lifting
-// the standard attributes into fields.
+// the standard attributes into fields. A message whose attributes follow
+// another CloudEvents binding (ce_type, cloudEvents:type,
+// ce-datacontenttype) or structured mode has them renamed and unpacked
+// into msgkit's names first; any other is read in one pass.
 func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	if md == nil {
 		md = map[string]string{}
 	}
-	*m = Message{ID: id, Payload: payload, Metadata: md}
-	// One pass reads the standard attributes. A key another CloudEvents
-	// binding spells (ce_type, cloudEvents:type, ce-datacontenttype) sends
-	// the message the long way, which renames them first.
-	var ts string
+	ts, ours := readStandard(m, md, true)
+	if !ours {
+		cloudEventsNames(md)
+		if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
+			// Binary mode's datacontenttype attribute, where a binding writes
+			// it as one (the CloudEvents SDK's NATS binding): the content type.
+			md[KeyContentType] = dct
+			delete(md, "ce-datacontenttype")
+		}
+		payload = cloudEventsStructured(payload, md)
+		ts, _ = readStandard(m, md, false)
+	}
+	m.ID, m.Payload, m.Metadata = id, payload, md
+	if ts != "" {
+		if t, err := parseTime(ts); err == nil {
+			m.Time = t
+		}
+	}
+}
+
+// readStandard makes m hold md's standard attributes and returns the
+// ce-time text. With foreign, it stops at the first sign of another
+// binding's names or of a structured event and returns false.
+func readStandard(m *Message, md map[string]string, foreign bool) (ts string, ours bool) {
+	*m = Message{}
 	for k, v := range md {
 		switch k {
 		case KeyEventType:
@@ -174,55 +197,16 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 			m.OrderingKey = v
 		case KeyTime:
 			ts = v
-		case "ce-datacontenttype":
-			fillForeign(m, id, payload, md)
-			return
 		default:
-			if strings.HasPrefix(k, "ce_") || strings.HasPrefix(k, "cloudEvents") {
-				fillForeign(m, id, payload, md)
-				return
+			if foreign && (k == "ce-datacontenttype" || strings.HasPrefix(k, "ce_") || strings.HasPrefix(k, "cloudEvents")) {
+				return "", false
 			}
 		}
 	}
-	if strings.HasPrefix(strings.ToLower(m.ContentType), "application/cloudevents+json") {
-		fillForeign(m, id, payload, md)
-		return
+	if foreign && strings.HasPrefix(strings.ToLower(m.ContentType), "application/cloudevents+json") {
+		return "", false
 	}
-	if ts != "" {
-		if t, err := parseTime(ts); err == nil {
-			m.Time = t
-		}
-	}
-}
-
-// fillForeign is fillReceived for a message whose attributes follow
-// another CloudEvents binding or structured mode: they are renamed and
-// unpacked into msgkit's names first.
-func fillForeign(m *Message, id string, payload []byte, md map[string]string) {
-	cloudEventsNames(md)
-	if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
-		// Binary mode's datacontenttype attribute, where a binding writes it
-		// as one (the CloudEvents SDK's NATS binding): the content type.
-		md[KeyContentType] = dct
-		delete(md, "ce-datacontenttype")
-	}
-	payload = cloudEventsStructured(payload, md)
-	*m = Message{
-		ID:            id,
-		Payload:       payload,
-		Metadata:      md,
-		EventType:     md[KeyEventType],
-		Source:        md[KeySource],
-		ContentType:   md[KeyContentType],
-		CorrelationID: md[KeyCorrelationID],
-		CausationID:   md[KeyCausationID],
-		OrderingKey:   md[KeyOrderingKey],
-	}
-	if ts := md[KeyTime]; ts != "" {
-		if t, err := parseTime(ts); err == nil {
-			m.Time = t
-		}
-	}
+	return ts, true
 }
 
 // CloudEvents binary mode names its attributes per protocol binding:
