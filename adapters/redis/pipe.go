@@ -200,14 +200,15 @@ func withFields[B interface {
 // entries were added.
 func (t *Transport) addPiped(ctx context.Context, topic string, msgs []*driver.Message) (int, error) {
 	c := t.pipe.client()
-	added, err := addOn(ctx, c, t, topic, msgs)
+	added, err := t.addOn(ctx, c, topic, msgs)
 	if err != nil {
 		t.pipe.failed(c, err)
 	}
 	return added, err
 }
 
-func addOn(ctx context.Context, c rueidis.Client, t *Transport, topic string, msgs []*driver.Message) (int, error) {
+// addOn sends msgs on c, one XADD with Do or many with DoMulti.
+func (t *Transport) addOn(ctx context.Context, c rueidis.Client, topic string, msgs []*driver.Message) (int, error) {
 	if len(msgs) == 1 {
 		cmd, err := t.xadd(c, topic, msgs[0])
 		if err != nil {

@@ -87,8 +87,8 @@ func (Driver) Open(ctx context.Context, cfg sdk.Config) (driver.Transport, error
 // address, credentials, TLS, pool). Each subscription reads with a client
 // of its own made from client's options, since a blocked XREADGROUP holds
 // its connection, and publishes share one pipelined connection made from
-// client's options (see docs/adapters/redis.md): commands of client's
-// hooks do not see them. A bad option is a *sdk.ConfigError naming it.
+// client's options (see docs/adapters/redis.md), which client's hooks do
+// not see. A bad option is a *sdk.ConfigError naming it.
 // Close leaves client open.
 func New(ctx context.Context, client *goredis.Client, o Options) (*Transport, error) {
 	if err := sdk.FillOptions(DriverName, &o); err != nil {
