@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -130,7 +129,7 @@ func (p *pipe) client() rueidis.Client { return *p.current.Load() }
 // a new connection in the background, which later calls use; the engine
 // sends the failed entries again.
 func (p *pipe) failed(c rueidis.Client, err error) {
-	if !strings.HasPrefix(err.Error(), "READONLY") {
+	if !hasReply(err, "READONLY") {
 		return
 	}
 	p.mu.Lock()
