@@ -432,3 +432,37 @@ func TestNewOnTheCallersClient(t *testing.T) {
 		t.Fatalf("closing the transport must leave the caller's client open: %v", err)
 	}
 }
+
+// A refusal fails the publish at once, whatever the topic is called: a
+// topic whose name holds the words of a transient failure (LOADING,
+// "connection refused", "broken pipe") is not retried until
+// publish_timeout.
+func TestARefusalIsNotRetriedWhateverTheTopicIsCalled(t *testing.T) {
+	url := testenv.Redis(t)
+	raw := rawClient(t, url)
+	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "redis", URL: url, Options: map[string]string{"publish_timeout": "20s"}},
+		sdk.WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	for _, name := range []string{"LOADING-dock", "connection refused", "broken pipe"} {
+		topic, _ := names(name)
+		t.Cleanup(func() { raw.Del(context.Background(), topic) })
+		// A string where the stream should be: every XADD gets WRONGTYPE.
+		if err := raw.Set(context.Background(), topic, "not a stream", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		err := c.Publish(ctx, topic, sdk.NewMessage([]byte("x")))
+		took := time.Since(start)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
+			t.Fatalf("topic %q: want the server's WRONGTYPE refusal, got %v", topic, err)
+		}
+		if took > 10*time.Second {
+			t.Fatalf("topic %q: the refusal took %v: it was retried as if transient (%v)", topic, took, err)
+		}
+	}
+}

@@ -355,24 +355,35 @@ func (e *notReplicatedError) Error() string {
 
 // IsRetryable reports whether err is the connection failing (the server
 // restarting or out of reach) rather than the server refusing the command.
+// Only the innermost error's text is read: the wrapping messages hold the
+// topic's name, which may hold any of these words.
 func (t *Transport) IsRetryable(err error) bool {
 	var ne net.Error
-	msg := err.Error()
 	var nr *notReplicatedError
-	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, rueidis.ErrClosing) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.As(err, &nr) || strings.Contains(msg, "LOADING") || strings.Contains(msg, "connection refused") || strings.Contains(msg, "broken pipe") ||
+	cause := innermost(err).Error()
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, rueidis.ErrClosing) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.As(err, &nr) ||
+		strings.Contains(cause, "connection refused") || strings.Contains(cause, "broken pipe") ||
+		// A server loading its data after a restart.
+		hasReply(err, "LOADING") ||
 		// A failover in progress: the old primary, now a replica, or a
 		// primary that lost its replicas.
 		hasReply(err, "READONLY") || hasReply(err, "MASTERDOWN") || hasReply(err, "NOREPLICAS")
 }
 
-// hasReply reports whether the innermost error err wraps, the server's
-// reply for an error the server gave, starts with code.
-func hasReply(err error, code string) bool {
+// innermost is the error err wraps at the bottom of its chain: for an
+// error the server gave, its reply.
+func innermost(err error) error {
 	for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
 		err = u
 	}
-	return strings.HasPrefix(err.Error(), code)
+	return err
+}
+
+// hasReply reports whether the innermost error err wraps, the server's
+// reply for an error the server gave, starts with code.
+func hasReply(err error, code string) bool {
+	return strings.HasPrefix(innermost(err).Error(), code)
 }
 
 // OpenSubscription creates the group on the topic's stream if needed (so
