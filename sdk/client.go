@@ -183,7 +183,6 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	}
 	now := c.now()
 	var call publishCall
-	call.newIDsFor(msgs)
 	parent := Consumed(ctx)
 	conversation := ""
 	if parent == nil {

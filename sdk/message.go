@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/google/uuid"
 )
 
 // Metadata keys of the standard attributes. Every adapter round-trips them
@@ -71,7 +70,7 @@ func (m *Message) Group() string { return m.group }
 
 // NewMessage returns a message with a fresh ID and the given payload.
 func NewMessage(payload []byte) *Message {
-	return &Message{ID: uuid.NewString(), Payload: payload}
+	return &Message{ID: newUUID(), Payload: payload}
 }
 
 // Context returns the context the message was received with (it carries the
@@ -101,7 +100,7 @@ var standardKeys = []string{KeyEventType, KeySource, KeyTime, KeyContentType, Ke
 func (m *Message) ToWatermill(now time.Time) *message.Message {
 	id := m.ID
 	if id == "" {
-		id = uuid.NewString()
+		id = newUUID()
 	}
 	wm := message.NewMessage(id, m.Payload)
 	md := wm.Metadata // already allocated by NewMessage; holds 8 entries without growing
@@ -116,7 +115,7 @@ func (m *Message) ToWatermill(now time.Time) *message.Message {
 	if t.IsZero() {
 		t = now
 	}
-	md[KeyTime] = t.UTC().Format(keyTimeLayout)
+	md[KeyTime] = formatTime(t)
 	setIf(md, KeyEventType, m.EventType)
 	setIf(md, KeySource, m.Source)
 	setIf(md, KeyContentType, m.ContentType)

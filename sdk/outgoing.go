@@ -1,10 +1,7 @@
 package sdk
 
 import (
-	"crypto/rand"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -27,54 +24,23 @@ func NewOutgoing(m *Message, now time.Time) Outgoing {
 }
 
 // publishCall holds what the messages of one Publish call share: now,
-// formatted at most once, and the randomness of their new ids, read at
-// once for all of them instead of once per message.
+// formatted at most once.
 type publishCall struct {
 	nowText string // "" until first needed
-	random  []byte // 16 bytes for each message still to get a new id
-}
-
-// newIDsFor reads the randomness for the messages of msgs without an id.
-func (c *publishCall) newIDsFor(msgs []*Message) {
-	n := 0
-	for _, m := range msgs {
-		if m != nil && m.ID == "" {
-			n++
-		}
-	}
-	if n > 1 {
-		c.random = make([]byte, 16*n)
-		if _, err := rand.Read(c.random); err != nil {
-			c.random = nil // each id reads its own then
-		}
-	}
-}
-
-// newID returns a random (version 4) UUID.
-func (c *publishCall) newID() string {
-	if len(c.random) < 16 {
-		return uuid.NewString()
-	}
-	var u uuid.UUID
-	copy(u[:], c.random[:16])
-	c.random = c.random[16:]
-	u[6] = u[6]&0x0f | 0x40 // version 4
-	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-	return u.String()
 }
 
 func (c *publishCall) outgoing(m *Message, now time.Time) Outgoing {
 	o := Outgoing{m: m, id: m.ID}
 	if o.id == "" {
-		o.id = c.newID()
+		o.id = newUUID()
 	}
 	switch {
 	case !m.Time.IsZero():
-		o.time = m.Time.UTC().Format(keyTimeLayout)
+		o.time = formatTime(m.Time)
 	case c.nowText != "":
 		o.time = c.nowText
 	default:
-		c.nowText = now.UTC().Format(keyTimeLayout)
+		c.nowText = formatTime(now)
 		o.time = c.nowText
 	}
 	return o

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"maps"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,39 +57,39 @@ func TestOutgoingMetadataStopsWhenTold(t *testing.T) {
 	}
 }
 
-// The ids a Publish call gives its messages are distinct random (version
-// 4, RFC 4122) UUIDs, whether their randomness was read for the whole call
-// or for one message.
+// The ids Publish gives messages are distinct random (version 4, RFC 4122)
+// UUIDs, also from publishers running at once and across the reads of
+// randomness that each serve 64 ids; a message's own id is kept.
 func TestNewIDsAreDistinctVersion4UUIDs(t *testing.T) {
-	msgs := make([]*Message, 300)
-	for i := range msgs {
-		msgs[i] = &Message{}
-	}
-	msgs[7].ID = "given"
-	var call publishCall
-	call.newIDsFor(msgs)
-	if len(call.random) != 16*299 {
-		t.Fatalf("randomness for the 299 messages without an id must be read at once, got %d bytes", len(call.random))
-	}
-	seen := map[string]bool{}
-	for _, m := range msgs {
-		id := call.outgoing(m, time.Now()).ID()
-		if m.ID != "" {
-			if id != m.ID {
-				t.Fatalf("a message's own id must be kept, got %q", id)
+	const publishers, each = 8, 500
+	ids := make([][]string, publishers)
+	var wg sync.WaitGroup
+	for p := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var call publishCall
+			for range each {
+				ids[p] = append(ids[p], call.outgoing(&Message{}, time.Now()).ID())
 			}
-			continue
-		}
-		u, err := uuid.Parse(id)
-		if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
-			t.Fatalf("id %q is not a version 4 RFC 4122 UUID (%v)", id, err)
-		}
-		if seen[id] {
-			t.Fatalf("id %q given twice", id)
-		}
-		seen[id] = true
+		}()
 	}
-	if len(call.random) != 0 {
-		t.Fatalf("%d bytes of randomness left unused", len(call.random))
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, list := range ids {
+		for _, id := range list {
+			u, err := uuid.Parse(id)
+			if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
+				t.Fatalf("id %q is not a version 4 RFC 4122 UUID (%v)", id, err)
+			}
+			if seen[id] {
+				t.Fatalf("id %q given twice", id)
+			}
+			seen[id] = true
+		}
+	}
+	var call publishCall
+	if id := call.outgoing(&Message{ID: "given"}, time.Now()).ID(); id != "given" {
+		t.Fatalf("a message's own id must be kept, got %q", id)
 	}
 }
