@@ -72,3 +72,45 @@ func daysIn(month, year int) int {
 	}
 	return 31
 }
+
+// formatTime writes a ce-time attribute: t in UTC as time.RFC3339Nano
+// gives it, written digit by digit (time.Format costs several times as
+// much, on every publish). A year outside 0–9999 goes to time.Format.
+func formatTime(t time.Time) string {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.Format(keyTimeLayout)
+	}
+	hour, minute, sec := t.Clock()
+	var b [30]byte // 2006-01-02T15:04:05.999999999Z
+	two := func(at, n int) {
+		b[at], b[at+1] = byte('0'+n/10), byte('0'+n%10)
+	}
+	two(0, year/100)
+	two(2, year%100)
+	b[4] = '-'
+	two(5, int(month))
+	b[7] = '-'
+	two(8, day)
+	b[10] = 'T'
+	two(11, hour)
+	b[13] = ':'
+	two(14, minute)
+	b[16] = ':'
+	two(17, sec)
+	n := 19
+	if ns := t.Nanosecond(); ns != 0 {
+		b[19] = '.'
+		for i := 28; i >= 20; i-- {
+			b[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		n = 29
+		for b[n-1] == '0' { // RFC3339Nano drops trailing zeros
+			n--
+		}
+	}
+	b[n] = 'Z'
+	return string(b[:n+1])
+}

@@ -43,3 +43,24 @@ func BenchmarkParseTime(b *testing.B) {
 		}
 	}
 }
+
+// formatTime writes what time.Format writes, for any instant.
+func FuzzFormatTime(f *testing.F) {
+	f.Add(time.Now().UnixNano(), int64(0))
+	f.Add(int64(0), int64(0))
+	f.Add(int64(1e9), int64(-62135596800)) // year 1
+	f.Add(int64(120), int64(253402300799)) // the last second of 9999
+	f.Fuzz(func(t *testing.T, nsec, sec int64) {
+		at := time.Unix(sec, nsec)
+		if want, got := at.UTC().Format(keyTimeLayout), formatTime(at); got != want {
+			t.Fatalf("formatTime(%v) = %q; time.Format gives %q", at, got, want)
+		}
+	})
+}
+
+func BenchmarkFormatTime(b *testing.B) {
+	now := time.Now()
+	for b.Loop() {
+		_ = formatTime(now)
+	}
+}
