@@ -364,8 +364,9 @@ func (t *Transport) IsRetryable(err error) bool {
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, rueidis.ErrClosing) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.As(err, &nr) ||
 		strings.Contains(cause, "connection refused") || strings.Contains(cause, "broken pipe") ||
-		// A server loading its data after a restart.
-		hasReply(err, "LOADING") ||
+		// A server loading its data after a restart, running a script past
+		// its time limit, or a cluster moving or missing slots.
+		hasReply(err, "LOADING") || hasReply(err, "BUSY ") || hasReply(err, "TRYAGAIN") || hasReply(err, "CLUSTERDOWN") ||
 		// A failover in progress: the old primary, now a replica, or a
 		// primary that lost its replicas.
 		hasReply(err, "READONLY") || hasReply(err, "MASTERDOWN") || hasReply(err, "NOREPLICAS")
