@@ -492,3 +492,86 @@ func TestOversizedHeadersAreRefusedAndTheConnectionCarriesOn(t *testing.T) {
 		}
 	}
 }
+
+// lockedBuffer is a log destination safe for the goroutines that log.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A topic whose names AMQP cannot carry (over 255 bytes) is refused at
+// once, by subscribe and by publish, and the refusal takes neither
+// connection down: the other subscriptions go on undisturbed.
+func TestATopicTooLongForAMQPIsRefusedWithoutDroppingTheConnection(t *testing.T) {
+	url := testenv.RabbitMQ(t)
+	var logs lockedBuffer
+	defaultLogger := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(defaultLogger)
+	tr, err := open(t, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	var conn *amqp.Connection
+	if !tr.As(&conn) {
+		t.Fatal("As(*amqp.Connection) failed")
+	}
+	client := sdk.NewClient(tr, sdk.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer client.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	topic, group := names("beside-long")
+	got := make(chan string, 4)
+	sub, err := client.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error {
+		got <- string(m.Payload)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close(context.Background())
+
+	long := topic + "-" + strings.Repeat("x", 256)
+	if _, err := client.Subscribe(ctx, long, group, func(context.Context, *sdk.Message) error { return nil }); err == nil || !strings.Contains(err.Error(), "at most 255") {
+		t.Fatalf("subscribe to a %d-byte topic: want a refusal naming AMQP's 255 bytes, got %v", len(long), err)
+	}
+	start := time.Now()
+	if err := client.Publish(ctx, long, sdk.NewMessage([]byte("long"))); err == nil || !strings.Contains(err.Error(), "at most 255") {
+		t.Fatalf("publish to a %d-byte topic: want a refusal naming AMQP's 255 bytes, got %v", len(long), err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the refusal took %v: it was retried", took)
+	}
+
+	if err := client.Publish(ctx, topic, sdk.NewMessage([]byte("after"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != "after" {
+			t.Fatalf("got %q", p)
+		}
+	case <-ctx.Done():
+		t.Fatal("the subscription beside the refused topic received nothing within 30s")
+	}
+	if conn.IsClosed() {
+		t.Fatal("the publishing connection was closed by the refused publish")
+	}
+	if l := logs.String(); strings.Contains(l, "connection lost") {
+		t.Fatalf("a connection was lost over the refused topic:\n%s", l)
+	}
+}

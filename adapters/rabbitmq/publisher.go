@@ -124,10 +124,14 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 	if p.closed.Load() {
 		return fmt.Errorf("rabbitmq: publish to %q: publisher %w", topic, sdk.ErrClosed)
 	}
+	n := p.s.names(topic, "")
+	if err := p.s.checkNames(topic, n, false); err != nil {
+		return err
+	}
 	if errs := checkHeaders(topic, msgs, p.s.WireFormat == "cloudevents"); errs != nil {
 		return p.sendSome(ctx, topic, msgs, errs)
 	}
-	sent, err := p.publishOnce(ctx, p.s.names(topic, ""), msgs)
+	sent, err := p.publishOnce(ctx, n, msgs)
 	if err == nil {
 		return nil
 	}

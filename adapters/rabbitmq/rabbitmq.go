@@ -144,17 +144,20 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if group == "" {
 		return nil, errors.New("rabbitmq: consumer group is empty; name the group (usually the service name)")
 	}
-	return t.subscribe(ctx, t.s.names(topic, group))
+	return t.subscribe(ctx, topic, t.s.names(topic, group))
 }
 
 // OpenReplySubscription consumes a reply topic through an exclusive,
 // auto-deleted queue reached by the default exchange: it goes away with
 // the subscription, and nothing durable is left behind.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
-	return t.subscribe(ctx, t.s.names(topic, ""))
+	return t.subscribe(ctx, topic, t.s.names(topic, ""))
 }
 
-func (t *Transport) subscribe(ctx context.Context, n names) (driver.Subscription, error) {
+func (t *Transport) subscribe(ctx context.Context, topic string, n names) (driver.Subscription, error) {
+	if err := t.s.checkNames(topic, n, true); err != nil {
+		return nil, err
+	}
 	setupCtx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()
 	ch, err := t.consume.channel(setupCtx)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -34,6 +35,42 @@ func (s settings) names(topic, group string) names {
 		n.exchange, n.routingKey = s.Exchange, topic
 	}
 	return n
+}
+
+// maxName is the most bytes AMQP carries in an exchange or queue name or a
+// routing key (a short string). The client library cannot encode a longer
+// one and closes the whole connection over it, taking every other
+// subscription or publish on it down, so such names are refused before
+// they reach a channel.
+const maxName = 255
+
+// checkNames refuses a topic (and group) whose names AMQP cannot carry:
+// the exchange and routing key a publish uses, and with queues the queues
+// a subscription declares.
+func (s settings) checkNames(topic string, n names, queues bool) error {
+	type name struct{ what, value string }
+	list := []name{{"exchange", n.exchange}, {"routing key", n.routingKey}}
+	if queues {
+		list = append(list, name{"queue", n.queue})
+		if s.DeadLetter && n.exchange != "" {
+			list = append(list, name{"dead-letter queue", n.queue + ".dlq"})
+		}
+	}
+	for _, nm := range list {
+		if len(nm.value) > maxName {
+			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, %d bytes, and AMQP carries at most %d: use a shorter topic or group",
+				abbreviated(topic), nm.what, abbreviated(nm.value), len(nm.value), maxName)
+		}
+	}
+	return nil
+}
+
+// abbreviated quotes s, cut to its first 40 bytes when longer.
+func abbreviated(s string) string {
+	if len(s) <= 40 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:40]) + "..."
 }
 
 func (s settings) exchangeKind() string {
