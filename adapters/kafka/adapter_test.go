@@ -639,3 +639,56 @@ func TestNewOnTheCallersClient(t *testing.T) {
 		t.Fatalf("closing the transport must leave the caller's client open: %v", err)
 	}
 }
+
+// A topic Kafka would refuse (too long, or a character outside letters,
+// digits, '.', '_' and '-') is refused at once by subscribe and publish,
+// whatever the broker in front is lax about, instead of a consumer that
+// fails on every fetch.
+func TestATopicKafkaWouldRefuseIsRefusedAtOnce(t *testing.T) {
+	c := startCluster(t)
+	client, err := sdk.Open(context.Background(), sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, topic := range []string{"orders eu", "orders/eu", "заказы", "orders\x00", "..", strings.Repeat("x", 250)} {
+		_, err := client.Subscribe(ctx, topic, "g", func(context.Context, *sdk.Message) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), "a Kafka topic name is") {
+			t.Errorf("subscribe to %.50q: want a refusal stating Kafka's rule, got %v", topic, err)
+		}
+		start := time.Now()
+		err = client.Publish(ctx, topic, sdk.NewMessage([]byte("x")))
+		if err == nil || !strings.Contains(err.Error(), "a Kafka topic name is") {
+			t.Errorf("publish to %.50q: want a refusal stating Kafka's rule, got %v", topic, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("publish to %.50q: the refusal took %v: it was retried", topic, took)
+		}
+	}
+	// The longest and every allowed character still work.
+	ok := "Orders_2026.eu-" + strings.Repeat("y", maxTopicNameForTest-15)
+	got := make(chan struct{}, 1)
+	sub, err := client.Subscribe(ctx, ok, "g", func(context.Context, *sdk.Message) error {
+		select {
+		case got <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("subscribe to a %d-byte topic of allowed characters: %v", len(ok), err)
+	}
+	defer sub.Close(context.Background())
+	if err := client.Publish(ctx, ok, sdk.NewMessage([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("nothing delivered on the longest allowed topic within 20s")
+	}
+}
+
+const maxTopicNameForTest = 249

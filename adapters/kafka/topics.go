@@ -21,6 +21,9 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 	if t.topics[topic] {
 		return nil
 	}
+	if err := checkTopicName(topic); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if !t.s.NoCreateTopics {
@@ -189,6 +192,28 @@ func (t *Transport) pinStart(ctx context.Context, topic, group string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("kafka: start group %q at the end of %q at %s: %w", group, topic, t.s.where(), err)
+	}
+	return nil
+}
+
+// maxTopicName is the longest topic name Kafka takes.
+const maxTopicName = 249
+
+// checkTopicName refuses a topic Kafka would refuse, before any request:
+// a broker answers INVALID_TOPIC_EXCEPTION to a create, and a consumer of
+// such a topic would otherwise only fail on every fetch.
+func checkTopicName(topic string) error {
+	const rule = "a Kafka topic name is 1 to 249 letters, digits, '.', '_' or '-', and not . or .."
+	switch {
+	case topic == "" || topic == "." || topic == "..":
+		return fmt.Errorf("kafka: topic %q is not a Kafka topic name: %s", topic, rule)
+	case len(topic) > maxTopicName:
+		return fmt.Errorf("kafka: topic %q... is %d bytes long: %s", topic[:40], len(topic), rule)
+	}
+	for i, c := range topic {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("kafka: topic %q holds %q at byte %d: %s", topic, c, i, rule)
+		}
 	}
 	return nil
 }
