@@ -25,8 +25,10 @@ func checkSubject(topic string) error {
 		return errors.New("nats: topic is empty")
 	}
 	for _, tok := range strings.Split(topic, ".") {
-		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
-			return fmt.Errorf("nats: topic %q is not a NATS subject: use dot-separated tokens without spaces, empty tokens or the wildcards * and >", topic)
+		// JetStream's client refuses * and > inside a token too, not only as
+		// the wildcard tokens themselves.
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
+			return fmt.Errorf("nats: topic %q is not a NATS subject: use dot-separated tokens without spaces, empty tokens or the wildcard characters * and >", topic)
 		}
 	}
 	return nil
