@@ -179,6 +179,7 @@ var suite = []guaranteeTest{
 	{"TestBinaryPayloadRoundTrips", always, testBinaryPayload, false},
 	{"TestLargePayloadRoundTrips", always, testLargePayload, false},
 	{"TestMetadataRoundTrips", always, testMetadataRoundTrips, false},
+	{"TestMetadataNamedLikeTheIDHeaderLeavesTheIDAlone", always, testMetadataNamedLikeTheIDHeader, false},
 	{"TestStandardAttributesRoundTrip", always, testStandardAttributes, false},
 	{"TestCloudEventsStructuredModeIsRead", always, testCloudEventsStructuredMode, false},
 	{"TestClientPublishWritesWhatWatermillPublishWrites", always, testClientPublishMatchesWatermill, false},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -103,6 +104,31 @@ func testMetadataRoundTrips(e *env) {
 	got := e.roundTrip(m, "metadata must round-trip")
 	if diff := describeDiff(want, got.Metadata); diff != "" {
 		e.t.Fatalf("guarantee broken: metadata must round-trip (%d unicode entries sent):%s", len(want), diff)
+	}
+}
+
+// testMetadataNamedLikeTheIDHeader: a metadata key named like the header
+// Watermill's wire formats carry the id in is carried as metadata, or the
+// publish is refused naming it; it never replaces the message's id, and
+// never disappears.
+func testMetadataNamedLikeTheIDHeader(e *env) {
+	const key, value = "_watermill_message_uuid", "not-the-message-id"
+	ch, _ := e.subscribe(uniqueName("g"))
+	m := newMsg("id-header")
+	m.Metadata.Set(key, value)
+	if err := e.pub.Publish(e.topic, m); err != nil {
+		if !strings.Contains(err.Error(), key) {
+			e.t.Fatalf("guarantee broken: a publish refused for its metadata key %q must name the key: %v", key, err)
+		}
+		return
+	}
+	got := e.receive(ch, "a message with metadata key "+key+" must arrive when its publish succeeded")
+	ack(e.t, got)
+	if got.UUID != m.UUID {
+		e.t.Fatalf("guarantee broken: metadata key %q must not replace the message's id: sent %s, received %s", key, m.UUID, got.UUID)
+	}
+	if v, ok := got.Metadata[key]; !ok || v != value {
+		e.t.Fatalf("guarantee broken: metadata key %q must arrive as sent (%q) when the publish succeeded; got %q (present: %v)", key, value, v, ok)
 	}
 }
 

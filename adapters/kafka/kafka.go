@@ -199,39 +199,23 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if err := t.ensureTopic(ctx, topic, t.s.Partitions); err != nil {
 		return err
 	}
+	if refused := reservedIDs(topic, msgs); refused != nil {
+		return t.sendSome(ctx, topic, msgs, refused)
+	}
 	var errs driver.BatchError
 	records := toRecords
 	if t.s.WireFormat == "cloudevents" {
 		ce, refused := toCloudEvents(topic, msgs)
-		var keep []*driver.Message
 		for i, err := range refused {
-			if err == nil {
-				keep = append(keep, msgs[i])
-				continue
+			if err != nil {
+				if errs == nil {
+					errs = make(driver.BatchError, len(msgs))
+				}
+				errs[i] = fmt.Errorf("kafka: publish to %q: %w", topic, err)
 			}
-			if errs == nil {
-				errs = make(driver.BatchError, len(msgs))
-			}
-			errs[i] = fmt.Errorf("kafka: publish to %q: %w", topic, err)
 		}
 		if errs != nil {
-			// The refused fail alone, at once; the others are sent.
-			if len(keep) > 0 {
-				if err := t.SendBatch(ctx, topic, keep); err != nil {
-					var be driver.BatchError
-					if !errors.As(err, &be) {
-						return err
-					}
-					j := 0
-					for i := range msgs {
-						if errs[i] == nil {
-							errs[i] = be[j]
-							j++
-						}
-					}
-				}
-			}
-			return errs
+			return t.sendSome(ctx, topic, msgs, errs)
 		}
 		records = func(string, []*driver.Message) []*kgo.Record { return ce }
 	}
@@ -255,6 +239,34 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		return nil
 	}
 	return errs
+}
+
+// sendSome sends the messages refused has no error for; the refused fail
+// alone, at once. It returns refused with the others' outcomes added.
+func (t *Transport) sendSome(ctx context.Context, topic string, msgs []*driver.Message, refused driver.BatchError) error {
+	var keep []*driver.Message
+	for i, m := range msgs {
+		if refused[i] == nil {
+			keep = append(keep, m)
+		}
+	}
+	if len(keep) == 0 {
+		return refused
+	}
+	if err := t.SendBatch(ctx, topic, keep); err != nil {
+		var be driver.BatchError
+		if !errors.As(err, &be) {
+			return err
+		}
+		j := 0
+		for i := range msgs {
+			if refused[i] == nil {
+				refused[i] = be[j]
+				j++
+			}
+		}
+	}
+	return refused
 }
 
 // IsRetryable reports whether err is transient: a connection lost, a

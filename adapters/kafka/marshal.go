@@ -17,6 +17,23 @@ import (
 // services and non-Go consumers read it as is. The ordering key is also the
 // record key, which is what puts one key on one partition.
 
+// reservedIDs refuses each message whose metadata sets the id header
+// (_watermill_message_uuid) to something other than its id: the header
+// carries the id, and a second one would replace it on receipt.
+func reservedIDs(topic string, msgs []*driver.Message) driver.BatchError {
+	var refused driver.BatchError
+	for i, m := range msgs {
+		if id, ok := m.Metadata[wkafka.UUIDHeaderKey]; ok && id != m.ID {
+			if refused == nil {
+				refused = make(driver.BatchError, len(msgs))
+			}
+			refused[i] = fmt.Errorf("kafka: publish to %q: message %s: metadata key %q is reserved: the header carries the message id (as watermill-kafka reads it), and this one holds %q; set Message.ID instead",
+				topic, m.ID, wkafka.UUIDHeaderKey, id)
+		}
+	}
+	return refused
+}
+
 // toRecords encodes a batch. The records, their headers and every header
 // value are cut from three allocations for the whole batch, not three per
 // message: at several hundred thousand messages a second the garbage

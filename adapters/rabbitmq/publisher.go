@@ -163,6 +163,14 @@ const maxHeaderFrame = 131072 - 8
 func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver.BatchError {
 	var errs driver.BatchError
 	for i, m := range msgs {
+		if id, ok := m.Metadata[watermillUUIDHeader]; ok && id != m.ID {
+			if errs == nil {
+				errs = make(driver.BatchError, len(msgs))
+			}
+			errs[i] = fmt.Errorf("rabbitmq: publish to %q: message %s: metadata key %q is reserved: the header carries the message id (watermill-amqp reads it there), and this one holds %q; set Message.ID instead",
+				topic, m.ID, watermillUUIDHeader, id)
+			continue
+		}
 		if cloudEvents && (m.Metadata[sdk.KeyEventType] == "" || m.Metadata[sdk.KeySource] == "") {
 			if errs == nil {
 				errs = make(driver.BatchError, len(msgs))
