@@ -66,20 +66,42 @@ func TestCloudEventsStructuredModeIsUnpacked(t *testing.T) {
 }
 
 // A binding that writes the data content type as an attribute
-// (ce-datacontenttype, ce_datacontenttype) gives the message its content
+// (ce-datacontenttype, ce_datacontenttype) gives the event its content
 // type; a content-type the message has wins.
 func TestCloudEventsDataContentTypeAttributeIsTheContentType(t *testing.T) {
-	for _, k := range []string{"ce-datacontenttype", "ce_datacontenttype", "cloudEvents:datacontenttype"} {
+	for _, prefix := range []string{"ce-", "ce_", "cloudEvents:"} {
 		wm := message.NewMessage("id-1", []byte("{}"))
-		wm.Metadata.Set(k, "application/json")
+		wm.Metadata.Set(prefix+"specversion", "1.0")
+		wm.Metadata.Set(prefix+"datacontenttype", "application/json")
 		if m := sdk.FromWatermill(wm); m.ContentType != "application/json" || m.Get("ce-datacontenttype") != "" {
-			t.Errorf("%s: content type %q, left %q", k, m.ContentType, m.Get("ce-datacontenttype"))
+			t.Errorf("%sdatacontenttype: content type %q, left %q", prefix, m.ContentType, m.Get("ce-datacontenttype"))
 		}
 	}
 	wm := message.NewMessage("id-2", []byte("{}"))
+	wm.Metadata.Set("ce-specversion", "1.0")
 	wm.Metadata.Set("content-type", "text/plain")
 	wm.Metadata.Set("ce-datacontenttype", "application/json")
 	if m := sdk.FromWatermill(wm); m.ContentType != "text/plain" || m.Get("ce-datacontenttype") != "application/json" {
 		t.Errorf("the message's own content-type must win and the attribute be kept: %q, %q", m.ContentType, m.Get("ce-datacontenttype"))
+	}
+}
+
+// Without a binding's specversion a message is not an event in that
+// binding, and keys spelled like its attributes are the publisher's own
+// metadata: they arrive as they were sent, not renamed.
+func TestKeysSpelledLikeABindingsAttributesAreKeptWithoutItsSpecversion(t *testing.T) {
+	sent := map[string]string{"ce_id": "a", "ce_type": "b", "cloudEvents:id": "c", "cloudEvents_source": "d", "ce-datacontenttype": "text/x"}
+	wm := message.NewMessage("id-1", []byte("{}"))
+	for k, v := range sent {
+		wm.Metadata.Set(k, v)
+	}
+	m := sdk.FromWatermill(wm)
+	for k, v := range sent {
+		if got, ok := m.Metadata[k]; !ok || got != v {
+			t.Errorf("metadata %q: sent %q, got %q (present: %v); all: %q", k, v, got, ok, m.Metadata)
+		}
+	}
+	if m.EventType != "" || m.Source != "" || m.ContentType != "" {
+		t.Errorf("no attribute may be read from them: type %q source %q content type %q", m.EventType, m.Source, m.ContentType)
 	}
 }

@@ -158,12 +158,6 @@ func fillReceived(m *Message, id string, payload []byte, md map[string]string) {
 	ts, ours := readStandard(m, md, true)
 	if !ours {
 		cloudEventsNames(md)
-		if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
-			// Binary mode's datacontenttype attribute, where a binding writes
-			// it as one (the CloudEvents SDK's NATS binding): the content type.
-			md[KeyContentType] = dct
-			delete(md, "ce-datacontenttype")
-		}
 		payload = cloudEventsStructured(payload, md)
 		ts, _ = readStandard(m, md, false)
 	}
@@ -216,9 +210,17 @@ func readStandard(m *Message, md map[string]string, foreign bool) (ts string, ou
 // read them; a name msgkit's spelling already holds is left as it is.
 var cloudEventsPrefixes = []string{"ce_", "cloudEvents:", "cloudEvents_"}
 
+// cloudEventsNames renames the attributes of an event that follows
+// another binding to msgkit's names. Only a binding whose specversion the
+// message carries counts (every CloudEvents event has one): without it,
+// ce_id or ce-datacontenttype are a publisher's own metadata, which
+// arrives as it was sent.
 func cloudEventsNames(md map[string]string) {
-	for k, v := range md {
-		for _, p := range cloudEventsPrefixes {
+	for _, p := range cloudEventsPrefixes {
+		if _, event := md[p+"specversion"]; !event {
+			continue
+		}
+		for k, v := range md {
 			attr, ok := strings.CutPrefix(k, p)
 			if !ok || attr == "" {
 				continue
@@ -228,7 +230,14 @@ func cloudEventsNames(md map[string]string) {
 				md[ours] = v
 				delete(md, k)
 			}
-			break
+		}
+	}
+	if _, event := md["ce-specversion"]; event {
+		if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
+			// Binary mode's datacontenttype attribute, where a binding writes
+			// it as one (the CloudEvents SDK's NATS binding): the content type.
+			md[KeyContentType] = dct
+			delete(md, "ce-datacontenttype")
 		}
 	}
 }

@@ -14,6 +14,8 @@ func FuzzFillReceivedMatchesTheLongWay(f *testing.F) {
 	f.Add("ce_type", "x", "content-type", "application/cloudevents+json", []byte(`{"specversion":"1.0","type":"t","data":"d"}`))
 	f.Add("ce-datacontenttype", "text/plain", "ordering-key", "k", []byte{})
 	f.Add("cloudEvents:source", "s", "ce-source", "t", []byte("x"))
+	f.Add("ce_specversion", "1.0", "ce_type", "t", []byte("x"))
+	f.Add("ce-specversion", "1.0", "ce-datacontenttype", "text/plain", []byte("x"))
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string, payload []byte) {
 		md := map[string]string{k1: v1, k2: v2, KeyCorrelationID: "c"}
 		var fast, long Message
@@ -29,10 +31,6 @@ func FuzzFillReceivedMatchesTheLongWay(f *testing.F) {
 // message's attributes, then looking each one up.
 func longWay(m *Message, id string, payload []byte, md map[string]string) {
 	cloudEventsNames(md)
-	if dct := md["ce-datacontenttype"]; dct != "" && md[KeyContentType] == "" {
-		md[KeyContentType] = dct
-		delete(md, "ce-datacontenttype")
-	}
 	payload = cloudEventsStructured(payload, md)
 	*m = Message{ID: id, Payload: payload, Metadata: md, EventType: md[KeyEventType], Source: md[KeySource],
 		ContentType: md[KeyContentType], CorrelationID: md[KeyCorrelationID], CausationID: md[KeyCausationID], OrderingKey: md[KeyOrderingKey]}
