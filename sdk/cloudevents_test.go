@@ -105,3 +105,20 @@ func TestKeysSpelledLikeABindingsAttributesAreKeptWithoutItsSpecversion(t *testi
 		t.Errorf("no attribute may be read from them: type %q source %q content type %q", m.EventType, m.Source, m.ContentType)
 	}
 }
+
+// An attribute an event carries twice with one value (the AMQP binding's
+// cloudEvents:type, and ce-type a driver lifted from the type property)
+// arrives once, under msgkit's name.
+func TestAnAttributeCarriedTwiceAlikeArrivesOnce(t *testing.T) {
+	wm := message.NewMessage("id-1", []byte("{}"))
+	for k, v := range map[string]string{"cloudEvents:specversion": "1.0", "cloudEvents:type": "t", "ce-type": "t", "cloudEvents:source": "s", "ce-source": "other"} {
+		wm.Metadata.Set(k, v)
+	}
+	m := sdk.FromWatermill(wm)
+	if _, ok := m.Metadata["cloudEvents:type"]; ok || m.EventType != "t" {
+		t.Errorf("cloudEvents:type equal to ce-type must go: %q, EventType %q", m.Metadata, m.EventType)
+	}
+	if m.Metadata["cloudEvents:source"] != "s" || m.Source != "other" {
+		t.Errorf("a different cloudEvents:source must stay beside ce-source, which wins: %q, Source %q", m.Metadata, m.Source)
+	}
+}

@@ -207,7 +207,8 @@ func readStandard(m *Message, md map[string]string, foreign bool) (ts string, ou
 // Kafka headers, cloudEvents:type or cloudEvents_type in AMQP properties.
 // A message from a producer that follows the Kafka or AMQP binding has its
 // attributes renamed to msgkit's on receive, so EventType, Source and Time
-// read them; a name msgkit's spelling already holds is left as it is.
+// read them; where msgkit's spelling already holds the same value the
+// other is dropped, and where it holds another both are left as they are.
 var cloudEventsPrefixes = []string{"ce_", "cloudEvents:", "cloudEvents_"}
 
 // cloudEventsNames renames the attributes of an event that follows
@@ -226,8 +227,13 @@ func cloudEventsNames(md map[string]string) {
 				continue
 			}
 			ours := "ce-" + strings.ToLower(attr)
-			if _, taken := md[ours]; !taken {
+			switch have, taken := md[ours]; {
+			case !taken:
 				md[ours] = v
+				delete(md, k)
+			case have == v:
+				// The same attribute twice (a driver lifted it from a
+				// native property too): one copy is enough.
 				delete(md, k)
 			}
 		}

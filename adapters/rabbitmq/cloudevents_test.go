@@ -92,6 +92,7 @@ func TestCloudEventsAMQPBindingIsWritten(t *testing.T) {
 	}
 	sent := sdk.NewMessage([]byte(`{"invoice":9}`))
 	sent.EventType, sent.Source, sent.ContentType = "com.example.invoice.sent", "/msgkit", "application/json"
+	sent.Time = time.Date(2026, 12, 6, 4, 8, 41, 301918865, time.UTC)
 	sent.Set("ce-tenant", "acme")
 	sent.Set("city", "Zürich")
 	bare := sdk.NewMessage([]byte("no type"))
@@ -114,8 +115,16 @@ func TestCloudEventsAMQPBindingIsWritten(t *testing.T) {
 		t.Error("with wire_format: cloudevents the ce-* names must not be written too")
 	}
 	m := testenv.Await(t, got, "the event read back by msgkit")
-	if m.ID != sent.ID || m.EventType != sent.EventType || m.Source != sent.Source || m.Get("ce-tenant") != "acme" || m.Get("city") != "Zürich" || m.Time.IsZero() {
+	if m.ID != sent.ID || m.EventType != sent.EventType || m.Source != sent.Source || m.Get("ce-tenant") != "acme" || m.Get("city") != "Zürich" {
 		t.Fatalf("msgkit read back id %q type %q source %q metadata %v", m.ID, m.EventType, m.Source, m.Metadata)
+	}
+	if !m.Time.Equal(sent.Time) {
+		t.Errorf("the time must come back to the nanosecond (cloudEvents:time), not the timestamp property's whole seconds: sent %v, got %v", sent.Time, m.Time)
+	}
+	for k := range m.Metadata {
+		if strings.HasPrefix(k, "cloudEvents") {
+			t.Errorf("metadata %q must be read as msgkit's own name, not kept beside it: %q", k, m.Metadata)
+		}
 	}
 	select {
 	case m := <-got:

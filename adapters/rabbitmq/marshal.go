@@ -117,8 +117,23 @@ func fromDelivery(m *driver.Message, d *amqp.Delivery) {
 	if m.ID == "" {
 		m.ID = contentID(d)
 	}
+	// has: the attribute is there already, in msgkit's name or the AMQP
+	// binding's (cloudEvents:time). A property never replaces it: the
+	// timestamp property holds whole seconds only.
+	has := func(key string) bool {
+		if _, ok := md[key]; ok {
+			return true
+		}
+		attr, ok := strings.CutPrefix(key, "ce-")
+		if !ok {
+			return false
+		}
+		_, colon := md["cloudEvents:"+attr]
+		_, underscore := md["cloudEvents_"+attr]
+		return colon || underscore
+	}
 	fill := func(key, value string) {
-		if _, ok := md[key]; !ok && value != "" {
+		if value != "" && !has(key) {
 			md[key] = value
 		}
 	}
@@ -127,7 +142,7 @@ func fromDelivery(m *driver.Message, d *amqp.Delivery) {
 	fill(sdk.KeyReplyTo, d.ReplyTo)
 	fill(sdk.KeyEventType, d.Type)
 	fill(sdk.KeySource, d.AppId)
-	if _, ok := md[sdk.KeyTime]; !ok && !d.Timestamp.IsZero() {
+	if !has(sdk.KeyTime) && !d.Timestamp.IsZero() {
 		md[sdk.KeyTime] = d.Timestamp.UTC().Format(time.RFC3339Nano)
 	}
 }
