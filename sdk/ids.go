@@ -8,10 +8,8 @@ import (
 )
 
 // randomChunk is randomness read ahead for new ids: one read from
-// crypto/rand serves 64 ids, where reading 16 bytes for each id cost more
-// than the rest of stamping a message (a system call on most machines).
-// The bytes are not secret: they become message ids, which travel in
-// plain headers.
+// crypto/rand serves 64 ids instead of one read each. The bytes are not
+// secret: they become message ids, which travel in plain headers.
 type randomChunk struct {
 	b    [1024]byte
 	used int // bytes handed out; len(b): read again first
