@@ -493,30 +493,12 @@ func TestOversizedHeadersAreRefusedAndTheConnectionCarriesOn(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination safe for the goroutines that log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // A topic whose names AMQP cannot carry (over 255 bytes) is refused at
 // once, by subscribe and by publish, and the refusal takes neither
 // connection down: the other subscriptions go on undisturbed.
 func TestATopicTooLongForAMQPIsRefusedWithoutDroppingTheConnection(t *testing.T) {
 	url := testenv.RabbitMQ(t)
-	var logs lockedBuffer
+	var logs testenv.LockedBuffer
 	defaultLogger := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
 	defer slog.SetDefault(defaultLogger)

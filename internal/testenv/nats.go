@@ -129,7 +129,7 @@ func StartNATSCluster(t testing.TB, n int) []NATSNode {
 }
 
 // waitForNATS waits until the server at addr greets (INFO, in plain text).
-func waitForNATS(t testing.TB, addr string, exited <-chan struct{}, out *output) {
+func waitForNATS(t testing.TB, addr string, exited <-chan struct{}, out *LockedBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

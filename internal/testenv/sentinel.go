@@ -104,7 +104,7 @@ func (rs *RedisSentinel) PrimaryNow() (string, error) {
 }
 
 // waitForRedis waits until the server at addr answers PING.
-func waitForRedis(t testing.TB, what, addr string, exited <-chan struct{}, out *output) {
+func waitForRedis(t testing.TB, what, addr string, exited <-chan struct{}, out *LockedBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

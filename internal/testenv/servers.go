@@ -54,7 +54,7 @@ func StartRedisTLS(t testing.TB, f TLSFiles) string {
 
 // waitForTLS waits up to 20 s until a TLS handshake with addr succeeds, and
 // fails the test with the server's output if the server exits first.
-func waitForTLS(t testing.TB, what, addr string, c *tls.Config, exited <-chan struct{}, out *output) {
+func waitForTLS(t testing.TB, what, addr string, c *tls.Config, exited <-chan struct{}, out *LockedBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -76,20 +76,22 @@ func waitForTLS(t testing.TB, what, addr string, c *tls.Config, exited <-chan st
 	}
 }
 
-// output collects a server's output for a failure message; the process
-// writes it while the test may read it.
-type output struct {
+// LockedBuffer collects text written by other goroutines or processes (a
+// server's output, a logger's lines) for a test to read while they write.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (o *output) Write(p []byte) (int, error) {
+// Write appends p.
+func (o *LockedBuffer) Write(p []byte) (int, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.Write(p)
 }
 
-func (o *output) String() string {
+// String returns everything written so far.
+func (o *LockedBuffer) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.buf.String()
@@ -120,9 +122,9 @@ func StartNATSTLS(t testing.TB, f TLSFiles) string {
 // startProcess starts a server process that is killed when the test ends;
 // exited is closed when it ends, out collects its output, pid is its
 // process id.
-func startProcess(t testing.TB, name string, args ...string) (exited <-chan struct{}, out *output, pid int) {
+func startProcess(t testing.TB, name string, args ...string) (exited <-chan struct{}, out *LockedBuffer, pid int) {
 	t.Helper()
-	out = &output{}
+	out = &LockedBuffer{}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
