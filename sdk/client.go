@@ -11,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/msgkit/msgkit/internal/slab"
 	"github.com/msgkit/msgkit/sdk/driver"
 	"github.com/msgkit/msgkit/sdk/internal/engine"
 )
@@ -189,8 +190,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		conversation, _ = ctx.Value(correlationKey).(string)
 	}
 	l := c.limits()
-	structs := make([]driver.Message, len(msgs))
-	dms := make([]*driver.Message, len(msgs))
+	dms := slab.New[driver.Message](len(msgs))
 	for i, m := range msgs {
 		if m == nil {
 			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
@@ -203,12 +203,11 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 			c.logger.Warn("messaging: publishing with an ordering key to a driver that does not keep per-key order; the key is carried but messages may be handled out of order (state sdk.RequireOrderingPerKey to make Open refuse such a driver)",
 				"driver", c.driver, "topic", topic)
 		}
-		dm := &structs[i]
+		dm := dms[i]
 		call.outgoing(m, now).fill(dm)
 		if err := l.check(dm); err != nil {
 			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, dm.ID, err)
 		}
-		dms[i] = dm
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("messaging: publish to %q: %w", topic, err)
