@@ -41,6 +41,9 @@ func (d *deadlines) bound(ctx context.Context) context.Context {
 		}
 		d.mu.Unlock()
 	}
+	if ctx == context.Background() || ctx == context.TODO() {
+		return shared.ctx // no values to keep, and no allocation
+	}
 	return boundContext{Context: ctx, shared: shared.ctx}
 }
 

@@ -52,12 +52,23 @@ func TestAPublishWithoutDeadlineIsBoundedByTheTimeoutAndKeepsItsValues(t *testin
 
 // Publishes that start close together share one timer; a context derived
 // from theirs joins the shared one's cancellation instead of starting a
-// goroutine to watch it.
+// goroutine to watch it. A publish on context.Background, which carries
+// no values, gets the shared context itself.
 func TestPublishesWithoutDeadlineShareATimer(t *testing.T) {
 	d := deadlines{timeout: time.Hour}
-	a, b := d.bound(context.Background()), d.bound(context.TODO())
+	a := d.bound(context.WithValue(context.Background(), traceKey{}, "a"))
+	b := d.bound(context.WithValue(context.TODO(), traceKey{}, "b"))
 	if a.(boundContext).shared != b.(boundContext).shared {
 		t.Fatal("two publishes a moment apart got timers of their own")
+	}
+	if a.Value(traceKey{}) != "a" || b.Value(traceKey{}) != "b" {
+		t.Errorf("bound contexts carry %v and %v, want their own values a and b", a.Value(traceKey{}), b.Value(traceKey{}))
+	}
+	if bg := d.bound(context.Background()); bg != a.(boundContext).shared {
+		t.Errorf("a publish on context.Background got %T, want the shared timer context itself", bg)
+	}
+	if _, ok := d.bound(context.TODO()).Deadline(); !ok {
+		t.Error("a publish on context.TODO got no deadline")
 	}
 	before := runtime.NumGoroutine()
 	children := make([]context.CancelFunc, 100)
