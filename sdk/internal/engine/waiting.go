@@ -2,6 +2,7 @@ package engine
 
 import (
 	"container/heap"
+	"slices"
 	"time"
 )
 
@@ -13,15 +14,62 @@ type waiting struct {
 	seq     uint64
 	ready   readyHeap
 	keys    map[string]*keyQueue
-	delayed []*item // redeliveries whose time has not come
-	n       int     // messages held here, ready, queued or delayed
+	spare   []*keyQueue // emptied queues, kept for the next keys
+	delayed []*item     // redeliveries whose time has not come
+	n       int         // messages held here, ready, queued or delayed
 }
 
-// keyQueue is one ordering key's messages, in receive order. While busy,
-// its first message is running or delayed, and none is in the heap.
+// maxSpare bounds the emptied key queues kept for reuse. A key's queue
+// empties each time its messages are all handled, and a broker that orders
+// by partition sends the same few keys over and over: reusing the queue
+// and its slice saves two allocations a message there.
+const maxSpare = 64
+
+// keyQueue is one ordering key's messages, in receive order: items[head:].
+// While busy, its first message is running or delayed, and none is in the
+// heap.
 type keyQueue struct {
 	items []*item
+	head  int
 	busy  bool
+}
+
+func (q *keyQueue) queued() []*item { return q.items[q.head:] }
+func (q *keyQueue) first() *item    { return q.items[q.head] }
+func (q *keyQueue) push(it *item)   { q.items = append(q.items, it) }
+
+// pop removes the first message, and starts the slice afresh once it is
+// empty, so a queue's slice is reused instead of creeping forward.
+func (q *keyQueue) pop() {
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+}
+
+// pushFront puts it before the queue's messages.
+func (q *keyQueue) pushFront(it *item) {
+	if q.head > 0 {
+		q.head--
+		q.items[q.head] = it
+		return
+	}
+	q.items = slices.Insert(q.items, 0, it)
+}
+
+// queue returns key's queue, a spare one when key has none.
+func (w *waiting) queue(k string) *keyQueue {
+	q := w.keys[k]
+	if q == nil {
+		if n := len(w.spare); n > 0 {
+			q, w.spare = w.spare[n-1], w.spare[:n-1]
+		} else {
+			q = &keyQueue{}
+		}
+		w.keys[k] = q
+	}
+	return q
 }
 
 func newWaiting() waiting { return waiting{keys: map[string]*keyQueue{}} }
@@ -36,13 +84,9 @@ func (w *waiting) add(it *item) {
 		heap.Push(&w.ready, it)
 		return
 	}
-	q := w.keys[k]
-	if q == nil {
-		q = &keyQueue{}
-		w.keys[k] = q
-	}
-	q.items = append(q.items, it)
-	if !q.busy && len(q.items) == 1 {
+	q := w.queue(k)
+	q.push(it)
+	if !q.busy && len(q.queued()) == 1 {
 		heap.Push(&w.ready, it)
 	}
 }
@@ -78,7 +122,7 @@ func (w *waiting) take(now func() time.Time) (*item, time.Time) {
 	w.n--
 	if k := it.m.OrderingKey; k != "" {
 		q := w.keys[k]
-		q.items = q.items[1:]
+		q.pop()
 		q.busy = true
 	}
 	return it, time.Time{}
@@ -96,11 +140,15 @@ func (w *waiting) done(it *item) bool {
 		return false
 	}
 	q.busy = false
-	if len(q.items) > 0 {
-		heap.Push(&w.ready, q.items[0])
+	if len(q.queued()) > 0 {
+		heap.Push(&w.ready, q.first())
 		return true
 	}
 	delete(w.keys, k)
+	if len(w.spare) < maxSpare {
+		q.items, q.head = q.items[:0], 0
+		w.spare = append(w.spare, q)
+	}
 	return false
 }
 
@@ -110,12 +158,8 @@ func (w *waiting) again(it *item) {
 	w.n++
 	k := it.m.OrderingKey
 	if k != "" {
-		q := w.keys[k]
-		if q == nil {
-			q = &keyQueue{}
-			w.keys[k] = q
-		}
-		q.items = append([]*item{it}, q.items...)
+		q := w.queue(k)
+		q.pushFront(it)
 		q.busy = true // until it is back in the heap
 	}
 	if !it.notBefore.IsZero() {
@@ -136,16 +180,17 @@ func (w *waiting) dropKey(k string) []*item {
 		return nil
 	}
 	delete(w.keys, k)
-	if !q.busy && len(q.items) > 0 {
+	items := q.queued()
+	if !q.busy && len(items) > 0 {
 		for i, it := range w.ready {
-			if it == q.items[0] {
+			if it == items[0] {
 				heap.Remove(&w.ready, i)
 				break
 			}
 		}
 	}
-	w.n -= len(q.items)
-	return q.items
+	w.n -= len(items)
+	return items // the caller's now: q is not reused
 }
 
 // all removes and returns every waiting message.
@@ -162,7 +207,7 @@ func (w *waiting) all() []*item {
 		}
 	}
 	for _, q := range w.keys {
-		out = append(out, q.items...)
+		out = append(out, q.queued()...)
 	}
 	*w = newWaiting()
 	return out
@@ -181,7 +226,7 @@ func (w *waiting) each(f func(*item)) {
 		}
 	}
 	for _, q := range w.keys {
-		for _, it := range q.items {
+		for _, it := range q.queued() {
 			f(it)
 		}
 	}
