@@ -208,24 +208,32 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if _, err := t.stream(ctx, topic); err != nil {
 		return err
 	}
-	errs := make(driver.BatchError, len(msgs))
+	var errs driver.BatchError // made at the first failure: most batches have none
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make(driver.BatchError, len(msgs))
+		}
+		errs[i] = err
+	}
 	acks := make([]jetstream.PubAckFuture, len(msgs))
-	failed := 0
 	for i, m := range msgs {
 		nm := encode(topic, m)
 		if t.s.WireFormat == "cloudevents" {
 			if err := cloudEvent(nm, m); err != nil {
-				errs[i], failed = err, failed+1
+				fail(i, err)
 				continue
 			}
 		}
 		if err := t.checkSize(topic, nm); err != nil {
-			errs[i], failed = err, failed+1
+			fail(i, err)
 			continue
 		}
-		if acks[i], errs[i] = t.js.PublishMsgAsync(nm); errs[i] != nil {
-			failed++
+		f, err := t.js.PublishMsgAsync(nm)
+		if err != nil {
+			fail(i, err)
+			continue
 		}
+		acks[i] = f
 	}
 	for i, f := range acks {
 		if f == nil {
@@ -234,24 +242,26 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			errs[i], failed = err, failed+1
+			fail(i, err)
 		case <-ctx.Done():
 			return fmt.Errorf("nats: publish to %q on %s: waited for the stream to acknowledge %d messages: %w", topic, t.s.where(), len(msgs)-i, ctx.Err())
 		}
 	}
+	if errs == nil {
+		return nil
+	}
+	failed := 0
 	for i, err := range errs {
 		if err == nil {
 			continue
 		}
+		failed++
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			t.forget(topic) // the stream may be gone: look it up again on the retry
 		}
 		errs[i] = fmt.Errorf("nats: publish to %q on %s: %w", topic, t.s.where(), err)
 	}
-	switch failed {
-	case 0:
-		return nil
-	case len(msgs):
+	if failed == len(msgs) {
 		return errs[0]
 	}
 	return errs
