@@ -82,17 +82,37 @@ func short(s string) string {
 	return s
 }
 
-// headerFrameSize is an upper bound of the size of p's content header
-// frame: properties and the headers table, each entry a name, a type and a
-// long string.
-func headerFrameSize(p *amqp.Publishing) int {
-	n := 64 // class, weight, body size, flags, delivery mode, priority, timestamp, table length
-	for k, v := range p.Headers {
-		s, _ := v.(string)
-		n += 1 + len(k) + 1 + 4 + len(s)
+// headerFrameSize is an upper bound of the size of the content header frame
+// toPublishing makes of m: properties and the headers table, each entry a
+// name, a type and a long string. It reads m without building the
+// publishing, which would cost as many allocations as the publish itself.
+func headerFrameSize(m *driver.Message, cloudEvents bool) int {
+	const entry = 1 + 1 + 4 // name length, type, value length
+	n := 64                 // class, weight, body size, flags, delivery mode, priority, timestamp, table length
+	for k, v := range m.Metadata {
+		if cloudEvents && strings.HasPrefix(k, "ce-") { // renamed cloudEvents:<attr>
+			n += len("cloudEvents:") - len("ce-")
+		}
+		n += entry + len(k) + len(v)
 	}
-	for _, s := range []string{p.ContentType, p.ContentEncoding, p.CorrelationId, p.ReplyTo, p.Expiration, p.MessageId, p.Type, p.UserId, p.AppId} {
-		n += 1 + len(s)
+	if cloudEvents {
+		n += entry + len("cloudEvents:specversion") + len("1.0")
+		n += entry + len("cloudEvents:id") + len(m.ID)
+	}
+	if m.ID != "" {
+		n += entry + len(watermillUUIDHeader) + len(m.ID)
+	}
+	// The properties, each a short string: message-id, content-type,
+	// correlation-id, reply-to, type and app-id from the message,
+	// content-encoding and user-id empty, and the expiration, at most 20
+	// digits, when the message has a deadline.
+	for _, s := range []string{m.ID, m.Metadata[sdk.KeyContentType], m.Metadata[sdk.KeyCorrelationID],
+		m.Metadata[sdk.KeyReplyTo], m.Metadata[sdk.KeyEventType], m.Metadata[sdk.KeySource], "", ""} {
+		n += 1 + len(short(s))
+	}
+	n++
+	if m.Metadata[sdk.KeyDeadline] != "" {
+		n += 20
 	}
 	return n
 }

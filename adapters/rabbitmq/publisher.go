@@ -124,7 +124,7 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 	if p.closed.Load() {
 		return fmt.Errorf("rabbitmq: publish to %q: publisher %w", topic, sdk.ErrClosed)
 	}
-	n := p.s.names(topic, "")
+	n := p.s.publishNames(topic)
 	if err := p.s.checkNames(topic, n, false); err != nil {
 		return err
 	}
@@ -178,8 +178,7 @@ func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver
 			errs[i] = fmt.Errorf("rabbitmq: publish to %q: message %s has no EventType or no Source, which CloudEvents requires (wire_format: cloudevents): set both", topic, m.ID)
 			continue
 		}
-		pub := toPublishing(m, false, cloudEvents)
-		if n := headerFrameSize(&pub); n > maxHeaderFrame {
+		if n := headerFrameSize(m, cloudEvents); n > maxHeaderFrame {
 			if errs == nil {
 				errs = make(driver.BatchError, len(msgs))
 			}

@@ -31,8 +31,17 @@ type subscription struct {
 	closed     bool
 }
 
-// ackID names a delivery: its tag on the channel of generation gen.
+// ackID names a delivery: its tag on the channel of generation gen. A
+// message's AckID is a pointer to one, which an interface holds without
+// an allocation of its own.
 type ackID struct{ gen, tag uint64 }
+
+// received is a delivered message with its ack id: a batch's come from
+// one allocation.
+type received struct {
+	m  driver.Message
+	id ackID
+}
 
 var errConsumerCancelled = errors.New("the broker cancelled the consumer (queue deleted?)")
 
@@ -116,16 +125,18 @@ drain:
 		}
 	}
 	out := make([]*driver.Message, len(batch))
-	msgs := make([]driver.Message, len(batch)) // one allocation a batch
+	msgs := make([]received, len(batch)) // one allocation a batch
 	s.mu.Lock()
 	for i := range batch {
 		d := &batch[i]
 		if s.gen == gen {
 			s.unsettled[d.DeliveryTag] = struct{}{}
 		}
-		out[i] = &msgs[i]
+		r := &msgs[i]
+		out[i] = &r.m
 		fromDelivery(out[i], d)
-		out[i].AckID = ackID{gen, d.DeliveryTag}
+		r.id = ackID{gen, d.DeliveryTag}
+		out[i].AckID = &r.id
 		if s.t.s.Exchange != "" && s.n.exchange == s.t.s.Exchange {
 			// A shared topic exchange: the routing key is the topic the
 			// message was published to, which a pattern (order.*) does
@@ -143,7 +154,7 @@ drain:
 func (s *subscription) current(ids []driver.AckID) []uint64 {
 	tags := make([]uint64, 0, len(ids))
 	for _, id := range ids {
-		a := id.(ackID)
+		a := id.(*ackID)
 		if a.gen == s.gen && s.ch != nil {
 			tags = append(tags, a.tag)
 		}

@@ -23,14 +23,25 @@ type names struct {
 	queue      string
 }
 
+// names returns the names a subscription to topic in group uses.
 func (s settings) names(topic, group string) names {
+	n := s.publishNames(topic)
+	if n.queue == "" {
+		n.queue = topic + "." + group
+	}
+	return n
+}
+
+// publishNames returns the names a publish to topic uses: the queue only
+// for a reply topic, whose queue is its name.
+func (s settings) publishNames(topic string) names {
 	if strings.HasPrefix(topic, sdk.ReplyTopicPrefix) {
 		// A client's private reply topic: an exclusive, auto-deleted queue
 		// reached through the default exchange, so nothing durable is left
 		// behind when the client goes away.
 		return names{routingKey: topic, queue: topic}
 	}
-	n := names{exchange: topic, queue: topic + "." + group}
+	n := names{exchange: topic}
 	if s.Exchange != "" {
 		n.exchange, n.routingKey = s.Exchange, topic
 	}
