@@ -195,4 +195,20 @@ func TestCloudEventsSDKBothWays(t *testing.T) {
 	if err := c.Publish(ctx, topic, bare); err == nil || !strings.Contains(err.Error(), "CloudEvents requires") {
 		t.Fatalf("a message without EventType or Source must be refused with wire_format: cloudevents, got %v", err)
 	}
+
+	// A key named in the binding's own namespace (ce_) would come back as
+	// the attribute, beside msgkit's ce-tenant: refused, naming it, and
+	// only that message.
+	clash := sdk.NewMessage([]byte("clash"))
+	clash.EventType, clash.Source = "com.example.invoice.sent", "/msgkit"
+	clash.Set("ce-tenant", "acme")
+	clash.Set("ce_tenant", "globex")
+	next := sdk.NewMessage([]byte("next"))
+	next.EventType, next.Source = "com.example.invoice.sent", "/msgkit"
+	if err := c.Publish(ctx, topic, clash, next); err == nil || !strings.Contains(err.Error(), `metadata key "ce_tenant"`) {
+		t.Fatalf("a key in the ce_ namespace must be refused naming it, got %v", err)
+	}
+	if m := testenv.Await(t, got, "the message sent beside the refused one"); string(m.Payload) != "next" {
+		t.Fatalf("got %q, want the message sent beside the refused one", m.Payload)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/msgkit/msgkit/adapters/internal/cloudevents"
 	"github.com/msgkit/msgkit/internal/slab"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -83,14 +84,10 @@ func toRecords(topic string, msgs []*driver.Message) []*kgo.Record {
 func toCloudEvents(topic string, msgs []*driver.Message) (out []*kgo.Record, refused []error) {
 	out = make([]*kgo.Record, len(msgs))
 	refused = make([]error, len(msgs))
-next:
 	for i, m := range msgs {
-		for _, k := range []string{sdk.KeyEventType, sdk.KeySource} {
-			if m.Metadata[k] == "" {
-				refused[i] = fmt.Errorf("message %s has no %s, which CloudEvents requires (wire_format: cloudevents): set Message.%s",
-					m.ID, k, map[string]string{sdk.KeyEventType: "EventType", sdk.KeySource: "Source"}[k])
-				continue next
-			}
+		if err := cloudevents.Check(m, "ce_"); err != nil {
+			refused[i] = err
+			continue
 		}
 		headers := make([]kgo.RecordHeader, 0, len(m.Metadata)+3)
 		headers = append(headers,

@@ -2,13 +2,12 @@ package nats
 
 import (
 	"encoding/base64"
-	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/adapters/internal/cloudevents"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -51,11 +50,8 @@ func encode(topic string, m *driver.Message) *nats.Msg {
 // ce-id. It refuses a message without the type or source CloudEvents
 // requires.
 func cloudEvent(nm *nats.Msg, m *driver.Message) error {
-	for _, k := range []string{sdk.KeyEventType, sdk.KeySource} {
-		if m.Metadata[k] == "" {
-			return fmt.Errorf("message %s has no %s, which CloudEvents requires (wire_format: cloudevents): set Message.%s",
-				m.ID, k, map[string]string{sdk.KeyEventType: "EventType", sdk.KeySource: "Source"}[k])
-		}
+	if err := cloudevents.Check(m, "ce-"); err != nil {
+		return err
 	}
 	nm.Header["ce-specversion"] = []string{"1.0"}
 	nm.Header["ce-id"] = []string{m.ID}

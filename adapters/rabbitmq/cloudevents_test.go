@@ -126,9 +126,25 @@ func TestCloudEventsAMQPBindingIsWritten(t *testing.T) {
 			t.Errorf("metadata %q must be read as msgkit's own name, not kept beside it: %q", k, m.Metadata)
 		}
 	}
+	// A key named in the binding's own namespace would come back as the
+	// attribute (beside ce-tenant, one value would be lost): refused,
+	// naming it, and only that message.
+	clash := sdk.NewMessage([]byte("clash"))
+	clash.EventType, clash.Source = "com.example.invoice.sent", "/msgkit"
+	clash.Set("ce-tenant", "acme")
+	clash.Set("cloudEvents:tenant", "globex")
+	next := sdk.NewMessage([]byte("next"))
+	next.EventType, next.Source = "com.example.invoice.sent", "/msgkit"
+	err = c.Publish(ctx, topic, clash, next)
+	if err == nil || !strings.Contains(err.Error(), `metadata key "cloudEvents:tenant"`) {
+		t.Fatalf("a key in the cloudEvents: namespace must be refused naming it, got %v", err)
+	}
+	if m := testenv.Await(t, got, "the message sent beside the refused one"); string(m.Payload) != "next" {
+		t.Fatalf("got %q, want the message sent beside the refused one", m.Payload)
+	}
 	select {
 	case m := <-got:
-		t.Fatalf("the refused message arrived: %q", m.Payload)
+		t.Fatalf("a refused message arrived: %q", m.Payload)
 	case <-time.After(300 * time.Millisecond): // a window for a wrongly sent message
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/msgkit/msgkit/adapters/internal/cloudevents"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -158,8 +159,8 @@ const maxHeaderFrame = 131072 - 8
 
 // checkHeaders returns, when some message's headers would not fit one
 // frame, an error for each such message and nil for the others.
-// With cloudEvents, a message without the type or source CloudEvents
-// requires is refused too.
+// With cloudEvents, a message that cannot be written as an event
+// (cloudevents.Check) is refused too.
 func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver.BatchError {
 	var errs driver.BatchError
 	for i, m := range msgs {
@@ -171,12 +172,14 @@ func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver
 				topic, m.ID, watermillUUIDHeader, id)
 			continue
 		}
-		if cloudEvents && (m.Metadata[sdk.KeyEventType] == "" || m.Metadata[sdk.KeySource] == "") {
-			if errs == nil {
-				errs = make(driver.BatchError, len(msgs))
+		if cloudEvents {
+			if err := cloudevents.Check(m, "cloudEvents:"); err != nil {
+				if errs == nil {
+					errs = make(driver.BatchError, len(msgs))
+				}
+				errs[i] = fmt.Errorf("rabbitmq: publish to %q: %w", topic, err)
+				continue
 			}
-			errs[i] = fmt.Errorf("rabbitmq: publish to %q: message %s has no EventType or no Source, which CloudEvents requires (wire_format: cloudevents): set both", topic, m.ID)
-			continue
 		}
 		if n := headerFrameSize(m, cloudEvents); n > maxHeaderFrame {
 			if errs == nil {

@@ -1,0 +1,43 @@
+package cloudevents
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/msgkit/msgkit/sdk"
+	"github.com/msgkit/msgkit/sdk/driver"
+)
+
+func event(md map[string]string) *driver.Message {
+	full := map[string]string{sdk.KeyEventType: "order.created", sdk.KeySource: "orders"}
+	for k, v := range md {
+		full[k] = v
+	}
+	return &driver.Message{ID: "m-1", Metadata: full}
+}
+
+func TestCheck(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		m      *driver.Message
+		prefix string
+		want   string // in the error; "" for none
+	}{
+		{"an event with type and source", event(nil), "ce_", ""},
+		{"msgkit's own attribute names", event(map[string]string{"ce-subject": "x", "trace": "t"}), "cloudEvents:", ""},
+		{"no type", &driver.Message{ID: "m-1", Metadata: map[string]string{sdk.KeySource: "orders"}}, "ce_", "set Message.EventType"},
+		{"no source", &driver.Message{ID: "m-1", Metadata: map[string]string{sdk.KeyEventType: "t"}}, "ce-", "set Message.Source"},
+		{"a key in Kafka's binding prefix", event(map[string]string{"ce_subject": "x"}), "ce_", `name it "ce-subject"`},
+		{"a key in AMQP's binding prefix", event(map[string]string{"cloudEvents:Type": "x"}), "cloudEvents:", `metadata key "cloudEvents:Type"`},
+		{"another binding's prefix is carried as it is", event(map[string]string{"cloudEvents:type": "x"}), "ce_", ""},
+		{"on NATS the binding's prefix is msgkit's", event(map[string]string{"ce-subject": "x"}), "ce-", ""},
+	} {
+		err := Check(c.m, c.prefix)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: got %v, want an error saying %s", c.name, err, c.want)
+		}
+	}
+}
