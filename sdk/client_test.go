@@ -59,8 +59,11 @@ func (urlDriver) Open(_ context.Context, cfg sdk.Config) (driver.Transport, erro
 	return memory.New(), nil
 }
 
+// Registered once for the test binary: Register refuses a second driver
+// of the same name, and -count=N runs each test N times.
+func init() { sdk.Register("test-needs-url", urlDriver{}) }
+
 func TestMissingURLIsAConfigError(t *testing.T) {
-	sdk.Register("test-needs-url", urlDriver{})
 	cfg, err := sdk.ParseConfig("svc.yaml", []byte("driver: test-needs-url\n"))
 	if err != nil {
 		t.Fatal(err)
