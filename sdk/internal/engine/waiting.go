@@ -25,6 +25,10 @@ type waiting struct {
 // and its slice saves two allocations a message there.
 const maxSpare = 64
 
+// maxSpareItems bounds the slice a kept queue keeps: after a burst on one
+// key, its slice goes with the burst.
+const maxSpareItems = 256
+
 // keyQueue is one ordering key's messages, in receive order: items[head:].
 // While busy, its first message is running or delayed, and none is in the
 // heap.
@@ -147,6 +151,9 @@ func (w *waiting) done(it *item) bool {
 	delete(w.keys, k)
 	if len(w.spare) < maxSpare {
 		q.items, q.head = q.items[:0], 0
+		if cap(q.items) > maxSpareItems {
+			q.items = nil // a burst's slice is not worth keeping
+		}
 		w.spare = append(w.spare, q)
 	}
 	return false

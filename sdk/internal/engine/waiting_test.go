@@ -132,3 +132,25 @@ func itemIDs(its []*item) []string {
 	}
 	return out
 }
+
+// A queue kept for reuse does not keep the slice of a burst on its key.
+func TestAKeptQueueDropsABurstsSlice(t *testing.T) {
+	w := newWaiting()
+	never := func() time.Time { return time.Time{} }
+	for i := range 10 * maxSpareItems {
+		w.add(keyed("p0", i))
+	}
+	for {
+		it, _ := w.take(never)
+		if it == nil {
+			break
+		}
+		w.done(it)
+	}
+	if len(w.spare) != 1 {
+		t.Fatalf("%d queues kept, want the emptied one", len(w.spare))
+	}
+	if c := cap(w.spare[0].items); c > maxSpareItems {
+		t.Errorf("the kept queue holds a slice of capacity %d, want at most %d", c, maxSpareItems)
+	}
+}
