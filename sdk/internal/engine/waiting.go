@@ -40,7 +40,19 @@ type keyQueue struct {
 
 func (q *keyQueue) queued() []*item { return q.items[q.head:] }
 func (q *keyQueue) first() *item    { return q.items[q.head] }
-func (q *keyQueue) push(it *item)   { q.items = append(q.items, it) }
+
+// push adds it at the end. A full slice whose front is at least half
+// taken is compacted instead of grown: a key that always has messages
+// waiting never empties its queue, and its slice would otherwise grow
+// with every message it ever had.
+func (q *keyQueue) push(it *item) {
+	if len(q.items) == cap(q.items) && q.head > 0 && q.head >= len(q.items)/2 {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, it)
+}
 
 // pop removes the first message, and starts the slice afresh once it is
 // empty, so a queue's slice is reused instead of creeping forward.

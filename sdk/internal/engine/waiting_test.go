@@ -154,3 +154,27 @@ func TestAKeptQueueDropsABurstsSlice(t *testing.T) {
 		t.Errorf("the kept queue holds a slice of capacity %d, want at most %d", c, maxSpareItems)
 	}
 }
+
+// A key that always has messages waiting never empties its queue; the
+// queue's slice stays the size of its backlog, not of its history.
+func TestAKeyWithAStandingBacklogKeepsItsSliceSmall(t *testing.T) {
+	w := newWaiting()
+	never := func() time.Time { return time.Time{} }
+	const backlog = 100
+	n := 0
+	for ; n < backlog; n++ {
+		w.add(keyed("p0", n))
+	}
+	for range 100000 {
+		it, _ := w.take(never)
+		if it == nil {
+			t.Fatal("the key's next message was not taken")
+		}
+		w.add(keyed("p0", n))
+		n++
+		w.done(it)
+	}
+	if c := cap(w.keys["p0"].items); c > 4*backlog {
+		t.Fatalf("after 100,000 messages through a backlog of %d, the key's slice has capacity %d", backlog, c)
+	}
+}
