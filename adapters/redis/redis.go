@@ -221,11 +221,23 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 
 // SendOptions: a publish is one pipeline, retried until publish_timeout
 // when the caller's context has no deadline. Publishes to one stream that
-// find 4 pipelines in flight queue and share the next one (up to 1000
+// find every pipeline slot taken queue and share the next one (up to 1000
 // entries): many concurrent one-message publishes cost a round trip per
 // pipeline instead of one each.
+//
+// On the pipe, 32 publishes to a stream go at once: the pipe writes
+// concurrent calls together anyway, so a publish that queued for a slot
+// would only wait for a hand-off (8 goroutines publishing one message
+// each ran at 0.7× rueidis with 4 slots, level with it with 16 or 32;
+// docs/benchmarks.md). Through go-redis (Cluster, wait_replicas) each
+// call holds a pooled connection for a round trip, so 4 go at once and
+// the rest share.
 func (t *Transport) SendOptions() driver.SendOptions {
-	return driver.SendOptions{Timeout: t.s.PublishTimeout, Coalesce: true, MaxMessages: 1000, MaxInFlight: 4}
+	inFlight := 4
+	if t.pipe != nil {
+		inFlight = 32
+	}
+	return driver.SendOptions{Timeout: t.s.PublishTimeout, Coalesce: true, MaxMessages: 1000, MaxInFlight: inFlight}
 }
 
 // SendBatch XADDs msgs to the topic's stream in one pipeline, trimming by
