@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,16 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"io"
-	"log"
 	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,26 +142,97 @@ func signLeaf(t testing.TB, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey)
 	return cert, key
 }
 
-// StartTLSProxy serves HTTPS on a loopback port with f's server
-// certificate, requiring a client certificate signed by f.CA, and forwards
-// every request to target (http://host:port), as a TLS-terminating load
-// balancer in front of an HTTP API would. It returns host:port and stops
-// when the test ends.
+// StartTLSProxy serves TLS on a loopback port with f's server certificate,
+// requiring a client certificate signed by f.CA, and pipes the bytes of
+// each connection to target (http://host:port), as a TLS-terminating load
+// balancer in front of an HTTP API would. A byte pipe, not an HTTP reverse
+// proxy: each client connection keeps one upstream connection for its
+// life, so the proxy never stands between a response and its body (an
+// httputil.ReverseProxy aborted a response mid-body when its upstream
+// connection closed, a 200 cut short that no client can retry). A plain
+// HTTP request to the port gets the 400 net/http answers with. It returns
+// host:port and stops, with every connection, when the test ends.
 func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	// A fresh upstream connection per request: a kept-alive one that the
-	// emulator closes as the proxy reuses it cut a response short once
-	// (200, then EOF in the body), which no client can retry.
-	proxy.Transport = &http.Transport{DisableKeepAlives: true}
-	srv := httptest.NewUnstartedServer(proxy)
-	srv.TLS = f.ServerConfig(t, true)
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are what the tests do
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", f.ServerConfig(t, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		open  = map[net.Conn]bool{}
+		wg    sync.WaitGroup
+		track = func(c net.Conn) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if open == nil { // stopped
+				c.Close()
+				return false
+			}
+			open[c] = true
+			return true
+		}
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !track(c) {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pipeTLS(c.(*tls.Conn), u.Host, track)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		open = nil
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// pipeTLS completes c's handshake and copies bytes both ways between c and
+// a new connection to upstream until either side closes.
+func pipeTLS(c *tls.Conn, upstream string, track func(net.Conn) bool) {
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		var plain tls.RecordHeaderError
+		if errors.As(err, &plain) && plain.Conn != nil {
+			io.WriteString(plain.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		return // refused handshakes are what the tests do
+	}
+	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", upstream)
+	if err != nil || !track(up) {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(up, c)
+		up.Close()
+	}()
+	io.Copy(c, up)
+	c.Close()
+	<-done
 }
