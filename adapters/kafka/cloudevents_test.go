@@ -203,8 +203,16 @@ func TestCloudEventsSDKBothWays(t *testing.T) {
 	clash.EventType, clash.Source = "com.example.invoice.sent", "/msgkit"
 	clash.Set("ce-tenant", "acme")
 	clash.Set("ce_tenant", "globex")
+	// Metadata ce-id other than the message id would be sent beside ce_id
+	// for a consumer to choose between: refused too, naming it.
+	otherID := sdk.NewMessage([]byte("other id"))
+	otherID.EventType, otherID.Source = "com.example.invoice.sent", "/msgkit"
+	otherID.Set("ce-id", "evt-7")
 	next := sdk.NewMessage([]byte("next"))
 	next.EventType, next.Source = "com.example.invoice.sent", "/msgkit"
+	if err := c.Publish(ctx, topic, otherID); err == nil || !strings.Contains(err.Error(), `metadata key "ce-id" holds "evt-7"`) {
+		t.Fatalf("metadata ce-id other than the message id must be refused naming it, got %v", err)
+	}
 	if err := c.Publish(ctx, topic, clash, next); err == nil || !strings.Contains(err.Error(), `metadata key "ce_tenant"`) {
 		t.Fatalf("a key in the ce_ namespace must be refused naming it, got %v", err)
 	}

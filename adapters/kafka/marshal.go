@@ -95,7 +95,10 @@ func toCloudEvents(topic string, msgs []*driver.Message) (out []*kgo.Record, ref
 			kgo.RecordHeader{Key: "ce_specversion", Value: []byte("1.0")},
 			kgo.RecordHeader{Key: "ce_id", Value: []byte(m.ID)})
 		for k, v := range m.Metadata {
-			if attr, ok := strings.CutPrefix(k, "ce-"); ok && attr != "id" && attr != "specversion" {
+			if k == "ce-id" || k == "ce-specversion" {
+				continue // written above; Check refused any other value
+			}
+			if attr, ok := strings.CutPrefix(k, "ce-"); ok {
 				k = "ce_" + attr
 			}
 			headers = append(headers, kgo.RecordHeader{Key: k, Value: []byte(v)})

@@ -99,4 +99,12 @@ func TestCloudEventsSDKBothWays(t *testing.T) {
 	if err := c.Publish(ctx, topic, bare); err == nil || !strings.Contains(err.Error(), "CloudEvents requires") {
 		t.Fatalf("a message without EventType or Source must be refused with wire_format: cloudevents, got %v", err)
 	}
+	// Metadata ce-id is the header the event id goes in: another value
+	// than the message id would be overwritten, so it is refused.
+	otherID := sdk.NewMessage([]byte("x"))
+	otherID.EventType, otherID.Source = "com.example.invoice.sent", "/msgkit"
+	otherID.Set("ce-id", "evt-7")
+	if err := c.Publish(ctx, topic, otherID); err == nil || !strings.Contains(err.Error(), `metadata key "ce-id" holds "evt-7"`) {
+		t.Fatalf("metadata ce-id other than the message id must be refused naming it, got %v", err)
+	}
 }

@@ -46,8 +46,8 @@ func TestCloudEventsAMQPBindingIsRead(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := testenv.Await(t, got, "the CloudEvents message ("+sep+")")
-		if m.EventType != "com.example.order.created" || m.Source != "/shop" || m.ContentType != "application/json" || m.Get("ce-id") != "evt"+sep {
-			t.Fatalf("separator %q: got type %q source %q content type %q ce-id %q", sep, m.EventType, m.Source, m.ContentType, m.Get("ce-id"))
+		if m.EventType != "com.example.order.created" || m.Source != "/shop" || m.ContentType != "application/json" || m.Get("ce-id") != "evt"+sep || m.ID != "evt"+sep {
+			t.Fatalf("separator %q: got id %q type %q source %q content type %q ce-id %q (the event id is the message id)", sep, m.ID, m.EventType, m.Source, m.ContentType, m.Get("ce-id"))
 		}
 	}
 }
@@ -133,8 +133,16 @@ func TestCloudEventsAMQPBindingIsWritten(t *testing.T) {
 	clash.EventType, clash.Source = "com.example.invoice.sent", "/msgkit"
 	clash.Set("ce-tenant", "acme")
 	clash.Set("cloudEvents:tenant", "globex")
+	// Metadata ce-id other than the message id would be overwritten by
+	// cloudEvents:id: refused too, naming it.
+	otherID := sdk.NewMessage([]byte("other id"))
+	otherID.EventType, otherID.Source = "com.example.invoice.sent", "/msgkit"
+	otherID.Set("ce-id", "evt-7")
 	next := sdk.NewMessage([]byte("next"))
 	next.EventType, next.Source = "com.example.invoice.sent", "/msgkit"
+	if err := c.Publish(ctx, topic, otherID); err == nil || !strings.Contains(err.Error(), `metadata key "ce-id" holds "evt-7"`) {
+		t.Fatalf("metadata ce-id other than the message id must be refused naming it, got %v", err)
+	}
 	err = c.Publish(ctx, topic, clash, next)
 	if err == nil || !strings.Contains(err.Error(), `metadata key "cloudEvents:tenant"`) {
 		t.Fatalf("a key in the cloudEvents: namespace must be refused naming it, got %v", err)

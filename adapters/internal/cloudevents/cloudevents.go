@@ -15,7 +15,9 @@ import (
 // attribute headers are named prefix+attribute (ce- on NATS, ce_ on Kafka,
 // cloudEvents: on AMQP), or nil.
 //
-// CloudEvents requires a type and a source. And a metadata key already
+// CloudEvents requires a type and a source. Metadata ce-id and
+// ce-specversion, where present, must be what the binding writes: the
+// message id and 1.0. And a metadata key already
 // named in the binding's own prefix, where that is not msgkit's ce-,
 // cannot be carried exactly: every consumer reads it back as the attribute
 // of that name (msgkit as ce-<attribute>), and beside msgkit's spelling of
@@ -26,6 +28,18 @@ func Check(m *driver.Message, prefix string) error {
 			return fmt.Errorf("message %s has no %s, which CloudEvents requires (wire_format: cloudevents): set Message.%s",
 				m.ID, k, map[string]string{sdk.KeyEventType: "EventType", sdk.KeySource: "Source"}[k])
 		}
+	}
+	// The binding writes the event's id (the message id) and specversion
+	// (1.0) itself: a metadata entry holding another value would be
+	// overwritten, or sent beside the attribute for a consumer to choose.
+	// The same value, as a relayed event carries, is the attribute as sent.
+	if v, ok := m.Metadata["ce-id"]; ok && v != m.ID {
+		return fmt.Errorf("message %s: metadata key \"ce-id\" holds %q, but wire_format: cloudevents writes the event id from the message id: set Message.ID to %q, or remove the key",
+			m.ID, v, v)
+	}
+	if v, ok := m.Metadata["ce-specversion"]; ok && v != "1.0" {
+		return fmt.Errorf("message %s: metadata key \"ce-specversion\" holds %q, but wire_format: cloudevents writes CloudEvents 1.0 events: remove the key",
+			m.ID, v)
 	}
 	if prefix == "ce-" {
 		return nil

@@ -31,6 +31,10 @@ func TestCheck(t *testing.T) {
 		{"a key in AMQP's binding prefix", event(map[string]string{"cloudEvents:Type": "x"}), "cloudEvents:", `metadata key "cloudEvents:Type"`},
 		{"another binding's prefix is carried as it is", event(map[string]string{"cloudEvents:type": "x"}), "ce_", ""},
 		{"on NATS the binding's prefix is msgkit's", event(map[string]string{"ce-subject": "x"}), "ce-", ""},
+		{"a relayed event's own id and specversion", event(map[string]string{"ce-id": "m-1", "ce-specversion": "1.0"}), "ce_", ""},
+		{"an id other than the message's", event(map[string]string{"ce-id": "evt-7"}), "ce-", `set Message.ID to "evt-7"`},
+		{"an id other than the message's, AMQP", event(map[string]string{"ce-id": "evt-7"}), "cloudEvents:", `metadata key "ce-id" holds "evt-7"`},
+		{"another specversion", event(map[string]string{"ce-specversion": "0.3"}), "ce_", "writes CloudEvents 1.0"},
 	} {
 		err := Check(c.m, c.prefix)
 		switch {
