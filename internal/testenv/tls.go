@@ -147,9 +147,9 @@ func signLeaf(t testing.TB, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey)
 // each connection to target (http://host:port), as a TLS-terminating load
 // balancer in front of an HTTP API would. A byte pipe, not an HTTP reverse
 // proxy: each client connection keeps one upstream connection for its
-// life, so the proxy never stands between a response and its body (an
-// httputil.ReverseProxy aborted a response mid-body when its upstream
-// connection closed, a 200 cut short that no client can retry). A plain
+// life, so the proxy never stands between a response and its body: it
+// has no response of its own to abort mid-body (a 200 cut short, which no
+// client can retry) when an upstream connection closes. A plain
 // HTTP request to the port gets the 400 net/http answers with. It returns
 // host:port and stops, with every connection, when the test ends.
 func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
