@@ -164,17 +164,21 @@ func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
 	}
 	var (
 		mu    sync.Mutex
-		open  = map[net.Conn]bool{}
+		open  = map[net.Conn]bool{} // live connections, closed at the test's end
 		wg    sync.WaitGroup
-		track = func(c net.Conn) bool {
+		track = func(c net.Conn) (untrack func(), ok bool) {
 			mu.Lock()
 			defer mu.Unlock()
 			if open == nil { // stopped
 				c.Close()
-				return false
+				return nil, false
 			}
 			open[c] = true
-			return true
+			return func() {
+				mu.Lock()
+				delete(open, c)
+				mu.Unlock()
+			}, true
 		}
 	)
 	wg.Add(1)
@@ -185,12 +189,14 @@ func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
 			if err != nil {
 				return
 			}
-			if !track(c) {
+			untrack, ok := track(c)
+			if !ok {
 				return
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer untrack()
 				pipeTLS(c.(*tls.Conn), u.Host, track)
 			}()
 		}
@@ -210,7 +216,7 @@ func StartTLSProxy(t testing.TB, f TLSFiles, target string) string {
 
 // pipeTLS completes c's handshake and copies bytes both ways between c and
 // a new connection to upstream until either side closes.
-func pipeTLS(c *tls.Conn, upstream string, track func(net.Conn) bool) {
+func pipeTLS(c *tls.Conn, upstream string, track func(net.Conn) (func(), bool)) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -222,9 +228,14 @@ func pipeTLS(c *tls.Conn, upstream string, track func(net.Conn) bool) {
 		return // refused handshakes are what the tests do
 	}
 	up, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", upstream)
-	if err != nil || !track(up) {
+	if err != nil {
 		return
 	}
+	untrack, ok := track(up)
+	if !ok {
+		return
+	}
+	defer untrack()
 	defer up.Close()
 	done := make(chan struct{})
 	go func() {
