@@ -161,7 +161,7 @@ type breakerPublisher struct {
 
 func (p breakerPublisher) Publish(ctx context.Context, topic string, msgs ...*sdk.Message) error {
 	if !p.b.cb.TryAcquirePermit() {
-		return fmt.Errorf("publish to %q: %w; retry in %v", topic, ErrCircuitOpen, p.b.cb.RemainingDelay().Round(time.Millisecond))
+		return fmt.Errorf("publish to %s: %w; retry in %v", sdk.QuoteName(topic), ErrCircuitOpen, p.b.cb.RemainingDelay().Round(time.Millisecond))
 	}
 	err := p.next.Publish(ctx, topic, msgs...)
 	if err != nil {

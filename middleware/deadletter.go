@@ -136,7 +136,7 @@ func provision(ctx context.Context, cfg DeadLetterConfig, done *sync.Map, topic 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := ensurer.EnsureGroup(ctx, topic, cfg.ReplayGroup); err != nil {
-		return fmt.Errorf("dead-letter topic %q: create its replay group %q before the first dead letter: %w", topic, cfg.ReplayGroup, err)
+		return fmt.Errorf("dead-letter topic %s: create its replay group %s before the first dead letter: %w", sdk.QuoteName(topic), sdk.QuoteName(cfg.ReplayGroup), err)
 	}
 	done.Store(topic, true)
 	return nil
@@ -175,7 +175,7 @@ func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cau
 	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := cfg.Publisher.Publish(pubCtx, topic, dead); err != nil {
-		return fmt.Errorf("dead-letter message %s to %q: %w", msg.ID, topic, err)
+		return fmt.Errorf("dead-letter message %s to %s: %w", msg.ID, sdk.QuoteName(topic), err)
 	}
 	return nil
 }

@@ -37,7 +37,7 @@ func Timeout(d time.Duration) Middleware {
 			err := call(tctx, next, msg)
 			timedOut := tctx.finish()
 			if err != nil && timedOut {
-				return fmt.Errorf("handler for %q did not finish within %v: %w", msg.Topic(), d, errors.Join(timeout.ErrExceeded, err))
+				return fmt.Errorf("handler for %s did not finish within %v: %w", sdk.QuoteName(msg.Topic()), d, errors.Join(timeout.ErrExceeded, err))
 			}
 			return err
 		}

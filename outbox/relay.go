@@ -269,7 +269,7 @@ func (r *Relay) publish(ctx context.Context, rows []row) error {
 	published := false
 	err := r.retry.WithContext(ctx).Run(func() error {
 		if err := r.cfg.Publisher.Publish(ctx, topic, msgs...); err != nil {
-			return fmt.Errorf("outbox: publish %d message(s) to %q: %w", len(msgs), topic, err)
+			return fmt.Errorf("outbox: publish %d message(s) to %s: %w", len(msgs), sdk.QuoteName(topic), err)
 		}
 		published = true
 		return nil

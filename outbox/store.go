@@ -136,7 +136,7 @@ func (s *Store) Add(ctx context.Context, tx Execer, topic string, msgs ...*sdk.M
 func (s *Store) execInserts(ctx context.Context, tx Execer, topic string, stmts []statement) error {
 	for _, st := range stmts {
 		if _, err := tx.ExecContext(ctx, st.query, st.args...); err != nil {
-			return fmt.Errorf("outbox: add %d message(s) for %q to %s: %w", st.rows, topic, s.table, err)
+			return fmt.Errorf("outbox: add %d message(s) for %s to %s: %w", st.rows, sdk.QuoteName(topic), s.table, err)
 		}
 	}
 	return nil

@@ -174,7 +174,7 @@ func (c *Client) Subscriber(group string) (message.Subscriber, error) {
 // none.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) error {
 	if c.isClosed() {
-		return fmt.Errorf("messaging: publish to %q: %w", topic, ErrClosed)
+		return fmt.Errorf("messaging: publish to %s: %w", QuoteName(topic), ErrClosed)
 	}
 	if topic == "" {
 		return errors.New("messaging: publish: topic is empty; name the topic to publish to")
@@ -193,7 +193,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	dms := slab.New[driver.Message](len(msgs))
 	for i, m := range msgs {
 		if m == nil {
-			return fmt.Errorf("messaging: publish to %q: message %d is nil", topic, i)
+			return fmt.Errorf("messaging: publish to %s: message %d is nil", QuoteName(topic), i)
 		}
 		m.inheritFrom(parent)
 		if conversation != "" && m.CorrelationID == "" {
@@ -206,17 +206,17 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		dm := dms[i]
 		call.outgoing(m, now).fill(dm)
 		if err := l.check(dm); err != nil {
-			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, dm.ID, err)
+			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, dm.ID, err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("messaging: publish to %q: %w", topic, err)
+		return fmt.Errorf("messaging: publish to %s: %w", QuoteName(topic), err)
 	}
 	if err := c.sender.Send(ctx, topic, dms); err != nil {
 		if errors.Is(err, engine.ErrClosed) {
 			err = ErrClosed
 		}
-		return fmt.Errorf("messaging: publish %d message(s) to %q via %s: %w", len(dms), topic, c.driver, err)
+		return fmt.Errorf("messaging: publish %d message(s) to %s via %s: %w", len(dms), QuoteName(topic), c.driver, err)
 	}
 	// Give callers the IDs that were generated, so they can log or correlate.
 	for i, m := range msgs {

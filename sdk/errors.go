@@ -3,6 +3,7 @@ package sdk
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -78,3 +79,22 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // message's metadata keys and values add up to more bytes than the
 // transport's declared MaxMetadataBytes.
 var ErrMetadataTooLarge = errors.New("messaging: metadata too large")
+
+// quotedNameMax is the longest name QuoteName quotes whole.
+const quotedNameMax = 128
+
+// QuoteName quotes a topic, group or other name for an error or a log
+// line, as %q does; a name longer than 128 bytes is cut to its first 64
+// and its length added ("orders-..."... (70000 bytes)), so that an error
+// about a very long name names it readably instead of repeating it whole.
+// Drivers use it for the names they put in errors.
+func QuoteName(name string) string {
+	if len(name) <= quotedNameMax {
+		return strconv.Quote(name)
+	}
+	cut := quotedNameMax / 2
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return strconv.Quote(name[:cut]) + "... (" + strconv.Itoa(len(name)) + " bytes)"
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	_ "github.com/msgkit/msgkit/adapters/memory"
@@ -197,4 +198,14 @@ func ExampleNewOutgoing() {
 	// Output:
 	// order-7-created {"order":7} customer-7
 	// map[ce-time:2026-11-25T12:00:00Z ce-type:order.created ordering-key:customer-7 tenant:acme]
+}
+
+// A driver names topics and groups in its errors with QuoteName, so that
+// an error about a name longer than the broker takes stays readable.
+func ExampleQuoteName() {
+	fmt.Println(sdk.QuoteName("orders.created"))
+	fmt.Println(sdk.QuoteName(strings.Repeat("orders.", 1000)))
+	// Output:
+	// "orders.created"
+	// "orders.orders.orders.orders.orders.orders.orders.orders.orders.o"... (7000 bytes)
 }

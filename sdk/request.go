@@ -112,13 +112,13 @@ func (r *replies) close(ctx context.Context) error {
 // responder's error comes back as *RemoteError.
 func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Message, error) {
 	if !c.caps.RequestReply {
-		return nil, fmt.Errorf("messaging: request to %q via %s: %w", topic, c.driver, ErrNoRequestReply)
+		return nil, fmt.Errorf("messaging: request to %s via %s: %w", QuoteName(topic), c.driver, ErrNoRequestReply)
 	}
 	if msg == nil {
-		return nil, fmt.Errorf("messaging: request to %q: message is nil", topic)
+		return nil, fmt.Errorf("messaging: request to %s: message is nil", QuoteName(topic))
 	}
 	if c.isClosed() {
-		return nil, fmt.Errorf("messaging: request to %q: %w", topic, ErrClosed)
+		return nil, fmt.Errorf("messaging: request to %s: %w", QuoteName(topic), ErrClosed)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -157,7 +157,7 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 		return reply, nil
 	case <-ctx.Done():
 		forget()
-		return nil, fmt.Errorf("messaging: request %s to %q: no reply: %w", msg.ID, topic, ctx.Err())
+		return nil, fmt.Errorf("messaging: request %s to %s: no reply: %w", msg.ID, QuoteName(topic), ctx.Err())
 	}
 }
 
@@ -179,7 +179,7 @@ type Responder func(ctx context.Context, req *Message) (*Message, error)
 // context ends at that deadline. WithMiddleware options wrap r's call.
 func (c *Client) Respond(ctx context.Context, topic, group string, r Responder, opts ...SubscribeOption) (*Subscription, error) {
 	if r == nil {
-		return nil, fmt.Errorf("messaging: respond on %q: responder is nil", topic)
+		return nil, fmt.Errorf("messaging: respond on %s: responder is nil", QuoteName(topic))
 	}
 	var o subscribeOptions
 	for _, opt := range opts {

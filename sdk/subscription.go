@@ -46,10 +46,10 @@ func (c *Client) groupContext(ctx context.Context, o subscribeOptions, topic, gr
 		return ctx, nil
 	case GroupStartOldest, GroupStartLatest:
 	default:
-		return nil, fmt.Errorf("messaging: group %q on %q: StartAt(%q): want %q or %q", group, topic, o.start, GroupStartOldest, GroupStartLatest)
+		return nil, fmt.Errorf("messaging: group %s on %s: StartAt(%q): want %q or %q", QuoteName(group), QuoteName(topic), o.start, GroupStartOldest, GroupStartLatest)
 	}
 	if !c.caps.ChoosesGroupStart {
-		return nil, fmt.Errorf("messaging: group %q on %q: driver %s cannot choose where a new group starts (it keeps no history, or creates groups at a fixed place); create the group before producers start (EnsureGroup) instead of StartAt", group, topic, c.driver)
+		return nil, fmt.Errorf("messaging: group %s on %s: driver %s cannot choose where a new group starts (it keeps no history, or creates groups at a fixed place); create the group before producers start (EnsureGroup) instead of StartAt", QuoteName(group), QuoteName(topic), c.driver)
 	}
 	return driver.WithGroupStart(ctx, o.start == GroupStartOldest), nil
 }
@@ -142,10 +142,10 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 		return nil, errors.New("messaging: subscribe: topic is empty; name the topic to consume")
 	}
 	if group == "" {
-		return nil, fmt.Errorf("messaging: subscribe to %q: group is empty; name the consumer group (usually the service name)", topic)
+		return nil, fmt.Errorf("messaging: subscribe to %s: group is empty; name the consumer group (usually the service name)", QuoteName(topic))
 	}
 	if h == nil {
-		return nil, fmt.Errorf("messaging: subscribe to %q: handler is nil", topic)
+		return nil, fmt.Errorf("messaging: subscribe to %s: handler is nil", QuoteName(topic))
 	}
 	o := subscribeOptions{concurrency: 1, nackBackoff: &c.nackBackoff}
 	for _, opt := range opts {
@@ -153,7 +153,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	}
 	h = wrap(h, o.middleware)
 	if c.isClosed() {
-		return nil, fmt.Errorf("messaging: subscribe to %q: %w", topic, ErrClosed)
+		return nil, fmt.Errorf("messaging: subscribe to %s: %w", QuoteName(topic), ErrClosed)
 	}
 	openCtx, err := c.groupContext(ctx, o, topic, group)
 	if err != nil {
@@ -161,7 +161,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	}
 	ds, err := c.transport.OpenSubscription(openCtx, topic, group)
 	if err != nil {
-		return nil, fmt.Errorf("messaging: subscribe to %q in group %q: %w", topic, group, err)
+		return nil, fmt.Errorf("messaging: subscribe to %s in group %s: %w", QuoteName(topic), QuoteName(group), err)
 	}
 	handlerCtx, cancelWork := context.WithCancel(context.Background())
 	s := &Subscription{
@@ -169,14 +169,14 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 		stopping: make(chan struct{}), handlerCtx: handlerCtx, cancelWork: cancelWork,
 	}
 	s.recv = engine.Start(ds, s.handle, engine.Config{
-		Concurrency: o.concurrency, Logger: c.logger, Where: fmt.Sprintf("%q in group %q", topic, group), OnDeadline: cancelWork,
+		Concurrency: o.concurrency, Logger: c.logger, Where: fmt.Sprintf("%s in group %s", QuoteName(topic), QuoteName(group)), OnDeadline: cancelWork,
 		NackBackoff: *o.nackBackoff,
 	})
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		_ = s.Close(ctx)
-		return nil, fmt.Errorf("messaging: subscribe to %q: %w", topic, ErrClosed)
+		return nil, fmt.Errorf("messaging: subscribe to %s: %w", QuoteName(topic), ErrClosed)
 	}
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
@@ -191,10 +191,10 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 // only StartAt applies.
 func (c *Client) EnsureGroup(ctx context.Context, topic, group string, opts ...SubscribeOption) error {
 	if topic == "" || group == "" {
-		return fmt.Errorf("messaging: ensure group %q on %q: topic and group must both be named", group, topic)
+		return fmt.Errorf("messaging: ensure group %s on %s: topic and group must both be named", QuoteName(group), QuoteName(topic))
 	}
 	if c.isClosed() {
-		return fmt.Errorf("messaging: ensure group %q on %q: %w", group, topic, ErrClosed)
+		return fmt.Errorf("messaging: ensure group %s on %s: %w", QuoteName(group), QuoteName(topic), ErrClosed)
 	}
 	var o subscribeOptions
 	for _, opt := range opts {
@@ -216,10 +216,10 @@ func (c *Client) EnsureGroup(ctx context.Context, topic, group string, opts ...S
 // bounded by DefaultPublishTimeout.
 func (c *Client) RemoveGroup(ctx context.Context, topic, group string) error {
 	if topic == "" || group == "" {
-		return fmt.Errorf("messaging: remove group %q of %q: topic and group must both be named", group, topic)
+		return fmt.Errorf("messaging: remove group %s of %s: topic and group must both be named", QuoteName(group), QuoteName(topic))
 	}
 	if c.isClosed() {
-		return fmt.Errorf("messaging: remove group %q of %q: %w", group, topic, ErrClosed)
+		return fmt.Errorf("messaging: remove group %s of %s: %w", QuoteName(group), QuoteName(topic), ErrClosed)
 	}
 	if !c.transport.Capabilities().RemovesGroups {
 		return fmt.Errorf("messaging: remove group %q of %q: the %s driver cannot remove consumer groups (Capabilities.RemovesGroups is false): %w",
@@ -231,7 +231,7 @@ func (c *Client) RemoveGroup(ctx context.Context, topic, group string) error {
 		defer cancel()
 	}
 	if err := c.transport.RemoveGroup(ctx, topic, group); err != nil {
-		return fmt.Errorf("messaging: remove group %q of %q: %w", group, topic, err)
+		return fmt.Errorf("messaging: remove group %s of %s: %w", QuoteName(group), QuoteName(topic), err)
 	}
 	return nil
 }
@@ -241,10 +241,10 @@ func (c *Client) RemoveGroup(ctx context.Context, topic, group string) error {
 func ensureGroup(ctx context.Context, t driver.Transport, topic, group string) error {
 	ds, err := t.OpenSubscription(ctx, topic, group)
 	if err != nil {
-		return fmt.Errorf("messaging: ensure group %q on %q: %w", group, topic, err)
+		return fmt.Errorf("messaging: ensure group %s on %s: %w", QuoteName(group), QuoteName(topic), err)
 	}
 	if err := ds.Close(); err != nil {
-		return fmt.Errorf("messaging: ensure group %q on %q: close: %w", group, topic, err)
+		return fmt.Errorf("messaging: ensure group %s on %s: close: %w", QuoteName(group), QuoteName(topic), err)
 	}
 	return nil
 }

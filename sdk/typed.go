@@ -95,7 +95,7 @@ func Request[Req, Resp any](ctx context.Context, c *Client, topic string, req Re
 		return resp, err
 	}
 	if err := c.Decode(reply, &resp); err != nil {
-		return resp, fmt.Errorf("messaging: reply to request %s on %q: %w", m.ID, topic, err)
+		return resp, fmt.Errorf("messaging: reply to request %s on %s: %w", m.ID, QuoteName(topic), err)
 	}
 	return resp, nil
 }

@@ -36,7 +36,7 @@ type watermillPublisher struct {
 
 func (p *watermillPublisher) Publish(topic string, msgs ...*message.Message) error {
 	if p.closed.Load() {
-		return fmt.Errorf("messaging: publish to %q: publisher %w", topic, ErrClosed)
+		return fmt.Errorf("messaging: publish to %s: publisher %w", QuoteName(topic), ErrClosed)
 	}
 	if len(msgs) == 0 {
 		return nil
@@ -50,7 +50,7 @@ func (p *watermillPublisher) Publish(topic string, msgs ...*message.Message) err
 		}
 		structs[i] = driver.Message{ID: wm.UUID, Payload: wm.Payload, Metadata: md, OrderingKey: md[KeyOrderingKey]}
 		if err := p.limits.check(&structs[i]); err != nil {
-			return fmt.Errorf("messaging: publish to %q: message %d (id %s): %w", topic, i, wm.UUID, err)
+			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, wm.UUID, err)
 		}
 		dms[i] = &structs[i]
 	}
@@ -58,7 +58,7 @@ func (p *watermillPublisher) Publish(topic string, msgs ...*message.Message) err
 		if errors.Is(err, engine.ErrClosed) {
 			err = ErrClosed
 		}
-		return fmt.Errorf("messaging: publish %d message(s) to %q: %w", len(dms), topic, err)
+		return fmt.Errorf("messaging: publish %d message(s) to %s: %w", len(dms), QuoteName(topic), err)
 	}
 	return nil
 }
@@ -113,20 +113,20 @@ func (s *watermillSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("messaging: subscribe to %q: subscriber %w", topic, ErrClosed)
+		return nil, fmt.Errorf("messaging: subscribe to %s: subscriber %w", QuoteName(topic), ErrClosed)
 	}
 	s.running.Add(1)
 	s.mu.Unlock()
 	ds, err := s.t.OpenSubscription(ctx, topic, s.group)
 	if err != nil {
 		s.running.Done()
-		return nil, fmt.Errorf("messaging: subscribe to %q in group %q: %w", topic, s.group, err)
+		return nil, fmt.Errorf("messaging: subscribe to %s in group %s: %w", QuoteName(topic), QuoteName(s.group), err)
 	}
 	out := make(chan *message.Message)
 	stop := make(chan struct{})
 	msgCtx, cancelMsgs := context.WithCancel(context.WithoutCancel(ctx))
 	r := engine.Start(ds, func(dm *driver.Message) bool { return handOff(msgCtx, out, stop, dm) },
-		engine.Config{Logger: s.logger, Where: fmt.Sprintf("%q in group %q", topic, s.group), NackBackoff: s.backoff})
+		engine.Config{Logger: s.logger, Where: fmt.Sprintf("%s in group %s", QuoteName(topic), QuoteName(s.group)), NackBackoff: s.backoff})
 	go func() {
 		defer s.running.Done()
 		select {

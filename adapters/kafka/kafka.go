@@ -211,7 +211,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 				if errs == nil {
 					errs = make(driver.BatchError, len(msgs))
 				}
-				errs[i] = fmt.Errorf("kafka: publish to %q: %w", topic, err)
+				errs[i] = fmt.Errorf("kafka: publish to %s: %w", sdk.QuoteName(topic), err)
 			}
 		}
 		if errs != nil {
@@ -233,7 +233,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 			t.client.PurgeTopicsFromProducing(topic)
 			t.forgetTopic(topic)
 		}
-		errs[i] = fmt.Errorf("kafka: publish to %q on %s: %w", topic, t.s.where(), r.Err)
+		errs[i] = fmt.Errorf("kafka: publish to %s on %s: %w", sdk.QuoteName(topic), t.s.where(), r.Err)
 	}
 	if errs == nil {
 		return nil
@@ -285,7 +285,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 		return nil, errors.New("kafka: consumer group is empty; name the group (usually the service name)")
 	}
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("kafka: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("kafka: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	if err := t.ensureTopic(ctx, topic, t.s.Partitions); err != nil {
 		return nil, err
@@ -304,7 +304,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 // the subscription closes.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("kafka: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("kafka: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	if err := t.ensureTopic(ctx, topic, 1); err != nil {
 		return nil, err

@@ -43,7 +43,7 @@ func (t *Transport) subscribe(topic, group string, oldest bool) (driver.Subscrip
 	}
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka: consume %q on %s: %w", topic, t.s.where(), err)
+		return nil, fmt.Errorf("kafka: consume %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
 	s.client = client
 	if err := t.subs.Add(s); err != nil {
@@ -177,7 +177,7 @@ func (s *subscription) Close() error {
 	err := s.client.CommitMarkedOffsets(ctx)
 	s.client.Close()
 	if err != nil {
-		return fmt.Errorf("kafka: commit offsets of group %q on close: %w", s.group, err)
+		return fmt.Errorf("kafka: commit offsets of group %s on close: %w", sdk.QuoteName(s.group), err)
 	}
 	return nil
 }

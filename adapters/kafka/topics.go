@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/msgkit/msgkit/sdk"
 )
 
 // ensureTopic makes sure topic exists, creating it with partitions when
@@ -37,7 +39,7 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 			err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %q on %s: %w (set create_topics: false to use topics created by an administrator)", topic, t.s.where(), err)
+			return fmt.Errorf("kafka: create topic %s on %s: %w (set create_topics: false to use topics created by an administrator)", sdk.QuoteName(topic), t.s.where(), err)
 		}
 	}
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
@@ -47,14 +49,14 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 			return nil
 		}
 		if t.s.NoCreateTopics && errors.Is(err, kerr.UnknownTopicOrPartition) {
-			return fmt.Errorf("kafka: topic %q does not exist on %s and create_topics is false: create it, or set create_topics: true", topic, t.s.where())
+			return fmt.Errorf("kafka: topic %s does not exist on %s and create_topics is false: create it, or set create_topics: true", sdk.QuoteName(topic), t.s.where())
 		}
 		select {
 		case <-ctx.Done():
 			if t.s.NoCreateTopics {
-				return fmt.Errorf("kafka: topic %q is not available on %s and create_topics is false: create it, or set create_topics: true: %w", topic, t.s.where(), err)
+				return fmt.Errorf("kafka: topic %s is not available on %s and create_topics is false: create it, or set create_topics: true: %w", sdk.QuoteName(topic), t.s.where(), err)
 			}
-			return fmt.Errorf("kafka: topic %q on %s has no partition leaders yet (%w); gave up: %w", topic, t.s.where(), err, ctx.Err())
+			return fmt.Errorf("kafka: topic %s on %s has no partition leaders yet (%w); gave up: %w", sdk.QuoteName(topic), t.s.where(), err, ctx.Err())
 		case <-time.After(wait): // no event announces a topic's leaders; poll metadata, bounded
 		}
 	}
@@ -114,7 +116,7 @@ func (t *Transport) deleteTopic(topic string) error {
 		err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
 	}
 	if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
-		return fmt.Errorf("kafka: delete reply topic %q: %w", topic, err)
+		return fmt.Errorf("kafka: delete reply topic %s: %w", sdk.QuoteName(topic), err)
 	}
 	t.forgetTopic(topic)
 	return nil
@@ -139,9 +141,9 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 	case err == nil, errors.Is(err, kerr.GroupIDNotFound):
 		return nil
 	case errors.Is(err, kerr.NonEmptyGroup):
-		return fmt.Errorf("kafka: remove group %q (topic %q): it still has members; stop them first: %w", group, topic, err)
+		return fmt.Errorf("kafka: remove group %s (topic %s): it still has members; stop them first: %w", sdk.QuoteName(group), sdk.QuoteName(topic), err)
 	}
-	return fmt.Errorf("kafka: remove group %q (topic %q): %w", group, topic, err)
+	return fmt.Errorf("kafka: remove group %s (topic %s): %w", sdk.QuoteName(group), sdk.QuoteName(topic), err)
 }
 
 func isNetError(err error) bool {
@@ -165,7 +167,7 @@ func (t *Transport) pinStart(ctx context.Context, topic, group string) error {
 		fetched, err = nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("kafka: read the committed offsets of group %q on %q at %s: %w", group, topic, t.s.where(), err)
+		return fmt.Errorf("kafka: read the committed offsets of group %s on %s at %s: %w", sdk.QuoteName(group), sdk.QuoteName(topic), t.s.where(), err)
 	}
 	committed := false
 	fetched.Each(func(o kadm.OffsetResponse) { committed = committed || o.At >= 0 })
@@ -177,7 +179,7 @@ func (t *Transport) pinStart(ctx context.Context, topic, group string) error {
 		err = ends.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("kafka: list the end offsets of %q at %s: %w", topic, t.s.where(), err)
+		return fmt.Errorf("kafka: list the end offsets of %s at %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
 	var offsets kadm.Offsets
 	ends.Each(func(o kadm.ListedOffset) {
@@ -191,7 +193,7 @@ func (t *Transport) pinStart(ctx context.Context, topic, group string) error {
 		return nil // members are in the group already: their own commits decide
 	}
 	if err != nil {
-		return fmt.Errorf("kafka: start group %q at the end of %q at %s: %w", group, topic, t.s.where(), err)
+		return fmt.Errorf("kafka: start group %s at the end of %s at %s: %w", sdk.QuoteName(group), sdk.QuoteName(topic), t.s.where(), err)
 	}
 	return nil
 }
@@ -206,13 +208,13 @@ func checkTopicName(topic string) error {
 	const rule = "a Kafka topic name is 1 to 249 letters, digits, '.', '_' or '-', and not . or .."
 	switch {
 	case topic == "" || topic == "." || topic == "..":
-		return fmt.Errorf("kafka: topic %q is not a Kafka topic name: %s", topic, rule)
+		return fmt.Errorf("kafka: topic %s is not a Kafka topic name: %s", sdk.QuoteName(topic), rule)
 	case len(topic) > maxTopicName:
-		return fmt.Errorf("kafka: topic %q... is %d bytes long: %s", topic[:40], len(topic), rule)
+		return fmt.Errorf("kafka: topic %s is too long: %s", sdk.QuoteName(topic), rule)
 	}
 	for i, c := range topic {
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("kafka: topic %q holds %q at byte %d: %s", topic, c, i, rule)
+			return fmt.Errorf("kafka: topic %s holds %q at byte %d: %s", sdk.QuoteName(topic), c, i, rule)
 		}
 	}
 	return nil

@@ -151,7 +151,7 @@ func (t *Transport) SendOptions() driver.SendOptions { return driver.SendOptions
 // messages' metadata maps and copies their payloads.
 func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	if t.subs.Closed() {
-		return fmt.Errorf("memory: publish to %q: transport %w", topic, sdk.ErrClosed)
+		return fmt.Errorf("memory: publish to %s: transport %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
 	envs := make([]envelope, len(msgs))
 	for i, m := range msgs {
@@ -159,9 +159,9 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	}
 	if err := t.b.publish(ctx, topic, envs); err != nil {
 		if errors.Is(err, errBrokerClosed) {
-			return fmt.Errorf("memory: publish to %q: broker %w", topic, sdk.ErrClosed)
+			return fmt.Errorf("memory: publish to %s: broker %w", sdk.QuoteName(topic), sdk.ErrClosed)
 		}
-		return fmt.Errorf("memory: publish to %q: %w", topic, err)
+		return fmt.Errorf("memory: publish to %s: %w", sdk.QuoteName(topic), err)
 	}
 	return nil
 }
@@ -185,11 +185,11 @@ func (t *Transport) OpenReplySubscription(_ context.Context, topic string) (driv
 // subscription closes.
 func (t *Transport) open(topic, group string, onClose func()) (driver.Subscription, error) {
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("memory: subscribe to %q: transport %w", topic, sdk.ErrClosed)
+		return nil, fmt.Errorf("memory: subscribe to %s: transport %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
 	g, ok := t.b.group(topic, group)
 	if !ok {
-		return nil, fmt.Errorf("memory: subscribe to %q: broker %w", topic, sdk.ErrClosed)
+		return nil, fmt.Errorf("memory: subscribe to %s: broker %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
 	s := newSubscription(t.b, g, nil)
 	s.onClose = func() {
@@ -199,7 +199,7 @@ func (t *Transport) open(topic, group string, onClose func()) (driver.Subscripti
 		}
 	}
 	if err := t.subs.Add(s); err != nil {
-		return nil, fmt.Errorf("memory: subscribe to %q: transport %w", topic, err)
+		return nil, fmt.Errorf("memory: subscribe to %s: transport %w", sdk.QuoteName(topic), err)
 	}
 	return s, nil
 }

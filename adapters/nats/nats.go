@@ -200,7 +200,7 @@ func (t *Transport) SendOptions() driver.SendOptions {
 // subject: it is published and flushed, with no stream behind it.
 func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	if t.isClosed() {
-		return fmt.Errorf("nats: publish to %q: transport %w", topic, sdk.ErrClosed)
+		return fmt.Errorf("nats: publish to %s: transport %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
 	if strings.HasPrefix(topic, driver.ReplyTopicPrefix) {
 		return t.sendCore(ctx, topic, msgs)
@@ -244,7 +244,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		case err := <-f.Err():
 			fail(i, err)
 		case <-ctx.Done():
-			return fmt.Errorf("nats: publish to %q on %s: waited for the stream to acknowledge %d messages: %w", topic, t.s.where(), len(msgs)-i, ctx.Err())
+			return fmt.Errorf("nats: publish to %s on %s: waited for the stream to acknowledge %d messages: %w", sdk.QuoteName(topic), t.s.where(), len(msgs)-i, ctx.Err())
 		}
 	}
 	if errs == nil {
@@ -259,7 +259,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			t.forget(topic) // the stream may be gone: look it up again on the retry
 		}
-		errs[i] = fmt.Errorf("nats: publish to %q on %s: %w", topic, t.s.where(), err)
+		errs[i] = fmt.Errorf("nats: publish to %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
 	if failed == len(msgs) {
 		return errs[0]
@@ -274,11 +274,11 @@ func (t *Transport) sendCore(ctx context.Context, topic string, msgs []*driver.M
 			return err
 		}
 		if err := t.nc.PublishMsg(nm); err != nil {
-			return fmt.Errorf("nats: publish to %q on %s: %w", topic, t.s.where(), err)
+			return fmt.Errorf("nats: publish to %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 		}
 	}
 	if err := t.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("nats: publish to %q on %s: flush: %w", topic, t.s.where(), err)
+		return fmt.Errorf("nats: publish to %s on %s: flush: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
 	return nil
 }
@@ -315,7 +315,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 		return nil, errors.New("nats: consumer group is empty; name the group (usually the service name)")
 	}
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("nats: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("nats: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	c, err := t.consumer(ctx, topic, group)
 	if err != nil {
@@ -332,14 +332,14 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 // core NATS; the interest ends when the subscription closes.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("nats: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("nats: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	sub, err := t.nc.SubscribeSync(topic)
 	if err == nil {
 		err = t.nc.FlushWithContext(ctx) // the server knows of the interest before a request goes out
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: subscribe to reply subject %q on %s: %w", topic, t.s.where(), err)
+		return nil, fmt.Errorf("nats: subscribe to reply subject %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
 	return t.track(&replySubscription{t: t, sub: sub})
 }

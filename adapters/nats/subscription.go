@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -108,7 +109,7 @@ func newSubscription(t *Transport, topic, group string, c jetstream.Consumer) (*
 	s.setConsumer(c)
 	var err error
 	if s.sub, err = t.nc.SubscribeSync(s.inbox + ".*"); err != nil {
-		return nil, fmt.Errorf("nats: subscribe to the pull inbox for %q: %w", topic, err)
+		return nil, fmt.Errorf("nats: subscribe to the pull inbox for %s: %w", sdk.QuoteName(topic), err)
 	}
 	return s, nil
 }
@@ -125,7 +126,7 @@ func (s *subscription) setConsumer(c jetstream.Consumer) {
 // connection was closed: no retry can help then.
 func (s *subscription) closedOr(err error) error {
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
-		return fmt.Errorf("nats: subscription to %q for group %q %w (%v)", s.topic, s.group, driver.ErrClosed, err)
+		return fmt.Errorf("nats: subscription to %s for group %s %w (%v)", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), driver.ErrClosed, err)
 	}
 	return err
 }
@@ -152,7 +153,7 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, nil // the pulls' answers are overdue; the next call forgets them and pulls again
 	case err != nil:
-		return nil, s.closedOr(fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err))
+		return nil, s.closedOr(fmt.Errorf("nats: pull from %s for group %s on %s: %w", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), s.t.s.where(), err))
 	}
 	var out []*driver.Message
 	for {
@@ -187,7 +188,7 @@ func (s *subscription) pullMore(max int) error {
 	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, max, s.t.s.FetchWait.Nanoseconds())
 	if err := s.t.nc.PublishRequest(s.next, s.inbox+"."+strconv.FormatUint(n, 10), []byte(req)); err != nil {
 		s.pulls.end(s.inbox + "." + strconv.FormatUint(n, 10))
-		return fmt.Errorf("nats: pull from %q for group %q on %s: %w", s.topic, s.group, s.t.s.where(), err)
+		return fmt.Errorf("nats: pull from %s for group %s on %s: %w", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), s.t.s.where(), err)
 	}
 	return nil
 }
@@ -221,12 +222,12 @@ func (s *subscription) take(ctx context.Context, m *nats.Msg) (*driver.Message, 
 		s.t.forget(s.topic)
 		c, err := s.t.consumer(ctx, s.topic, s.group)
 		if err != nil {
-			return nil, fmt.Errorf("nats: the consumer of group %q on %q is gone (%s %s) and creating it again failed: %w", s.group, s.topic, status, desc, err)
+			return nil, fmt.Errorf("nats: the consumer of group %s on %s is gone (%s %s) and creating it again failed: %w", sdk.QuoteName(s.group), sdk.QuoteName(s.topic), status, desc, err)
 		}
 		slog.Default().Warn("nats: consumer was missing; created it again", "topic", s.topic, "group", s.group)
 		s.setConsumer(c)
 	case status == "409" && strings.Contains(desc, "MaxWaiting"):
-		return nil, fmt.Errorf("nats: pull from %q for group %q refused: %s %s (too many members pulling at once; raise the consumer's max_waiting)", s.topic, s.group, status, desc)
+		return nil, fmt.Errorf("nats: pull from %s for group %s refused: %s %s (too many members pulling at once; raise the consumer's max_waiting)", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), status, desc)
 	}
 	return nil, nil
 }
@@ -254,7 +255,7 @@ func (s *subscription) settle(ctx context.Context, what string, ids []driver.Ack
 		first = s.t.nc.FlushWithContext(ctx)
 	}
 	if first != nil {
-		return fmt.Errorf("nats: %s %d messages of %q for group %q: %w", what, len(ids), s.topic, s.group, first)
+		return fmt.Errorf("nats: %s %d messages of %s for group %s: %w", what, len(ids), sdk.QuoteName(s.topic), sdk.QuoteName(s.group), first)
 	}
 	return nil
 }
@@ -281,7 +282,7 @@ func (s *subscription) SendNacks(ctx context.Context, ids []driver.AckID, delay 
 func (s *subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error {
 	for _, id := range ids {
 		if err := s.t.nc.Publish(id.(*nats.Msg).Reply, wpi); err != nil {
-			return fmt.Errorf("nats: extend ack_wait on %q for group %q: %w", s.topic, s.group, err)
+			return fmt.Errorf("nats: extend ack_wait on %s for group %s: %w", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), err)
 		}
 	}
 	return s.t.nc.FlushWithContext(ctx)

@@ -123,7 +123,7 @@ func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, *cl
 // the reconnect (a message may then arrive twice, never zero times).
 func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Message) error {
 	if p.closed.Load() {
-		return fmt.Errorf("rabbitmq: publish to %q: publisher %w", topic, sdk.ErrClosed)
+		return fmt.Errorf("rabbitmq: publish to %s: publisher %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
 	n := p.s.publishNames(topic)
 	if err := p.s.checkNames(topic, n, false); err != nil {
@@ -137,9 +137,9 @@ func (p *publisher) send(ctx context.Context, topic string, msgs []*driver.Messa
 		return nil
 	}
 	if isAccessRefused(err) {
-		err = fmt.Errorf("rabbitmq: publish to %q on %s: %s: %w", topic, p.s.where(), accessRefusedAdvice, err)
+		err = fmt.Errorf("rabbitmq: publish to %s on %s: %s: %w", sdk.QuoteName(topic), p.s.where(), accessRefusedAdvice, err)
 	} else {
-		err = fmt.Errorf("rabbitmq: publish to %q on %s: %w", topic, p.s.where(), err)
+		err = fmt.Errorf("rabbitmq: publish to %s on %s: %w", sdk.QuoteName(topic), p.s.where(), err)
 	}
 	if sent == 0 {
 		return err
@@ -177,7 +177,7 @@ func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver
 				if errs == nil {
 					errs = make(driver.BatchError, len(msgs))
 				}
-				errs[i] = fmt.Errorf("rabbitmq: publish to %q: %w", topic, err)
+				errs[i] = fmt.Errorf("rabbitmq: publish to %s: %w", sdk.QuoteName(topic), err)
 				continue
 			}
 		}

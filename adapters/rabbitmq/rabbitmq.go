@@ -193,10 +193,10 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 	}
 	n := t.s.names(topic, group)
 	if n.exchange == "" {
-		return fmt.Errorf("rabbitmq: %q is a reply topic: its queue goes away with its client", topic)
+		return fmt.Errorf("rabbitmq: %s is a reply topic: its queue goes away with its client", sdk.QuoteName(topic))
 	}
 	if t.s.NoDeclare {
-		return fmt.Errorf("rabbitmq: remove group %q: with declare: false the queues are the platform's, and msgkit never deletes one: %w", group, errors.ErrUnsupported)
+		return fmt.Errorf("rabbitmq: remove group %s: with declare: false the queues are the platform's, and msgkit never deletes one: %w", sdk.QuoteName(group), errors.ErrUnsupported)
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()

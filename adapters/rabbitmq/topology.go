@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -69,19 +68,11 @@ func (s settings) checkNames(topic string, n names, queues bool) error {
 	}
 	for _, nm := range list {
 		if len(nm.value) > maxName {
-			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, %d bytes, and AMQP carries at most %d: use a shorter topic or group",
-				abbreviated(topic), nm.what, abbreviated(nm.value), len(nm.value), maxName)
+			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, and AMQP carries at most %d bytes: use a shorter topic or group",
+				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), maxName)
 		}
 	}
 	return nil
-}
-
-// abbreviated quotes s, cut to its first 40 bytes when longer.
-func abbreviated(s string) string {
-	if len(s) <= 40 {
-		return strconv.Quote(s)
-	}
-	return strconv.Quote(s[:40]) + "..."
 }
 
 func (s settings) exchangeKind() string {

@@ -246,7 +246,7 @@ func (t *Transport) SendOptions() driver.SendOptions {
 // the engine retries: at least once, never zero times.
 func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	if t.subs.Closed() {
-		return fmt.Errorf("redis: publish to %q: transport %w", topic, sdk.ErrClosed)
+		return fmt.Errorf("redis: publish to %s: transport %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
 	var added int
 	var err error
@@ -258,7 +258,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if err == nil {
 		return nil
 	}
-	err = fmt.Errorf("redis: publish to %q on %s: %w", topic, t.s.where(), explainRefusal(err))
+	err = fmt.Errorf("redis: publish to %s on %s: %w", sdk.QuoteName(topic), t.s.where(), explainRefusal(err))
 	if added == 0 {
 		return err
 	}
@@ -417,7 +417,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 
 func (t *Transport) subscribe(ctx context.Context, topic, group string, ephemeral bool) (driver.Subscription, error) {
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("redis: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("redis: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	if err := t.createGroup(ctx, topic, group); err != nil {
 		return nil, err
@@ -443,7 +443,7 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 		return nil // no stream, so no group
 	}
 	if err != nil {
-		return fmt.Errorf("redis: remove group %q of stream %q: %w", group, topic, explainRefusal(err))
+		return fmt.Errorf("redis: remove group %s of stream %s: %w", sdk.QuoteName(group), sdk.QuoteName(topic), explainRefusal(err))
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -26,7 +27,7 @@ func (t *Transport) createGroup(ctx context.Context, topic, group string) error 
 	}
 	err := t.client.XGroupCreateMkStream(ctx, topic, group, start).Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("redis: create consumer group %q on stream %q at %s: %w", group, topic, t.s.where(), explainRefusal(err))
+		return fmt.Errorf("redis: create consumer group %s on stream %s at %s: %w", sdk.QuoteName(group), sdk.QuoteName(topic), t.s.where(), explainRefusal(err))
 	}
 	return nil
 }
@@ -101,11 +102,11 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		return nil, ctx.Err()
 	}
 	if errors.Is(err, goredis.ErrClosed) { // Close closed the reader
-		return nil, fmt.Errorf("redis: subscription to %q for group %q %w", s.topic, s.group, driver.ErrClosed)
+		return nil, fmt.Errorf("redis: subscription to %s for group %s %w", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), driver.ErrClosed)
 	}
 	if err != nil {
 		s.recoverOwn = true
-		return nil, fmt.Errorf("redis: read stream %q for group %q: %w", s.topic, s.group, err)
+		return nil, fmt.Errorf("redis: read stream %s for group %s: %w", sdk.QuoteName(s.topic), sdk.QuoteName(s.group), err)
 	}
 	// One allocation a batch for each of the messages, their pointers and
 	// their ack ids: a *string in an AckID needs none, a string would.

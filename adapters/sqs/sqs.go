@@ -216,7 +216,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 		return nil, errors.New("sqs: consumer group is empty; name the group (usually the service name)")
 	}
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("sqs: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("sqs: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
 	if err != nil {
@@ -257,7 +257,7 @@ func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group s
 // close.
 func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
 	if t.subs.Closed() {
-		return nil, fmt.Errorf("sqs: subscribe to %q: transport %w", topic, driver.ErrClosed)
+		return nil, fmt.Errorf("sqs: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
 	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
 	if err != nil {

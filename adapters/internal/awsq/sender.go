@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -42,7 +43,7 @@ func (p *Sender) SendBatch(ctx context.Context, topic string, msgs []*driver.Mes
 	errs := make(driver.BatchError, len(msgs))
 	failed := false
 	fail := func(i int, err error) {
-		errs[i] = fmt.Errorf("%s: publish to %q: %w", p.S.Driver, topic, err)
+		errs[i] = fmt.Errorf("%s: publish to %s: %w", p.S.Driver, sdk.QuoteName(topic), err)
 		failed = true
 	}
 	var entries []Encoded
