@@ -59,10 +59,15 @@ func FuzzMetadataRoundTrips(f *testing.F) {
 
 func TestObjectNamesOfDistinctTopicsDiffer(t *testing.T) {
 	seen := map[string]string{}
-	for _, topic := range []string{"orders.created", "orders_created", "orders-created", "orders.created.dlq", "orders.created_dlq", "ORDERS"} {
+	long := strings.Repeat("orders", 60)
+	for _, topic := range []string{"orders.created", "orders_created", "orders-created", "orders.created.dlq", "orders.created_dlq", "ORDERS",
+		long + "a", long + "b", long + ".a", strings.Repeat("x", 255), strings.Repeat("x", 256)} {
 		name := objectName(topic)
 		if strings.ContainsAny(name, ".*> \t/\\") {
 			t.Errorf("name %q of %q holds a character stream names may not", name, topic)
+		}
+		if len(name) > 255 {
+			t.Errorf("name of %d-byte topic %.40q... is %d bytes; JetStream takes at most 255", len(topic), topic, len(name))
 		}
 		if other, ok := seen[name]; ok {
 			t.Errorf("topics %q and %q share the name %q", other, topic, name)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -19,26 +20,56 @@ import (
 // keep retention, limits and deletion per topic, and keep core NATS
 // traffic such as reply subjects out of every stream.
 
-// checkSubject refuses a topic that is not a literal NATS subject.
+// maxSubject is the longest topic this driver sends. The server reads each
+// request's control line (the operation, subject, reply subject and
+// sizes) into at most max_control_line bytes, 4096 unless configured,
+// and closes the whole connection over a longer one, taking every other
+// publish and subscription on it down. The longest line a topic goes
+// into is the request creating a group's consumer, which holds the
+// stream and consumer names (up to 255 bytes each) beside the topic.
+const maxSubject = 3072
+
+// checkSubject refuses a topic that is not a literal NATS subject, or that
+// is longer than maxSubject.
 func checkSubject(topic string) error {
 	if topic == "" {
 		return errors.New("nats: topic is empty")
+	}
+	if len(topic) > maxSubject {
+		return fmt.Errorf("nats: topic %s is too long: this driver sends subjects of at most %d bytes, so that every request stays within the server's control line (max_control_line, 4096 bytes by default, and a longer line closes the connection): use a shorter topic",
+			sdk.QuoteName(topic), maxSubject)
 	}
 	for _, tok := range strings.Split(topic, ".") {
 		// JetStream's client refuses * and > inside a token too, not only as
 		// the wildcard tokens themselves.
 		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
-			return fmt.Errorf("nats: topic %q is not a NATS subject: use dot-separated tokens without spaces, empty tokens or the wildcard characters * and >", topic)
+			return fmt.Errorf("nats: topic %s is not a NATS subject: use dot-separated tokens without spaces, empty tokens or the wildcard characters * and >", sdk.QuoteName(topic))
 		}
 	}
 	return nil
 }
 
+// maxObjectName is the longest stream or consumer name JetStream takes.
+const maxObjectName = 255
+
 // objectName makes a stream or consumer name from s: names may not hold
 // '.', '*', '>', whitespace or path separators, so any other byte than
 // letters, digits, '-' and '_' becomes '_', and a hash of s is added when
-// one did, so that distinct topics never share a name.
+// one did, so that distinct topics never share a name. A name longer than
+// JetStream takes is cut and ends in a 64-bit hash of the whole of s.
 func objectName(s string) string {
+	name := safeName(s)
+	if len(name) <= maxObjectName {
+		return name
+	}
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return fmt.Sprintf("%s_%016x", name[:maxObjectName-17], h.Sum64())
+}
+
+// safeName is s with every byte a JetStream name may not hold replaced,
+// and a 32-bit hash of s added when one was.
+func safeName(s string) string {
 	var b strings.Builder
 	changed := false
 	for i := 0; i < len(s); i++ {
@@ -75,7 +106,7 @@ func (t *Transport) stream(ctx context.Context, topic string) (jetstream.Stream,
 		name, err = objectName(topic), nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: look up the stream of %q on %s: %w", topic, t.s.where(), err)
+		return nil, fmt.Errorf("nats: look up the stream of %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
 	s, err := t.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -89,7 +120,7 @@ func (t *Transport) stream(ctx context.Context, topic string) (jetstream.Stream,
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: stream %q for topic %q on %s: %w", name, topic, t.s.where(), err)
+		return nil, fmt.Errorf("nats: stream %q for topic %s on %s: %w", name, sdk.QuoteName(topic), t.s.where(), err)
 	}
 	t.streams.Store(topic, s)
 	return s, nil
@@ -130,7 +161,7 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 		name = objectName(group + "." + topic)
 	}
 	if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("nats: delete consumer %q of group %q on topic %q at %s: %w", name, group, topic, t.s.where(), err)
+		return fmt.Errorf("nats: delete consumer %q of group %s on topic %s at %s: %w", name, sdk.QuoteName(group), sdk.QuoteName(topic), t.s.where(), err)
 	}
 	return nil
 }
@@ -168,7 +199,7 @@ func (t *Transport) consumer(ctx context.Context, topic, group string) (jetstrea
 		t.forget(topic)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("nats: consumer %q of group %q on topic %q at %s: %w", name, group, topic, t.s.where(), err)
+		return nil, fmt.Errorf("nats: consumer %q of group %s on topic %s at %s: %w", name, sdk.QuoteName(group), sdk.QuoteName(topic), t.s.where(), err)
 	}
 	return c, nil
 }
