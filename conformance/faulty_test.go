@@ -2,6 +2,8 @@ package conformance_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 type faultyTransport struct {
 	driver.Transport
 	fault string
+	dead  atomic.Bool // "long-name-kills-connection" after a long topic
 }
 
 func openFaulty(t *testing.T, fault string) (driver.Transport, error) {
@@ -49,7 +52,13 @@ func (f *faultyTransport) RemoveGroup(ctx context.Context, topic, group string) 
 	return f.Transport.RemoveGroup(ctx, topic, group)
 }
 
+// longName is past every broker's name limit.
+const longName = 255
+
 func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
+	if err := f.nameFault(topic); err != nil {
+		return err
+	}
 	out := make([]*driver.Message, 0, 2*len(msgs))
 	for _, m := range msgs {
 		c := *m
@@ -84,7 +93,27 @@ func (f *faultyTransport) Close() error {
 	return f.Transport.Close()
 }
 
+// nameFault: with "long-name-kills-connection" a long topic fails, and so
+// does every publish after it, as a connection the server closed over one
+// request would; with "long-name-error-repeats-it" the error about a long
+// topic holds it whole, twice.
+func (f *faultyTransport) nameFault(topic string) error {
+	switch {
+	case f.fault == "long-name-kills-connection" && len(topic) > longName:
+		f.dead.Store(true)
+		return errors.New("faulty: the server closed the connection")
+	case f.fault == "long-name-error-repeats-it" && len(topic) > longName:
+		return fmt.Errorf("faulty: topic %q is too long: %q", topic, topic)
+	case f.dead.Load():
+		return errors.New("faulty: connection closed")
+	}
+	return nil
+}
+
 func (f *faultyTransport) OpenSubscription(ctx context.Context, topic, group string) (driver.Subscription, error) {
+	if err := f.nameFault(topic); err != nil {
+		return nil, err
+	}
 	inner, err := f.Transport.OpenSubscription(ctx, topic, group)
 	if err != nil {
 		return nil, err
