@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msgkit/msgkit/adapters/internal/topicname"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -38,6 +39,10 @@ func checkSubject(topic string) error {
 	if len(topic) > maxSubject {
 		return fmt.Errorf("nats: topic %s is too long: this driver sends subjects of at most %d bytes, so that every request stays within the server's control line (max_control_line, 4096 bytes by default, and a longer line closes the connection): use a shorter topic",
 			sdk.QuoteName(topic), maxSubject)
+	}
+	if odd := topicname.Unprintable(topic); odd != "" {
+		return fmt.Errorf("nats: topic %s holds %s; the server takes such a subject but no stream captures it, so its messages would go nowhere: use printable UTF-8 subjects",
+			sdk.QuoteName(topic), odd)
 	}
 	for _, tok := range strings.Split(topic, ".") {
 		// JetStream's client refuses * and > inside a token too, not only as

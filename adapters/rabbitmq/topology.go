@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/msgkit/msgkit/adapters/internal/topicname"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -54,7 +55,8 @@ func (s settings) publishNames(topic string) names {
 // they reach a channel.
 const maxName = 255
 
-// checkNames refuses a topic (and group) whose names AMQP cannot carry:
+// checkNames refuses a topic (and group) whose names AMQP cannot carry,
+// or RabbitMQ cannot keep as they are (topicname.Unprintable):
 // the exchange and routing key a publish uses, and with queues the queues
 // a subscription declares.
 func (s settings) checkNames(topic string, n names, queues bool) error {
@@ -70,6 +72,10 @@ func (s settings) checkNames(topic string, n names, queues bool) error {
 		if len(nm.value) > maxName {
 			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, and AMQP carries at most %d bytes: use a shorter topic or group",
 				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), maxName)
+		}
+		if odd := topicname.Unprintable(nm.value); odd != "" {
+			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, which holds %s; RabbitMQ cannot declare and then find such a name: use printable UTF-8 names",
+				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), odd)
 		}
 	}
 	return nil
