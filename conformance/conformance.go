@@ -223,7 +223,7 @@ var suite = []guaranteeTest{
 	{"TestNackedMessageComesBackBeforeTheRestOfItsKey", needs(func(c sdk.Capabilities) bool { return c.Ordering == sdk.OrderingPerKey },
 		"Ordering is not OrderingPerKey"), testNackedKeyComesBackFirst, false},
 	{"TestLimitsAreCarriedOrRefusedClearly", always, testLimits, false},
-	{"TestLongNamesAreRefusedWithoutHarm", always, testLongNames, false},
+	{"TestOddNamesAreTakenOrRefusedWithoutHarm", always, testOddNames, false},
 	{"TestForeignMessageGetsAStableID", always, testForeignMessageGetsStableID, false},
 	// Load.
 	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers, false},
