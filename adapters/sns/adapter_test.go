@@ -215,3 +215,43 @@ func TestNewOnTheCallersAWSConfig(t *testing.T) {
 	}
 	testenv.RoundTrip(t, tr, topicName("new"))
 }
+
+// Two topic and group pairs whose names map to one queue (a with b-c, a-b
+// with c: queue names join them with '-') do not share it: the second is
+// refused naming the first before it sets the queue's policy (which would
+// admit only its own topic), so the first group still gets its messages.
+func TestGroupsSharingAQueueNameAreRefused(t *testing.T) {
+	proxy := testenv.NewAWSProxy(t, testenv.AWSEndpoint(t))
+	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sns", URL: proxy.URL, Options: testenv.AWSOptions(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	first := topicName("ct-pair")
+	got := make(chan string, 1)
+	if _, err := c.Subscribe(context.Background(), first, "b-c", func(_ context.Context, m *sdk.Message) error {
+		got <- string(m.Payload)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	policies := proxy.Calls("SetQueueAttributes")
+	_, err = c.Subscribe(context.Background(), first+"-b", "c", func(context.Context, *sdk.Message) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "is the queue of another topic and group") || !strings.Contains(err.Error(), "Rename the group") {
+		t.Fatalf("group %q of topic %q maps to the queue of group %q of %q: Subscribe must be refused, got %v", "c", first+"-b", "b-c", first, err)
+	}
+	if n := proxy.Calls("SetQueueAttributes") - policies; n != 0 {
+		t.Fatalf("the refused Subscribe set the queue's attributes %d times: its policy would admit the other topic only", n)
+	}
+	if err := c.Publish(context.Background(), first, &sdk.Message{Payload: []byte("still delivered")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p != "still delivered" {
+			t.Fatalf("got %q", p)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first group got nothing after the refused Subscribe")
+	}
+}

@@ -243,17 +243,24 @@ func (t *Transport) groupQueue(ctx context.Context, topic, group string) (awsq.Q
 		return awsq.Queue{}, err
 	}
 	name := awsq.QueueName(t.s.Prefix+topic, group, false)
-	if t.s.NoCreate {
-		return t.queues.Ensure(ctx, name, nil)
+	q, err := t.queues.Ensure(ctx, name)
+	if err != nil || t.s.NoCreate {
+		return q, err
 	}
-	q, err := t.queues.Ensure(ctx, name, func(queueARN string) string { return queuePolicy(queueARN, topicARN) })
-	if err != nil {
+	// Claimed on every Subscribe (another pair may map to a queue this
+	// transport subscribed already), and before its policy is set: a
+	// queue another pair maps to keeps the policy that lets its own
+	// topic deliver.
+	if err := t.claimQueue(ctx, q, topic, group); err != nil {
 		return awsq.Queue{}, err
 	}
 	t.topicsMu.Lock()
 	defer t.topicsMu.Unlock()
 	if _, ok := t.subscribed[q.ARN]; ok {
 		return q, nil
+	}
+	if err := t.queues.SetPolicy(ctx, q, queuePolicy(q.ARN, topicARN)); err != nil {
+		return awsq.Queue{}, err
 	}
 	out, err := t.sns.Subscribe(ctx, &awssns.SubscribeInput{TopicArn: aws.String(topicARN), Protocol: aws.String("sqs"),
 		Endpoint: aws.String(q.ARN), Attributes: map[string]string{"RawMessageDelivery": "true"}, ReturnSubscriptionArn: true})
@@ -262,6 +269,24 @@ func (t *Transport) groupQueue(ctx context.Context, topic, group string) (awsq.Q
 	}
 	t.subscribed[q.ARN] = aws.ToString(out.SubscriptionArn)
 	return q, nil
+}
+
+// claimQueue records the topic and group whose queue q is (queue tags)
+// and refuses another pair: queue names keep only letters, digits, '-'
+// and '_' and join topic and group with '-', so distinct pairs can map to
+// one queue, which would then get both topics' messages, or lose its own
+// topic's when the other's policy replaced it.
+func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group string) error {
+	err := awsq.Claim(ctx, t.queues.SQS, q, awsq.Tag{Key: awsq.TopicTag, Name: topic}, awsq.Tag{Key: awsq.GroupTag, Name: group})
+	var conflict *awsq.ClaimConflict
+	if errors.As(err, &conflict) {
+		return fmt.Errorf("sns: group %s of topic %s maps to queue %q, which is the queue of another topic and group (tag %s=%q): queue names keep only letters, digits, '-' and '_', and join topic and group with '-'. Rename the group",
+			sdk.QuoteName(group), sdk.QuoteName(topic), q.Name, conflict.Key, conflict.Has)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.where, err)
+	}
+	return nil
 }
 
 // RemoveGroup unsubscribes the group's queue from the topic and deletes

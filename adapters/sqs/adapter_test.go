@@ -576,6 +576,37 @@ func TestSecondGroupOnATopicIsRefused(t *testing.T) {
 	}
 }
 
+// Two topics whose names map to one queue (queue names keep only letters,
+// digits, '-' and '_') are not consumed from it together: the second is
+// refused naming the first, from this client and from another.
+func TestTopicsSharingAQueueNameAreRefused(t *testing.T) {
+	endpoint := testenv.AWSEndpoint(t)
+	open := func() *sdk.Client {
+		c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sqs", URL: endpoint, Options: testenv.AWSOptions(nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		return c
+	}
+	c, other := open(), open()
+	id := uuid.NewString()[:8]
+	dotted, dashed := "ct-shared."+id, "ct-shared-"+id
+	ok := func(context.Context, *sdk.Message) error { return nil }
+	if _, err := c.Subscribe(context.Background(), dotted, "billing", ok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Subscribe(context.Background(), dotted, "billing", ok); err != nil {
+		t.Fatalf("a second member of the same topic and group must be allowed: %v", err)
+	}
+	for _, cl := range []*sdk.Client{c, other} {
+		_, err := cl.Subscribe(context.Background(), dashed, "billing", ok)
+		if err == nil || !strings.Contains(err.Error(), `holds the messages of topic "`+dotted+`"`) || !strings.Contains(err.Error(), "Rename one") {
+			t.Fatalf("topic %q maps to the queue of %q: Subscribe must be refused naming it, got %v", dashed, dotted, err)
+		}
+	}
+}
+
 // 64 goroutines publishing one message per call, again and again, against
 // a 20 ms round trip: the publishes a call's answer releases come back at
 // once, and must leave together instead of one by one behind a busy call.

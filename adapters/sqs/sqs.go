@@ -192,7 +192,7 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 }
 
 func (t *Transport) queueURL(ctx context.Context, topic string) (string, error) {
-	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
 	return q.URL, err
 }
 
@@ -218,7 +218,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if t.subs.Closed() {
 		return nil, fmt.Errorf("sqs: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
-	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
 	if err != nil {
 		return nil, err
 	}
@@ -228,28 +228,24 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
 }
 
-// groupTag is the queue tag naming the group that consumes a topic's queue.
-const groupTag = "msgkit-group"
-
-// claimQueue records group as the consumer of the topic's queue (a queue
-// tag) and refuses another group: SQS has no consumer groups, so a second
-// group would silently take part of the first one's messages.
+// claimQueue records the topic and group that consume the topic's queue
+// (queue tags) and refuses another: SQS has no consumer groups, so a
+// second group would silently take part of the first one's messages, and
+// a second topic mapped to the same queue name would share its messages.
 func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group string) error {
-	out, err := t.sqs.ListQueueTags(ctx, &awssqs.ListQueueTagsInput{QueueUrl: aws.String(q.URL)})
-	if err != nil {
-		return fmt.Errorf("sqs: read the tags of queue %q: %w", q.Name, err)
-	}
-	switch owner := out.Tags[groupTag]; owner {
-	case group:
+	err := awsq.Claim(ctx, t.sqs, q, awsq.Tag{Key: awsq.TopicTag, Name: topic}, awsq.Tag{Key: awsq.GroupTag, Name: group})
+	var conflict *awsq.ClaimConflict
+	switch {
+	case err == nil:
 		return nil
-	case "":
-		if _, err := t.sqs.TagQueue(ctx, &awssqs.TagQueueInput{QueueUrl: aws.String(q.URL), Tags: map[string]string{groupTag: group}}); err != nil {
-			return fmt.Errorf("sqs: tag queue %q with its group: %w", q.Name, err)
-		}
-		return nil
+	case !errors.As(err, &conflict):
+		return fmt.Errorf("sqs: %w", err)
+	case conflict.Key == awsq.TopicTag:
+		return fmt.Errorf("sqs: topic %s maps to queue %q, which holds the messages of topic %s (tag %s): queue names keep only letters, digits, '-' and '_', so the two topics would share one queue. Rename one of them",
+			sdk.QuoteName(topic), q.Name, sdk.QuoteName(conflict.Has), awsq.TopicTag)
 	default:
-		return fmt.Errorf("sqs: topic %q is consumed by group %q (tag %s on queue %q), not %q: SQS has no consumer groups, so a second group would take part of the first one's messages, not get its own copy. Use the sns driver to give each group every message, or subscribe with group %q; to hand the queue to another group, remove the tag",
-			topic, owner, groupTag, q.Name, group, owner)
+		return fmt.Errorf("sqs: topic %s is consumed by group %s (tag %s on queue %q), not %s: SQS has no consumer groups, so a second group would take part of the first one's messages, not get its own copy. Use the sns driver to give each group every message, or subscribe with group %s; to hand the queue to another group, remove the tag",
+			sdk.QuoteName(topic), sdk.QuoteName(conflict.Has), awsq.GroupTag, q.Name, sdk.QuoteName(group), sdk.QuoteName(conflict.Has))
 	}
 }
 
@@ -259,7 +255,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	if t.subs.Closed() {
 		return nil, fmt.Errorf("sqs: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
-	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO), nil)
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
 	if err != nil {
 		return nil, err
 	}

@@ -34,9 +34,8 @@ type Queues struct {
 }
 
 // Ensure returns the queue called name, creating it (and its dead-letter
-// queue when max_receive_count is set) when create is on. policy, when not
-// empty, is the queue's access policy (SNS needs one to deliver).
-func (q *Queues) Ensure(ctx context.Context, name string, policy func(queueARN string) string) (Queue, error) {
+// queue when max_receive_count is set) when create is on.
+func (q *Queues) Ensure(ctx context.Context, name string) (Queue, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if qu, ok := q.known[name]; ok {
@@ -76,14 +75,17 @@ func (q *Queues) Ensure(ctx context.Context, name string, policy func(queueARN s
 			return Queue{}, err
 		}
 	}
-	if policy != nil {
-		if _, err := q.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(qu.URL),
-			Attributes: map[string]string{"Policy": policy(qu.ARN)}}); err != nil {
-			return Queue{}, fmt.Errorf("%s: set the access policy of queue %q (it lets the SNS topic deliver to it): %w", q.Where, name, err)
-		}
-	}
 	q.known[name] = qu
 	return qu, nil
+}
+
+// SetPolicy sets the queue's access policy (SNS needs one to deliver).
+func (q *Queues) SetPolicy(ctx context.Context, qu Queue, policy string) error {
+	if _, err := q.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(qu.URL),
+		Attributes: map[string]string{"Policy": policy}}); err != nil {
+		return fmt.Errorf("%s: set the access policy of queue %q (it lets the SNS topic deliver to it): %w", q.Where, qu.Name, err)
+	}
+	return nil
 }
 
 func (q *Queues) create(ctx context.Context, name string, attrs map[string]string) (Queue, error) {
