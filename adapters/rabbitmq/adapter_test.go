@@ -493,10 +493,12 @@ func TestOversizedHeadersAreRefusedAndTheConnectionCarriesOn(t *testing.T) {
 	}
 }
 
-// A topic whose names AMQP cannot carry (over 255 bytes) is refused at
-// once, by subscribe and by publish, and the refusal takes neither
-// connection down: the other subscriptions go on undisturbed.
-func TestATopicTooLongForAMQPIsRefusedWithoutDroppingTheConnection(t *testing.T) {
+// A topic whose names AMQP cannot carry (over 255 bytes, not UTF-8) or
+// RabbitMQ would change (control characters), and a metadata key longer
+// than a header name may be, are refused at once, by subscribe and by
+// publish, and the refusal takes neither connection down: the other
+// subscriptions go on undisturbed.
+func TestNamesAMQPCannotCarryAreRefusedWithoutDroppingTheConnection(t *testing.T) {
 	url := testenv.RabbitMQ(t)
 	var logs testenv.LockedBuffer
 	defaultLogger := slog.Default()
@@ -527,16 +529,25 @@ func TestATopicTooLongForAMQPIsRefusedWithoutDroppingTheConnection(t *testing.T)
 	}
 	defer sub.Close(context.Background())
 
-	long := topic + "-" + strings.Repeat("x", 256)
-	if _, err := client.Subscribe(ctx, long, group, func(context.Context, *sdk.Message) error { return nil }); err == nil || !strings.Contains(err.Error(), "at most 255") {
-		t.Fatalf("subscribe to a %d-byte topic: want a refusal naming AMQP's 255 bytes, got %v", len(long), err)
+	for _, c := range []struct{ topic, says string }{
+		{topic + "-" + strings.Repeat("x", 256), "at most 255"},
+		{topic + "-\xff", "not UTF-8"},
+		{topic + "-\n", "control character"},
+	} {
+		if _, err := client.Subscribe(ctx, c.topic, group, func(context.Context, *sdk.Message) error { return nil }); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Fatalf("subscribe to %q: want a refusal saying %q, got %v", c.topic, c.says, err)
+		}
+		start := time.Now()
+		if err := client.Publish(ctx, c.topic, sdk.NewMessage([]byte("refused"))); err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Fatalf("publish to %q: want a refusal saying %q, got %v", c.topic, c.says, err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Fatalf("the refusal took %v: it was retried", took)
+		}
 	}
-	start := time.Now()
-	if err := client.Publish(ctx, long, sdk.NewMessage([]byte("long"))); err == nil || !strings.Contains(err.Error(), "at most 255") {
-		t.Fatalf("publish to a %d-byte topic: want a refusal naming AMQP's 255 bytes, got %v", len(long), err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("the refusal took %v: it was retried", took)
+	longKey := &sdk.Message{Payload: []byte("long key"), Metadata: map[string]string{strings.Repeat("k", 256): "v"}}
+	if err := client.Publish(ctx, topic, longKey); !errors.Is(err, sdk.ErrMetadataTooLarge) || !strings.Contains(err.Error(), "at most 255") {
+		t.Fatalf("publish with a 256-byte metadata key: want sdk.ErrMetadataTooLarge naming AMQP's 255 bytes, got %v", err)
 	}
 
 	if err := client.Publish(ctx, topic, sdk.NewMessage([]byte("after"))); err != nil {
