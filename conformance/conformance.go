@@ -224,6 +224,7 @@ var suite = []guaranteeTest{
 		"Ordering is not OrderingPerKey"), testNackedKeyComesBackFirst, false},
 	{"TestLimitsAreCarriedOrRefusedClearly", always, testLimits, false},
 	{"TestOddNamesAreTakenOrRefusedWithoutHarm", always, testOddNames, false},
+	{"TestOddMetadataIsCarriedOrRefused", always, testOddMetadata, false},
 	{"TestForeignMessageGetsAStableID", always, testForeignMessageGetsStableID, false},
 	// Load.
 	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers, false},

@@ -68,6 +68,12 @@ func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*d
 		switch f.fault {
 		case "drop-metadata":
 			c.Metadata = map[string]string{}
+		case "fold-key-case":
+			// As HTTP-like headers do: keys differing in case become one.
+			c.Metadata = map[string]string{}
+			for k, v := range m.Metadata {
+				c.Metadata[strings.ToLower(k)] = v
+			}
 		case "mangle-binary":
 			c.Payload = []byte(strings.ToValidUTF8(string(m.Payload), "\uFFFD"))
 		case "truncate-large":

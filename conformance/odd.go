@@ -2,7 +2,11 @@ package conformance
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,4 +161,85 @@ func outcome(err error) string {
 		return "taken"
 	}
 	return "refused: " + filler.ReplaceAllString(err.Error(), "xxx...")
+}
+
+// oddMetadata are metadata sets, each sent as one message, that brokers
+// and their clients tend to change: keys differing only in case (HTTP-like
+// headers fold them), an empty key, NUL and line breaks in keys and values,
+// separators, a key past the 255 bytes of AMQP short strings, names the
+// brokers' own headers and attributes use, and spaces around keys.
+var oddMetadata = []map[string]string{
+	{"Case": "upper", "case": "lower", "CASE": "all"},
+	{"": "an empty key"},
+	{"a\x00b": "a NUL in the key", "nul-value": "a\x00b"},
+	{"a\r\nb": "a line break in the key", "crlf-value": "a\r\nb: c"},
+	{"colon:key": "v", "eq=key": "v", "semi;key": "v", "a.b": "dots", "tab\tkey": "v", " padded ": " v "},
+	{strings.Repeat("k", 1000): "a 1000-byte key"},
+	{"Content-Type": "text/x-odd", "content-type": "lower"},
+	{"x-death": "not a death", "x-delay": "1", "expiration": "1", "type": "t", "app_id": "a", "reply_to": "r"},
+	{"nats-msg-id": "x", "Nats-Expected-Stream": "y", "Nats-TTL": "1s"},
+	{"MessageGroupId": "g", "AWSTraceHeader": "t", "aws.x": "y", "amazon-key": "v", "AWS.key": "v"},
+	{"_watermill_message_uuid ": "a trailing space", "ce_id": "ce underscore", "cloudEvents:x": "v"},
+}
+
+// testOddMetadata: each set of oddMetadata round-trips exactly (every
+// key, with its value), or its publish is refused with an error that
+// names one of its keys; either way the transport still carries the
+// next message.
+func testOddMetadata(e *env) {
+	c := e.client()
+	got := make(chan *sdk.Message, 4)
+	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
+	}
+	for i, md := range oddMetadata {
+		what := fmt.Sprintf("metadata set %d (keys %s)", i, quotedKeys(md))
+		m := &sdk.Message{Payload: []byte(fmt.Sprintf("odd metadata %d", i)), Metadata: maps.Clone(md)}
+		err := e.publishBounded(c, e.topic, m)
+		e.checkShortError(err, "Publish with "+what)
+		if err != nil {
+			if !namesAKey(err, md) {
+				e.t.Fatalf("guarantee broken: a publish refused for its metadata must name the key: %s was refused with %v", what, err)
+			}
+			e.t.Logf("%s: refused: %v", what, err)
+		} else {
+			r := e.awaitClient(got, "a message with "+what)
+			for k, v := range md {
+				if rv, ok := r.Metadata[k]; !ok || rv != v {
+					e.t.Fatalf("guarantee broken: metadata must arrive exactly as sent or be refused: %s arrived with %s = %q (present: %v), sent %q",
+						what, sdk.QuoteName(k), rv, ok, v)
+				}
+			}
+		}
+		after := &sdk.Message{Payload: []byte(fmt.Sprintf("after odd metadata %d", i))}
+		if err := e.publishBounded(c, e.topic, after); err != nil {
+			e.t.Fatalf("guarantee broken: after a publish with %s, the next publish must work, got %v", what, err)
+		}
+		if r := e.awaitClient(got, "the message published after "+what); string(r.Payload) != string(after.Payload) {
+			e.t.Fatalf("guarantee broken: after a publish with %s the next message must be delivered: got %q, want %q", what, r.Payload, after.Payload)
+		}
+	}
+}
+
+func quotedKeys(md map[string]string) string {
+	keys := slices.Sorted(maps.Keys(md))
+	q := make([]string, len(keys))
+	for i, k := range keys {
+		q[i] = sdk.QuoteName(k)
+	}
+	return strings.Join(q, ", ")
+}
+
+// namesAKey reports whether err names one of md's keys, quoted whole or
+// abbreviated.
+func namesAKey(err error, md map[string]string) bool {
+	for k := range md {
+		if strings.Contains(err.Error(), sdk.QuoteName(k)) || strings.Contains(err.Error(), strconv.Quote(k)) {
+			return true
+		}
+	}
+	return false
 }
