@@ -15,7 +15,7 @@ import (
 // client:
 //
 //	data                     the payload bytes
-//	_watermill_message_uuid  header: the message id
+//	_watermill_message_uuid  header: the message id (a value, as below)
 //	<key>                    one header per metadata entry
 //
 // NATS headers are text lines: a name is printable ASCII without
@@ -36,7 +36,7 @@ const (
 func encode(topic string, m *driver.Message) *nats.Msg {
 	h := make(nats.Header, len(m.Metadata)+1)
 	vals := make([]string, 1, len(m.Metadata)+1) // one allocation for every header's value slice
-	vals[0] = m.ID
+	vals[0] = encodeValue(m.ID)
 	h[headerID] = vals[0:1:1]
 	for k, v := range m.Metadata {
 		vals = append(vals, encodeValue(v))
@@ -54,7 +54,7 @@ func cloudEvent(nm *nats.Msg, m *driver.Message) error {
 		return err
 	}
 	nm.Header["ce-specversion"] = []string{"1.0"}
-	nm.Header["ce-id"] = []string{m.ID}
+	nm.Header["ce-id"] = []string{encodeValue(m.ID)}
 	return nil
 }
 
@@ -68,7 +68,7 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) *driver.Messa
 			continue
 		}
 		if k == headerID {
-			m.ID = vs[0]
+			m.ID = decodeValue(vs[0])
 			continue
 		}
 		if hasNatsPrefix(k) {
