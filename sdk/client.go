@@ -206,7 +206,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		dm := dms[i]
 		call.outgoing(m, now).fill(dm)
 		if err := l.check(dm); err != nil {
-			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, dm.ID, err)
+			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, QuoteName(dm.ID), err)
 		}
 	}
 	if err := ctx.Err(); err != nil {

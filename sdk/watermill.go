@@ -50,7 +50,7 @@ func (p *watermillPublisher) Publish(topic string, msgs ...*message.Message) err
 		}
 		structs[i] = driver.Message{ID: wm.UUID, Payload: wm.Payload, Metadata: md, OrderingKey: md[KeyOrderingKey]}
 		if err := p.limits.check(&structs[i]); err != nil {
-			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, wm.UUID, err)
+			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, QuoteName(wm.UUID), err)
 		}
 		dms[i] = &structs[i]
 	}

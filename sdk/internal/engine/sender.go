@@ -77,7 +77,7 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 				last = err
 			}
 			if ctx.Err() == nil && !s.t.IsRetryable(err) {
-				return fmt.Errorf("%d of %d message(s) not sent (message %s refused): %w", countErrs(errs), len(msgs), pending[i].ID, err)
+				return fmt.Errorf("%d of %d message(s) not sent (message %s refused): %w", countErrs(errs), len(msgs), shortID(pending[i].ID), err)
 			}
 			retry = append(retry, pending[i])
 		}
@@ -169,4 +169,13 @@ func (s *Sender) Close() {
 	s.mu.Unlock()
 	s.running.Wait()
 	s.calls.Wait()
+}
+
+// shortID is id for an error: a long one cut to its first 64 bytes and its
+// length, so that the error stays readable.
+func shortID(id string) string {
+	if len(id) <= 128 {
+		return id
+	}
+	return fmt.Sprintf("%.64s... (%d bytes)", id, len(id))
 }
