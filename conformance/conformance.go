@@ -225,6 +225,7 @@ var suite = []guaranteeTest{
 	{"TestLimitsAreCarriedOrRefusedClearly", always, testLimits, false},
 	{"TestOddNamesAreTakenOrRefusedWithoutHarm", always, testOddNames, false},
 	{"TestOddMetadataIsCarriedOrRefused", always, testOddMetadata, false},
+	{"TestOddIDsAreCarriedOrRefused", always, testOddIDs, false},
 	{"TestForeignMessageGetsAStableID", always, testForeignMessageGetsStableID, false},
 	// Load.
 	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers, false},

@@ -28,7 +28,7 @@ var oddNames = []string{
 const maxErrorBytes = 4 << 10
 
 // filler matches the filler of a long name, to shorten it in failures.
-var filler = regexp.MustCompile(`x{20,}`)
+var filler = regexp.MustCompile(`x{20,}|i{20,}`)
 
 // testOddNames: a topic or group name the broker cannot take (too long,
 // bytes it refuses) is refused by the call that uses it, by its deadline,
@@ -242,4 +242,44 @@ func namesAKey(err error, md map[string]string) bool {
 		}
 	}
 	return false
+}
+
+// oddIDs are message ids (also sent as the correlation id) a broker's
+// headers or properties may change: a line break, NUL, spaces around it,
+// separators, non-ASCII letters, a value that looks like an RFC 2047
+// encoded word, and 1000 bytes (past an AMQP property).
+var oddIDs = []string{
+	"a\nb", "a\x00b", " spaced ", "a,b;c=d:e", "ключ-🚀", "=?UTF-8?B?YQ==?=", strings.Repeat("i", 1000),
+}
+
+// testOddIDs: each of oddIDs arrives exactly as the message's id and
+// correlation id, or its publish is refused with a short error; either way
+// the next message is carried.
+func testOddIDs(e *env) {
+	c := e.client()
+	got := make(chan *sdk.Message, 4)
+	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
+	}
+	for _, id := range oddIDs {
+		what := "the id " + sdk.QuoteName(id)
+		err := e.publishBounded(c, e.topic, &sdk.Message{ID: id, CorrelationID: id, Payload: []byte("odd id")})
+		e.checkShortError(err, "Publish with "+what)
+		if err != nil {
+			e.t.Logf("%s: refused: %v", what, err)
+		} else if r := e.awaitClient(got, "a message with "+what); r.ID != id || r.CorrelationID != id {
+			e.t.Fatalf("guarantee broken: a message id must arrive exactly as sent or be refused: sent %s, received id %s and correlation id %s",
+				sdk.QuoteName(id), sdk.QuoteName(r.ID), sdk.QuoteName(r.CorrelationID))
+		}
+		after := &sdk.Message{Payload: []byte("after " + what)}
+		if err := e.publishBounded(c, e.topic, after); err != nil {
+			e.t.Fatalf("guarantee broken: after a publish with %s, the next publish must work, got %v", what, err)
+		}
+		if r := e.awaitClient(got, "the message published after "+what); string(r.Payload) != string(after.Payload) {
+			e.t.Fatalf("guarantee broken: after a publish with %s the next message must be delivered: got %q, want %q", what, r.Payload, after.Payload)
+		}
+	}
 }
