@@ -98,7 +98,7 @@ func scan(ctx context.Context, c *sdk.Client, topic string, max int, idle time.D
 	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if rerr := c.RemoveGroup(rctx, topic, group); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("remove the temporary group %q: %w", group, rerr))
+		err = errors.Join(err, fmt.Errorf("remove the temporary group %s: %w", sdk.QuoteName(group), rerr))
 	}
 	return err
 }

@@ -159,7 +159,7 @@ func removeGroup(g *globals, c *sdk.Client, cmd *cobra.Command, topic, group str
 	ctx, cancel := context.WithTimeout(context.Background(), g.timeout)
 	defer cancel()
 	if err := c.RemoveGroup(ctx, topic, group); err != nil {
-		return fmt.Errorf("remove the temporary group %q: %w", group, err)
+		return fmt.Errorf("remove the temporary group %s: %w", sdk.QuoteName(group), err)
 	}
 	if g.verbose {
 		fmt.Fprintf(cmd.ErrOrStderr(), "msgkit: removed the temporary group %q\n", group)

@@ -132,7 +132,8 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	acks := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		md, _ := json.Marshal(m.Metadata) // a map of strings always encodes
-		msg := &nats.Msg{Subject: topic, Data: m.Payload, Header: nats.Header{idHeader: {m.ID}, mdHeader: {string(md)}}}
+		id, _ := json.Marshal(m.ID)       // quoted: a header line would lose a line break or edge spaces
+		msg := &nats.Msg{Subject: topic, Data: m.Payload, Header: nats.Header{idHeader: {string(id)}, mdHeader: {string(md)}}}
 		acks[i], errs[i] = t.js.PublishMsgAsync(msg)
 	}
 	for i, a := range acks {
@@ -150,8 +151,19 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	return errs
 }
 
+// maxSubject keeps every request a topic goes into within the server's
+// control line (max_control_line, 4096 bytes by default): the server
+// closes the whole connection over a longer one.
+const maxSubject = 3072
+
+// maxConsumerName is the longest consumer name JetStream takes.
+const maxConsumerName = 255
+
 // ensureStream creates the stream that stores topic, once.
 func (t *Transport) ensureStream(ctx context.Context, topic string) error {
+	if len(topic) > maxSubject {
+		return fmt.Errorf("%s: topic %s is longer than the %d bytes this driver sends as a subject", DriverName, sdk.QuoteName(topic), maxSubject)
+	}
 	t.mu.Lock()
 	known := t.streams[topic]
 	t.mu.Unlock()
@@ -160,7 +172,7 @@ func (t *Transport) ensureStream(ctx context.Context, topic string) error {
 	}
 	_, err := t.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: streamName(topic), Subjects: []string{topic}})
 	if err != nil {
-		return fmt.Errorf("%s: create the stream of %q: %w", DriverName, topic, err)
+		return fmt.Errorf("%s: create the stream of %s: %w", DriverName, sdk.QuoteName(topic), err)
 	}
 	t.mu.Lock()
 	t.streams[topic] = true
@@ -189,6 +201,11 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if t.subs.Closed() {
 		return nil, fmt.Errorf("%s: transport %w", DriverName, driver.ErrClosed)
 	}
+	if len(group) > maxConsumerName {
+		// Sent in the request's subject: refused here, before the server
+		// would close the connection over a long one.
+		return nil, fmt.Errorf("%s: group %s is the consumer's name, and JetStream takes at most %d bytes", DriverName, sdk.QuoteName(group), maxConsumerName)
+	}
 	if err := t.ensureStream(ctx, topic); err != nil {
 		return nil, err
 	}
@@ -205,7 +222,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 		c, err = t.js.Consumer(ctx, streamName(topic), group)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: join group %q on %q: %w", DriverName, group, topic, err)
+		return nil, fmt.Errorf("%s: join group %s on %s: %w", DriverName, sdk.QuoteName(group), sdk.QuoteName(topic), err)
 	}
 	s := &subscription{t: t, c: c, stream: streamName(topic)}
 	if err := t.subs.Add(s); err != nil {

@@ -71,6 +71,7 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 // gets stream-sequence, the same on every redelivery.
 func (s *subscription) decode(m jetstream.Msg) *driver.Message {
 	dm := &driver.Message{ID: m.Headers().Get(idHeader), Payload: m.Data(), Metadata: map[string]string{}, AckID: m}
+	_ = json.Unmarshal([]byte(dm.ID), &dm.ID)                           // quoted by SendBatch; another producer's id is used as it is
 	_ = json.Unmarshal([]byte(m.Headers().Get(mdHeader)), &dm.Metadata) // absent: no metadata
 	if meta, err := m.Metadata(); err == nil {
 		dm.Attempt = int(meta.NumDelivered)
