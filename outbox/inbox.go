@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk"
@@ -48,6 +49,12 @@ func NewInbox(db *sql.DB, cfg InboxConfig) (*Inbox, error) {
 	if cfg.Consumer == "" {
 		return nil, fmt.Errorf("outbox: InboxConfig.Consumer is empty; name the consuming service (for example \"shipping\")")
 	}
+	if why := cfg.Dialect.notStorable(cfg.Consumer); why != "" || strings.TrimSpace(cfg.Consumer) != cfg.Consumer {
+		if why == "" {
+			why = "has spaces around it, which MySQL's comparison ignores at the end: remove them"
+		}
+		return nil, fmt.Errorf("outbox: InboxConfig.Consumer %s %s", sdk.QuoteName(cfg.Consumer), why)
+	}
 	if cfg.Dialect == SQLite {
 		if err := checkSQLitePool(db, "NewInbox"); err != nil {
 			return nil, err
@@ -74,13 +81,13 @@ func (i *Inbox) Claim(ctx context.Context, tx Execer, messageID string) (first b
 	if messageID == "" {
 		return false, fmt.Errorf("outbox: inbox claim: the message has no id")
 	}
-	res, err := tx.ExecContext(ctx, i.dialect.insertIgnore(i.table), i.consumer, messageID, i.now().UnixMilli())
+	res, err := tx.ExecContext(ctx, i.dialect.insertIgnore(i.table), i.consumer, i.dialect.inboxKey(messageID), i.now().UnixMilli())
 	if err != nil {
-		return false, fmt.Errorf("outbox: inbox claim of message %s for %q: %w", messageID, i.consumer, err)
+		return false, fmt.Errorf("outbox: inbox claim of message %s for %q: %w", sdk.QuoteName(messageID), i.consumer, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("outbox: inbox claim of message %s: %w", messageID, err)
+		return false, fmt.Errorf("outbox: inbox claim of message %s: %w", sdk.QuoteName(messageID), err)
 	}
 	return n == 1, nil
 }

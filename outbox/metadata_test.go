@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -59,5 +60,42 @@ func TestAddRefusesMetadataThatIsNotUTF8(t *testing.T) {
 	}
 	if _, err := s.inserts(context.Background(), "orders", []*sdk.Message{{Payload: []byte("\xff binary payloads are fine"), Metadata: map[string]string{"k": "ключ ✓"}}}); err != nil {
 		t.Fatalf("valid metadata refused: %v", err)
+	}
+}
+
+// Add refuses a topic, id or ordering key the table's text columns cannot
+// hold as they are (NUL and invalid UTF-8 on PostgreSQL, more than 255
+// characters on MySQL), naming the field, before any SQL.
+func TestAddRefusesNamesTextColumnsCannotHold(t *testing.T) {
+	s := &Store{table: "outbox", now: time.Now, dialect: Postgres}
+	add := func(topic string, m *sdk.Message) error {
+		_, err := s.inserts(context.Background(), topic, []*sdk.Message{m})
+		return err
+	}
+	my := &Store{table: "outbox", now: time.Now, dialect: MySQL}
+	if _, err := my.inserts(context.Background(), strings.Repeat("t", 256), []*sdk.Message{{}}); err == nil || !strings.Contains(err.Error(), "255 characters") {
+		t.Errorf("MySQL, a 256-character topic: want a refusal naming the 255 characters, got %v", err)
+	}
+	if _, err := my.inserts(context.Background(), "orders", []*sdk.Message{{ID: strings.Repeat("i", 256)}}); err == nil || !strings.Contains(err.Error(), "its id") {
+		t.Errorf("MySQL, a 256-character id: want a refusal naming the id, got %v", err)
+	}
+	for _, c := range []struct {
+		topic string
+		m     *sdk.Message
+		says  string
+	}{
+		{"orders\x00", &sdk.Message{}, "the topic"},
+		{"orders\xff", &sdk.Message{}, "the topic"},
+		{"orders", &sdk.Message{ID: "id\x00"}, "its id"},
+		{"orders", &sdk.Message{ID: "id\xfe"}, "its id"},
+		{"orders", &sdk.Message{OrderingKey: "key\x00"}, "its ordering key"},
+	} {
+		err := add(c.topic, c.m)
+		if err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("topic %q, id %q, ordering key %q: want a refusal naming %s, got %v", c.topic, c.m.ID, c.m.OrderingKey, c.says, err)
+		}
+	}
+	if err := add("заказы.créés", &sdk.Message{ID: "id\n1", OrderingKey: "ключ\t"}); err != nil {
+		t.Fatalf("names any UTF-8 without NUL must be stored: %v", err)
 	}
 }

@@ -541,6 +541,38 @@ func TestInboxProcessesEachMessageOnce(t *testing.T) {
 	})
 }
 
+// Ids a column could cut, change or compare equal to another (past 255
+// characters, trailing spaces, invalid UTF-8, NUL) are each claimed once,
+// and none is taken for another: the inbox would skip such a message as
+// processed.
+func TestInboxTellsApartIDsTheColumnWouldConfuse(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, e *env) {
+		inbox, err := outbox.NewInbox(e.db, outbox.InboxConfig{Dialect: e.dialect, Table: e.table + "_inbox", Consumer: "shipping"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := inbox.Migrate(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		long := strings.Repeat("p", 255)
+		for _, id := range []string{"id", "id ", "ID", long + "a", long + "b", "a\xff", "a\xfe", "a\x00b", "a\x00c"} {
+			for _, want := range []bool{true, false} {
+				tx, err := e.db.Begin()
+				if err != nil {
+					t.Fatal(err)
+				}
+				first, err := inbox.Claim(context.Background(), tx, id)
+				if cerr := tx.Commit(); err == nil {
+					err = cerr
+				}
+				if err != nil || first != want {
+					t.Fatalf("claim of %.20q (%d bytes): first=%v err=%v; want first=%v (each id once, none taken for another)", id, len(id), first, err, want)
+				}
+			}
+		}
+	})
+}
+
 func TestConfigErrors(t *testing.T) {
 	db, _ := sql.Open("sqlite", ":memory:")
 	defer db.Close()
@@ -572,5 +604,27 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if err := store.Add(context.Background(), nil, "t", sdk.NewMessage(nil)); err == nil || !strings.Contains(err.Error(), "tx is nil") {
 		t.Errorf("Add without a transaction: %v", err)
+	}
+}
+
+// A consumer name the inbox table would not keep or compare exactly is a
+// config error naming it.
+func TestInboxConsumerNameIsChecked(t *testing.T) {
+	db, _ := sql.Open("sqlite", ":memory:")
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, c := range []struct {
+		d        outbox.Dialect
+		consumer string
+		says     string
+	}{
+		{outbox.SQLite, "shipping ", "spaces around it"},
+		{outbox.SQLite, "ship\xffping", "not valid UTF-8"},
+		{outbox.Postgres, "ship\x00ping", "NUL"},
+		{outbox.MySQL, strings.Repeat("c", 256), "255 characters"},
+	} {
+		if _, err := outbox.NewInbox(db, outbox.InboxConfig{Dialect: c.d, Consumer: c.consumer}); err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), "InboxConfig.Consumer") {
+			t.Errorf("%s, consumer %.20q: want a config error naming InboxConfig.Consumer and saying %q, got %v", c.d, c.consumer, c.says, err)
+		}
 	}
 }

@@ -264,6 +264,9 @@ func (s *Store) insertsFrom(ctx context.Context, topic string, msgs []*sdk.Messa
 	if topic == "" {
 		return nil, fmt.Errorf("outbox: Add: topic is empty")
 	}
+	if why := s.dialect.notStorable(topic); why != "" {
+		return nil, fmt.Errorf("outbox: Add to %s: the topic %s", sdk.QuoteName(topic), why)
+	}
 	now := s.now()
 	created := now.UnixMilli()
 	var stmts []statement
@@ -282,6 +285,11 @@ func (s *Store) insertsFrom(ctx context.Context, topic string, msgs []*sdk.Messa
 			o := sdk.NewOutgoing(m, now)
 			if m.ID == "" {
 				m.ID = o.ID()
+			}
+			for _, f := range [...]struct{ name, value string }{{"id", o.ID()}, {"ordering key", o.OrderingKey()}} {
+				if why := s.dialect.notStorable(f.value); why != "" {
+					return nil, fmt.Errorf("outbox: Add message %d: its %s %s %s", start+i, f.name, sdk.QuoteName(f.value), why)
+				}
 			}
 			var bad error
 			o.Metadata(func(k, v string) bool { bad = sdk.CheckMetadata(k, v); return bad == nil })
