@@ -3,10 +3,14 @@ package middleware
 import (
 	"container/list"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +27,11 @@ const (
 	KeyDLQHandler       = "x-dlq-handler"        // the consumer group that gave up
 	KeyDLQTime          = "x-dlq-time"           // when, RFC 3339
 	KeyDLQPermanent     = "x-dlq-permanent"      // "true" when the error was marked permanent
+	// KeyDLQMetadata holds the message's metadata, packed, when it could
+	// not be published as it was (bytes that are not UTF-8, more than the
+	// broker carries): a JSON object of base64 keys to base64 values. The
+	// dead letter then has no other metadata, and Replay unpacks it.
+	KeyDLQMetadata = "x-dlq-metadata"
 )
 
 // DefaultReplayGroup is the consumer group that keeps a dead-letter topic's
@@ -142,8 +151,10 @@ func provision(ctx context.Context, cfg DeadLetterConfig, done *sync.Map, topic 
 	return nil
 }
 
-// capError cuts an error text to MaxDLQErrorBytes.
+// capError cuts an error text to MaxDLQErrorBytes, with bytes that are not
+// UTF-8 replaced.
 func capError(text string) string {
+	text = strings.ToValidUTF8(text, "\uFFFD") // a header must be UTF-8 on every broker
 	if len(text) <= MaxDLQErrorBytes {
 		return text
 	}
@@ -152,6 +163,43 @@ func capError(text string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s… (%d more bytes cut)", text[:cut], len(text)-cut)
+}
+
+// unpublishable reports whether err refuses a message for its metadata,
+// which no retry can change.
+func unpublishable(err error) bool {
+	return errors.Is(err, sdk.ErrInvalidMetadata) || errors.Is(err, sdk.ErrMetadataTooLarge) || errors.Is(err, sdk.ErrTooManyMetadataEntries)
+}
+
+// packMetadata is KeyDLQMetadata's value for md.
+func packMetadata(md map[string]string) string {
+	packed := make(map[string]string, len(md))
+	for k, v := range md {
+		packed[base64.StdEncoding.EncodeToString([]byte(k))] = base64.StdEncoding.EncodeToString([]byte(v))
+	}
+	b, _ := json.Marshal(packed) // base64 strings always encode
+	return string(b)
+}
+
+// unpackMetadata reverses packMetadata.
+func unpackMetadata(text string) (map[string]string, error) {
+	var packed map[string]string
+	if err := json.Unmarshal([]byte(text), &packed); err != nil {
+		return nil, err
+	}
+	md := make(map[string]string, len(packed))
+	for k, v := range packed {
+		key, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return nil, err
+		}
+		value, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, err
+		}
+		md[string(key)] = string(value)
+	}
+	return md, nil
 }
 
 func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cause error, deliveries int, permanent bool) error {
@@ -163,19 +211,32 @@ func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cau
 	for k, v := range msg.Metadata {
 		dead.Metadata[k] = v
 	}
-	dead.Metadata[KeyDLQError] = capError(cause.Error())
-	dead.Metadata[KeyDLQDeliveries] = strconv.Itoa(deliveries)
-	dead.Metadata[KeyDLQOriginalTopic] = msg.Topic()
-	dead.Metadata[KeyDLQHandler] = msg.Group()
-	dead.Metadata[KeyDLQTime] = time.Now().UTC().Format(time.RFC3339Nano)
-	dead.Metadata[KeyDLQPermanent] = strconv.FormatBool(permanent)
+	headers := map[string]string{
+		KeyDLQError:         capError(cause.Error()),
+		KeyDLQDeliveries:    strconv.Itoa(deliveries),
+		KeyDLQOriginalTopic: msg.Topic(),
+		KeyDLQHandler:       msg.Group(),
+		KeyDLQTime:          time.Now().UTC().Format(time.RFC3339Nano),
+		KeyDLQPermanent:     strconv.FormatBool(permanent),
+	}
+	maps.Copy(dead.Metadata, headers)
 	topic := cfg.Topic(msg.Topic())
 	// Publish with a context of its own: the message is the handler's
 	// responsibility until the dead-letter topic has it.
 	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := cfg.Publisher.Publish(pubCtx, topic, dead); err != nil {
-		return fmt.Errorf("dead-letter message %s to %s: %w", msg.ID, sdk.QuoteName(topic), err)
+	err := cfg.Publisher.Publish(pubCtx, topic, dead)
+	if unpublishable(err) {
+		// Its metadata, as a non-Go producer may send it, cannot be
+		// published: packed into one header, so that the message is dead-
+		// lettered instead of failing, and being redelivered, for ever.
+		packed := &sdk.Message{ID: msg.ID, Payload: msg.Payload, Metadata: headers}
+		packed.Metadata[KeyDLQMetadata] = packMetadata(msg.Metadata)
+		packed.Metadata[KeyDLQError] = capError(cause.Error() + "; its metadata is packed in " + KeyDLQMetadata + ": " + err.Error())
+		err = cfg.Publisher.Publish(pubCtx, topic, packed)
+	}
+	if err != nil {
+		return fmt.Errorf("dead-letter message %s to %s: %w", sdk.QuoteName(msg.ID), sdk.QuoteName(topic), err)
 	}
 	return nil
 }
@@ -333,16 +394,29 @@ func replayOne(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
 	again := &sdk.Message{ID: m.ID, Payload: m.Payload, Metadata: map[string]string{},
 		EventType: m.EventType, Source: m.Source, Time: m.Time, ContentType: m.ContentType,
 		CorrelationID: m.CorrelationID, CausationID: m.CausationID, OrderingKey: m.OrderingKey}
-	for k, v := range m.Metadata {
+	md := m.Metadata
+	if text, ok := md[KeyDLQMetadata]; ok {
+		unpacked, err := unpackMetadata(text)
+		if err != nil {
+			return fmt.Errorf("replay: message %s: its %s header cannot be read (%v); it stays in the dead-letter topic", sdk.QuoteName(m.ID), KeyDLQMetadata, err)
+		}
+		// The message's own metadata, standard attributes included.
+		again = &sdk.Message{ID: m.ID, Payload: m.Payload, Metadata: map[string]string{},
+			EventType: unpacked[sdk.KeyEventType], Source: unpacked[sdk.KeySource], ContentType: unpacked[sdk.KeyContentType],
+			CorrelationID: unpacked[sdk.KeyCorrelationID], CausationID: unpacked[sdk.KeyCausationID], OrderingKey: unpacked[sdk.KeyOrderingKey]}
+		again.Time, _ = time.Parse(time.RFC3339Nano, unpacked[sdk.KeyTime]) // absent or unreadable: the time of the replay
+		md = unpacked
+	}
+	for k, v := range md {
 		switch k {
-		case KeyDLQError, KeyDLQDeliveries, KeyDLQOriginalTopic, KeyDLQHandler, KeyDLQTime, KeyDLQPermanent, sdk.KeyAttempt:
+		case KeyDLQError, KeyDLQDeliveries, KeyDLQOriginalTopic, KeyDLQHandler, KeyDLQTime, KeyDLQPermanent, KeyDLQMetadata, sdk.KeyAttempt:
 		default:
 			again.Metadata[k] = v
 		}
 	}
 	// Not ctx: a replayed message is not caused by the dead-letter copy.
 	if err := client.Publish(context.Background(), target, again); err != nil {
-		return fmt.Errorf("replay: republish message %s to %q: %w", m.ID, target, err)
+		return fmt.Errorf("replay: republish message %s to %s: %w", sdk.QuoteName(m.ID), sdk.QuoteName(target), err)
 	}
 	return nil
 }
