@@ -131,10 +131,6 @@ type Receiver struct {
 	spare    []driver.AckID     // a sent batch's buffer, for the next
 	flushNow chan struct{}      // asks the flusher to send the acks now
 	stopping bool
-	// Nacked by handlers while stopping, handed back by Stop once the
-	// fetchers have returned; after that (handedBack) at once.
-	stopNacks  []driver.AckID
-	handedBack bool
 
 	// Nack backoff for drivers that hand messages back: failed deliveries
 	// per message id (the broker's count when it has one is larger), and
@@ -429,16 +425,6 @@ func (r *Receiver) settle(it *item, acked bool) {
 			// on every broker: another member (or the next start) takes it
 			// without waiting out a backoff meant for a running consumer.
 			delay = 0
-			if !r.handedBack {
-				// Once the fetchers have returned: a receive still in
-				// flight would take the message again, and one cut short
-				// by the stop drops what it took (on SQS, invisible until
-				// its visibility timeout).
-				r.stopNacks = append(r.stopNacks, ids...)
-				r.release(len(ids))
-				r.mu.Unlock()
-				return
-			}
 		}
 		if delay > 0 && !r.opts.DelaysNacks {
 			// Held here until the delay is over; the rest of the group's
@@ -648,8 +634,7 @@ func (r *Receiver) Stop(ctx context.Context) error {
 
 		r.mu.Lock()
 		waiting := r.waiting.all()
-		ids := r.stopNacks // the handlers' since the stop began
-		r.stopNacks, r.handedBack = nil, true
+		var ids []driver.AckID
 		for d := range r.pending { // held nacks go back now, not after their delay
 			if d.timer.Stop() {
 				r.deferredWG.Done()
