@@ -127,14 +127,7 @@ func testNackedKeyComesBackFirst(e *env) {
 // sdk.ErrPayloadTooLarge before anything is sent; likewise 100 metadata
 // entries and MaxMetadataEntries, and metadata bytes and MaxMetadataBytes.
 func testLimits(e *env) {
-	c := e.client()
-	got := make(chan *sdk.Message, 4)
-	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
-		got <- m
-		return nil
-	}); err != nil {
-		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
-	}
+	c, got := e.clientInbox()
 	big := &sdk.Message{Payload: bytes.Repeat([]byte{0xa5}, 8<<20)}
 	if max := e.caps.MaxPayloadBytes; max > 0 {
 		big.Payload = bytes.Repeat([]byte{0xa5}, max+1)

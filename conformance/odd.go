@@ -37,14 +37,7 @@ var filler = regexp.MustCompile(`x{20,}|i{20,}`)
 // still flow. Where the broker takes the name, it works like any other:
 // what is published to it is delivered.
 func testOddNames(e *env) {
-	c := e.client()
-	ok := make(chan *sdk.Message, 1)
-	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
-		ok <- m
-		return nil
-	}); err != nil {
-		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
-	}
+	c, got := e.clientInbox()
 	for _, odd := range oddNames {
 		name := uniqueName("long") + "-" + odd
 		if len(odd) < 100 {
@@ -52,14 +45,36 @@ func testOddNames(e *env) {
 		}
 		e.oddTopic(c, name)
 		e.oddGroup(c, name)
-		// The transport still carries other topics' messages.
-		m := &sdk.Message{Payload: []byte("after " + sdk.QuoteName(name))}
-		if err := e.publishBounded(c, e.topic, m); err != nil {
-			e.t.Fatalf("guarantee broken: after the topic or group name %s was used, publishing to another topic must still work, got %v", sdk.QuoteName(name), err)
-		}
-		if got := e.awaitClient(ok, "a message published after the topic or group name "+sdk.QuoteName(name)+" was used"); string(got.Payload) != string(m.Payload) {
-			e.t.Fatalf("guarantee broken: after the name %s was used the next message on another topic must be delivered: got %q, want %q", sdk.QuoteName(name), got.Payload, m.Payload)
-		}
+		e.stillCarries(c, got, "the topic or group name "+sdk.QuoteName(name)+" was used")
+	}
+}
+
+// clientInbox is a new client subscribed to the test's topic in a group of
+// its own, and what that subscription receives.
+func (e *env) clientInbox() (*sdk.Client, <-chan *sdk.Message) {
+	e.t.Helper()
+	c := e.client()
+	got := make(chan *sdk.Message, 4)
+	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
+	}
+	return c, got
+}
+
+// stillCarries publishes a message to the test's topic and waits for it on
+// got: after odd input (what happened, after), the transport must still
+// carry the next message.
+func (e *env) stillCarries(c *sdk.Client, got <-chan *sdk.Message, after string) {
+	e.t.Helper()
+	m := &sdk.Message{Payload: []byte("after " + after)}
+	if err := e.publishBounded(c, e.topic, m); err != nil {
+		e.t.Fatalf("guarantee broken: after %s, the next publish must work, got %v", after, err)
+	}
+	if r := e.awaitClient(got, "the message published after "+after); string(r.Payload) != string(m.Payload) {
+		e.t.Fatalf("guarantee broken: after %s the next message must be delivered: got %q, want %q", after, r.Payload, m.Payload)
 	}
 }
 
@@ -187,14 +202,7 @@ var oddMetadata = []map[string]string{
 // names one of its keys; either way the transport still carries the
 // next message.
 func testOddMetadata(e *env) {
-	c := e.client()
-	got := make(chan *sdk.Message, 4)
-	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
-		got <- m
-		return nil
-	}); err != nil {
-		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
-	}
+	c, got := e.clientInbox()
 	for i, md := range oddMetadata {
 		what := fmt.Sprintf("metadata set %d (keys %s)", i, quotedKeys(md))
 		m := &sdk.Message{Payload: []byte(fmt.Sprintf("odd metadata %d", i)), Metadata: maps.Clone(md)}
@@ -214,13 +222,7 @@ func testOddMetadata(e *env) {
 				}
 			}
 		}
-		after := &sdk.Message{Payload: []byte(fmt.Sprintf("after odd metadata %d", i))}
-		if err := e.publishBounded(c, e.topic, after); err != nil {
-			e.t.Fatalf("guarantee broken: after a publish with %s, the next publish must work, got %v", what, err)
-		}
-		if r := e.awaitClient(got, "the message published after "+what); string(r.Payload) != string(after.Payload) {
-			e.t.Fatalf("guarantee broken: after a publish with %s the next message must be delivered: got %q, want %q", what, r.Payload, after.Payload)
-		}
+		e.stillCarries(c, got, "a publish with "+what)
 	}
 }
 
@@ -256,14 +258,7 @@ var oddIDs = []string{
 // correlation id, or its publish is refused with a short error; either way
 // the next message is carried.
 func testOddIDs(e *env) {
-	c := e.client()
-	got := make(chan *sdk.Message, 4)
-	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
-		got <- m
-		return nil
-	}); err != nil {
-		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
-	}
+	c, got := e.clientInbox()
 	for _, id := range oddIDs {
 		what := "the id " + sdk.QuoteName(id)
 		err := e.publishBounded(c, e.topic, &sdk.Message{ID: id, CorrelationID: id, Payload: []byte("odd id")})
@@ -274,12 +269,6 @@ func testOddIDs(e *env) {
 			e.t.Fatalf("guarantee broken: a message id must arrive exactly as sent or be refused: sent %s, received id %s and correlation id %s",
 				sdk.QuoteName(id), sdk.QuoteName(r.ID), sdk.QuoteName(r.CorrelationID))
 		}
-		after := &sdk.Message{Payload: []byte("after " + what)}
-		if err := e.publishBounded(c, e.topic, after); err != nil {
-			e.t.Fatalf("guarantee broken: after a publish with %s, the next publish must work, got %v", what, err)
-		}
-		if r := e.awaitClient(got, "the message published after "+what); string(r.Payload) != string(after.Payload) {
-			e.t.Fatalf("guarantee broken: after a publish with %s the next message must be delivered: got %q, want %q", what, r.Payload, after.Payload)
-		}
+		e.stillCarries(c, got, "a publish with "+what)
 	}
 }
