@@ -87,14 +87,21 @@ func short(s string) string {
 // toPublishing makes of m: properties and the headers table, each entry a
 // name, a type and a long string. It reads m without building the
 // publishing, which would cost as many allocations as the publish itself.
-func headerFrameSize(m *driver.Message, cloudEvents bool) int {
+// It also returns a metadata key whose header name is longer than an AMQP
+// short string, or "": the client library cannot write such a table and
+// closes the connection over it, failing every other publish on it.
+func headerFrameSize(m *driver.Message, cloudEvents bool) (n int, longKey string) {
 	const entry = 1 + 1 + 4 // name length, type, value length
-	n := 64                 // class, weight, body size, flags, delivery mode, priority, timestamp, table length
+	n = 64                  // class, weight, body size, flags, delivery mode, priority, timestamp, table length
 	for k, v := range m.Metadata {
+		name := len(k)
 		if cloudEvents && strings.HasPrefix(k, "ce-") { // renamed cloudEvents:<attr>
-			n += len("cloudEvents:") - len("ce-")
+			name += len("cloudEvents:") - len("ce-")
 		}
-		n += entry + len(k) + len(v)
+		if name > maxName {
+			longKey = k
+		}
+		n += entry + name + len(v)
 	}
 	if cloudEvents {
 		n += entry + len("cloudEvents:specversion") + len("1.0")
@@ -115,7 +122,7 @@ func headerFrameSize(m *driver.Message, cloudEvents bool) int {
 	if m.Metadata[sdk.KeyDeadline] != "" {
 		n += 20
 	}
-	return n
+	return n, longKey
 }
 
 // fromDelivery decodes d into m. Headers win; a standard attribute set

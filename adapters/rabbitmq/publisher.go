@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -182,15 +181,16 @@ func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver
 				continue
 			}
 		}
-		if k := longHeaderName(m, cloudEvents); k != "" {
+		n, longKey := headerFrameSize(m, cloudEvents)
+		if longKey != "" {
 			if errs == nil {
 				errs = make(driver.BatchError, len(msgs))
 			}
 			errs[i] = fmt.Errorf("rabbitmq: publish to %s: message %s: %w: metadata key %s is a header name, and AMQP carries at most %d bytes in one: use a shorter key",
-				sdk.QuoteName(topic), m.ID, sdk.ErrMetadataTooLarge, sdk.QuoteName(k), maxName)
+				sdk.QuoteName(topic), m.ID, sdk.ErrMetadataTooLarge, sdk.QuoteName(longKey), maxName)
 			continue
 		}
-		if n := headerFrameSize(m, cloudEvents); n > maxHeaderFrame {
+		if n > maxHeaderFrame {
 			if errs == nil {
 				errs = make(driver.BatchError, len(msgs))
 			}
@@ -199,23 +199,6 @@ func checkHeaders(topic string, msgs []*driver.Message, cloudEvents bool) driver
 		}
 	}
 	return errs
-}
-
-// longHeaderName returns a metadata key of m whose header name is longer
-// than an AMQP short string, or "": the client library cannot write the
-// table and closes the connection over it, failing every other publish on
-// it.
-func longHeaderName(m *driver.Message, cloudEvents bool) string {
-	for k := range m.Metadata {
-		n := len(k)
-		if cloudEvents && strings.HasPrefix(k, "ce-") { // renamed cloudEvents:<attr>
-			n += len("cloudEvents:") - len("ce-")
-		}
-		if n > maxName {
-			return k
-		}
-	}
-	return ""
 }
 
 // sendSome publishes the messages errs has no error for, and reports errs
