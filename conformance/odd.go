@@ -82,22 +82,9 @@ func (e *env) stillCarries(c *sdk.Client, got <-chan *sdk.Message, after string)
 // deadline; an error is short; when both work the message arrives.
 func (e *env) oddTopic(c *sdk.Client, topic string) {
 	e.t.Helper()
-	got := make(chan *sdk.Message, 1)
-	subErr := e.bounded("Subscribe to "+sdk.QuoteName(topic), func(ctx context.Context) error {
-		sub, err := c.Subscribe(ctx, topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
-			select {
-			case got <- m:
-			default:
-			}
-			return nil
-		})
-		if err == nil {
-			e.t.Cleanup(func() { _ = sub.Close(context.Background()) })
-		}
-		return err
-	})
+	got, subErr := e.subscribeBounded(c, "Subscribe to "+sdk.QuoteName(topic), topic, uniqueName("g"))
 	e.checkShortError(subErr, "Subscribe to "+sdk.QuoteName(topic))
-	m := &sdk.Message{Payload: []byte("to a long topic")}
+	m := &sdk.Message{Payload: []byte("to an odd topic")}
 	pubErr := e.publishBounded(c, topic, m)
 	e.checkShortError(pubErr, "Publish to "+sdk.QuoteName(topic))
 	e.t.Logf("topic %s: Subscribe: %s; Publish: %s", sdk.QuoteName(topic), outcome(subErr), outcome(pubErr))
@@ -114,6 +101,23 @@ func (e *env) oddGroup(c *sdk.Client, group string) {
 	e.t.Helper()
 	what := "Subscribe in group " + sdk.QuoteName(group)
 	topic := uniqueName("t")
+	got, err := e.subscribeBounded(c, what, topic, group)
+	e.checkShortError(err, what)
+	e.t.Logf("group %s: Subscribe: %s", sdk.QuoteName(group), outcome(err))
+	if err != nil {
+		return
+	}
+	if err := e.publishBounded(c, topic, &sdk.Message{Payload: []byte("to a long group")}); err != nil {
+		e.t.Fatalf("guarantee broken: the group %s was taken, so publishing to its topic must work, got %v", sdk.QuoteName(group), err)
+	}
+	e.awaitClient(got, "a message for the group "+sdk.QuoteName(group)+", which the broker took,")
+}
+
+// subscribeBounded subscribes c to topic in group by the harness deadline
+// (what names the call in a failure) and returns the first message the
+// subscription gets; the subscription closes when the test ends.
+func (e *env) subscribeBounded(c *sdk.Client, what, topic, group string) (<-chan *sdk.Message, error) {
+	e.t.Helper()
 	got := make(chan *sdk.Message, 1)
 	err := e.bounded(what, func(ctx context.Context) error {
 		sub, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error {
@@ -128,15 +132,7 @@ func (e *env) oddGroup(c *sdk.Client, group string) {
 		}
 		return err
 	})
-	e.checkShortError(err, what)
-	e.t.Logf("group %s: Subscribe: %s", sdk.QuoteName(group), outcome(err))
-	if err != nil {
-		return
-	}
-	if err := e.publishBounded(c, topic, &sdk.Message{Payload: []byte("to a long group")}); err != nil {
-		e.t.Fatalf("guarantee broken: the group %s was taken, so publishing to its topic must work, got %v", sdk.QuoteName(group), err)
-	}
-	e.awaitClient(got, "a message for the group "+sdk.QuoteName(group)+", which the broker took,")
+	return got, err
 }
 
 func (e *env) publishBounded(c *sdk.Client, topic string, m *sdk.Message) error {
