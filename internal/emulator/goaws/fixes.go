@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,8 +32,12 @@ func fix(goaws http.Handler) http.Handler { return fixWith(goaws, &arrivals{}) }
 func fixWith(goaws http.Handler, arrivals *arrivals) http.Handler {
 	f := &fifoReceiver{arrivals: arrivals}
 	tags := &queueTags{byURL: map[string]map[string]string{}}
+	topics := &topicTags{byARN: map[string]map[string]string{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Content-Type") != jsonContentType {
+			if topics.serve(w, r) {
+				return
+			}
 			fixPublishBatch(goaws, w, r) // the query protocol: SNS
 			arrivals.broadcast()
 			return
@@ -503,4 +508,77 @@ func (q *queueTags) forget(r *http.Request) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	delete(q.byURL, req.QueueUrl)
+}
+
+// topicTags answers SNS TagResource, UntagResource and ListTagsForResource,
+// which goaws does not implement (it answers "Bad Request"), as SNS does
+// for topics: tags are a map per topic ARN, gone when the topic is deleted.
+type topicTags struct {
+	mu    sync.Mutex
+	byARN map[string]map[string]string
+}
+
+// serve answers a tag call and reports true; any other request is left,
+// body and all, for goaws (a DeleteTopic drops the topic's tags first).
+func (t *topicTags) serve(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || r.ParseForm() != nil {
+		return false
+	}
+	form := r.PostForm
+	action := form.Get("Action")
+	switch action {
+	case "TagResource", "UntagResource", "ListTagsForResource":
+	case "DeleteTopic":
+		t.mu.Lock()
+		delete(t.byARN, form.Get("TopicArn"))
+		t.mu.Unlock()
+		restoreForm(r, form)
+		return false
+	default:
+		restoreForm(r, form)
+		return false
+	}
+	arn := form.Get("ResourceArn")
+	if arn == "" {
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameter</Code><Message>ResourceArn is required</Message></Error><RequestId>goaws</RequestId></ErrorResponse>`)
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tags := t.byARN[arn]
+	var result strings.Builder
+	switch action {
+	case "TagResource":
+		if tags == nil {
+			tags = map[string]string{}
+			t.byARN[arn] = tags
+		}
+		for i := 1; form.Has("Tags.member." + strconv.Itoa(i) + ".Key"); i++ {
+			n := "Tags.member." + strconv.Itoa(i)
+			tags[form.Get(n+".Key")] = form.Get(n + ".Value")
+		}
+	case "UntagResource":
+		for i := 1; form.Has("TagKeys.member." + strconv.Itoa(i)); i++ {
+			delete(tags, form.Get("TagKeys.member."+strconv.Itoa(i)))
+		}
+	default:
+		result.WriteString("<Tags>")
+		for k, v := range tags {
+			result.WriteString("<member><Key>" + xmlText(k) + "</Key><Value>" + xmlText(v) + "</Value></member>")
+		}
+		result.WriteString("</Tags>")
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	_, _ = io.WriteString(w, `<`+action+`Response xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><`+action+`Result>`+
+		result.String()+`</`+action+`Result><ResponseMetadata><RequestId>goaws</RequestId></ResponseMetadata></`+action+`Response>`)
+	return true
+}
+
+// xmlText escapes s for an XML element's text.
+func xmlText(s string) string {
+	var b strings.Builder
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/Admiral-Piett/goaws/app/router"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/sirupsen/logrus"
@@ -104,5 +106,61 @@ func TestChangeMessageVisibilityBatch(t *testing.T) {
 	again, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, WaitTimeSeconds: 5})
 	if err != nil || len(again.Messages) != 1 || aws.ToString(again.Messages[0].Body) != "hello" {
 		t.Fatalf("the message made visible again was not received again: %v, %d messages", err, len(again.Messages))
+	}
+}
+
+// SNS topic tags are kept per topic as SNS keeps them: added, read back
+// (text escaped on the wire and back), removed, and gone with the topic.
+func TestTopicTags(t *testing.T) {
+	logrus.SetLevel(logrus.ErrorLevel)
+	conf.LoadYamlConfig("goaws.yaml", "Local")
+	srv := httptest.NewServer(fixWith(router.New(), &arrivals{}))
+	t.Cleanup(srv.Close)
+	c := sns.New(sns.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	topic, err := c.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("tagged")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := func() map[string]string {
+		t.Helper()
+		out, err := c.ListTagsForResource(ctx, &sns.ListTagsForResourceInput{ResourceArn: topic.TopicArn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, tg := range out.Tags {
+			got[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+		}
+		return got
+	}
+	if got := tags(); len(got) != 0 {
+		t.Fatalf("a new topic has tags %v", got)
+	}
+	if _, err := c.TagResource(ctx, &sns.TagResourceInput{ResourceArn: topic.TopicArn, Tags: []snstypes.Tag{
+		{Key: aws.String("msgkit-topic"), Value: aws.String("orders.<created> & more")}, {Key: aws.String("b"), Value: aws.String("2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tags(); len(got) != 2 || got["msgkit-topic"] != "orders.<created> & more" || got["b"] != "2" {
+		t.Fatalf("tags read back as %v", got)
+	}
+	if _, err := c.UntagResource(ctx, &sns.UntagResourceInput{ResourceArn: topic.TopicArn, TagKeys: []string{"b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tags(); len(got) != 1 || got["msgkit-topic"] == "" {
+		t.Fatalf("after removing b: %v", got)
+	}
+	if _, err := c.DeleteTopic(ctx, &sns.DeleteTopicInput{TopicArn: topic.TopicArn}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("tagged")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic = again
+	if got := tags(); len(got) != 0 {
+		t.Fatalf("a topic made again after its deletion has the old one's tags %v", got)
 	}
 }
