@@ -255,3 +255,17 @@ func TestGroupsSharingAQueueNameAreRefused(t *testing.T) {
 		t.Fatal("the first group got nothing after the refused Subscribe")
 	}
 }
+
+// A topic whose name maps to another topic's SNS topic (SNS topic names
+// keep only letters, digits, '-' and '_') is refused naming that topic,
+// to publish and to subscribe, whichever of the two came first; the other
+// topic's groups get only their own messages.
+func TestTopicMappedToAnotherTopicsSNSTopicIsRefused(t *testing.T) {
+	testenv.CheckTopicsMappedToOneName(t, "sns", "carries the messages of topic %q")
+}
+
+// A publisher whose policy does not grant the SNS tag calls publishes
+// unchecked instead of failing, and asks only once per topic.
+func TestPublishWithoutTopicTagPermissionsIsUnchecked(t *testing.T) {
+	testenv.CheckPublishWithoutTagPermissions(t, "sns", "ListTagsForResource", "TagResource", "AuthorizationError")
+}

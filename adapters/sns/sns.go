@@ -100,6 +100,7 @@ func newTransport(ac aws.Config, s awsq.Settings, closeIdle func()) *Transport {
 		logger: slog.Default().With("driver", DriverName), topics: map[string]string{},
 		subscribed: map[string]string{}}
 	t.queues = &awsq.Queues{SQS: sqsClient, S: s, Where: where}
+	t.claims = &awsq.PublishClaims{Logger: t.logger, Grant: "sns:ListTagsForResource and sns:TagResource"}
 	t.sender = &awsq.Sender{S: s, Resolve: t.topicARN, Send: t.publishBatch}
 	return t
 }
@@ -112,6 +113,7 @@ type Transport struct {
 	where     string
 	queues    *awsq.Queues
 	sender    *awsq.Sender
+	claims    *awsq.PublishClaims
 	logger    *slog.Logger
 	closeIdle func() // drops the idle HTTP connections on Close
 
@@ -194,7 +196,57 @@ func (t *Transport) As(target any) bool {
 
 // topicARN returns the ARN of the topic's SNS topic, creating it when
 // create is on (CreateTopic is idempotent) and looking it up otherwise.
+// The first use of each topic, to publish or subscribe, claims the SNS
+// topic's topic tag, so that a topic mapped to the SNS topic of another
+// (orders-created, orders.created) is refused instead of delivered to the
+// other's groups.
 func (t *Transport) topicARN(ctx context.Context, topic string) (string, error) {
+	arn, err := t.findOrCreateTopic(ctx, topic)
+	if err != nil {
+		return "", err
+	}
+	name := TopicName(t.s.Prefix, topic)
+	err = t.claims.Check(ctx, topic, t.topicTags(name, arn))
+	var conflict *awsq.ClaimConflict
+	switch {
+	case errors.As(err, &conflict):
+		return "", fmt.Errorf("sns: topic %s maps to SNS topic %q, which carries the messages of topic %s (tag %s): SNS topic names keep only letters, digits, '-' and '_', so the two topics would share one SNS topic. Rename one of them",
+			sdk.QuoteName(topic), name, sdk.QuoteName(conflict.Has), awsq.TopicTag)
+	case err != nil:
+		return "", fmt.Errorf("%s: %w", t.where, err)
+	}
+	return arn, nil
+}
+
+// topicTags is the TagStore of the SNS topic called name.
+func (t *Transport) topicTags(name, arn string) awsq.TagStore {
+	return awsq.TagStore{
+		Resource: fmt.Sprintf("SNS topic %q", name),
+		List: func(ctx context.Context) (map[string]string, error) {
+			out, err := t.sns.ListTagsForResource(ctx, &awssns.ListTagsForResourceInput{ResourceArn: aws.String(arn)})
+			if err != nil {
+				return nil, err
+			}
+			tags := make(map[string]string, len(out.Tags))
+			for _, tg := range out.Tags {
+				tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+			}
+			return tags, nil
+		},
+		Add: func(ctx context.Context, tags map[string]string) error {
+			in := &awssns.TagResourceInput{ResourceArn: aws.String(arn)}
+			for k, v := range tags {
+				in.Tags = append(in.Tags, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+			}
+			_, err := t.sns.TagResource(ctx, in)
+			return err
+		},
+	}
+}
+
+// findOrCreateTopic returns the ARN of the topic's SNS topic, creating it
+// when create is on and looking it up otherwise.
+func (t *Transport) findOrCreateTopic(ctx context.Context, topic string) (string, error) {
 	name := TopicName(t.s.Prefix, topic)
 	t.topicsMu.Lock()
 	defer t.topicsMu.Unlock()

@@ -607,6 +607,20 @@ func TestTopicsSharingAQueueNameAreRefused(t *testing.T) {
 	}
 }
 
+// A publish to a topic whose name maps to another topic's queue is refused
+// naming that topic, whether the other's subscriber or its publisher came
+// first; the other topic's consumer gets only its own messages.
+func TestPublishToATopicMappedToAnotherTopicsQueueIsRefused(t *testing.T) {
+	testenv.CheckTopicsMappedToOneName(t, "sqs", "holds the messages of topic %q")
+}
+
+// A publisher whose policy does not grant the tag calls (the publish-only
+// policy of docs/security.md without them) publishes unchecked instead of
+// failing, and asks only once per topic.
+func TestPublishWithoutTagPermissionsIsUnchecked(t *testing.T) {
+	testenv.CheckPublishWithoutTagPermissions(t, "sqs", "ListQueueTags", "TagQueue", "AccessDenied")
+}
+
 // 64 goroutines publishing one message per call, again and again, against
 // a 20 ms round trip: the publishes a call's answer releases come back at
 // once, and must leave together instead of one by one behind a busy call.

@@ -92,6 +92,7 @@ func newTransport(ac aws.Config, s awsq.Settings, closeIdle func()) *Transport {
 	client := NewClient(ac, s)
 	where := s.Where(ac.Region)
 	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName)}
+	t.claims = &awsq.PublishClaims{Logger: t.logger, Grant: "sqs:ListQueueTags and sqs:TagQueue"}
 	t.queues = &awsq.Queues{SQS: client, S: s, Where: where}
 	t.sender = &awsq.Sender{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
 	return t
@@ -163,6 +164,7 @@ type Transport struct {
 	s      awsq.Settings
 	sqs    *awssqs.Client
 	queues *awsq.Queues
+	claims *awsq.PublishClaims
 	sender *awsq.Sender
 	logger *slog.Logger
 	// closeIdle drops the idle HTTP connections on Close.
@@ -191,9 +193,19 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 	}
 }
 
+// queueURL returns the URL of the queue a publish to topic goes to. The
+// first publish to each topic claims the queue's topic tag, so that a topic
+// mapped to the queue of another (orders-created, orders.created) is
+// refused instead of delivered to the other's consumers.
 func (t *Transport) queueURL(ctx context.Context, topic string) (string, error) {
 	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
-	return q.URL, err
+	if err != nil {
+		return "", err
+	}
+	if err := t.claims.Check(ctx, topic, awsq.QueueTags(t.sqs, q)); err != nil {
+		return "", t.claimError(q, topic, err)
+	}
+	return q.URL, nil
 }
 
 // SendOptions: batches of ten, concurrent publishes coalesced.
@@ -238,15 +250,23 @@ func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group s
 	switch {
 	case err == nil:
 		return nil
-	case !errors.As(err, &conflict):
-		return fmt.Errorf("sqs: %w", err)
-	case conflict.Key == awsq.TopicTag:
-		return fmt.Errorf("sqs: topic %s maps to queue %q, which holds the messages of topic %s (tag %s): queue names keep only letters, digits, '-' and '_', so the two topics would share one queue. Rename one of them",
-			sdk.QuoteName(topic), q.Name, sdk.QuoteName(conflict.Has), awsq.TopicTag)
+	case !errors.As(err, &conflict) || conflict.Key == awsq.TopicTag:
+		return t.claimError(q, topic, err)
 	default:
 		return fmt.Errorf("sqs: topic %s is consumed by group %s (tag %s on queue %q), not %s: SQS has no consumer groups, so a second group would take part of the first one's messages, not get its own copy. Use the sns driver to give each group every message, or subscribe with group %s; to hand the queue to another group, remove the tag",
 			sdk.QuoteName(topic), sdk.QuoteName(conflict.Has), awsq.GroupTag, q.Name, sdk.QuoteName(group), sdk.QuoteName(conflict.Has))
 	}
+}
+
+// claimError explains a failed claim of the topic tag of q, the queue
+// topic maps to.
+func (t *Transport) claimError(q awsq.Queue, topic string, err error) error {
+	var conflict *awsq.ClaimConflict
+	if !errors.As(err, &conflict) {
+		return fmt.Errorf("sqs: %w", err)
+	}
+	return fmt.Errorf("sqs: topic %s maps to queue %q, which holds the messages of topic %s (tag %s): queue names keep only letters, digits, '-' and '_', so the two topics would share one queue. Rename one of them",
+		sdk.QuoteName(topic), q.Name, sdk.QuoteName(conflict.Has), awsq.TopicTag)
 }
 
 // OpenReplySubscription reads the client's reply queue and deletes it on

@@ -24,6 +24,7 @@ type AWSProxy struct {
 	mu     sync.Mutex
 	calls  map[string]int
 	delay  map[string]time.Duration
+	deny   map[string]string // action -> error code to answer with
 	sent   []SQSEntry
 	recvs  []Receive
 	batch  map[string]int // entries sent in batch calls, per action
@@ -48,7 +49,7 @@ type Receive struct {
 // the test ends.
 func NewAWSProxy(tb testing.TB, target string) *AWSProxy {
 	tb.Helper()
-	p := &AWSProxy{target: strings.TrimSuffix(target, "/"), calls: map[string]int{}, delay: map[string]time.Duration{}, batch: map[string]int{}}
+	p := &AWSProxy{target: strings.TrimSuffix(target, "/"), calls: map[string]int{}, delay: map[string]time.Duration{}, deny: map[string]string{}, batch: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(p.serve))
 	tb.Cleanup(srv.Close)
 	p.URL = srv.URL
@@ -61,6 +62,15 @@ func (p *AWSProxy) Delay(action string, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.delay[action] = d
+}
+
+// Deny answers every call of action with error code (SQS's AccessDenied,
+// SNS's AuthorizationError), as AWS answers a call the caller's policy
+// does not grant, instead of forwarding it.
+func (p *AWSProxy) Deny(action, code string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.deny[action] = code
 }
 
 // Calls returns how many calls of action (e.g. "SendMessageBatch",
@@ -108,8 +118,13 @@ func (p *AWSProxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.calls[action]++
 	d := p.delay[action]
+	denied := p.deny[action]
 	p.record(action, body)
 	p.mu.Unlock()
+	if denied != "" {
+		refuse(w, r, denied)
+		return
+	}
 	if d > 0 {
 		select {
 		case <-time.After(d):
@@ -184,4 +199,20 @@ func (p *AWSProxy) record(action string, body []byte) {
 			}
 		}
 	}
+}
+
+// refuse answers r with error code in its protocol: JSON for SQS, XML for
+// SNS's query protocol.
+func refuse(w http.ResponseWriter, r *http.Request, code string) {
+	msg := "User: arn:aws:iam::000000000000:user/test is not authorized to perform this action"
+	if r.Header.Get("X-Amz-Target") != "" {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("X-Amzn-Query-Error", code+";Sender")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"__type": "com.amazonaws.sqs#" + code, "message": msg})
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	w.WriteHeader(http.StatusForbidden)
+	_, _ = io.WriteString(w, "<ErrorResponse><Error><Type>Sender</Type><Code>"+code+"</Code><Message>"+msg+"</Message></Error><RequestId>proxy</RequestId></ErrorResponse>")
 }
