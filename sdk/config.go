@@ -479,8 +479,10 @@ func (c *Config) applyEnv(lookup func(string) (string, bool), environ []string) 
 }
 
 // RedactURL returns raw with any password replaced by "xxxxx", for logs and
-// errors. A value that does not parse as a URL is hidden entirely, since it
-// may be a secret written in an unexpected form.
+// errors. User information without a password is replaced whole: it may be
+// a token (NATS reads nats://token@host as one). A value that does not
+// parse as a URL is hidden entirely, since it may be a secret written in an
+// unexpected form.
 func RedactURL(raw string) string {
 	if first, hosts := SplitURLHosts(raw); len(hosts) > 1 {
 		r := RedactURL(first)
@@ -509,6 +511,11 @@ func RedactURL(raw string) string {
 	}
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
+	}
+	if u.User != nil {
+		if _, hasPassword := u.User.Password(); !hasPassword && u.User.Username() != "" {
+			u.User = url.User("xxxxx")
+		}
 	}
 	return u.Redacted()
 }

@@ -140,6 +140,12 @@ func TestSecretsAreRedacted(t *testing.T) {
 	if got := RedactURL("::not a url"); strings.Contains(got, "not a url") {
 		t.Fatalf("unparseable URL should be hidden, got %q", got)
 	}
+	// User information without a password may be a token (NATS).
+	for _, raw := range []string{"nats://s3cr3ttoken@host:4222", "tls://s3cr3ttoken@host:4222,h2:4222", "amqp://s3cr3ttoken@host/"} {
+		if got := RedactURL(raw); strings.Contains(got, "s3cr3t") || !strings.Contains(got, "xxxxx@host") {
+			t.Errorf("RedactURL(%q) = %q: the token must go, the host stay", raw, got)
+		}
+	}
 	// A cluster's node list stays readable; the password goes.
 	if got, want := RedactURL("amqp://u:hunter2@h1:5672,h2:5673,h3/vh?token=abc"), "amqp://u:xxxxx@h1:5672,h2:5673,h3/vh?token=xxxxx"; got != want {
 		t.Fatalf("RedactURL of a node list: got %q, want %q", got, want)

@@ -89,8 +89,13 @@ func parseSettings(cfg sdk.Config) (settings, error) {
 	// nats.go takes a comma-separated list of servers and connects to any
 	// that answers.
 	anyTLS := false
-	for _, one := range strings.Split(cfg.URL, ",") {
-		u, err := sdk.ParseURL(strings.TrimSpace(one))
+	for i, one := range strings.Split(cfg.URL, ",") {
+		one = strings.TrimSpace(one)
+		if i > 0 && !strings.Contains(one, "://") {
+			return settings{}, cfg.Invalid("url", nil, "server %d of the list has no scheme; write each server in full, with its credentials (nats://[user:password@]host:port or tls://...), separated by commas; got %q",
+				i+1, sdk.RedactURL(cfg.URL))
+		}
+		u, err := sdk.ParseURL(one)
 		if err != nil {
 			return settings{}, cfg.Invalid("url", nil, "%v; got %q", err, sdk.RedactURL(cfg.URL)) // a password may hold the comma that split it
 		}

@@ -27,3 +27,15 @@ func TestMixedSchemesAreAConfigError(t *testing.T) {
 		t.Fatalf("want a ConfigError for url saying it mixes schemes, got %v", err)
 	}
 }
+
+// A server list whose later servers leave out the scheme (as an AMQP node
+// list may) is refused saying to write each in full: nats.go would connect
+// to them without the first one's credentials. The token stays out of it.
+func TestServerWithoutSchemeIsAConfigError(t *testing.T) {
+	_, err := sdk.Open(context.Background(), sdk.Config{Driver: "nats", URL: "nats://s3cr3ttoken@127.0.0.1:4222,127.0.0.1:4223"})
+	var ce *sdk.ConfigError
+	if !errors.As(err, &ce) || ce.Key != "url" || !strings.Contains(err.Error(), "server 2 of the list has no scheme") ||
+		strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("want a ConfigError for url naming server 2, without the token, got %v", err)
+	}
+}
