@@ -340,6 +340,9 @@ func ParseConfig(name string, data []byte) (Config, error) {
 	if root.Kind != yaml.MappingNode {
 		return Config{}, &ConfigError{Source: at(name, root), Reason: "the top level must be a mapping of keys such as driver: and url:"}
 	}
+	if err := uniqueKeys(name, "", root); err != nil {
+		return Config{}, err
+	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		src := at(name, k)
@@ -373,6 +376,9 @@ func ParseConfig(name string, data []byte) (Config, error) {
 			if v.Kind != yaml.MappingNode {
 				return Config{}, &ConfigError{Key: k.Value, Source: src, Reason: "want a mapping of names to values"}
 			}
+			if err := uniqueKeys(name, k.Value+".", v); err != nil {
+				return Config{}, err
+			}
 			for j := 0; j+1 < len(v.Content); j += 2 {
 				ok, ov := v.Content[j], v.Content[j+1]
 				if ov.Kind != yaml.ScalarNode {
@@ -386,6 +392,21 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// uniqueKeys refuses a mapping that sets a key twice: YAML parsers keep
+// one of the two values, and which one a reader took would be a guess.
+func uniqueKeys(name, prefix string, m *yaml.Node) error {
+	first := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := m.Content[i]
+		if was, ok := first[k.Value]; ok {
+			return &ConfigError{Key: prefix + k.Value, Source: at(name, k),
+				Reason: fmt.Sprintf("set twice (also at line %d); keep one of them", was.Line)}
+		}
+		first[k.Value] = k
+	}
+	return nil
 }
 
 func at(name string, n *yaml.Node) string {

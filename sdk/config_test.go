@@ -202,3 +202,22 @@ func TestAppSectionAndClientConfig(t *testing.T) {
 		t.Fatalf("an app section that does not fit should name the key: %v", err)
 	}
 }
+
+// A key set twice in one mapping is refused naming both lines: a YAML
+// parser keeps one of the values, and the file's reader cannot tell which.
+func TestKeySetTwiceIsAConfigError(t *testing.T) {
+	for _, c := range []struct{ yaml, key, line, also string }{
+		{"driver: redis\nurl: redis://a:6379/0\nurl: redis://b:6379/0\n", "url", "svc.yaml:3", "also at line 2"},
+		{"driver: redis\noptions:\n  batch_size: 10\n  stream_max_len: 5\n  batch_size: 20\n", "options.batch_size", "svc.yaml:5", "also at line 3"},
+		{"middleware:\n  retry: \"3\"\n  retry: \"5\"\n", "middleware.retry", "svc.yaml:3", "also at line 2"},
+	} {
+		_, err := ParseConfig("svc.yaml", []byte(c.yaml))
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != c.key || ce.Source != c.line || !strings.Contains(err.Error(), c.also) {
+			t.Errorf("%q: want a ConfigError for %s at %s saying %q, got %v", c.yaml, c.key, c.line, c.also, err)
+		}
+	}
+	if _, err := ParseConfig("svc.yaml", []byte("driver: redis\noptions:\n  url: x\nurl: redis://a:6379/0\n")); err != nil {
+		t.Errorf("the same name in two mappings is not a key set twice: %v", err)
+	}
+}
