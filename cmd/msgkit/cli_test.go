@@ -601,3 +601,22 @@ func TestUsageErrors(t *testing.T) {
 	}
 
 }
+
+// A header given twice, or one that a flag sets too, is a usage error
+// naming it, not one value silently dropped.
+func TestPublishRefusesAHeaderGivenTwice(t *testing.T) {
+	c := newCLI(t, map[string]any{"driver": "memory"})
+	for _, args := range [][]string{
+		{"--header", "tenant=a", "--header", "tenant=b"},
+		{"--type", "order.created", "--header", "ce-type=order.paid"},
+		{"--key", "c-7", "--header", "ordering-key=c-8"},
+	} {
+		_, errOut, code := c.run("", append([]string{"publish", "orders", "--data", "x"}, args...)...)
+		if code != exitUsage || !strings.Contains(errOut, "--header") || !(strings.Contains(errOut, "given twice") || strings.Contains(errOut, "give one of them")) {
+			t.Errorf("publish %v: exit %d (want %d), stderr %q", args, code, exitUsage, errOut)
+		}
+	}
+	if _, errOut, code := c.run("", "publish", "orders", "--data", "x", "--header", "ce-type=order.paid"); code != 0 {
+		t.Fatalf("a standard attribute given only as a header is taken: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -50,10 +50,21 @@ func (o *outgoing) message(cmd *cobra.Command) (*sdk.Message, error) {
 		m.ID = o.id
 	}
 	m.OrderingKey, m.EventType, m.ContentType = o.key, o.eventType, o.contentType
+	// A header that a flag also sets would be overwritten by the flag's
+	// value: refused, like a header given twice, rather than dropped.
+	byFlag := map[string]string{sdk.KeyOrderingKey: "--key", sdk.KeyEventType: "--type", sdk.KeyContentType: "--content-type"}
+	seen := map[string]bool{}
 	for _, h := range o.headers {
 		k, v, ok := strings.Cut(h, "=")
 		if !ok || k == "" {
 			return nil, withCode(exitUsage, fmt.Errorf("--header %q: want key=value", h))
+		}
+		if seen[k] {
+			return nil, withCode(exitUsage, fmt.Errorf("--header %q: %q is given twice; a message carries one value per key", h, k))
+		}
+		seen[k] = true
+		if flag := byFlag[k]; flag != "" && cmd.Flags().Changed(strings.TrimPrefix(flag, "--")) {
+			return nil, withCode(exitUsage, fmt.Errorf("--header %q: %s sets %q too; give one of them", h, flag, k))
 		}
 		if err := sdk.CheckMetadata(k, v); err != nil {
 			return nil, withCode(exitUsage, fmt.Errorf("--header %q: %w", h, err))
