@@ -145,6 +145,7 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 		delete(r.waiting, msg.ID)
 		r.mu.Unlock()
 	}
+	sent := time.Now()
 	if err := c.Publish(ctx, topic, msg); err != nil {
 		forget()
 		return nil, err
@@ -157,7 +158,12 @@ func (c *Client) Request(ctx context.Context, topic string, msg *Message) (*Mess
 		return reply, nil
 	case <-ctx.Done():
 		forget()
-		return nil, fmt.Errorf("messaging: request %s to %s: no reply: %w", msg.ID, QuoteName(topic), ctx.Err())
+		waited := time.Since(sent).Round(time.Millisecond)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("messaging: request %s to %s: no reply within %v of sending it, by the deadline (is a responder subscribed to the topic, and does it answer in time?): %w",
+				QuoteName(msg.ID), QuoteName(topic), waited, ctx.Err())
+		}
+		return nil, fmt.Errorf("messaging: request %s to %s: given up after %v without a reply: %w", QuoteName(msg.ID), QuoteName(topic), waited, ctx.Err())
 	}
 }
 

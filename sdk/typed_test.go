@@ -146,3 +146,22 @@ func TestExpiredRequestIsDroppedWithoutCallingTheResponder(t *testing.T) {
 		t.Fatalf("only the live request should reach the responder, the stale one counted: calls %v, expired %d", calls, sub.ExpiredRequests())
 	}
 }
+
+// A request nobody answers fails by its deadline saying it got no reply,
+// how long it waited and what to check; one whose caller cancels says so.
+func TestRequestWithoutReplySaysWhatItWaitedFor(t *testing.T) {
+	c := openMemory(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := c.Request(ctx, "nobody.answers", sdk.NewMessage([]byte("x")))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no reply within") ||
+		!strings.Contains(err.Error(), `"nobody.answers"`) || !strings.Contains(err.Error(), "responder subscribed") {
+		t.Fatalf("want a deadline error naming the topic and saying no reply came, got %v", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err = c.Request(ctx, "nobody.answers", sdk.NewMessage([]byte("x")))
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "given up after") {
+		t.Fatalf("want a cancellation error saying the request was given up, got %v", err)
+	}
+}
