@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,16 @@ type subscribeOptions struct {
 	concurrency int
 	nackBackoff *engine.Backoff
 	middleware  []func(Handler) Handler
-	start       string // GroupStartOldest, GroupStartLatest or "" (the driver's configured start)
+	start       string   // GroupStartOldest, GroupStartLatest or "" (the driver's configured start)
+	invalid     []string // what options given out of range said, for the error
+}
+
+// check returns an error naming every option given out of range.
+func (o subscribeOptions) check(topic, group string) error {
+	if len(o.invalid) == 0 {
+		return nil
+	}
+	return fmt.Errorf("messaging: subscribe to %s in group %s: %s", QuoteName(topic), QuoteName(group), strings.Join(o.invalid, "; "))
 }
 
 // StartAt sets where the group starts if Subscribe, Respond or EnsureGroup
@@ -79,21 +89,32 @@ func wrap(h Handler, mws []func(Handler) Handler) Handler {
 // config's nack_backoff (DefaultNackBackoff). The wait holds back only that
 // message and the later ones of its ordering key; where the broker can
 // delay a redelivery itself (SQS, NATS JetStream) it does, and elsewhere
-// the subscription holds the message until its time.
+// the subscription holds the message until its time. max 0 sets no
+// limit; a negative duration, or a max below initial, makes Subscribe fail.
 func WithNackBackoff(initial, max time.Duration) SubscribeOption {
 	return func(o *subscribeOptions) {
-		o.nackBackoff = &engine.Backoff{Initial: initial, Max: max}
+		switch {
+		case initial < 0 || max < 0:
+			o.invalid = append(o.invalid, fmt.Sprintf("WithNackBackoff(%v, %v): a wait cannot be negative; initial 0 turns the backoff off", initial, max))
+		case max > 0 && initial > max:
+			o.invalid = append(o.invalid, fmt.Sprintf("WithNackBackoff(%v, %v): max is below initial; max is the longest the wait grows to (0: no limit)", initial, max))
+		default:
+			o.nackBackoff = &engine.Backoff{Initial: initial, Max: max}
+		}
 	}
 }
 
 // WithConcurrency runs n handlers at once for this subscription (default 1).
 // Each is a competing consumer of the group, so with n > 1 only a driver
-// with Ordering == OrderingPerKey keeps per-key order.
+// with Ordering == OrderingPerKey keeps per-key order. n below 1 makes
+// Subscribe fail.
 func WithConcurrency(n int) SubscribeOption {
 	return func(o *subscribeOptions) {
-		if n > 0 {
-			o.concurrency = n
+		if n < 1 {
+			o.invalid = append(o.invalid, fmt.Sprintf("WithConcurrency(%d): want at least 1 handler", n))
+			return
 		}
+		o.concurrency = n
 	}
 }
 
@@ -151,6 +172,9 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := o.check(topic, group); err != nil {
+		return nil, err
+	}
 	h = wrap(h, o.middleware)
 	if c.isClosed() {
 		return nil, fmt.Errorf("messaging: subscribe to %s: %w", QuoteName(topic), ErrClosed)
@@ -199,6 +223,9 @@ func (c *Client) EnsureGroup(ctx context.Context, topic, group string, opts ...S
 	var o subscribeOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.check(topic, group); err != nil {
+		return err
 	}
 	ctx, err := c.groupContext(ctx, o, topic, group)
 	if err != nil {

@@ -209,3 +209,32 @@ func TestWithCorrelationIDStartsAConversation(t *testing.T) {
 		t.Fatalf("want corr-7 on both and the second caused by the first: %q, %q (cause %q, first %q)", a.CorrelationID, b.CorrelationID, b.CausationID, a.ID)
 	}
 }
+
+// Options out of range make Subscribe and EnsureGroup fail naming them,
+// instead of being replaced by a default.
+func TestSubscribeOptionsOutOfRangeAreRefused(t *testing.T) {
+	c := openMemory(t)
+	h := func(context.Context, *sdk.Message) error { return nil }
+	for _, c2 := range []struct {
+		opt  sdk.SubscribeOption
+		want string
+	}{
+		{sdk.WithConcurrency(0), "WithConcurrency(0): want at least 1"},
+		{sdk.WithConcurrency(-3), "WithConcurrency(-3)"},
+		{sdk.WithNackBackoff(-time.Second, time.Second), "cannot be negative"},
+		{sdk.WithNackBackoff(time.Second, -time.Second), "cannot be negative"},
+		{sdk.WithNackBackoff(time.Minute, time.Second), "max is below initial"},
+	} {
+		if _, err := c.Subscribe(context.Background(), "orders", "billing", h, c2.opt); err == nil || !strings.Contains(err.Error(), c2.want) {
+			t.Errorf("Subscribe: want an error saying %q, got %v", c2.want, err)
+		}
+		if err := c.EnsureGroup(context.Background(), "orders", "billing", c2.opt); err == nil || !strings.Contains(err.Error(), c2.want) {
+			t.Errorf("EnsureGroup: want an error saying %q, got %v", c2.want, err)
+		}
+	}
+	s, err := c.Subscribe(context.Background(), "orders", "billing", h, sdk.WithNackBackoff(time.Second, 0), sdk.WithConcurrency(2))
+	if err != nil {
+		t.Fatalf("max 0 (no limit) and 2 handlers are in range: %v", err)
+	}
+	_ = s.Close(context.Background())
+}
