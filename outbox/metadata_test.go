@@ -63,6 +63,22 @@ func TestAddRefusesMetadataThatIsNotUTF8(t *testing.T) {
 	}
 }
 
+// Add refuses a Time the ce-time text cannot carry (a year outside 0000 to
+// 9999), which the relay would otherwise publish as no time at all.
+func TestAddRefusesATimeRFC3339CannotCarry(t *testing.T) {
+	s := &Store{table: "outbox", now: time.Now}
+	for _, y := range []int{10000, -1} {
+		m := &sdk.Message{Payload: []byte("p"), Time: time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)}
+		if _, err := s.inserts(context.Background(), "orders", []*sdk.Message{m}); !errors.Is(err, sdk.ErrInvalidTime) {
+			t.Fatalf("year %d: want sdk.ErrInvalidTime, got %v", y, err)
+		}
+	}
+	m := &sdk.Message{Payload: []byte("p"), Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
+	if _, err := s.inserts(context.Background(), "orders", []*sdk.Message{m}); err != nil {
+		t.Fatalf("the last instant of 9999 is carried: %v", err)
+	}
+}
+
 // Add refuses a topic, id or ordering key the table's text columns cannot
 // hold as they are (NUL and invalid UTF-8 on PostgreSQL, more than 255
 // characters on MySQL), naming the field, before any SQL.

@@ -277,6 +277,9 @@ func (s *Store) insertsFrom(ctx context.Context, topic string, msgs []*sdk.Messa
 			if m == nil {
 				return nil, fmt.Errorf("outbox: Add: message %d is nil", start+i)
 			}
+			if err := sdk.CheckTime(m.Time); err != nil {
+				return nil, fmt.Errorf("outbox: Add message %d (id %s): %w", start+i, sdk.QuoteName(m.ID), err)
+			}
 			// The message's parts as a publisher writes them, without a
 			// Watermill message (two channels and a map) to take apart.
 			// With metadataJSON this took Add's Go work from 2.8 µs and 39

@@ -195,6 +195,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		if m == nil {
 			return fmt.Errorf("messaging: publish to %s: message %d is nil", QuoteName(topic), i)
 		}
+		if err := CheckTime(m.Time); err != nil {
+			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, QuoteName(m.ID), err)
+		}
 		m.inheritFrom(parent)
 		if conversation != "" && m.CorrelationID == "" {
 			m.CorrelationID = conversation

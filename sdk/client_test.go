@@ -310,3 +310,39 @@ func TestPermanentIsDetectedThroughWrapping(t *testing.T) {
 		t.Fatal("an unmarked error is not permanent, and Permanent(nil) is nil")
 	}
 }
+
+// A Time outside the years RFC 3339 text carries is refused before any
+// network call instead of arriving as no time; the edges of the range
+// arrive as sent.
+func TestPublishRefusesATimeRFC3339CannotCarry(t *testing.T) {
+	c := openMemory(t)
+	got := make(chan *sdk.Message, 2)
+	if _, err := c.Subscribe(context.Background(), "times", "g", func(_ context.Context, m *sdk.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, y := range []int{10000, -5} {
+		m := sdk.NewMessage([]byte("x"))
+		m.Time = time.Date(y, 6, 1, 0, 0, 0, 0, time.UTC)
+		if err := c.Publish(context.Background(), "times", m); !errors.Is(err, sdk.ErrInvalidTime) || !strings.Contains(err.Error(), "0000 to 9999") {
+			t.Fatalf("year %d: want sdk.ErrInvalidTime saying the range, got %v", y, err)
+		}
+	}
+	for _, want := range []time.Time{time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(0, 1, 1, 0, 0, 0, 1, time.UTC)} {
+		m := sdk.NewMessage([]byte("x"))
+		m.Time = want
+		if err := c.Publish(context.Background(), "times", m); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-got:
+			if !r.Time.Equal(want) {
+				t.Fatalf("sent %v, received %v", want, r.Time)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the message of %v did not arrive within 5s", want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/msgkit/msgkit/sdk/driver"
@@ -28,6 +29,22 @@ var ErrTooManyMetadataEntries = errors.New("messaging: too many metadata entries
 // refuses it, so that switching brokers never changes what arrives. Encode
 // binary values, as base64 for instance.
 var ErrInvalidMetadata = errors.New("messaging: metadata is not valid UTF-8")
+
+// ErrInvalidTime is returned, before any network call, for a message
+// whose Time RFC 3339 text cannot carry: a year before 0000 or after 9999.
+// Sent as it is, it would arrive as no time at all.
+var ErrInvalidTime = errors.New("messaging: time cannot be carried")
+
+// CheckTime returns ErrInvalidTime when t (a Message's Time) is outside the
+// years 0000 to 9999, which the ce-time attribute's RFC 3339 text carries.
+// Publish calls it; so does anything that stores messages to be published
+// later (the outbox).
+func CheckTime(t time.Time) error {
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("%w: %s is outside the years 0000 to 9999 that the %s attribute (RFC 3339) carries", ErrInvalidTime, t.UTC().Format(time.RFC3339Nano), KeyTime)
+	}
+	return nil
+}
 
 // CheckMetadata returns ErrInvalidMetadata, naming the entry, when a key or
 // value is not valid UTF-8. Publish calls it; so does anything that stores

@@ -42,7 +42,7 @@ type Message struct {
 
 	EventType     string
 	Source        string
-	Time          time.Time // zero: Publish sets the current time
+	Time          time.Time // zero: Publish sets the current time; years 0000 to 9999 (ErrInvalidTime otherwise)
 	ContentType   string
 	CorrelationID string
 	CausationID   string
