@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"strings"
 	"time"
 
 	"github.com/msgkit/msgkit/sdk"
@@ -17,8 +18,42 @@ var configKeys = []string{
 	"dead_letter", "dead_letter_after", "dead_letter_suffix",
 }
 
+// tuning lists, by the key that turns a feature on, the keys that only
+// tune it: set without that key they would do nothing.
+var tuning = []struct {
+	on   string
+	keys []string
+}{
+	{"retry_attempts", []string{"retry_delay", "retry_max_delay", "retry_max_duration"}},
+	{"bulkhead", []string{"bulkhead_wait"}},
+	{"breaker_failures", []string{"breaker_window", "breaker_delay", "breaker_successes"}},
+	{"dead_letter", []string{"dead_letter_after", "dead_letter_suffix"}},
+}
+
 func init() {
-	sdk.RegisterConfigCheck("middleware", func(cfg sdk.Config) error { return cfg.MiddlewareSection().Check(configKeys...) })
+	sdk.RegisterConfigCheck("middleware", func(cfg sdk.Config) error { return checkSection(cfg) })
+}
+
+// checkSection refuses unknown keys, and a tuning key whose feature is not
+// turned on at all. A feature turned off on purpose (retry_attempts: 0,
+// dead_letter: false, as an environment variable may set over a file)
+// keeps its tuning keys.
+func checkSection(cfg sdk.Config) error {
+	s := cfg.MiddlewareSection()
+	if err := s.Check(configKeys...); err != nil {
+		return err
+	}
+	for _, f := range tuning {
+		if s.Has(f.on) {
+			continue
+		}
+		for _, k := range f.keys {
+			if s.Has(k) {
+				return cfg.Invalid("middleware."+k, nil, "does nothing without %s, which turns the feature on: set %s, or remove %s", f.on, f.on, k)
+			}
+		}
+	}
+	return nil
 }
 
 // Deps are what some middleware needs besides settings.
@@ -55,10 +90,10 @@ type Stack struct {
 // The handler stack runs, outermost first: observability, dead-letter,
 // breaker, bulkhead, rate limit, retry, timeout.
 func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
-	s := cfg.MiddlewareSection()
-	if err := s.Check(configKeys...); err != nil {
+	if err := checkSection(cfg); err != nil {
 		return nil, err
 	}
+	s := cfg.MiddlewareSection()
 	st := &Stack{obs: deps.Observability}
 	if st.obs != nil {
 		st.handler = append(st.handler, st.obs.Handler())
@@ -68,6 +103,13 @@ func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
 			return cfg.Invalid("middleware."+key, nil, "must not be negative, got %d", n)
 		}
 		return nil
+	}
+	duration := func(key string, def time.Duration) (time.Duration, error) {
+		d, err := s.Duration(key, def)
+		if err == nil && d < 0 {
+			err = cfg.Invalid("middleware."+key, nil, "must not be negative, got %v", d)
+		}
+		return d, err
 	}
 	var err error
 
@@ -85,6 +127,9 @@ func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
 			return nil, cfg.Invalid("middleware.dead_letter_after", nil, "must be at least 1 delivery, got %d", after)
 		}
 		suffix := s.String("dead_letter_suffix", ".dlq")
+		if strings.TrimSpace(suffix) == "" {
+			return nil, cfg.Invalid("middleware.dead_letter_suffix", nil, "is empty: dead letters would go back to the topic they failed on, to fail again; leave it unset for .dlq")
+		}
 		dl := DeadLetterConfig{Publisher: deps.Publisher, MaxDeliveries: after, Topic: func(t string) string { return t + suffix }}
 		if st.obs != nil {
 			dl.OnDeadLetter = st.obs.OnDeadLetter
@@ -109,14 +154,17 @@ func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
 			return nil, err
 		}
 		bc.FailureWindow = uint(window)
-		if bc.Delay, err = s.Duration("breaker_delay", 10*time.Second); err != nil {
+		if bc.Delay, err = duration("breaker_delay", 10*time.Second); err != nil {
 			return nil, err
 		}
 		succ, err := s.Int("breaker_successes", 1)
 		if err != nil {
 			return nil, err
 		}
-		bc.SuccessThreshold = uint(max(succ, 1))
+		if succ < 1 {
+			return nil, cfg.Invalid("middleware.breaker_successes", nil, "must be at least 1 (the successful tries that close a half-open breaker), got %d", succ)
+		}
+		bc.SuccessThreshold = uint(succ)
 		handlerCfg, publishCfg := bc, bc
 		handlerCfg.OnStateChange = stateListeners(st.obs, deps.OnBreakerStateChange, "handler")
 		publishCfg.OnStateChange = stateListeners(st.obs, deps.OnBreakerStateChange, "publish")
@@ -129,7 +177,7 @@ func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
 	} else if err := positive("bulkhead", n); err != nil {
 		return nil, err
 	} else if n > 0 {
-		wait, err := s.Duration("bulkhead_wait", 10*time.Second)
+		wait, err := duration("bulkhead_wait", 10*time.Second)
 		if err != nil {
 			return nil, err
 		}
@@ -150,13 +198,16 @@ func FromConfig(cfg sdk.Config, deps Deps) (*Stack, error) {
 		return nil, err
 	} else if n > 0 {
 		rc := RetryConfig{MaxAttempts: n}
-		if rc.Delay, err = s.Duration("retry_delay", 100*time.Millisecond); err != nil {
+		if rc.Delay, err = duration("retry_delay", 100*time.Millisecond); err != nil {
 			return nil, err
 		}
-		if rc.MaxDelay, err = s.Duration("retry_max_delay", 5*time.Second); err != nil {
+		if rc.MaxDelay, err = duration("retry_max_delay", max(5*time.Second, rc.Delay)); err != nil {
 			return nil, err
 		}
-		if rc.MaxDuration, err = s.Duration("retry_max_duration", 0); err != nil {
+		if rc.MaxDelay < rc.Delay {
+			return nil, cfg.Invalid("middleware.retry_max_delay", nil, "%v is below retry_delay %v; it is the longest the delay grows to", rc.MaxDelay, rc.Delay)
+		}
+		if rc.MaxDuration, err = duration("retry_max_duration", 0); err != nil {
 			return nil, err
 		}
 		if st.obs != nil {

@@ -65,6 +65,14 @@ func TestStackConfigErrorsNameTheKey(t *testing.T) {
 		{"middleware:\n  bulkhead: -1\n", `key "middleware.bulkhead" (from m.yaml:2): must not be negative`},
 		{"middleware:\n  dead_letter: true\n", `dead-lettering needs a publisher`},
 		{"middleware:\n  dead_letter: true\n  dead_letter_after: 0\n", `must be at least 1 delivery`},
+		{"middleware:\n  dead_letter: true\n  dead_letter_suffix: \" \"\n", `key "middleware.dead_letter_suffix" (from m.yaml:3): is empty: dead letters would go back to the topic`},
+		{"middleware:\n  retry_delay: 1s\n", `key "middleware.retry_delay" (from m.yaml:2): does nothing without retry_attempts`},
+		{"middleware:\n  bulkhead_wait: 1s\n", `key "middleware.bulkhead_wait" (from m.yaml:2): does nothing without bulkhead`},
+		{"middleware:\n  breaker_delay: 1s\n", `does nothing without breaker_failures`},
+		{"middleware:\n  dead_letter_after: 5\n", `does nothing without dead_letter`},
+		{"middleware:\n  retry_attempts: 3\n  retry_delay: 10s\n  retry_max_delay: 1s\n", `key "middleware.retry_max_delay" (from m.yaml:4): 1s is below retry_delay 10s`},
+		{"middleware:\n  retry_attempts: 3\n  retry_delay: -1s\n", `key "middleware.retry_delay" (from m.yaml:3): must not be negative`},
+		{"middleware:\n  breaker_failures: 3\n  breaker_successes: 0\n", `key "middleware.breaker_successes" (from m.yaml:3): must be at least 1`},
 	}
 	for _, c := range cases {
 		cfg, err := sdk.ParseConfig("m.yaml", []byte(c.yaml))
@@ -72,7 +80,7 @@ func TestStackConfigErrorsNameTheKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pub sdk.Publisher
-		if strings.Contains(c.yaml, "dead_letter_after") {
+		if strings.Contains(c.yaml, "dead_letter: true") && strings.Contains(c.yaml, "dead_letter_") {
 			pub = publisherFunc(func(context.Context, string, ...*sdk.Message) error { return nil })
 		}
 		_, err = middleware.FromConfig(cfg, middleware.Deps{Publisher: pub})
@@ -80,6 +88,18 @@ func TestStackConfigErrorsNameTheKey(t *testing.T) {
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: want a *ConfigError containing %q, got %v", c.yaml, c.want, err)
 		}
+	}
+}
+
+// A feature turned off on purpose keeps its tuning keys: an environment
+// variable may turn off what the file tunes.
+func TestFeatureTurnedOffKeepsItsTuning(t *testing.T) {
+	cfg, err := sdk.ParseConfig("m.yaml", []byte("middleware:\n  retry_attempts: 0\n  retry_delay: 1s\n  dead_letter: false\n  dead_letter_after: 5\n  retry_max_delay: 2s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := middleware.FromConfig(cfg, middleware.Deps{}); err != nil {
+		t.Fatalf("features set to off keep their tuning keys: %v", err)
 	}
 }
 
