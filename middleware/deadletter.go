@@ -113,6 +113,11 @@ func DeadLetter(cfg DeadLetterConfig) Middleware {
 			if !permanent && n < cfg.MaxDeliveries {
 				return err
 			}
+			if dlq := cfg.Topic(msg.Topic()); dlq == msg.Topic() || dlq == msg.SubscribedTopic() {
+				// Published there it would come back to this handler, to
+				// fail and be dead-lettered again, for ever.
+				return errors.Join(err, fmt.Errorf("dead-letter: the dead-letter topic of %s is the topic itself (DeadLetterConfig.Topic); the message stays where it is", sdk.QuoteName(msg.Topic())))
+			}
 			if dlqErr := provision(ctx, cfg, &provisioned, cfg.Topic(msg.Topic())); dlqErr != nil {
 				return errors.Join(err, dlqErr)
 			}

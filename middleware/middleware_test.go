@@ -469,3 +469,38 @@ func TestReplayOfNothingSaysSo(t *testing.T) {
 		t.Fatalf("want 0 and an error wrapping ErrNothingToReplay that names the topic, the group and the likely cause, got %d, %v", n, err)
 	}
 }
+
+// A dead-letter topic that is the topic itself is refused: the failing
+// message stays where it is (nacked, with the reason) instead of being
+// published back to the handler that failed it, copy after copy.
+func TestDeadLetterTopicThatIsTheTopicItselfIsRefused(t *testing.T) {
+	b := newBroker(t, sdk.Config{Driver: "memory"})
+	errs := make(chan error, 10)
+	seen := make(chan string, 10)
+	b.subscribe("work", "watcher", func(_ context.Context, m *sdk.Message) error { seen <- string(m.Payload); return nil })
+	same := middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: b.client, Topic: func(t string) string { return t }})
+	b.subscribe("work", "worker", func(ctx context.Context, m *sdk.Message) error {
+		if string(m.Payload) != "order" {
+			return nil
+		}
+		err := same(func(context.Context, *sdk.Message) error { return sdk.Permanent(errors.New("bad order")) })(ctx, m)
+		select {
+		case errs <- err:
+		default:
+		}
+		return err
+	}, sdk.WithNackBackoff(time.Hour, time.Hour))
+	b.publish("work", sdk.NewMessage([]byte("order")))
+	err := testenv.Await(t, errs, "the dead-letter middleware's answer")
+	if err == nil || !strings.Contains(err.Error(), "is the topic itself") || !strings.Contains(err.Error(), "bad order") {
+		t.Fatalf("want the handler's error joined with the refusal, got %v", err)
+	}
+	// The watcher group sees what was published, in order, and no copy
+	// between the two.
+	b.publish("work", sdk.NewMessage([]byte("marker")))
+	for _, want := range []string{"order", "marker"} {
+		if got := testenv.Await(t, seen, "the watcher's next message"); got != want {
+			t.Fatalf("the watcher got %q, want %q: a copy was published back to the topic", got, want)
+		}
+	}
+}
