@@ -56,6 +56,8 @@ type DeadLetterConfig struct {
 	// Publisher sends to the dead-letter topic. Required.
 	Publisher sdk.Publisher
 	// Topic names the dead-letter topic of a topic. Default: topic + ".dlq".
+	// A name that is the topic itself is refused when a message is to be
+	// dead-lettered (it would come back to the handler that failed it).
 	Topic func(topic string) string
 	// ReplayGroup is the group that keeps each dead-letter topic's messages
 	// until Replay moves them. When Publisher is a GroupEnsurer (an
