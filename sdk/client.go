@@ -313,8 +313,9 @@ func (c *Client) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// bounded runs f and waits for it until ctx ends; then it reports what did
-// not return and leaves f running.
+// bounded runs f and waits for it until ctx ends (and engine.LateGrace
+// more, for a step that was about to return); then it reports what did not
+// return and leaves f running.
 func bounded(ctx context.Context, what string, f func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- f() }()
@@ -322,6 +323,13 @@ func bounded(ctx context.Context, what string, f func() error) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
+	}
+	late := time.NewTimer(engine.LateGrace)
+	defer late.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-late.C:
 		return fmt.Errorf("messaging: %s did not return before the shutdown deadline: %w", what, ctx.Err())
 	}
 }

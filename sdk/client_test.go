@@ -346,3 +346,47 @@ func TestPublishRefusesATimeRFC3339CannotCarry(t *testing.T) {
 		}
 	}
 }
+
+// Close with a context that has already ended (a shutdown signal's, as
+// services often pass) reports nothing when nothing is stuck: closing idle
+// subscriptions and the transport takes microseconds, and is not a step
+// that missed the deadline.
+func TestCloseWithAnEndedContextReportsOnlyWhatIsStuck(t *testing.T) {
+	for range 20 {
+		c := openMemory(t)
+		for _, topic := range []string{"a", "b"} {
+			if _, err := c.Subscribe(context.Background(), topic, "g", func(context.Context, *sdk.Message) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Publish(context.Background(), "a", sdk.NewMessage([]byte("x"))); err != nil {
+			t.Fatal(err)
+		}
+		ended, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := c.Close(ended); err != nil {
+			t.Fatalf("Close of an idle client with an ended context: %v", err)
+		}
+	}
+	// A handler that does not return is still reported.
+	c := openMemory(t)
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	if _, err := c.Subscribe(context.Background(), "a", "g", func(context.Context, *sdk.Message) error {
+		close(started)
+		<-release
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), "a", sdk.NewMessage([]byte("x"))); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Close(ended); err == nil || !strings.Contains(err.Error(), "handlers still running") {
+		t.Fatalf("a handler that does not return must be reported, got %v", err)
+	}
+}

@@ -668,8 +668,15 @@ func (r *Receiver) Stop(ctx context.Context) error {
 	return r.stopErr
 }
 
-// waitUntil waits for done until ctx ends and reports whether done came.
-// A done that is ready wins over a ctx that ended meanwhile.
+// LateGrace is how long a wait bounded by a context still takes a step
+// that ends just after the context did. With a context that ended before
+// the call (a shutdown signal's, as services often pass to Close), a step
+// that takes microseconds (closing an idle subscription) would otherwise
+// be reported as not returning by the deadline.
+const LateGrace = 5 * time.Millisecond
+
+// waitUntil waits for done until ctx ends (and LateGrace more) and reports
+// whether done came.
 func waitUntil(ctx context.Context, done <-chan struct{}) bool {
 	select {
 	case <-done:
@@ -680,10 +687,12 @@ func waitUntil(ctx context.Context, done <-chan struct{}) bool {
 	case <-done:
 		return true
 	case <-ctx.Done():
+		late := time.NewTimer(LateGrace)
+		defer late.Stop()
 		select {
 		case <-done:
 			return true
-		default:
+		case <-late.C:
 			return false
 		}
 	}
