@@ -35,6 +35,19 @@ var ErrInvalidMetadata = errors.New("messaging: metadata is not valid UTF-8")
 // Sent as it is, it would arrive as no time at all.
 var ErrInvalidTime = errors.New("messaging: time cannot be carried")
 
+// IsRefused reports whether err is Publish refusing a message for what it
+// is, before any network call: a payload larger than the driver carries,
+// metadata or a time it cannot carry. Publishing it again fails the same
+// way; something must change the message, or set it aside.
+func IsRefused(err error) bool {
+	for _, e := range []error{ErrPayloadTooLarge, ErrInvalidMetadata, ErrMetadataTooLarge, ErrTooManyMetadataEntries, ErrInvalidTime} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // CheckTime returns ErrInvalidTime when t (a Message's Time) is outside the
 // years 0000 to 9999, which the ce-time attribute's RFC 3339 text carries.
 // Publish calls it; so does anything that stores messages to be published

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,14 +38,19 @@ var ErrNoRequestReply = errors.New("messaging: this driver does not support requ
 
 // RemoteError is a responder's error, returned by Request. Code is set when
 // the responder refused the request with Reject (a reason the caller can
-// act on, such as "out_of_stock"); it is empty for any other failure.
+// act on, such as "out_of_stock"), and is CodeInternal when the responder
+// panicked or its reply could not be published; it is empty for any other
+// failure.
 type RemoteError struct{ Code, Message string }
 
 func (e *RemoteError) Error() string {
-	if e.Code != "" {
-		return "responder refused the request: " + e.Code + ": " + e.Message
+	switch e.Code {
+	case "":
+		return "responder failed: " + e.Message
+	case CodeInternal:
+		return "responder failed (" + CodeInternal + "): " + e.Message
 	}
-	return "responder failed: " + e.Message
+	return "responder refused the request: " + e.Code + ": " + e.Message
 }
 
 // replies routes replies arriving on the client's reply topic to the
@@ -177,8 +183,9 @@ type Responder func(ctx context.Context, req *Message) (*Message, error)
 // (each request answered once), as instances of one service do, and the
 // group keeps requests while no responder runs. A request without a reply
 // address is handled and acknowledged with nothing sent back. If the reply
-// cannot be published, the request is nacked and comes again. ctx bounds
-// the setup, as for Subscribe.
+// cannot be published for a while, the request is nacked and comes again;
+// a reply Publish refuses (IsRefused), and a panic of r, are answered with
+// a CodeInternal error instead. ctx bounds the setup, as for Subscribe.
 //
 // A request whose caller has given up (its KeyDeadline has passed) is
 // dropped without calling r and counted (ExpiredRequests); otherwise r's
@@ -210,8 +217,16 @@ func (c *Client) Respond(ctx context.Context, topic, group string, r Responder, 
 			defer cancel()
 		}
 		var reply *Message
-		err := wrap(func(ctx context.Context, req *Message) error {
-			var err error
+		err := wrap(func(ctx context.Context, req *Message) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					// Answered as an error: as a handler's panic it would
+					// come back and panic again until its caller gave up.
+					pe := &PanicError{Value: p, Stack: debug.Stack()}
+					c.logger.Error("messaging: responder panicked; the caller gets an error reply", "topic", topic, "id", req.ID, "panic", p, "stack", string(pe.Stack))
+					err = Reject(CodeInternal, pe.Error())
+				}
+			}()
 			reply, err = r(ctx, req)
 			return err
 		}, o.middleware)(ctx, req)
@@ -230,7 +245,19 @@ func (c *Client) Respond(ctx context.Context, topic, group string, r Responder, 
 			}
 		}
 		reply.Set(KeyInReplyTo, req.ID)
-		return c.Publish(context.WithoutCancel(ctx), to, reply)
+		pubErr := c.Publish(context.WithoutCancel(ctx), to, reply)
+		if !IsRefused(pubErr) {
+			return pubErr
+		}
+		// The reply itself cannot be sent (too large, metadata or a time
+		// the broker cannot carry): the caller hears why, instead of the
+		// request coming again, to fail again, until its caller gives up.
+		c.logger.Warn("messaging: a responder's reply cannot be published; the caller gets an error reply", "topic", topic, "id", req.ID, "error", pubErr)
+		failed := NewMessage(nil)
+		failed.Set(KeyReplyErrorCode, CodeInternal)
+		failed.Set(KeyReplyError, "the responder's reply cannot be published: "+pubErr.Error())
+		failed.Set(KeyInReplyTo, req.ID)
+		return c.Publish(context.WithoutCancel(ctx), to, failed)
 	}
 	// The middleware wraps the responder's call above, not the reply.
 	s, err := c.Subscribe(ctx, topic, group, answer, append(opts, func(o *subscribeOptions) { o.middleware = nil })...)

@@ -122,6 +122,11 @@ func Reply[Req, Resp any](c *Client, f func(ctx context.Context, req Req, m *Mes
 // decode.
 const CodeBadRequest = "bad_request"
 
+// CodeInternal is the code a requester's *RemoteError carries when the
+// responder failed in a way that is not the request's fault: it panicked,
+// or the reply it returned cannot be published (sdk.IsRefused).
+const CodeInternal = "internal"
+
 // Reject returns the error a Responder returns to refuse a request for a
 // reason the caller can act on: the caller's Request returns a
 // *RemoteError with this Code and Message. Unlike other errors, a

@@ -165,3 +165,32 @@ func TestRequestWithoutReplySaysWhatItWaitedFor(t *testing.T) {
 		t.Fatalf("want a cancellation error saying the request was given up, got %v", err)
 	}
 }
+
+// A responder that panics, or returns a reply that cannot be published,
+// answers the caller with a CodeInternal error at once, instead of the
+// request coming back to fail again until the caller gives up.
+func TestResponderPanicAndUnsendableReplyAnswerTheCaller(t *testing.T) {
+	c := openMemory(t)
+	if _, err := c.Respond(context.Background(), "panics", "svc", func(context.Context, *sdk.Message) (*sdk.Message, error) {
+		panic("boom")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Respond(context.Background(), "unsendable", "svc", func(context.Context, *sdk.Message) (*sdk.Message, error) {
+		m := sdk.NewMessage([]byte("reply"))
+		m.Time = time.Date(20000, 1, 1, 0, 0, 0, 0, time.UTC)
+		return m, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]string{"panics": "panicked: boom", "unsendable": "time cannot be carried"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		_, err := c.Request(ctx, topic, sdk.NewMessage([]byte("q")))
+		cancel()
+		var remote *sdk.RemoteError
+		if !errors.As(err, &remote) || remote.Code != sdk.CodeInternal || !strings.Contains(remote.Message, want) || time.Since(start) > 4*time.Second {
+			t.Fatalf("%s: want a CodeInternal RemoteError saying %q before the deadline, got %v after %v", topic, want, err, time.Since(start))
+		}
+	}
+}
