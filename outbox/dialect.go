@@ -97,6 +97,19 @@ func (d Dialect) outboxDDL(t string) []string {
   sent_ms      BIGINT NOT NULL
 )`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_published_sent ON ` + t + `_published (sent_ms)`,
+			// Messages the publisher refuses for good, set aside so that the
+			// rest go out (Relay, Store.SetAside).
+			`CREATE TABLE IF NOT EXISTS ` + t + `_failed (
+  seq          BIGINT PRIMARY KEY,
+  id           TEXT NOT NULL,
+  topic        TEXT NOT NULL,
+  ordering_key TEXT NOT NULL,
+  payload      BYTEA NOT NULL,
+  metadata     TEXT NOT NULL,
+  created_ms   BIGINT NOT NULL,
+  failed_ms    BIGINT NOT NULL,
+  reason       TEXT NOT NULL
+)`,
 			// Tables made before 2026-11-25 kept published rows in the
 			// outbox (sent_ms set) and had partial indexes for unsent rows,
 			// sent rows and ordering keys, and an insert trigger that sent
@@ -128,6 +141,17 @@ INSERT INTO ` + t + `_published SELECT * FROM moved ON CONFLICT (seq) DO NOTHING
   INDEX ` + t + `_unsent (sent_ms, seq),
   INDEX ` + t + `_unsent_key (ordering_key, sent_ms, seq)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
+			`CREATE TABLE IF NOT EXISTS ` + t + `_failed (
+  seq          BIGINT NOT NULL PRIMARY KEY,
+  id           VARCHAR(255) NOT NULL,
+  topic        VARCHAR(255) NOT NULL,
+  ordering_key VARCHAR(255) NOT NULL,
+  payload      LONGBLOB NOT NULL,
+  metadata     LONGTEXT NOT NULL,
+  created_ms   BIGINT NOT NULL,
+  failed_ms    BIGINT NOT NULL,
+  reason       TEXT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`,
 		}
 	default: // SQLite
 		return []string{
@@ -147,6 +171,17 @@ INSERT INTO ` + t + `_published SELECT * FROM moved ON CONFLICT (seq) DO NOTHING
 			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent ON ` + t + ` (seq) WHERE sent_ms IS NULL`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_unsent_key ON ` + t + ` (ordering_key, seq) WHERE sent_ms IS NULL AND ordering_key <> ''`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_sent ON ` + t + ` (sent_ms) WHERE sent_ms IS NOT NULL`,
+			`CREATE TABLE IF NOT EXISTS ` + t + `_failed (
+  seq          INTEGER PRIMARY KEY,
+  id           TEXT NOT NULL,
+  topic        TEXT NOT NULL,
+  ordering_key TEXT NOT NULL,
+  payload      BLOB NOT NULL,
+  metadata     TEXT NOT NULL,
+  created_ms   INTEGER NOT NULL,
+  failed_ms    INTEGER NOT NULL,
+  reason       TEXT NOT NULL
+)`,
 		}
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	_ "modernc.org/sqlite"
 
@@ -163,4 +165,64 @@ func ExampleInbox_Handler() {
 	// Output:
 	// shipping o-3
 	// rows written: 1
+}
+
+// sizeLimited refuses payloads over 8 bytes as a broker's driver does:
+// with sdk.ErrPayloadTooLarge, before any network call.
+type sizeLimited struct{ next outbox.Publisher }
+
+func (p sizeLimited) Publish(ctx context.Context, topic string, msgs ...*sdk.Message) error {
+	for i, m := range msgs {
+		if len(m.Payload) > 8 {
+			return fmt.Errorf("publish to %q: message %d: %w: %d bytes, at most 8", topic, i, sdk.ErrPayloadTooLarge, len(m.Payload))
+		}
+	}
+	return p.next.Publish(ctx, topic, msgs...)
+}
+
+// A message the broker refuses for good is set aside, with the reason,
+// and the messages committed after it still go out.
+func ExampleStore_SetAside() {
+	ctx := context.Background()
+	db, done := openSQLite()
+	defer done()
+	store, err := outbox.New(db, outbox.Config{Dialect: outbox.SQLite})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil {
+		log.Fatal(err)
+	}
+	client := sdk.NewClient(memory.New())
+	defer client.Close(ctx)
+
+	err = store.InTx(ctx, func(tx *sql.Tx) error {
+		big := sdk.NewMessage([]byte("far too large"))
+		big.ID = "m-1"
+		small := sdk.NewMessage([]byte("fits"))
+		small.ID = "m-2"
+		return store.Add(ctx, tx, "reports", big, small)
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	relay, err := store.NewRelay(outbox.RelayConfig{Publisher: sizeLimited{client}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	n, err := relay.RunOnce(ctx)
+	fmt.Println("relayed or set aside:", n, err)
+	lag, _ := store.Lag(ctx)
+	fmt.Println("waiting:", lag.Unsent)
+	aside, err := store.SetAside(ctx, 10)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range aside {
+		fmt.Println("set aside:", m.ID, m.Topic, strings.Contains(m.Reason, "payload too large"))
+	}
+	// Output:
+	// relayed or set aside: 2 <nil>
+	// waiting: 0
+	// set aside: m-1 reports true
 }

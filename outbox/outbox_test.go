@@ -102,7 +102,7 @@ func newEnvNamed(t *testing.T, d outbox.Dialect, table string) *env {
 		}
 	}
 	t.Cleanup(func() {
-		for _, tbl := range []string{e.table, e.table + "_published", e.table + "_orders", e.table + "_inbox", e.table + "_effects"} {
+		for _, tbl := range []string{e.table, e.table + "_published", e.table + "_failed", e.table + "_orders", e.table + "_inbox", e.table + "_effects"} {
 			_, _ = e.db.Exec(`DROP TABLE IF EXISTS ` + tbl)
 		}
 	})
@@ -627,4 +627,79 @@ func TestInboxConsumerNameIsChecked(t *testing.T) {
 			t.Errorf("%s, consumer %.20q: want a config error naming InboxConfig.Consumer and saying %q, got %v", c.d, c.consumer, c.says, err)
 		}
 	}
+}
+
+// refusing publishes through next, refusing a call holding a message whose
+// payload is "poison" as the SDK refuses a payload larger than the broker
+// carries, before any network call.
+type refusing struct{ next outbox.Publisher }
+
+func (p refusing) Publish(ctx context.Context, topic string, msgs ...*sdk.Message) error {
+	for i, m := range msgs {
+		if string(m.Payload) == "poison" {
+			return fmt.Errorf("messaging: publish to %q: message %d (id %q): %w: 1048577 bytes, driver test carries at most 1048576", topic, i, m.ID, sdk.ErrPayloadTooLarge)
+		}
+	}
+	return p.next.Publish(ctx, topic, msgs...)
+}
+
+// A message the publisher refuses for good, and one whose row cannot be
+// read, are set aside with the reason instead of holding back everything
+// committed after them; the rest go out, each key in order.
+func TestRefusedMessageIsSetAsideAndTheRestGoOut(t *testing.T) {
+	for _, retention := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprint("retention ", retention), func(t *testing.T) { setAsideAndGoOn(t, retention) })
+	}
+}
+
+func setAsideAndGoOn(t *testing.T, retention time.Duration) {
+	eachDatabase(t, func(t *testing.T, e *env) {
+		got := e.consume("billing")
+		poison := keyed("k", 2)
+		poison.Payload = []byte("poison")
+		unreadable := keyed("u", 1)
+		e.order("o-1", true, keyed("k", 1), poison, keyed("k", 3), unreadable, keyed("u", 2))
+		if _, err := e.db.Exec(bind(e.dialect, `UPDATE `+e.table+` SET metadata = ? WHERE id = ?`), "not json", unreadable.ID); err != nil {
+			t.Fatal(err)
+		}
+		r := e.relay(outbox.RelayConfig{Publisher: refusing{e.client}, PublishAttempts: 5, Retention: retention})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for {
+			if _, err := r.RunOnce(ctx); err != nil {
+				t.Fatalf("a refused message must not fail the batch: %v", err)
+			}
+			if lag, err := e.store.Lag(ctx); err != nil || lag.Unsent == 0 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatal("the outbox did not empty within 30s: a refused message holds it back")
+			}
+		}
+		deadline := time.After(15 * time.Second)
+		for got.distinct() < 3 {
+			select {
+			case <-got.any:
+			case <-deadline:
+				t.Fatalf("the consumer got %d of the 3 publishable messages within 15s", got.distinct())
+			}
+		}
+		got.mu.Lock()
+		k, u := got.byKey["k"], got.byKey["u"]
+		got.mu.Unlock()
+		if fmt.Sprint(k) != "[1 3]" || fmt.Sprint(u) != "[2]" {
+			t.Fatalf("want key k's messages 1 and 3 and key u's 2, in order; got k %v, u %v", k, u)
+		}
+		aside, err := e.store.SetAside(ctx, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(aside) != 2 || aside[0].ID != poison.ID || !strings.Contains(aside[0].Reason, "payload too large") ||
+			aside[1].ID != unreadable.ID || !strings.Contains(aside[1].Reason, "unreadable row") || aside[0].Topic != "orders" || aside[0].OrderingKey != "k" {
+			t.Fatalf("want the poison and the unreadable message set aside with their reasons, got %+v", aside)
+		}
+		if n, err := r.RunOnce(ctx); n != 0 || err != nil {
+			t.Fatalf("a set-aside message is not relayed again: %d, %v", n, err)
+		}
+	})
 }

@@ -103,6 +103,7 @@ func (s *Store) NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.DrainTimeout = 10 * time.Second
 	}
 	policy := retrypolicy.NewBuilder[any]().
+		AbortIf(func(_ any, err error) bool { return refusedForGood(err) }).
 		WithMaxAttempts(cfg.PublishAttempts).
 		WithBackoff(50*time.Millisecond, 2*time.Second).
 		WithJitterFactor(0.25).
@@ -161,9 +162,11 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // RunOnce claims one batch, publishes it in order and marks what was
-// published. It returns how many messages it published. On a publish
-// failure it marks what went out, gives the rest back, and returns the
-// error.
+// published. A message the publisher refuses for good (larger than the
+// broker carries, metadata it cannot carry) or whose row cannot be read is
+// set aside (Store.SetAside) and the rest go on. It returns how many
+// messages it published or set aside. On a publish failure it marks what
+// went out, gives the rest back, and returns the error.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if r.store.dialect == Postgres {
 		return r.runLocked(ctx)
@@ -176,7 +179,14 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
-	done, pubErr := r.publishInOrder(ctx, rows)
+	done, pubErr := r.publishInOrder(ctx, rows, func(rw row, reason error) error {
+		for _, st := range r.store.setAsideSQL(rw, reasonText(reason)) {
+			if err := r.store.exec(context.WithoutCancel(ctx), st.query, st.args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	markCtx, cancel := markContext(ctx)
 	defer cancel()
 	if err := r.store.markSent(markCtx, rows[:done], r.cfg.Retention > 0); err != nil {
@@ -207,7 +217,12 @@ func (r *Relay) runLocked(ctx context.Context) (int, error) {
 	}
 	defer batch.close()
 	rows := batch.rows
-	done, pubErr := r.publishInOrder(ctx, rows)
+	done, pubErr := r.publishInOrder(ctx, rows, func(rw row, reason error) error {
+		// In the batch's transaction: it holds the row's lock.
+		st := r.store.setAsideSQL(rw, reasonText(reason))[0]
+		_, err := batch.tx.ExecContext(context.WithoutCancel(ctx), st.query, st.args...)
+		return err
+	})
 	markCtx, cancel := markContext(ctx)
 	defer cancel()
 	keep := r.cfg.Retention > 0
@@ -239,21 +254,52 @@ func markContext(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // publishInOrder publishes rows in seq order, consecutive rows of one
-// topic in one Publish call, and returns how many went out before the
-// first failure, and that failure.
-func (r *Relay) publishInOrder(ctx context.Context, rows []row) (int, error) {
+// topic in one Publish call, and returns how many it is done with (went
+// out, or were set aside by setAside) before the first failure, and that
+// failure.
+func (r *Relay) publishInOrder(ctx context.Context, rows []row, setAside func(row, error) error) (int, error) {
 	done := 0
 	for done < len(rows) {
 		end := done + 1
 		for end < len(rows) && rows[end].topic == rows[done].topic {
 			end++
 		}
-		if err := r.publish(ctx, rows[done:end]); err != nil {
+		n, err := r.publishGroup(ctx, rows[done:end], setAside)
+		done += n
+		if err != nil {
 			return done, err
 		}
-		done = end
 	}
 	return done, nil
+}
+
+// publishGroup publishes rows of one topic in one call. When a message is
+// refused for good, it publishes them one by one instead, setting aside
+// each refused one, so that the others still go out in order. It returns
+// how many it is done with before the first other failure.
+func (r *Relay) publishGroup(ctx context.Context, rows []row, setAside func(row, error) error) (int, error) {
+	err := r.publish(ctx, rows)
+	if err == nil || !refusedForGood(err) {
+		if err != nil {
+			return 0, err
+		}
+		return len(rows), nil
+	}
+	for i, rw := range rows {
+		err := r.publish(ctx, rows[i:i+1])
+		if err == nil {
+			continue
+		}
+		if !refusedForGood(err) {
+			return i, err
+		}
+		if err := setAside(rw, err); err != nil {
+			return i, fmt.Errorf("outbox: set aside message %s (row %d), which the publisher refuses: %w", sdk.QuoteName(rw.id), rw.seq, err)
+		}
+		r.cfg.Logger.Error("outbox relay: a message is refused for good and set aside; the rest go on (Store.SetAside lists it)",
+			"relay", r.cfg.Name, "id", rw.id, "topic", rw.topic, "row", rw.seq, "table", r.store.failedTable(), "error", err)
+	}
+	return len(rows), nil
 }
 
 func (r *Relay) publish(ctx context.Context, rows []row) error {

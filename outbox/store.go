@@ -488,7 +488,7 @@ func (s *Store) Cleanup(ctx context.Context, olderThan time.Duration) (int64, er
 func (r row) message() (*sdk.Message, error) {
 	md := map[string]string{}
 	if err := json.Unmarshal([]byte(r.metadata), &md); err != nil {
-		return nil, fmt.Errorf("outbox: row %d (message %s) has unreadable metadata: %w", r.seq, r.id, err)
+		return nil, fmt.Errorf("outbox: row %d (message %s): %w: its metadata is not a JSON object: %w", r.seq, sdk.QuoteName(r.id), errUnreadableRow, err)
 	}
 	m := &sdk.Message{
 		ID: r.id, Payload: r.payload, Metadata: md,
