@@ -62,7 +62,8 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 	}
 	pending := msgs
 	backoff := 20 * time.Millisecond
-	var last error // the last failure the broker (or the connection) gave, not the wait's end
+	var last error    // the last failure the broker (or the connection) gave, not the wait's end
+	var waiting error // the driver's account of the wait's end (what it waited for), when it gave one
 	for {
 		errs := s.sendOnce(ctx, topic, pending)
 		if errs == nil {
@@ -73,8 +74,11 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 			if err == nil {
 				continue
 			}
-			if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+			switch {
+			case ctx.Err() == nil || !errors.Is(err, ctx.Err()):
 				last = err
+			case err != ctx.Err() && err != context.Cause(ctx):
+				waiting = err
 			}
 			if ctx.Err() == nil && !s.t.IsRetryable(err) {
 				return fmt.Errorf("%d of %d message(s) not sent (message %s refused): %w", countErrs(errs), len(msgs), shortID(pending[i].ID), err)
@@ -94,6 +98,9 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 		}
 		if ctx.Err() != nil {
 			if last == nil {
+				if waiting != nil {
+					return fmt.Errorf("%d of %d message(s) not sent when the wait ended: %w", len(retry), len(msgs), waiting)
+				}
 				return fmt.Errorf("%d of %d message(s) not sent when the wait ended: %w", len(retry), len(msgs), context.Cause(ctx))
 			}
 			return fmt.Errorf("%d of %d message(s) not sent when the wait ended (%w); the last attempt that got an answer failed with: %w",

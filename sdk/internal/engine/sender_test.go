@@ -89,6 +89,25 @@ func TestSendStopsAtARefusalAndReportsTheLastTransientFailure(t *testing.T) {
 	}
 }
 
+// A driver that waits for the broker (room in a full queue, a confirm)
+// and says so when the context ends has its account in the error, not
+// only the context's: the caller learns what the publish waited for.
+func TestSendReportsWhatTheDriverWaitedFor(t *testing.T) {
+	tr := &fakeTransport{send: func(int, []*driver.Message) error { return nil },
+		sendCtx: func(ctx context.Context, _ []*driver.Message) error {
+			<-ctx.Done()
+			return fmt.Errorf("waiting for room in group %q: %w", "billing", ctx.Err())
+		}}
+	s := NewSender(tr)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := s.Send(ctx, "t", msgs(1))
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), `waiting for room in group "billing"`) {
+		t.Fatalf("want the deadline with what the driver waited for, got %v", err)
+	}
+}
+
 // Concurrent single-message publishes share SendBatch calls when the
 // driver coalesces, never more than MaxMessages per call.
 func TestCoalescedPublishesShareCalls(t *testing.T) {
