@@ -68,6 +68,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := cfg.checkNackBackoff(); err != nil {
+		return nil, err
+	}
 	t, err := d.Open(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("messaging: open driver %q: %w", name, err)

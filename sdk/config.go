@@ -175,6 +175,26 @@ func (c Config) String() string {
 // a file and line, an environment variable, or "" when set in code.
 func (c Config) Source(key string) string { return c.sources[key] }
 
+// checkNackBackoff refuses a nack_backoff above the longest the wait grows
+// to (nack_backoff_max, or its default): every wait would be cut to it.
+func (c Config) checkNackBackoff() error {
+	initial, most := DefaultNackBackoff, DefaultNackBackoffMax
+	if c.NackBackoff != 0 {
+		initial = c.NackBackoff // below 0: off
+	}
+	if c.NackBackoffMax > 0 {
+		most = c.NackBackoffMax
+	}
+	if initial <= most {
+		return nil
+	}
+	what := "nack_backoff_max"
+	if c.NackBackoffMax <= 0 {
+		what = "nack_backoff_max's default"
+	}
+	return c.Invalid("nack_backoff", nil, "%v is above %s %v, the longest the wait grows to; raise nack_backoff_max or lower nack_backoff", initial, what, most)
+}
+
 // Invalid builds a *ConfigError for key, filled in with where the key was set.
 // Drivers use it so that every config error names the key and its origin.
 func (c Config) Invalid(key string, err error, format string, args ...any) *ConfigError {
@@ -424,7 +444,7 @@ func (c *Config) set(key, value, source string) error {
 		c.URL = strings.TrimSpace(value)
 	case "shutdown_timeout":
 		d, err := time.ParseDuration(strings.TrimSpace(value))
-		if err != nil || d < 0 {
+		if err != nil || d <= 0 {
 			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a positive duration such as 10s, got %q", value)}
 		}
 		c.ShutdownTimeout = d
@@ -443,10 +463,11 @@ func (c *Config) set(key, value, source string) error {
 	case "nack_backoff", "nack_backoff_max":
 		v := strings.TrimSpace(value)
 		d, err := time.ParseDuration(v)
-		if v == "0" || v == "off" {
+		off := v == "0" || v == "off" || err == nil && d == 0 // 0s, 0ms: off too, not the default
+		if off {
 			d, err = -1, nil
 		}
-		if err != nil || (d < 0 && v != "0" && v != "off") {
+		if err != nil || (d < 0 && !off) {
 			return &ConfigError{Key: key, Source: source, Reason: fmt.Sprintf("want a duration such as 100ms, or 0 (off), got %q", value)}
 		}
 		if key == "nack_backoff" {

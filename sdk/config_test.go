@@ -221,3 +221,35 @@ func TestKeySetTwiceIsAConfigError(t *testing.T) {
 		t.Errorf("the same name in two mappings is not a key set twice: %v", err)
 	}
 }
+
+// nack_backoff 0s is off, as 0 and off are, not the default; a
+// nack_backoff above the longest the wait grows to, and a
+// shutdown_timeout of 0, are refused naming the key.
+func TestNackBackoffZeroIsOffAndAboveItsMaxIsRefused(t *testing.T) {
+	for _, v := range []string{"0", "off", "0s", "0ms"} {
+		cfg, err := ParseConfig("svc.yaml", []byte("nack_backoff: "+v+"\n"))
+		if err != nil || cfg.NackBackoff >= 0 {
+			t.Errorf("nack_backoff %s: want off (below 0), got %v, %v", v, cfg.NackBackoff, err)
+		}
+	}
+	for _, c := range []struct{ yaml, key, want string }{
+		{"nack_backoff: 1m\nnack_backoff_max: 1s\n", "nack_backoff", "1m0s is above nack_backoff_max 1s"},
+		{"nack_backoff: 1m\n", "nack_backoff", "above nack_backoff_max's default 30s"},
+		{"shutdown_timeout: 0s\n", "shutdown_timeout", "want a positive duration"},
+		{"nack_backoff_max: 0s\n", "nack_backoff_max", "want a positive duration"},
+	} {
+		cfg, err := ParseConfig("svc.yaml", []byte("driver: memory\n"+c.yaml))
+		if err == nil {
+			_, err = CheckConfig(cfg)
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != c.key || !strings.HasPrefix(ce.Source, "svc.yaml:") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: want a ConfigError for %s saying %q, got %v", c.yaml, c.key, c.want, err)
+		}
+	}
+	if cfg, err := ParseConfig("svc.yaml", []byte("driver: memory\nnack_backoff: 2s\nnack_backoff_max: 2s\n")); err != nil {
+		t.Fatal(err)
+	} else if _, err := CheckConfig(cfg); err != nil {
+		t.Errorf("nack_backoff equal to its max is fine: %v", err)
+	}
+}

@@ -125,6 +125,9 @@ func CheckConfig(cfg Config) (checkedOptions bool, err error) {
 	if _, err := cfg.checkSections(); err != nil {
 		return false, err
 	}
+	if err := cfg.checkNackBackoff(); err != nil {
+		return false, err
+	}
 	cc, ok := d.(ConfigChecker)
 	if !ok {
 		return false, nil
