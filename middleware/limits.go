@@ -14,8 +14,12 @@ import (
 // Bulkhead lets at most max handlers run at once across every subscription
 // that shares it (for example all handlers that call one database). A
 // handler waits up to maxWait for a place; then the message fails with
-// bulkhead.ErrFull and is redelivered.
+// bulkhead.ErrFull and is redelivered. It panics when max is below 1 or
+// maxWait is negative: a bulkhead with no place fails every message.
 func Bulkhead(max int, maxWait time.Duration) Middleware {
+	if max < 1 || maxWait < 0 {
+		panic(fmt.Sprintf("middleware.Bulkhead(%d, %v): want at least 1 handler and a wait of 0 or more", max, maxWait))
+	}
 	bh := bulkhead.NewBuilder[any](uint(max)).WithMaxWaitTime(maxWait).Build()
 	return func(next sdk.Handler) sdk.Handler {
 		return func(ctx context.Context, msg *sdk.Message) error {
@@ -36,7 +40,11 @@ func Bulkhead(max int, maxWait time.Duration) Middleware {
 // RateLimit lets handlers start at most perSecond times a second, evenly
 // spaced, across every subscription that shares it. A handler waits for its
 // turn (consumption slows down; nothing is nacked) until its context ends.
+// It panics when perSecond is below 1.
 func RateLimit(perSecond int) Middleware {
+	if perSecond < 1 {
+		panic(fmt.Sprintf("middleware.RateLimit(%d): want at least 1 handler start a second", perSecond))
+	}
 	rl := ratelimiter.NewSmooth[any](uint(perSecond), time.Second)
 	return func(next sdk.Handler) sdk.Handler {
 		return func(ctx context.Context, msg *sdk.Message) error {

@@ -504,3 +504,35 @@ func TestDeadLetterTopicThatIsTheTopicItselfIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A middleware built with values that would fail or stall every message
+// (no place in a bulkhead, no rate, a timeout of nothing, negative retry
+// waits) panics when it is built, naming the value, rather than at the
+// first message or never.
+func TestMiddlewareOutOfRangePanicsWhenBuilt(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		build func()
+		want  string
+	}{
+		{"bulkhead of 0", func() { middleware.Bulkhead(0, time.Second) }, "Bulkhead(0, 1s)"},
+		{"bulkhead wait below 0", func() { middleware.Bulkhead(2, -time.Second) }, "Bulkhead(2, -1s)"},
+		{"rate of 0", func() { middleware.RateLimit(0) }, "RateLimit(0)"},
+		{"rate below 0", func() { middleware.RateLimit(-5) }, "RateLimit(-5)"},
+		{"timeout of 0", func() { middleware.Timeout(0) }, "Timeout(0s)"},
+		{"retry attempts below 0", func() { middleware.Retry(middleware.RetryConfig{MaxAttempts: -1}) }, "MaxAttempts -1"},
+		{"retry max delay below delay", func() {
+			middleware.Retry(middleware.RetryConfig{Delay: time.Second, MaxDelay: time.Millisecond})
+		}, "MaxDelay 1ms"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				if p := recover(); p == nil || !strings.Contains(fmt.Sprint(p), c.want) {
+					t.Fatalf("want a panic naming %q, got %v", c.want, p)
+				}
+			}()
+			c.build()
+		})
+	}
+	middleware.Retry(middleware.RetryConfig{}) // zero values take the defaults
+}

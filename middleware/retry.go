@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -37,7 +38,14 @@ type RetryConfig struct {
 // attempts run out, the last error is returned and the message is nacked for
 // the broker to redeliver (or dead-lettered by DeadLetter). A panic counts
 // as a failure. Waiting stops when the handler's context ends.
+//
+// It panics on a negative MaxAttempts, Delay, MaxDelay or MaxDuration, or
+// a MaxDelay below Delay.
 func Retry(cfg RetryConfig) Middleware {
+	if cfg.MaxAttempts < 0 || cfg.Delay < 0 || cfg.MaxDelay < 0 || cfg.MaxDuration < 0 || cfg.MaxDelay > 0 && cfg.MaxDelay < cfg.Delay {
+		panic(fmt.Sprintf("middleware.Retry: MaxAttempts %d, Delay %v, MaxDelay %v, MaxDuration %v: none may be negative, and MaxDelay is the longest the delay grows to, at least Delay",
+			cfg.MaxAttempts, cfg.Delay, cfg.MaxDelay, cfg.MaxDuration))
+	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 3
 	}

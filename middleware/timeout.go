@@ -29,7 +29,12 @@ import (
 // load, see docs/benchmarks.md): one timer per Timeout watches every
 // message's deadline, and the standard context is made only for a handler
 // that asks for Done (see deadlineCtx).
+//
+// It panics when d is not positive: every handler would time out at once.
 func Timeout(d time.Duration) Middleware {
+	if d <= 0 {
+		panic(fmt.Sprintf("middleware.Timeout(%v): want a positive duration", d))
+	}
 	w := &watchdog{d: d, epoch: time.Now()}
 	return func(next sdk.Handler) sdk.Handler {
 		return func(ctx context.Context, msg *sdk.Message) error {
