@@ -114,7 +114,11 @@ func Reply[Req, Resp any](c *Client, f func(ctx context.Context, req Req, m *Mes
 		if err != nil {
 			return nil, err
 		}
-		return c.Encode(resp)
+		reply, err := c.Encode(resp)
+		if err != nil {
+			return nil, Reject(CodeInternal, err.Error())
+		}
+		return reply, nil
 	}
 }
 
@@ -124,7 +128,8 @@ const CodeBadRequest = "bad_request"
 
 // CodeInternal is the code a requester's *RemoteError carries when the
 // responder failed in a way that is not the request's fault: it panicked,
-// or the reply it returned cannot be published (sdk.IsRefused).
+// its reply cannot be encoded (Reply), or the reply it returned cannot be
+// published (sdk.IsRefused).
 const CodeInternal = "internal"
 
 // Reject returns the error a Responder returns to refuse a request for a

@@ -194,3 +194,21 @@ func TestResponderPanicAndUnsendableReplyAnswerTheCaller(t *testing.T) {
 		}
 	}
 }
+
+// A typed responder whose reply cannot be encoded answers with
+// CodeInternal and the codec's reason.
+func TestTypedReplyThatCannotBeEncodedIsInternal(t *testing.T) {
+	c := openMemory(t)
+	if _, err := c.Respond(context.Background(), "chan", "svc", sdk.Reply(c, func(context.Context, order, *sdk.Message) (chan int, error) {
+		return make(chan int), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := sdk.Request[order, chan int](ctx, c, "chan", order{ID: "o-1"})
+	var remote *sdk.RemoteError
+	if !errors.As(err, &remote) || remote.Code != sdk.CodeInternal || !strings.Contains(remote.Message, "encode chan int") {
+		t.Fatalf("want a CodeInternal RemoteError saying the reply could not be encoded, got %v", err)
+	}
+}
