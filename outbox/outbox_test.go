@@ -635,6 +635,9 @@ func TestInboxConsumerNameIsChecked(t *testing.T) {
 type refusing struct{ next outbox.Publisher }
 
 func (p refusing) Publish(ctx context.Context, topic string, msgs ...*sdk.Message) error {
+	if topic == "refused.topic" {
+		return sdk.InvalidName(fmt.Errorf("driver: topic %q is not one this broker takes", topic))
+	}
 	for i, m := range msgs {
 		if string(m.Payload) == "poison" {
 			return fmt.Errorf("messaging: publish to %q: message %d (id %q): %w: 1048577 bytes, driver test carries at most 1048576", topic, i, m.ID, sdk.ErrPayloadTooLarge)
@@ -660,6 +663,12 @@ func setAsideAndGoOn(t *testing.T, retention time.Duration) {
 		unreadable := keyed("u", 1)
 		e.order("o-1", true, keyed("k", 1), poison, keyed("k", 3), unreadable, keyed("u", 2))
 		if _, err := e.db.Exec(bind(e.dialect, `UPDATE `+e.table+` SET metadata = ? WHERE id = ?`), "not json", unreadable.ID); err != nil {
+			t.Fatal(err)
+		}
+		misnamed := keyed("u", 3)
+		if err := e.store.InTx(context.Background(), func(tx *sql.Tx) error {
+			return e.store.Add(context.Background(), tx, "refused.topic", misnamed)
+		}); err != nil {
 			t.Fatal(err)
 		}
 		r := e.relay(outbox.RelayConfig{Publisher: refusing{e.client}, PublishAttempts: 5, Retention: retention})
@@ -694,9 +703,10 @@ func setAsideAndGoOn(t *testing.T, retention time.Duration) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(aside) != 2 || aside[0].ID != poison.ID || !strings.Contains(aside[0].Reason, "payload too large") ||
-			aside[1].ID != unreadable.ID || !strings.Contains(aside[1].Reason, "unreadable row") || aside[0].Topic != "orders" || aside[0].OrderingKey != "k" {
-			t.Fatalf("want the poison and the unreadable message set aside with their reasons, got %+v", aside)
+		if len(aside) != 3 || aside[0].ID != poison.ID || !strings.Contains(aside[0].Reason, "payload too large") ||
+			aside[1].ID != unreadable.ID || !strings.Contains(aside[1].Reason, "unreadable row") || aside[0].Topic != "orders" || aside[0].OrderingKey != "k" ||
+			aside[2].ID != misnamed.ID || aside[2].Topic != "refused.topic" || !strings.Contains(aside[2].Reason, "not one this broker takes") {
+			t.Fatalf("want the poison, the unreadable message and the one to a refused topic set aside with their reasons, got %+v", aside)
 		}
 		if n, err := r.RunOnce(ctx); n != 0 || err != nil {
 			t.Fatalf("a set-aside message is not relayed again: %d, %v", n, err)

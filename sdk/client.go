@@ -180,7 +180,7 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		return fmt.Errorf("messaging: publish to %s: %w", QuoteName(topic), ErrClosed)
 	}
 	if topic == "" {
-		return errors.New("messaging: publish: topic is empty; name the topic to publish to")
+		return InvalidName(errors.New("messaging: publish: topic is empty; name the topic to publish to"))
 	}
 	if len(msgs) == 0 {
 		return nil

@@ -390,3 +390,21 @@ func TestCloseWithAnEndedContextReportsOnlyWhatIsStuck(t *testing.T) {
 		t.Fatalf("a handler that does not return must be reported, got %v", err)
 	}
 }
+
+// A driver's refusal of a name, marked with InvalidName, keeps its text and
+// cause and is told apart from an outage: errors.Is(err, ErrInvalidName),
+// IsRefused. An empty topic is such a refusal too.
+func TestInvalidNameMarksARefusalOfAName(t *testing.T) {
+	cause := errors.New("driver: topic \"a b\" holds a space")
+	err := fmt.Errorf("publish: %w", sdk.InvalidName(cause))
+	if !errors.Is(err, sdk.ErrInvalidName) || !errors.Is(err, cause) || !sdk.IsRefused(err) || err.Error() != "publish: "+cause.Error() {
+		t.Fatalf("InvalidName must keep the text and cause and match ErrInvalidName: %v", err)
+	}
+	if sdk.InvalidName(nil) != nil || sdk.IsRefused(errors.New("connection refused")) || sdk.IsRefused(context.DeadlineExceeded) {
+		t.Fatal("nil stays nil; an outage is not a refusal")
+	}
+	c := openMemory(t)
+	if err := c.Publish(context.Background(), "", sdk.NewMessage(nil)); !errors.Is(err, sdk.ErrInvalidName) {
+		t.Fatalf("an empty topic: want ErrInvalidName, got %v", err)
+	}
+}

@@ -35,12 +35,35 @@ var ErrInvalidMetadata = errors.New("messaging: metadata is not valid UTF-8")
 // Sent as it is, it would arrive as no time at all.
 var ErrInvalidTime = errors.New("messaging: time cannot be carried")
 
+// ErrInvalidName is what the error of a call given a topic or group name
+// the driver cannot use matches (errors.Is): too long, bytes the broker
+// refuses or would change, a name that maps to another topic's queue. No
+// retry changes it. Drivers mark such errors with InvalidName.
+var ErrInvalidName = errors.New("messaging: name cannot be used")
+
+// invalidName is an error refusing a name, with its own text.
+type invalidName struct{ err error }
+
+func (e invalidName) Error() string        { return e.err.Error() }
+func (e invalidName) Unwrap() error        { return e.err }
+func (e invalidName) Is(target error) bool { return target == ErrInvalidName }
+
+// InvalidName marks err, a driver's refusal of a topic or group name, so
+// that errors.Is(err, ErrInvalidName) holds; its text stays err's.
+func InvalidName(err error) error {
+	if err == nil {
+		return nil
+	}
+	return invalidName{err}
+}
+
 // IsRefused reports whether err is Publish refusing a message for what it
-// is, before any network call: a payload larger than the driver carries,
-// metadata or a time it cannot carry. Publishing it again fails the same
-// way; something must change the message, or set it aside.
+// is, or for the name of its topic, before any network call: a payload
+// larger than the driver carries, metadata or a time it cannot carry, a
+// topic name it cannot use. Publishing it again fails the same way;
+// something must change the message, or set it aside.
 func IsRefused(err error) bool {
-	for _, e := range []error{ErrPayloadTooLarge, ErrInvalidMetadata, ErrMetadataTooLarge, ErrTooManyMetadataEntries, ErrInvalidTime} {
+	for _, e := range []error{ErrPayloadTooLarge, ErrInvalidMetadata, ErrMetadataTooLarge, ErrTooManyMetadataEntries, ErrInvalidTime, ErrInvalidName} {
 		if errors.Is(err, e) {
 			return true
 		}

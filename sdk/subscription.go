@@ -160,7 +160,7 @@ func (s *Subscription) ExpiredRequests() int64 {
 // runs until Close. Subscribe never holds up Publish.
 func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, opts ...SubscribeOption) (*Subscription, error) {
 	if topic == "" {
-		return nil, errors.New("messaging: subscribe: topic is empty; name the topic to consume")
+		return nil, InvalidName(errors.New("messaging: subscribe: topic is empty; name the topic to consume"))
 	}
 	if group == "" {
 		return nil, fmt.Errorf("messaging: subscribe to %s: group is empty; name the consumer group (usually the service name)", QuoteName(topic))

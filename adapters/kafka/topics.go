@@ -204,7 +204,10 @@ const maxTopicName = 249
 // checkTopicName refuses a topic Kafka would refuse, before any request:
 // a broker answers INVALID_TOPIC_EXCEPTION to a create, and a consumer of
 // such a topic would otherwise only fail on every fetch.
-func checkTopicName(topic string) error {
+func checkTopicName(topic string) error { return sdk.InvalidName(topicNameError(topic)) }
+
+// topicNameError is what checkTopicName reports, unmarked.
+func topicNameError(topic string) error {
 	const rule = "a Kafka topic name is 1 to 249 letters, digits, '.', '_' or '-', and not . or .."
 	switch {
 	case topic == "" || topic == "." || topic == "..":

@@ -178,11 +178,11 @@ func TestTopicThatIsNotASubjectIsRefused(t *testing.T) {
 	c := client(t, url, nil)
 	for _, topic := range []string{"ct-a..b", "ct-a.*", "ct-a.>", "ct a", "ct-a.", "ct-a.b*c", "ct-a.b>"} {
 		err := c.Publish(context.Background(), topic, &sdk.Message{Payload: []byte("x")})
-		if err == nil || !strings.Contains(err.Error(), "not a NATS subject") {
+		if !errors.Is(err, sdk.ErrInvalidName) || !strings.Contains(err.Error(), "not a NATS subject") {
 			t.Errorf("publishing to %q: want an error saying it is not a NATS subject, got %v", topic, err)
 		}
 		_, err = c.Subscribe(context.Background(), topic, "g", func(context.Context, *sdk.Message) error { return nil })
-		if err == nil || !strings.Contains(err.Error(), "not a NATS subject") {
+		if !errors.Is(err, sdk.ErrInvalidName) || !strings.Contains(err.Error(), "not a NATS subject") {
 			t.Errorf("subscribing to %q: want an error saying it is not a NATS subject, got %v", topic, err)
 		}
 	}

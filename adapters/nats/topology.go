@@ -33,6 +33,11 @@ const maxSubject = 3072
 // checkSubject refuses a topic that is not a literal NATS subject, or that
 // is longer than maxSubject.
 func checkSubject(topic string) error {
+	return sdk.InvalidName(subjectError(topic))
+}
+
+// subjectError is what checkSubject reports, unmarked.
+func subjectError(topic string) error {
 	if topic == "" {
 		return errors.New("nats: topic is empty")
 	}

@@ -70,12 +70,12 @@ func (s settings) checkNames(topic string, n names, queues bool) error {
 	}
 	for _, nm := range list {
 		if len(nm.value) > maxName {
-			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, and AMQP carries at most %d bytes: use a shorter topic or group",
-				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), maxName)
+			return sdk.InvalidName(fmt.Errorf("rabbitmq: topic %s makes the %s %s, and AMQP carries at most %d bytes: use a shorter topic or group",
+				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), maxName))
 		}
 		if odd := topicname.Unprintable(nm.value); odd != "" {
-			return fmt.Errorf("rabbitmq: topic %s makes the %s %s, which holds %s; RabbitMQ cannot declare and then find such a name: use printable UTF-8 names",
-				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), odd)
+			return sdk.InvalidName(fmt.Errorf("rabbitmq: topic %s makes the %s %s, which holds %s; RabbitMQ cannot declare and then find such a name: use printable UTF-8 names",
+				sdk.QuoteName(topic), nm.what, sdk.QuoteName(nm.value), odd))
 		}
 	}
 	return nil

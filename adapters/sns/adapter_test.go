@@ -237,7 +237,7 @@ func TestGroupsSharingAQueueNameAreRefused(t *testing.T) {
 	}
 	policies := proxy.Calls("SetQueueAttributes")
 	_, err = c.Subscribe(context.Background(), first+"-b", "c", func(context.Context, *sdk.Message) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "is the queue of another topic and group") || !strings.Contains(err.Error(), "Rename the group") {
+	if !errors.Is(err, sdk.ErrInvalidName) || !strings.Contains(err.Error(), "is the queue of another topic and group") || !strings.Contains(err.Error(), "Rename the group") {
 		t.Fatalf("group %q of topic %q maps to the queue of group %q of %q: Subscribe must be refused, got %v", "c", first+"-b", "b-c", first, err)
 	}
 	if n := proxy.Calls("SetQueueAttributes") - policies; n != 0 {

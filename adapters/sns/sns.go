@@ -210,8 +210,8 @@ func (t *Transport) topicARN(ctx context.Context, topic string) (string, error) 
 	var conflict *awsq.ClaimConflict
 	switch {
 	case errors.As(err, &conflict):
-		return "", fmt.Errorf("sns: topic %s maps to SNS topic %q, which carries the messages of topic %s (tag %s): SNS topic names keep only letters, digits, '-' and '_', so the two topics would share one SNS topic. Rename one of them",
-			sdk.QuoteName(topic), name, sdk.QuoteName(conflict.Has), awsq.TopicTag)
+		return "", sdk.InvalidName(fmt.Errorf("sns: topic %s maps to SNS topic %q, which carries the messages of topic %s (tag %s): SNS topic names keep only letters, digits, '-' and '_', so the two topics would share one SNS topic. Rename one of them",
+			sdk.QuoteName(topic), name, sdk.QuoteName(conflict.Has), awsq.TopicTag))
 	case err != nil:
 		return "", fmt.Errorf("%s: %w", t.where, err)
 	}
@@ -332,8 +332,8 @@ func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group s
 	err := awsq.Claim(ctx, t.queues.SQS, q, awsq.Tag{Key: awsq.TopicTag, Name: topic}, awsq.Tag{Key: awsq.GroupTag, Name: group})
 	var conflict *awsq.ClaimConflict
 	if errors.As(err, &conflict) {
-		return fmt.Errorf("sns: group %s of topic %s maps to queue %q, which is the queue of another topic and group (tag %s=%q): queue names keep only letters, digits, '-' and '_', and join topic and group with '-'. Rename the group",
-			sdk.QuoteName(group), sdk.QuoteName(topic), q.Name, conflict.Key, conflict.Has)
+		return sdk.InvalidName(fmt.Errorf("sns: group %s of topic %s maps to queue %q, which is the queue of another topic and group (tag %s=%q): queue names keep only letters, digits, '-' and '_', and join topic and group with '-'. Rename the group",
+			sdk.QuoteName(group), sdk.QuoteName(topic), q.Name, conflict.Key, conflict.Has))
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.where, err)

@@ -601,7 +601,7 @@ func TestTopicsSharingAQueueNameAreRefused(t *testing.T) {
 	}
 	for _, cl := range []*sdk.Client{c, other} {
 		_, err := cl.Subscribe(context.Background(), dashed, "billing", ok)
-		if err == nil || !strings.Contains(err.Error(), `holds the messages of topic "`+dotted+`"`) || !strings.Contains(err.Error(), "Rename one") {
+		if !errors.Is(err, sdk.ErrInvalidName) || !strings.Contains(err.Error(), `holds the messages of topic "`+dotted+`"`) || !strings.Contains(err.Error(), "Rename one") {
 			t.Fatalf("topic %q maps to the queue of %q: Subscribe must be refused naming it, got %v", dashed, dotted, err)
 		}
 	}

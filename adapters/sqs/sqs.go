@@ -253,8 +253,8 @@ func (t *Transport) claimQueue(ctx context.Context, q awsq.Queue, topic, group s
 	case !errors.As(err, &conflict) || conflict.Key == awsq.TopicTag:
 		return t.claimError(q, topic, err)
 	default:
-		return fmt.Errorf("sqs: topic %s is consumed by group %s (tag %s on queue %q), not %s: SQS has no consumer groups, so a second group would take part of the first one's messages, not get its own copy. Use the sns driver to give each group every message, or subscribe with group %s; to hand the queue to another group, remove the tag",
-			sdk.QuoteName(topic), sdk.QuoteName(conflict.Has), awsq.GroupTag, q.Name, sdk.QuoteName(group), sdk.QuoteName(conflict.Has))
+		return sdk.InvalidName(fmt.Errorf("sqs: topic %s is consumed by group %s (tag %s on queue %q), not %s: SQS has no consumer groups, so a second group would take part of the first one's messages, not get its own copy. Use the sns driver to give each group every message, or subscribe with group %s; to hand the queue to another group, remove the tag",
+			sdk.QuoteName(topic), sdk.QuoteName(conflict.Has), awsq.GroupTag, q.Name, sdk.QuoteName(group), sdk.QuoteName(conflict.Has)))
 	}
 }
 
@@ -265,8 +265,8 @@ func (t *Transport) claimError(q awsq.Queue, topic string, err error) error {
 	if !errors.As(err, &conflict) {
 		return fmt.Errorf("sqs: %w", err)
 	}
-	return fmt.Errorf("sqs: topic %s maps to queue %q, which holds the messages of topic %s (tag %s): queue names keep only letters, digits, '-' and '_', so the two topics would share one queue. Rename one of them",
-		sdk.QuoteName(topic), q.Name, sdk.QuoteName(conflict.Has), awsq.TopicTag)
+	return sdk.InvalidName(fmt.Errorf("sqs: topic %s maps to queue %q, which holds the messages of topic %s (tag %s): queue names keep only letters, digits, '-' and '_', so the two topics would share one queue. Rename one of them",
+		sdk.QuoteName(topic), q.Name, sdk.QuoteName(conflict.Has), awsq.TopicTag))
 }
 
 // OpenReplySubscription reads the client's reply queue and deletes it on

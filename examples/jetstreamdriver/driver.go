@@ -162,7 +162,7 @@ const maxConsumerName = 255
 // ensureStream creates the stream that stores topic, once.
 func (t *Transport) ensureStream(ctx context.Context, topic string) error {
 	if len(topic) > maxSubject {
-		return fmt.Errorf("%s: topic %s is longer than the %d bytes this driver sends as a subject", DriverName, sdk.QuoteName(topic), maxSubject)
+		return sdk.InvalidName(fmt.Errorf("%s: topic %s is longer than the %d bytes this driver sends as a subject", DriverName, sdk.QuoteName(topic), maxSubject))
 	}
 	t.mu.Lock()
 	known := t.streams[topic]
@@ -204,7 +204,7 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if len(group) > maxConsumerName {
 		// Sent in the request's subject: refused here, before the server
 		// would close the connection over a long one.
-		return nil, fmt.Errorf("%s: group %s is the consumer's name, and JetStream takes at most %d bytes", DriverName, sdk.QuoteName(group), maxConsumerName)
+		return nil, sdk.InvalidName(fmt.Errorf("%s: group %s is the consumer's name, and JetStream takes at most %d bytes", DriverName, sdk.QuoteName(group), maxConsumerName))
 	}
 	if err := t.ensureStream(ctx, topic); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ func CheckTopicsMappedToOneName(t *testing.T, driverName, refusal string) {
 	t.Helper()
 	endpoint := AWSEndpoint(t)
 	refusedFor := func(err error, first string) bool {
-		return err != nil && strings.Contains(err.Error(), strings.ReplaceAll(refusal, "%q", `"`+first+`"`)) &&
+		return errors.Is(err, sdk.ErrInvalidName) && strings.Contains(err.Error(), strings.ReplaceAll(refusal, "%q", `"`+first+`"`)) &&
 			strings.Contains(err.Error(), "Rename one")
 	}
 	none := func(context.Context, *sdk.Message) error { return nil }
