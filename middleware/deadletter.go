@@ -10,12 +10,11 @@ import (
 	"maps"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
+	"github.com/msgkit/msgkit/internal/clip"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -158,19 +157,9 @@ func provision(ctx context.Context, cfg DeadLetterConfig, done *sync.Map, topic 
 	return nil
 }
 
-// capError cuts an error text to MaxDLQErrorBytes, with bytes that are not
-// UTF-8 replaced.
-func capError(text string) string {
-	text = strings.ToValidUTF8(text, "\uFFFD") // a header must be UTF-8 on every broker
-	if len(text) <= MaxDLQErrorBytes {
-		return text
-	}
-	cut := MaxDLQErrorBytes - 40
-	for cut > 0 && !utf8.RuneStart(text[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d more bytes cut)", text[:cut], len(text)-cut)
-}
+// capError cuts an error text to MaxDLQErrorBytes of UTF-8 (a header must
+// be UTF-8 on every broker).
+func capError(text string) string { return clip.Text(text, MaxDLQErrorBytes) }
 
 // unpublishable reports whether err refuses a message for its metadata,
 // which no retry can change.

@@ -180,8 +180,10 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	done, pubErr := r.publishInOrder(ctx, rows, func(rw row, reason error) error {
+		sctx, cancel := markContext(ctx)
+		defer cancel()
 		for _, st := range r.store.setAsideSQL(rw, reasonText(reason)) {
-			if err := r.store.exec(context.WithoutCancel(ctx), st.query, st.args...); err != nil {
+			if err := r.store.exec(sctx, st.query, st.args...); err != nil {
 				return err
 			}
 		}
@@ -219,8 +221,10 @@ func (r *Relay) runLocked(ctx context.Context) (int, error) {
 	rows := batch.rows
 	done, pubErr := r.publishInOrder(ctx, rows, func(rw row, reason error) error {
 		// In the batch's transaction: it holds the row's lock.
+		sctx, cancel := markContext(ctx)
+		defer cancel()
 		st := r.store.setAsideSQL(rw, reasonText(reason))[0]
-		_, err := batch.tx.ExecContext(context.WithoutCancel(ctx), st.query, st.args...)
+		_, err := batch.tx.ExecContext(sctx, st.query, st.args...)
 		return err
 	})
 	markCtx, cancel := markContext(ctx)

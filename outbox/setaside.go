@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/msgkit/msgkit/internal/clip"
 	"github.com/msgkit/msgkit/sdk"
 )
 
@@ -37,15 +37,7 @@ const maxReasonBytes = 4096
 // reasonText is err's text as a text column keeps it: valid UTF-8, no NUL
 // (PostgreSQL refuses both), at most maxReasonBytes.
 func reasonText(err error) string {
-	text := strings.ReplaceAll(strings.ToValidUTF8(err.Error(), "\uFFFD"), "\x00", "\uFFFD")
-	if len(text) <= maxReasonBytes {
-		return text
-	}
-	cut := maxReasonBytes
-	for cut > 0 && !utf8.RuneStart(text[cut]) {
-		cut--
-	}
-	return text[:cut]
+	return clip.Text(strings.ReplaceAll(err.Error(), "\x00", "\uFFFD"), maxReasonBytes)
 }
 
 // setAsideSQL is what moves row r to the failed table with reason: one
