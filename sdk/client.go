@@ -35,7 +35,7 @@ type Client struct {
 	warnedOrder atomic.Bool // publishing an ordering key the driver does not keep was logged
 
 	mu     sync.Mutex
-	closed bool
+	closed atomic.Bool // set under mu; read without it on every publish
 	subs   map[*Subscription]struct{}
 
 	replies replies
@@ -265,11 +265,7 @@ func (l limits) check(m *driver.Message) error {
 	return nil
 }
 
-func (c *Client) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
+func (c *Client) isClosed() bool { return c.closed.Load() }
 
 // Close stops every subscription, waits for running handlers to finish
 // (their messages are acked or nacked as usual), then closes the transport.
@@ -280,11 +276,11 @@ func (c *Client) isClosed() bool {
 // idempotent.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil
 	}
-	c.closed = true
+	c.closed.Store(true)
 	subs := make([]*Subscription, 0, len(c.subs))
 	for s := range c.subs {
 		subs = append(subs, s)

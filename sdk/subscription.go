@@ -197,7 +197,7 @@ func (c *Client) Subscribe(ctx context.Context, topic, group string, h Handler, 
 		NackBackoff: *o.nackBackoff,
 	})
 	c.mu.Lock()
-	if c.closed {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		_ = s.Close(ctx)
 		return nil, fmt.Errorf("messaging: subscribe to %s: %w", QuoteName(topic), ErrClosed)

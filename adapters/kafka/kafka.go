@@ -115,8 +115,7 @@ func New(ctx context.Context, client *kgo.Client, o Options) (*Transport, error)
 }
 
 func newTransport(s settings, client *kgo.Client, owned bool) *Transport {
-	return &Transport{s: s, client: client, ownsClient: owned, topics: map[string]bool{},
-		logger: slog.Default().With("driver", DriverName)}
+	return &Transport{s: s, client: client, ownsClient: owned, logger: slog.Default().With("driver", DriverName)}
 }
 
 // ping asks the cluster for its metadata, which also authenticates: a
@@ -161,8 +160,8 @@ type Transport struct {
 	ownsClient bool        // false: the caller's (New), left open by Close
 	logger     *slog.Logger
 
-	topicsMu sync.Mutex
-	topics   map[string]bool // topics known to exist
+	topicsMu sync.Mutex // held while a topic is checked or created
+	known    sync.Map   // topic -> struct{}: topics known to exist; read without topicsMu on every publish
 
 	subs driver.Subscriptions[*subscription]
 }

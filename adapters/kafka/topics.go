@@ -18,9 +18,12 @@ import (
 // create_topics is on, and waits until its partitions have leaders; by
 // ctx's deadline, or 15s.
 func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions int32) error {
+	if _, ok := t.known.Load(topic); ok {
+		return nil // every publish: no lock for concurrent publishers to queue on
+	}
 	t.topicsMu.Lock()
 	defer t.topicsMu.Unlock()
-	if t.topics[topic] {
+	if _, ok := t.known.Load(topic); ok {
 		return nil
 	}
 	if err := checkTopicName(topic); err != nil {
@@ -45,7 +48,7 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		err := t.leadersKnown(ctx, topic)
 		if err == nil {
-			t.topics[topic] = true
+			t.known.Store(topic, struct{}{})
 			return nil
 		}
 		if t.s.NoCreateTopics && errors.Is(err, kerr.UnknownTopicOrPartition) {
@@ -96,9 +99,7 @@ func (t *Transport) leadersKnown(ctx context.Context, topic string) error {
 
 // forgetTopic makes the next publish check the topic again (it went missing).
 func (t *Transport) forgetTopic(topic string) {
-	t.topicsMu.Lock()
-	delete(t.topics, topic)
-	t.topicsMu.Unlock()
+	t.known.Delete(topic)
 }
 
 // deleteTopic removes a reply topic.
