@@ -78,6 +78,9 @@ func (i *Inbox) Migrate(ctx context.Context) error {
 // processed before (or is being processed by a concurrent delivery, which
 // Claim waits for): skip the work. The record is kept only if tx commits.
 func (i *Inbox) Claim(ctx context.Context, tx Execer, messageID string) (first bool, err error) {
+	if tx == nil {
+		return false, fmt.Errorf("outbox: inbox claim: tx is nil; pass the transaction that does the message's work")
+	}
 	if messageID == "" {
 		return false, fmt.Errorf("outbox: inbox claim: the message has no id")
 	}

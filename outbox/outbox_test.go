@@ -627,6 +627,13 @@ func TestInboxConsumerNameIsChecked(t *testing.T) {
 			t.Errorf("%s, consumer %.20q: want a config error naming InboxConfig.Consumer and saying %q, got %v", c.d, c.consumer, c.says, err)
 		}
 	}
+	in, err := outbox.NewInbox(db, outbox.InboxConfig{Dialect: outbox.SQLite, Consumer: "shipping"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Claim(context.Background(), nil, "m-1"); err == nil || !strings.Contains(err.Error(), "tx is nil") {
+		t.Errorf("Claim without a transaction: want an error saying tx is nil, got %v", err)
+	}
 }
 
 // refusing publishes through next, refusing a call holding a message whose
