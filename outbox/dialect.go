@@ -33,9 +33,27 @@ func checkDialect(d Dialect) error {
 	return fmt.Errorf("outbox: unknown dialect %q; want postgres, mysql or sqlite", d)
 }
 
-func checkTable(field, name string) error {
+// maxIdentifier is the longest name PostgreSQL keeps (it cuts longer ones
+// without an error, so that two names made from one table could become
+// one) and MySQL takes.
+const maxIdentifier = 63
+
+// The longest suffixes the schema adds to a table name, for the names of
+// the tables and indexes made from it.
+const (
+	outboxSuffix = "_published_sent"
+	inboxSuffix  = "_processed"
+)
+
+// checkTable refuses a table name that is not a plain identifier, or one
+// too long for the names made from it with suffix to stay whole.
+func checkTable(field, name, suffix string) error {
 	if !identifier.MatchString(name) {
 		return fmt.Errorf("outbox: %s %q is not a plain SQL identifier (letters, digits and _, not starting with a digit, at most 63)", field, name)
+	}
+	if max := maxIdentifier - len(suffix); len(name) > max {
+		return fmt.Errorf("outbox: %s %q is %d characters; at most %d, so that the names made from it (%s%s) stay within the %d characters PostgreSQL and MySQL keep",
+			field, name, len(name), max, name, suffix, maxIdentifier)
 	}
 	return nil
 }

@@ -25,7 +25,8 @@ type Inbox struct {
 type InboxConfig struct {
 	// Dialect is Postgres, MySQL or SQLite. Required.
 	Dialect Dialect
-	// Table is the inbox table. Default "msgkit_inbox".
+	// Table is the inbox table: a plain identifier of at most 53
+	// characters (<Table>_processed names its index). Default "msgkit_inbox".
 	Table string
 	// Consumer names the consuming service or handler; the same message id
 	// may be processed once per consumer. Required.
@@ -43,7 +44,7 @@ func NewInbox(db *sql.DB, cfg InboxConfig) (*Inbox, error) {
 	if cfg.Table == "" {
 		cfg.Table = "msgkit_inbox"
 	}
-	if err := checkTable("InboxConfig.Table", cfg.Table); err != nil {
+	if err := checkTable("InboxConfig.Table", cfg.Table, inboxSuffix); err != nil {
 		return nil, err
 	}
 	if cfg.Consumer == "" {

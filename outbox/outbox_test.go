@@ -590,6 +590,9 @@ func TestConfigErrors(t *testing.T) {
 		{outbox.Config{}, "Dialect is empty"},
 		{outbox.Config{Dialect: "oracle"}, `unknown dialect "oracle"`},
 		{outbox.Config{Dialect: outbox.SQLite, Table: "outbox; DROP TABLE x"}, "not a plain SQL identifier"},
+		// PostgreSQL would cut <table>_published_sent, and <table>_published
+		// could become the outbox table itself.
+		{outbox.Config{Dialect: outbox.Postgres, Table: strings.Repeat("t", 49)}, "at most 48"},
 	} {
 		if _, err := outbox.New(db, c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("New(%+v): want %q, got %v", c.cfg, c.want, err)
@@ -598,6 +601,12 @@ func TestConfigErrors(t *testing.T) {
 	store, _ := outbox.New(db, outbox.Config{Dialect: outbox.SQLite})
 	if _, err := store.NewRelay(outbox.RelayConfig{}); err == nil || !strings.Contains(err.Error(), "Publisher is nil") {
 		t.Errorf("NewRelay without a publisher: %v", err)
+	}
+	if _, err := outbox.NewInbox(db, outbox.InboxConfig{Dialect: outbox.SQLite, Consumer: "c", Table: strings.Repeat("i", 54)}); err == nil || !strings.Contains(err.Error(), "at most 53") {
+		t.Errorf("NewInbox with a table name too long for its index: %v", err)
+	}
+	if _, err := outbox.New(db, outbox.Config{Dialect: outbox.SQLite, Table: strings.Repeat("t", 48)}); err != nil {
+		t.Errorf("a 48-character table name is fine: %v", err)
 	}
 	if _, err := outbox.NewInbox(db, outbox.InboxConfig{Dialect: outbox.SQLite}); err == nil || !strings.Contains(err.Error(), "Consumer is empty") {
 		t.Errorf("NewInbox without a consumer: %v", err)

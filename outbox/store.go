@@ -34,7 +34,9 @@ import (
 type Config struct {
 	// Dialect is Postgres, MySQL or SQLite. Required.
 	Dialect Dialect
-	// Table is the outbox table. Default "msgkit_outbox".
+	// Table is the outbox table: a plain identifier of at most 48
+	// characters, so that the names made from it (<Table>_published_sent)
+	// stay whole. Default "msgkit_outbox".
 	Table string
 }
 
@@ -72,7 +74,7 @@ func New(db *sql.DB, cfg Config) (*Store, error) {
 	if cfg.Table == "" {
 		cfg.Table = "msgkit_outbox"
 	}
-	if err := checkTable("Config.Table", cfg.Table); err != nil {
+	if err := checkTable("Config.Table", cfg.Table, outboxSuffix); err != nil {
 		return nil, err
 	}
 	if cfg.Dialect == SQLite {
