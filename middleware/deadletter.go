@@ -31,7 +31,23 @@ const (
 	// broker carries): a JSON object of base64 keys to base64 values. The
 	// dead letter then has no other metadata, and Replay unpacks it.
 	KeyDLQMetadata = "x-dlq-metadata"
+	// KeyDLQEnvelope is "1" on a dead letter whose metadata, even packed,
+	// is more than the broker carries in headers: its payload is then a
+	// JSON object of the packed metadata ("metadata", as KeyDLQMetadata
+	// holds it) and the message's payload ("payload", base64), and Replay
+	// takes both out of it.
+	KeyDLQEnvelope = "x-dlq-envelope"
 )
+
+// dlqEnvelope is the payload of a dead letter with KeyDLQEnvelope.
+type dlqEnvelope struct {
+	Metadata string `json:"metadata"`
+	Payload  []byte `json:"payload"`
+}
+
+// envelopeErrorBytes caps KeyDLQError on an enveloped dead letter, whose
+// headers must be few.
+const envelopeErrorBytes = 512
 
 // DefaultReplayGroup is the consumer group that keeps a dead-letter topic's
 // messages for Replay, unless DeadLetterConfig.ReplayGroup names another.
@@ -226,10 +242,19 @@ func deadLetter(ctx context.Context, cfg DeadLetterConfig, msg *sdk.Message, cau
 		// Its metadata, as a non-Go producer may send it, cannot be
 		// published: packed into one header, so that the message is dead-
 		// lettered instead of failing, and being redelivered, for ever.
-		packed := &sdk.Message{ID: msg.ID, Payload: msg.Payload, Metadata: headers}
+		packed := &sdk.Message{ID: msg.ID, Payload: msg.Payload, Metadata: maps.Clone(headers)}
 		packed.Metadata[KeyDLQMetadata] = packMetadata(msg.Metadata)
 		packed.Metadata[KeyDLQError] = capError(cause.Error() + "; its metadata is packed in " + KeyDLQMetadata + ": " + err.Error())
 		err = cfg.Publisher.Publish(pubCtx, topic, packed)
+	}
+	if unpublishable(err) {
+		// Packed, it is still more than the broker carries in headers: the
+		// packed metadata goes into the payload, beside the payload.
+		env, _ := json.Marshal(dlqEnvelope{Metadata: packMetadata(msg.Metadata), Payload: msg.Payload}) // strings and bytes always encode
+		enveloped := &sdk.Message{ID: msg.ID, Payload: env, Metadata: maps.Clone(headers)}
+		enveloped.Metadata[KeyDLQEnvelope] = "1"
+		enveloped.Metadata[KeyDLQError] = clip.Text(cause.Error()+"; its metadata and payload are in the payload ("+KeyDLQEnvelope+"): "+err.Error(), envelopeErrorBytes)
+		err = cfg.Publisher.Publish(pubCtx, topic, enveloped)
 	}
 	if err != nil {
 		return fmt.Errorf("dead-letter message %s to %s: %w", sdk.QuoteName(msg.ID), sdk.QuoteName(topic), err)
@@ -391,13 +416,21 @@ func replayOne(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
 		EventType: m.EventType, Source: m.Source, Time: m.Time, ContentType: m.ContentType,
 		CorrelationID: m.CorrelationID, CausationID: m.CausationID, OrderingKey: m.OrderingKey}
 	md := m.Metadata
+	if m.Get(KeyDLQEnvelope) != "" {
+		var env dlqEnvelope
+		if err := json.Unmarshal(m.Payload, &env); err != nil {
+			return fmt.Errorf("replay: message %s: its payload is not the %s envelope (%v); it stays in the dead-letter topic", sdk.QuoteName(m.ID), KeyDLQEnvelope, err)
+		}
+		md = map[string]string{KeyDLQMetadata: env.Metadata}
+		again.Payload = env.Payload
+	}
 	if text, ok := md[KeyDLQMetadata]; ok {
 		unpacked, err := unpackMetadata(text)
 		if err != nil {
 			return fmt.Errorf("replay: message %s: its %s header cannot be read (%v); it stays in the dead-letter topic", sdk.QuoteName(m.ID), KeyDLQMetadata, err)
 		}
 		// The message's own metadata, standard attributes included.
-		again = &sdk.Message{ID: m.ID, Payload: m.Payload, Metadata: map[string]string{},
+		again = &sdk.Message{ID: m.ID, Payload: again.Payload, Metadata: map[string]string{},
 			EventType: unpacked[sdk.KeyEventType], Source: unpacked[sdk.KeySource], ContentType: unpacked[sdk.KeyContentType],
 			CorrelationID: unpacked[sdk.KeyCorrelationID], CausationID: unpacked[sdk.KeyCausationID], OrderingKey: unpacked[sdk.KeyOrderingKey]}
 		again.Time, _ = time.Parse(time.RFC3339Nano, unpacked[sdk.KeyTime]) // absent or unreadable: the time of the replay
@@ -405,7 +438,7 @@ func replayOne(ctx context.Context, client *sdk.Client, m *sdk.Message) error {
 	}
 	for k, v := range md {
 		switch k {
-		case KeyDLQError, KeyDLQDeliveries, KeyDLQOriginalTopic, KeyDLQHandler, KeyDLQTime, KeyDLQPermanent, KeyDLQMetadata, sdk.KeyAttempt:
+		case KeyDLQError, KeyDLQDeliveries, KeyDLQOriginalTopic, KeyDLQHandler, KeyDLQTime, KeyDLQPermanent, KeyDLQMetadata, KeyDLQEnvelope, sdk.KeyAttempt:
 		default:
 			again.Metadata[k] = v
 		}

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/msgkit/msgkit/adapters/memory"
+	_ "github.com/msgkit/msgkit/adapters/sqs"
 	"github.com/msgkit/msgkit/internal/testenv"
 	"github.com/msgkit/msgkit/middleware"
 	"github.com/msgkit/msgkit/sdk"
@@ -107,4 +108,68 @@ func TestUnpublishableMetadataIsPackedInTheDeadLetter(t *testing.T) {
 			}
 		})
 	})
+}
+
+// A message whose metadata fits the broker, but not beside the dead-letter
+// headers, even packed, is dead-lettered with its metadata and payload in
+// the payload (KeyDLQEnvelope), and Replay puts back both as they were.
+// On SQS, which carries 8 KiB of metadata a message.
+func TestMetadataTooLargeEvenPackedGoesInTheDeadLettersPayload(t *testing.T) {
+	proxy := testenv.NewAWSProxy(t, testenv.AWSEndpoint(t))
+	c, err := sdk.Open(context.Background(), sdk.Config{Driver: "sqs", URL: proxy.URL, Options: testenv.AWSOptions(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	topic := "ct-mw-env-" + uuid.NewString()[:8]
+	sent := &sdk.Message{ID: "m-1", Payload: []byte("payload"), Metadata: map[string]string{}}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		sent.Metadata[k] = strings.Repeat(k, 1200) // 6 KB: fits alone, not with the headers
+	}
+	var failed bool
+	replayed := make(chan *sdk.Message, 1)
+	if _, err := c.Subscribe(context.Background(), topic, "worker", middleware.Chain(func(ctx context.Context, m *sdk.Message) error {
+		if !failed {
+			failed = true
+			return sdk.Permanent(errors.New("cannot process: " + strings.Repeat("why ", 800)))
+		}
+		replayed <- m
+		return nil
+	}, middleware.DeadLetter(middleware.DeadLetterConfig{Publisher: c}))); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(context.Background(), topic, sent); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		// Until the dead letter is there: Replay says when it found none.
+		n, err := middleware.Replay(ctx, c, topic+".dlq", middleware.DefaultReplayGroup, 1, time.Second)
+		if n == 1 && err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no dead letter replayed within 30s: moved %d, %v", n, err)
+		}
+	}
+	enveloped := false
+	for _, e := range proxy.Sent() {
+		enveloped = enveloped || strings.HasPrefix(e.Body, `{"metadata":`)
+	}
+	if !enveloped {
+		t.Fatal("the dead letter was not sent as an envelope")
+	}
+	m := testenv.Await(t, replayed, "the replayed message")
+	if m.ID != sent.ID || string(m.Payload) != "payload" {
+		t.Fatalf("replayed id %q payload %q, sent %q %q", m.ID, m.Payload, sent.ID, sent.Payload)
+	}
+	for k, v := range sent.Metadata {
+		if m.Get(k) != v {
+			t.Fatalf("replayed metadata %q has %d bytes, sent %d", k, len(m.Get(k)), len(v))
+		}
+	}
+	if m.Get(middleware.KeyDLQEnvelope) != "" || m.Get(middleware.KeyDLQError) != "" {
+		t.Fatalf("the replayed message still carries dead-letter headers: %v", m.Metadata)
+	}
 }
