@@ -232,6 +232,19 @@ func keyed(key string, n int) *sdk.Message {
 	return m
 }
 
+// inbox is the "shipping" consumer's inbox on the env's database, migrated.
+func (e *env) inbox() *outbox.Inbox {
+	e.t.Helper()
+	inbox, err := outbox.NewInbox(e.db, outbox.InboxConfig{Dialect: e.dialect, Table: e.table + "_inbox", Consumer: "shipping"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := inbox.Migrate(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	return inbox
+}
+
 func (e *env) relay(cfg outbox.RelayConfig) *outbox.Relay {
 	e.t.Helper()
 	if cfg.Publisher == nil {
@@ -319,18 +332,12 @@ func (s *stopAfterPublish) Publish(ctx context.Context, topic string, msgs ...*s
 
 func TestRelayKilledBetweenPublishAndMarkLosesNothingAndInboxMakesItOnce(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, e *env) {
-		inbox, err := outbox.NewInbox(e.db, outbox.InboxConfig{Dialect: e.dialect, Table: e.table + "_inbox", Consumer: "shipping"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := inbox.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		inbox := e.inbox()
 		if _, err := e.db.Exec(`CREATE TABLE ` + e.table + `_effects (message_id VARCHAR(64) NOT NULL)`); err != nil {
 			t.Fatal(err)
 		}
 		var deliveries atomic.Int32
-		_, err = e.client.Subscribe(context.Background(), "orders", "shipping", func(ctx context.Context, m *sdk.Message) error {
+		_, err := e.client.Subscribe(context.Background(), "orders", "shipping", func(ctx context.Context, m *sdk.Message) error {
 			deliveries.Add(1)
 			return inbox.Handler(func(ctx context.Context, tx *sql.Tx, m *sdk.Message) error {
 				_, err := tx.ExecContext(ctx, bind(e.dialect, `INSERT INTO `+e.table+`_effects (message_id) VALUES (?)`), m.ID)
@@ -491,13 +498,7 @@ func TestRetentionKeepsPublishedRowsUntilCleanup(t *testing.T) {
 
 func TestInboxProcessesEachMessageOnce(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, e *env) {
-		inbox, err := outbox.NewInbox(e.db, outbox.InboxConfig{Dialect: e.dialect, Table: e.table + "_inbox", Consumer: "shipping"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := inbox.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		inbox := e.inbox()
 		var runs atomic.Int32
 		fail := atomic.Bool{}
 		fail.Store(true)
@@ -547,13 +548,7 @@ func TestInboxProcessesEachMessageOnce(t *testing.T) {
 // processed.
 func TestInboxTellsApartIDsTheColumnWouldConfuse(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, e *env) {
-		inbox, err := outbox.NewInbox(e.db, outbox.InboxConfig{Dialect: e.dialect, Table: e.table + "_inbox", Consumer: "shipping"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := inbox.Migrate(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		inbox := e.inbox()
 		long := strings.Repeat("p", 255)
 		for _, id := range []string{"id", "id ", "ID", long + "a", long + "b", "a\xff", "a\xfe", "a\x00b", "a\x00c"} {
 			for _, want := range []bool{true, false} {
