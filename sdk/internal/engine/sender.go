@@ -74,6 +74,12 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 			if err == nil {
 				continue
 			}
+			if ctx.Err() == nil && atDeadline(ctx, err) {
+				// The driver's client ended the call at ctx's deadline a
+				// moment before ctx itself did: the wait's end, not an
+				// answer.
+				<-ctx.Done()
+			}
 			switch {
 			case ctx.Err() == nil || !errors.Is(err, ctx.Err()):
 				last = err
@@ -109,6 +115,13 @@ func (s *Sender) Send(ctx context.Context, topic string, msgs []*driver.Message)
 		backoff = min(2*backoff, time.Second)
 		pending = retry
 	}
+}
+
+// atDeadline reports whether err is a deadline error from a client that
+// timed its call by ctx's deadline, which has (all but) come.
+func atDeadline(ctx context.Context, err error) bool {
+	d, ok := ctx.Deadline()
+	return ok && errors.Is(err, context.DeadlineExceeded) && time.Until(d) < LateGrace
 }
 
 func countErrs(errs []error) int {

@@ -108,6 +108,27 @@ func TestSendReportsWhatTheDriverWaitedFor(t *testing.T) {
 	}
 }
 
+// A client that times its call by the context's deadline may end it a
+// moment before the context does: that is the wait's end, reported as
+// such, not a failure the broker answered with.
+func TestSendTakesADriverDeadlineJustBeforeTheContextsAsTheWaitsEnd(t *testing.T) {
+	tr := &fakeTransport{send: func(int, []*driver.Message) error { return nil },
+		sendCtx: func(ctx context.Context, _ []*driver.Message) error {
+			d, _ := ctx.Deadline()
+			time.Sleep(time.Until(d) - 2*time.Millisecond) // a client's own timer, firing early
+			return fmt.Errorf("publish on the pipe: %w", context.DeadlineExceeded)
+		}}
+	s := NewSender(tr)
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := s.Send(ctx, "t", msgs(1))
+	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "got an answer") ||
+		!strings.Contains(err.Error(), "wait ended: publish on the pipe") || len(tr.calls) != 1 {
+		t.Fatalf("want the wait's end with the driver's account, after one call; got %v after %d calls", err, len(tr.calls))
+	}
+}
+
 // Concurrent single-message publishes share SendBatch calls when the
 // driver coalesces, never more than MaxMessages per call.
 func TestCoalescedPublishesShareCalls(t *testing.T) {
