@@ -218,12 +218,28 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		}
 		records = func(string, []*driver.Message) []*kgo.Record { return ce }
 	}
-	for i, r := range t.client.ProduceSync(ctx, records(topic, msgs)...) {
+	recs := records(topic, msgs)
+	results, err := t.produce(ctx, recs)
+	if err != nil {
+		return fmt.Errorf("kafka: publish to %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
+	}
+	var index map[*kgo.Record]int
+	for _, r := range results {
 		if r.Err == nil {
 			continue
 		}
 		if errs == nil {
 			errs = make(driver.BatchError, len(msgs))
+			// Results come in the order the cluster answered, which across
+			// partitions is not the order of msgs.
+			index = make(map[*kgo.Record]int, len(recs))
+			for i, rec := range recs {
+				index[rec] = i
+			}
+		}
+		i, ok := index[r.Record]
+		if !ok {
+			return fmt.Errorf("kafka: publish to %s on %s: the producer reported a record it was not given: %w", sdk.QuoteName(topic), t.s.where(), r.Err)
 		}
 		if errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
 			// The cluster lost the topic: the producer drops what it knew of
@@ -238,6 +254,30 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 		return nil
 	}
 	return errs
+}
+
+// produce produces records and returns each one's outcome, or an error
+// when ctx ends first. The idempotent producer does not give up a record
+// it has sent until the cluster answers for it, whatever its context says:
+// against a broker that has stopped answering, ProduceSync would wait
+// until the connection is found dead. So it runs on a goroutine of its
+// own, which finishes on its own; a record not acknowledged by ctx's end
+// may still be written (the publish failed; sending it again may make a
+// duplicate, never a loss).
+func (t *Transport) produce(ctx context.Context, records []*kgo.Record) (kgo.ProduceResults, error) {
+	done := make(chan kgo.ProduceResults, 1)
+	go func() { done <- t.client.ProduceSync(ctx, records...) }()
+	select {
+	case results := <-done:
+		return results, nil
+	case <-ctx.Done():
+		select {
+		case results := <-done:
+			return results, nil
+		default:
+		}
+		return nil, fmt.Errorf("%d record(s) not acknowledged by the deadline (a record already sent may still be written): %w", len(records), ctx.Err())
+	}
 }
 
 // sendSome sends the messages refused has no error for; the refused fail
