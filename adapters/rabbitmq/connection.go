@@ -302,35 +302,95 @@ func (c *connection) watch(closed <-chan *amqp.Error) {
 }
 
 // channel opens a channel on the current connection, waiting for a
-// reconnect when there is none, until ctx ends.
-func (c *connection) channel(ctx context.Context) (*amqp.Channel, error) {
+// reconnect when there is none, and runs setup on it (enabling confirms,
+// declaring, starting a consumer), until ctx ends. On any error, the
+// channel is closed.
+//
+// amqp091-go takes no context for opening a channel or for a method that
+// waits for the broker's answer (declare, delete, qos, confirm, consume,
+// close): against a broker that has stopped answering, each waits until
+// the heartbeat finds the connection dead. So they run on a goroutine of
+// their own, and channel returns when ctx ends even if they have not; the
+// goroutine finishes when the broker answers or the connection is
+// declared dead, and closes the channel it opened.
+func (c *connection) channel(ctx context.Context, setup func(*amqp.Channel) error) (*amqp.Channel, error) {
+	return c.opened(ctx, setup, true)
+}
+
+// use runs fn on a channel of its own, closed afterwards, returning by
+// ctx's end as channel does.
+func (c *connection) use(ctx context.Context, fn func(*amqp.Channel) error) error {
+	_, err := c.opened(ctx, fn, false)
+	return err
+}
+
+func (c *connection) opened(ctx context.Context, setup func(*amqp.Channel) error, keep bool) (*amqp.Channel, error) {
 	for {
 		c.mu.Lock()
 		ready, conn := c.ready, c.conn
 		c.mu.Unlock()
-		if c.borrowed {
-			ch, err := conn.Channel()
-			if err != nil {
-				return nil, fmt.Errorf("rabbitmq: open a channel on the connection given to rabbitmq.New (it is not redialled): %w", err)
+		if !c.borrowed {
+			select {
+			case <-c.done:
+				return nil, fmt.Errorf("rabbitmq: connection %w", sdk.ErrClosed)
+			case <-ctx.Done():
+				return nil, fmt.Errorf("rabbitmq: waiting for the connection to %s: %w", c.s.where(), ctx.Err())
+			case <-ready:
 			}
+		}
+		ch, opened, err := c.open(ctx, conn, setup, keep)
+		switch {
+		case err == nil:
 			return ch, nil
-		}
-		select {
-		case <-c.done:
-			return nil, fmt.Errorf("rabbitmq: connection %w", sdk.ErrClosed)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("rabbitmq: waiting for the connection to %s: %w", c.s.where(), ctx.Err())
-		case <-ready:
-		}
-		ch, err := conn.Channel()
-		if err == nil {
-			return ch, nil
-		}
-		if !errors.Is(err, amqp.ErrClosed) {
-			return nil, fmt.Errorf("rabbitmq: open channel on %s: %w", c.s.where(), err)
+		case c.borrowed && !opened:
+			return nil, fmt.Errorf("rabbitmq: on the connection given to rabbitmq.New (it is not redialled): %w", err)
+		case c.borrowed || opened || !errors.Is(err, amqp.ErrClosed):
+			return nil, err
 		}
 		// The connection died between ready and Channel; wait for the redial.
 		c.markLost()
+	}
+}
+
+// open opens a channel on conn and runs setup on it, on a goroutine of its
+// own (see channel). opened says whether the channel had opened when err
+// happened. Unless keep, the channel is closed after setup.
+func (c *connection) open(ctx context.Context, conn *amqp.Connection, setup func(*amqp.Channel) error, keep bool) (_ *amqp.Channel, opened bool, _ error) {
+	type result struct {
+		ch     *amqp.Channel
+		opened bool
+		err    error
+	}
+	done := make(chan result) // unbuffered: a result nobody takes is closed, not lost
+	abandoned := make(chan struct{})
+	go func() {
+		r := result{}
+		if r.ch, r.err = conn.Channel(); r.err != nil {
+			r.err = fmt.Errorf("rabbitmq: open channel on %s: %w", c.s.where(), r.err)
+		} else {
+			r.opened = true
+			if setup != nil {
+				r.err = setup(r.ch)
+			}
+			if r.err != nil || !keep {
+				_ = r.ch.Close()
+				r.ch = nil
+			}
+		}
+		select {
+		case done <- r:
+		case <-abandoned:
+			if r.ch != nil {
+				_ = r.ch.Close()
+			}
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.ch, r.opened, r.err
+	case <-ctx.Done():
+		close(abandoned)
+		return nil, false, fmt.Errorf("rabbitmq: %s did not answer (opening a channel, declaring) before the deadline: %w", c.s.where(), ctx.Err())
 	}
 }
 

@@ -38,10 +38,24 @@ type publisher struct {
 
 // pubChannel is one pooled channel, reopened after it breaks.
 type pubChannel struct {
-	mu     sync.Mutex
+	// lock, a one-slot semaphore, guards ch and closed: a publish that
+	// waits for it while another opens the channel gives up at its own
+	// deadline, which a mutex would not let it do.
+	lock   chan struct{}
 	ch     *amqp.Channel
 	closed *closeReason // ch's
 }
+
+func (pc *pubChannel) acquire(ctx context.Context) error {
+	select {
+	case pc.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("rabbitmq: waiting for another publish to open the pooled channel: %w", ctx.Err())
+	}
+}
+
+func (pc *pubChannel) release() { <-pc.lock }
 
 // closeReason is why a channel closed, once it has: the broker's channel
 // exception (a refused publish: 403 on an exchange the user may not write
@@ -89,7 +103,7 @@ func refused(code int) bool {
 func newPublisher(s settings, conn *connection) *publisher {
 	p := &publisher{s: s, conn: conn, pool: make([]*pubChannel, s.PublishChannels)}
 	for i := range p.pool {
-		p.pool[i] = &pubChannel{}
+		p.pool[i] = &pubChannel{lock: make(chan struct{}, 1)}
 	}
 	return p
 }
@@ -97,20 +111,24 @@ func newPublisher(s settings, conn *connection) *publisher {
 // get returns the pooled channel, opening it on the current connection
 // when it is missing or closed.
 func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, *closeReason, error) {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
+	if err := pc.acquire(ctx); err != nil {
+		return nil, nil, err
+	}
+	defer pc.release()
 	if pc.ch != nil && !pc.ch.IsClosed() {
 		return pc.ch, pc.closed, nil
 	}
-	ch, err := p.conn.channel(ctx)
+	ch, err := p.conn.channel(ctx, func(ch *amqp.Channel) error {
+		if p.s.NoConfirms {
+			return nil
+		}
+		if err := ch.Confirm(false); err != nil {
+			return fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	if !p.s.NoConfirms {
-		if err := ch.Confirm(false); err != nil {
-			_ = ch.Close()
-			return nil, nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
-		}
 	}
 	pc.ch, pc.closed = ch, watchClose(ch)
 	return ch, pc.closed, nil
@@ -290,10 +308,13 @@ func (p *publisher) publishOnce(ctx context.Context, n names, msgs []*driver.Mes
 
 // discard drops a broken pooled channel so the next use opens a new one.
 func (p *publisher) discard(pc *pubChannel, ch *amqp.Channel) {
-	pc.mu.Lock()
-	defer pc.mu.Unlock()
-	if pc.ch == ch {
+	pc.lock <- struct{}{} // a holder opening the channel gives up by its deadline
+	mine := pc.ch == ch
+	if mine {
 		pc.ch = nil
+	}
+	pc.release()
+	if mine {
 		_ = ch.Close()
 	}
 }
@@ -316,12 +337,7 @@ func (p *publisher) ensureExchange(ctx context.Context, n names) error {
 	if _, ok := p.declared.Load(n.exchange); ok {
 		return nil
 	}
-	ch, err := p.conn.channel(ctx)
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	if err := p.s.declareExchange(ch, n); err != nil {
+	if err := p.conn.use(ctx, func(ch *amqp.Channel) error { return p.s.declareExchange(ch, n) }); err != nil {
 		return err
 	}
 	p.declared.Store(n.exchange, struct{}{})
@@ -379,12 +395,12 @@ func (p *publisher) Close() error {
 		return nil
 	}
 	for _, pc := range p.pool {
-		pc.mu.Lock()
+		pc.lock <- struct{}{}
 		if pc.ch != nil && !pc.ch.IsClosed() {
 			_ = pc.ch.Close()
 		}
 		pc.ch = nil
-		pc.mu.Unlock()
+		pc.release()
 	}
 	return nil
 }

@@ -160,13 +160,7 @@ func (t *Transport) subscribe(ctx context.Context, topic string, n names) (drive
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()
-	ch, err := t.consume.channel(setupCtx)
-	if err != nil {
-		return nil, err
-	}
-	err = t.s.declareGroup(ch, n)
-	_ = ch.Close()
-	if err != nil {
+	if err := t.consume.use(setupCtx, func(ch *amqp.Channel) error { return t.s.declareGroup(ch, n) }); err != nil {
 		return nil, err
 	}
 	s := &subscription{t: t, n: n}
@@ -200,21 +194,22 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()
-	ch, err := t.consume.channel(ctx)
+	err := t.consume.use(ctx, func(ch *amqp.Channel) error {
+		if _, err := ch.QueueDelete(n.queue, false, false, false); err != nil {
+			return explainDeclareError(fmt.Sprintf("delete queue %q", n.queue), err)
+		}
+		if t.s.DeadLetter {
+			if _, err := ch.QueueDelete(n.queue+".dlq", false, false, false); err != nil {
+				return explainDeclareError(fmt.Sprintf("delete dead-letter queue %q", n.queue+".dlq"), err)
+			}
+			if err := ch.ExchangeDelete(n.queue+".dlx", false, false); err != nil {
+				return explainDeclareError(fmt.Sprintf("delete dead-letter exchange %q", n.queue+".dlx"), err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	defer ch.Close()
-	if _, err := ch.QueueDelete(n.queue, false, false, false); err != nil {
-		return explainDeclareError(fmt.Sprintf("delete queue %q", n.queue), err)
-	}
-	if t.s.DeadLetter {
-		if _, err := ch.QueueDelete(n.queue+".dlq", false, false, false); err != nil {
-			return explainDeclareError(fmt.Sprintf("delete dead-letter queue %q", n.queue+".dlq"), err)
-		}
-		if err := ch.ExchangeDelete(n.queue+".dlx", false, false); err != nil {
-			return explainDeclareError(fmt.Sprintf("delete dead-letter exchange %q", n.queue+".dlx"), err)
-		}
 	}
 	t.mu.Lock()
 	delete(t.declared, n.queue)

@@ -47,20 +47,22 @@ var errConsumerCancelled = errors.New("the broker cancelled the consumer (queue 
 
 // open starts consuming on a new channel. s.mu is held.
 func (s *subscription) open(ctx context.Context) error {
-	ch, err := s.t.consume.channel(ctx)
+	var deliveries <-chan amqp.Delivery
+	ch, err := s.t.consume.channel(ctx, func(ch *amqp.Channel) error {
+		if err := ch.Qos(s.t.s.Prefetch, 0, false); err != nil {
+			return fmt.Errorf("rabbitmq: set prefetch: %w", err)
+		}
+		if err := s.t.s.declareGroup(ch, s.n); err != nil { // the broker may have restarted without this queue
+			return err
+		}
+		var err error
+		if deliveries, err = ch.Consume(s.n.queue, "", false, false, false, false, nil); err != nil {
+			return fmt.Errorf("rabbitmq: consume %q: %w", s.n.queue, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	fail := func(err error) error { _ = ch.Close(); return err }
-	if err := ch.Qos(s.t.s.Prefetch, 0, false); err != nil {
-		return fail(fmt.Errorf("rabbitmq: set prefetch: %w", err))
-	}
-	if err := s.t.s.declareGroup(ch, s.n); err != nil { // the broker may have restarted without this queue
-		return fail(err)
-	}
-	deliveries, err := ch.Consume(s.n.queue, "", false, false, false, false, nil)
-	if err != nil {
-		return fail(fmt.Errorf("rabbitmq: consume %q: %w", s.n.queue, err))
 	}
 	s.ch, s.deliveries, s.lost = ch, deliveries, ch.NotifyClose(make(chan *amqp.Error, 1))
 	s.gen++
