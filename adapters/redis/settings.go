@@ -248,16 +248,22 @@ func addrs(u *url.URL, hosts []string, port string) []string {
 // newClient makes the client Open connects with: through the sentinels
 // for a redis+sentinel:// URL, and then opts are the client's, whose dialer
 // finds the current primary for every new connection, the subscriptions'
-// readers' too; a cluster client for a redis+cluster:// URL.
+// readers' too; a cluster client for a redis+cluster:// URL. Each call's
+// context deadline bounds its reads and writes: without
+// ContextTimeoutEnabled, go-redis waits for a server that stopped answering
+// until its own read timeout, whatever the caller's deadline says.
 func (s *settings) newClient() goredis.UniversalClient {
 	switch {
 	case s.cluster != nil:
+		s.cluster.ContextTimeoutEnabled = true
 		return goredis.NewClusterClient(s.cluster)
 	case s.failover != nil:
+		s.failover.ContextTimeoutEnabled = true
 		c := goredis.NewFailoverClient(s.failover)
 		s.opts = c.Options()
 		return c
 	}
+	s.opts.ContextTimeoutEnabled = true
 	return goredis.NewClient(s.opts)
 }
 
@@ -271,11 +277,11 @@ func (s *settings) newClient() goredis.UniversalClient {
 func (s settings) newReader() goredis.UniversalClient {
 	if s.cluster != nil {
 		o := *s.cluster
-		o.PoolSize, o.MinIdleConns, o.MaxRetries = 1, 0, -1
+		o.PoolSize, o.MinIdleConns, o.MaxRetries, o.ContextTimeoutEnabled = 1, 0, -1, true
 		return goredis.NewClusterClient(&o)
 	}
 	o := *s.opts
-	o.PoolSize, o.MinIdleConns, o.MaxRetries = 1, 0, -1
+	o.PoolSize, o.MinIdleConns, o.MaxRetries, o.ContextTimeoutEnabled = 1, 0, -1, true
 	return goredis.NewClient(&o)
 }
 
