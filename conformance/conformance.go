@@ -66,6 +66,16 @@ type Harness struct {
 	// Secret is the password ConfigAt puts in the config.
 	Secret string
 
+	// Proxied, when set with OpenConfig, enables
+	// TestBrokerThatGoesSilentMidSession. It returns a working config for
+	// the broker under test reached through proxy: proxy takes the
+	// host:port the broker listens on and returns the address of a TCP
+	// proxy to it, which the suite makes stop carrying bytes for a few
+	// seconds, as a stopped server or a network dropping packets would.
+	// Leave it unset for a broker whose clients connect to addresses it
+	// announces (Kafka's metadata), which a proxy cannot stand in front of.
+	Proxied func(proxy func(addr string) string) sdk.Config
+
 	// InjectRaw, when set, publishes payload to topic in the broker's own
 	// format with no id and no attributes, as a producer that is not msgkit
 	// would (a plain AMQP publish, an XADD with only a payload field...).
@@ -241,6 +251,7 @@ var suite = []guaranteeTest{
 	{"TestUnknownOptionIsAConfigError", always, testUnknownOptionIsAConfigError, true},
 	{"TestUnreachableBrokerFailsByTheDeadline", always, testUnreachableBrokerFailsByTheDeadline, true},
 	{"TestSilentBrokerFailsByTheDeadline", always, testSilentBrokerFailsByTheDeadline, true},
+	{"TestBrokerThatGoesSilentMidSession", always, testBrokerThatGoesSilentMidSession, false},
 }
 
 // Run runs the whole suite against the harness, one subtest per guarantee.

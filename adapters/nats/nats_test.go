@@ -40,7 +40,10 @@ func TestConformance(t *testing.T) {
 		ConfigAt: func(addr string) sdk.Config {
 			return sdk.Config{Driver: msgnats.DriverName, URL: "nats://app:s3cret-in-the-url@" + addr}
 		},
-		Secret:    "s3cret-in-the-url",
+		Secret: "s3cret-in-the-url",
+		Proxied: func(proxy func(string) string) sdk.Config {
+			return sdk.Config{Driver: msgnats.DriverName, URL: testenv.ProxiedURL(url, proxy)}
+		},
 		InjectRaw: testenv.PublishJetStream(url), // a JetStream publish with no headers
 	})
 }

@@ -84,6 +84,9 @@ func TestConformanceClassicQueues(t *testing.T) {
 	h.ConfigAt = func(addr string) sdk.Config {
 		return sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:" + hygieneSecret + "@" + addr + "/"}
 	}
+	h.Proxied = func(proxy func(string) string) sdk.Config {
+		return sdk.Config{Driver: "rabbitmq", URL: testenv.ProxiedURL(url, proxy)}
+	}
 	conformance.Run(t, h)
 }
 

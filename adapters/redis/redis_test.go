@@ -57,6 +57,9 @@ func TestConformance(t *testing.T) {
 			return sdk.Config{Driver: "redis", URL: "redis://:s3cret-in-the-url@" + addr + "/0"}
 		},
 		Secret: "s3cret-in-the-url",
+		Proxied: func(proxy func(string) string) sdk.Config {
+			return sdk.Config{Driver: "redis", URL: testenv.ProxiedURL(url, proxy)}
+		},
 		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // an XADD with only a payload field
 			opts, err := goredis.ParseURL(url)
 			if err != nil {

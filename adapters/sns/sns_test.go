@@ -25,5 +25,8 @@ func TestConformance(t *testing.T) {
 				Options: testenv.AWSOptions(map[string]string{"secret_access_key": "s3cret-in-the-url"})}
 		},
 		Secret: "s3cret-in-the-url",
+		Proxied: func(proxy func(string) string) sdk.Config {
+			return sdk.Config{Driver: "sns", URL: testenv.ProxiedURL(endpoint, proxy), Options: testenv.AWSOptions(nil)}
+		},
 	})
 }

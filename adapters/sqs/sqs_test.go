@@ -29,6 +29,9 @@ func TestConformance(t *testing.T) {
 				Options: testenv.AWSOptions(map[string]string{"secret_access_key": "s3cret-in-the-url"})}
 		},
 		Secret: "s3cret-in-the-url",
+		Proxied: func(proxy func(string) string) sdk.Config {
+			return sdk.Config{Driver: "sqs", URL: testenv.ProxiedURL(endpoint, proxy), Options: testenv.AWSOptions(nil)}
+		},
 		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a SendMessage with no attributes
 			c := rawSQS(endpoint)
 			out, err := c.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(awsq.QueueName("ct-"+topic, "", false))})

@@ -24,7 +24,10 @@ func TestConformance(t *testing.T) {
 		ConfigAt: func(addr string) sdk.Config {
 			return sdk.Config{Driver: jetstreamdriver.DriverName, URL: "nats://app:s3cret-in-the-url@" + addr}
 		},
-		Secret:    "s3cret-in-the-url",
+		Secret: "s3cret-in-the-url",
+		Proxied: func(proxy func(string) string) sdk.Config {
+			return sdk.Config{Driver: jetstreamdriver.DriverName, URL: testenv.ProxiedURL(url, proxy)}
+		},
 		InjectRaw: testenv.PublishJetStream(url), // a message from a producer that is not msgkit
 	})
 }

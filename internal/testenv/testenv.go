@@ -5,8 +5,10 @@
 package testenv
 
 import (
+	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -138,4 +140,15 @@ func AWSOptions(extra map[string]string) map[string]string {
 		"visibility_timeout": "5s", "wait_time": "1s", "prefix": "ct-"}
 	maps.Copy(o, extra)
 	return o
+}
+
+// ProxiedURL returns rawURL with its host:port replaced by proxy's answer
+// for it (conformance.Harness.Proxied).
+func ProxiedURL(rawURL string, proxy func(addr string) string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		panic(fmt.Sprintf("testenv: ProxiedURL(%q): %v", rawURL, err))
+	}
+	u.Host = proxy(u.Host)
+	return u.String()
 }

@@ -1,0 +1,21 @@
+package kafka_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/msgkit/msgkit/internal/silence"
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// The conformance suite's TestBrokerThatGoesSilentMidSession, which needs a
+// proxy in front of the broker: Kafka clients connect to the addresses the
+// brokers announce, so here kfake itself goes silent, at its listener.
+func TestBrokerThatGoesSilentMidSession(t *testing.T) {
+	silence.Check(t, func(ctx context.Context, s *silence.Switch) (*sdk.Client, error) {
+		c := startCluster(t, kfake.ListenFn(s.Listen))
+		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	})
+}

@@ -1,0 +1,155 @@
+package silence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// For is how long the broker stays silent in Check: longer than the
+// deadlines it checks, shorter than the heartbeats and keep-alives after
+// which a client gives a connection up, so that what is checked is the
+// wait, not a reconnect.
+const For = 4 * time.Second
+
+// callDeadline bounds each call Check makes while the broker is silent;
+// slack is how much later than that the call may return.
+const (
+	callDeadline = time.Second
+	slack        = time.Second
+)
+
+// recovery bounds the publishing and consuming after the broker answers
+// again.
+const recovery = 30 * time.Second
+
+// Check checks a client against a broker that stops answering in the
+// middle of a session and then answers again. open opens a Client on a
+// broker that s silences (reached through s.Proxy, or listening with
+// s.Listen). While the broker is silent, Publish (to the topic in use and
+// to a new one), Subscribe and a Subscription's Close return by their
+// deadlines, Publish with an error wrapping context.DeadlineExceeded. Once
+// it answers again, the client publishes and its subscription consumes
+// with no call from the application, and Close returns nil. A failure
+// says "guarantee broken" and which of these did not hold.
+func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
+	t.Helper()
+	s := New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), recovery)
+	defer cancel()
+	c, err := open(ctx, s)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			s.Resume()
+			_ = c.Close(context.Background())
+		}
+	}()
+	topic, group := "ct-silent-"+uuid.NewString()[:8], "g"
+	got := make(chan string, 16)
+	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error {
+		select {
+		case got <- string(m.Payload):
+		default: // only what the check waits for matters
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.Subscribe(ctx, "ct-silent-other-"+uuid.NewString()[:8], group, func(context.Context, *sdk.Message) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(ctx, topic, &sdk.Message{Payload: []byte("before")}); err != nil {
+		t.Fatalf("publish before the broker went silent: %v", err)
+	}
+	waitFor(t, got, "before")
+
+	s.Silence()
+	silenced := time.Now()
+	within := func(what string, call func(ctx context.Context) error) error {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
+		defer cancel()
+		start := time.Now()
+		err := call(ctx)
+		if took := time.Since(start); took > callDeadline+slack {
+			t.Errorf("guarantee broken: %s must return by its deadline while the broker is silent: it took %v with a %v deadline",
+				what, took.Round(time.Millisecond), callDeadline)
+		}
+		return err
+	}
+	for _, to := range []string{topic, "ct-silent-new-" + uuid.NewString()[:8]} {
+		// The topic in use, and one never used before (its queue, stream
+		// or exchange is looked up or declared first).
+		err := within("Publish to "+to, func(ctx context.Context) error {
+			return c.Publish(ctx, to, &sdk.Message{Payload: []byte("during")})
+		})
+		switch {
+		case err == nil:
+			t.Errorf("guarantee broken: Publish to %s returned nil while the broker was silent: nothing confirmed the message", to)
+		case !errors.Is(err, context.DeadlineExceeded):
+			t.Errorf("guarantee broken: Publish to %s while the broker is silent must fail with an error wrapping context.DeadlineExceeded, got %v", to, err)
+		default:
+			t.Logf("Publish to %s while the broker is silent: %v", to, err)
+		}
+	}
+	err = within("Subscribe", func(ctx context.Context) error {
+		_, err := c.Subscribe(ctx, "ct-silent-sub-"+uuid.NewString()[:8], group, func(context.Context, *sdk.Message) error { return nil })
+		return err
+	})
+	t.Logf("Subscribe while the broker is silent: %v", err)
+	err = within("Subscription.Close", other.Close)
+	t.Logf("Subscription.Close while the broker is silent: %v", err)
+	time.Sleep(time.Until(silenced.Add(For))) // the silence itself: there is nothing to wait for
+	s.Resume()
+
+	var published []string
+	deadline := time.Now().Add(recovery)
+	for i := 0; len(published) < 3; i++ {
+		p := fmt.Sprintf("after-%d", i)
+		pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.Publish(pctx, topic, &sdk.Message{Payload: []byte(p)})
+		cancel()
+		if err != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("guarantee broken: Publish must work again once the broker answers; still failing after %v: %v", recovery, err)
+			}
+			continue
+		}
+		published = append(published, p)
+	}
+	waitFor(t, got, published...)
+	closed = true
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := c.Close(cctx); err != nil {
+		t.Fatalf("guarantee broken: Close once the broker answers again must return nil, got %v", err)
+	}
+}
+
+// waitFor waits until got has delivered each of want, in any order.
+func waitFor(t testing.TB, got <-chan string, want ...string) {
+	t.Helper()
+	seen := map[string]bool{}
+	timeout := time.After(recovery)
+	for _, p := range want {
+		for !seen[p] {
+			select {
+			case m := <-got:
+				seen[m] = true
+			case <-timeout:
+				t.Fatalf("guarantee broken: the subscription must consume again once the broker answers: it had %v of %v after %v", seen, want, recovery)
+			}
+		}
+	}
+}
