@@ -30,6 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/msgkit/msgkit/internal/lock"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -160,7 +161,7 @@ type Transport struct {
 	ownsClient bool        // false: the caller's (New), left open by Close
 	logger     *slog.Logger
 
-	topicsMu sync.Mutex // held while a topic is checked or created
+	topicsMu lock.Mutex // held while a topic is checked or created
 	known    sync.Map   // topic -> struct{}: topics known to exist; read without topicsMu on every publish
 
 	subs driver.Subscriptions[*subscription]

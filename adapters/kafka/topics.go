@@ -21,7 +21,9 @@ func (t *Transport) ensureTopic(ctx context.Context, topic string, partitions in
 	if _, ok := t.known.Load(topic); ok {
 		return nil // every publish: no lock for concurrent publishers to queue on
 	}
-	t.topicsMu.Lock()
+	if err := t.topicsMu.Lock(ctx); err != nil {
+		return fmt.Errorf("kafka: topic %s: waiting for another call checking or creating a topic on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
+	}
 	defer t.topicsMu.Unlock()
 	if _, ok := t.known.Load(topic); ok {
 		return nil

@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/msgkit/msgkit/adapters/internal/cloudevents"
+	"github.com/msgkit/msgkit/internal/lock"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -33,29 +34,15 @@ type publisher struct {
 	closed atomic.Bool
 
 	declared  sync.Map   // exchange name -> struct{}: declared on this broker already
-	declareMu sync.Mutex // one declaration at a time, on a channel of its own
+	declareMu lock.Mutex // one declaration at a time, on a channel of its own
 }
 
 // pubChannel is one pooled channel, reopened after it breaks.
 type pubChannel struct {
-	// lock, a one-slot semaphore, guards ch and closed: a publish that
-	// waits for it while another opens the channel gives up at its own
-	// deadline, which a mutex would not let it do.
-	lock   chan struct{}
+	mu     lock.Mutex // a publish waiting while another opens the channel gives up at its own deadline
 	ch     *amqp.Channel
 	closed *closeReason // ch's
 }
-
-func (pc *pubChannel) acquire(ctx context.Context) error {
-	select {
-	case pc.lock <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("rabbitmq: waiting for another publish to open the pooled channel: %w", ctx.Err())
-	}
-}
-
-func (pc *pubChannel) release() { <-pc.lock }
 
 // closeReason is why a channel closed, once it has: the broker's channel
 // exception (a refused publish: 403 on an exchange the user may not write
@@ -103,7 +90,7 @@ func refused(code int) bool {
 func newPublisher(s settings, conn *connection) *publisher {
 	p := &publisher{s: s, conn: conn, pool: make([]*pubChannel, s.PublishChannels)}
 	for i := range p.pool {
-		p.pool[i] = &pubChannel{lock: make(chan struct{}, 1)}
+		p.pool[i] = &pubChannel{}
 	}
 	return p
 }
@@ -111,10 +98,10 @@ func newPublisher(s settings, conn *connection) *publisher {
 // get returns the pooled channel, opening it on the current connection
 // when it is missing or closed.
 func (p *publisher) get(ctx context.Context, pc *pubChannel) (*amqp.Channel, *closeReason, error) {
-	if err := pc.acquire(ctx); err != nil {
-		return nil, nil, err
+	if err := pc.mu.Lock(ctx); err != nil {
+		return nil, nil, fmt.Errorf("rabbitmq: waiting for another publish to open the pooled channel: %w", err)
 	}
-	defer pc.release()
+	defer pc.mu.Unlock()
 	if pc.ch != nil && !pc.ch.IsClosed() {
 		return pc.ch, pc.closed, nil
 	}
@@ -308,12 +295,12 @@ func (p *publisher) publishOnce(ctx context.Context, n names, msgs []*driver.Mes
 
 // discard drops a broken pooled channel so the next use opens a new one.
 func (p *publisher) discard(pc *pubChannel, ch *amqp.Channel) {
-	pc.lock <- struct{}{} // a holder opening the channel gives up by its deadline
+	_ = pc.mu.Lock(context.Background()) // a holder opening the channel gives up by its deadline
 	mine := pc.ch == ch
 	if mine {
 		pc.ch = nil
 	}
-	pc.release()
+	pc.mu.Unlock()
 	if mine {
 		_ = ch.Close()
 	}
@@ -332,7 +319,9 @@ func (p *publisher) ensureExchange(ctx context.Context, n names) error {
 	if _, ok := p.declared.Load(n.exchange); ok {
 		return nil
 	}
-	p.declareMu.Lock()
+	if err := p.declareMu.Lock(ctx); err != nil {
+		return fmt.Errorf("rabbitmq: waiting for another publish to declare its exchange: %w", err)
+	}
 	defer p.declareMu.Unlock()
 	if _, ok := p.declared.Load(n.exchange); ok {
 		return nil
@@ -395,12 +384,12 @@ func (p *publisher) Close() error {
 		return nil
 	}
 	for _, pc := range p.pool {
-		pc.lock <- struct{}{}
+		_ = pc.mu.Lock(context.Background())
 		if pc.ch != nil && !pc.ch.IsClosed() {
 			_ = pc.ch.Close()
 		}
 		pc.ch = nil
-		pc.release()
+		pc.mu.Unlock()
 	}
 	return nil
 }

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/msgkit/msgkit/adapters/internal/awsq"
 	"github.com/msgkit/msgkit/adapters/sqs"
+	"github.com/msgkit/msgkit/internal/lock"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -117,7 +117,7 @@ type Transport struct {
 	logger    *slog.Logger
 	closeIdle func() // drops the idle HTTP connections on Close
 
-	topicsMu   sync.Mutex
+	topicsMu   lock.Mutex        // held while a topic is created or a queue subscribed
 	topics     map[string]string // topic name -> ARN
 	subscribed map[string]string // queue ARN -> subscription ARN
 
@@ -248,7 +248,9 @@ func (t *Transport) topicTags(name, arn string) awsq.TagStore {
 // when create is on and looking it up otherwise.
 func (t *Transport) findOrCreateTopic(ctx context.Context, topic string) (string, error) {
 	name := TopicName(t.s.Prefix, topic)
-	t.topicsMu.Lock()
+	if err := t.topicsMu.Lock(ctx); err != nil {
+		return "", fmt.Errorf("%s: topic %q: waiting for another call creating a topic or subscribing a queue: %w", t.where, name, err)
+	}
 	defer t.topicsMu.Unlock()
 	if arn, ok := t.topics[name]; ok {
 		return arn, nil
@@ -306,7 +308,9 @@ func (t *Transport) groupQueue(ctx context.Context, topic, group string) (awsq.Q
 	if err := t.claimQueue(ctx, q, topic, group); err != nil {
 		return awsq.Queue{}, err
 	}
-	t.topicsMu.Lock()
+	if err := t.topicsMu.Lock(ctx); err != nil {
+		return awsq.Queue{}, fmt.Errorf("%s: subscribe queue %q: waiting for another call creating a topic or subscribing a queue: %w", t.where, name, err)
+	}
 	defer t.topicsMu.Unlock()
 	if _, ok := t.subscribed[q.ARN]; ok {
 		return q, nil
@@ -377,7 +381,9 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 			}
 		}
 	}
-	t.topicsMu.Lock()
+	if err := t.topicsMu.Lock(ctx); err != nil {
+		return fmt.Errorf("%s: remove queue %q: waiting for another call creating a topic or subscribing a queue: %w", t.where, name, err)
+	}
 	delete(t.subscribed, q.ARN)
 	t.topicsMu.Unlock()
 	return t.queues.Delete(ctx, q)
@@ -403,8 +409,10 @@ func (t *Transport) deleteReplyTopic(topic string, q awsq.Queue) error {
 	ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
 	defer cancel()
 	var errs []error
-	t.topicsMu.Lock()
 	name := TopicName(t.s.Prefix, topic)
+	if err := t.topicsMu.Lock(ctx); err != nil {
+		return fmt.Errorf("%s: delete reply topic %q: waiting for another call creating a topic or subscribing a queue: %w", t.where, name, err)
+	}
 	topicARN := t.topics[name]
 	subARN := t.subscribed[q.ARN]
 	delete(t.topics, name)

@@ -76,22 +76,21 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 
 	s.Silence()
 	silenced := time.Now()
-	within := func(what string, call func(ctx context.Context) error) error {
+	within := func(what string, d time.Duration, call func(ctx context.Context) error) error {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), callDeadline)
+		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
 		start := time.Now()
 		err := call(ctx)
-		if took := time.Since(start); took > callDeadline+slack {
+		if took := time.Since(start); took > d+slack {
 			t.Errorf("guarantee broken: %s must return by its deadline while the broker is silent: it took %v with a %v deadline",
-				what, took.Round(time.Millisecond), callDeadline)
+				what, took.Round(time.Millisecond), d)
 		}
 		return err
 	}
-	for _, to := range []string{topic, "ct-silent-new-" + uuid.NewString()[:8]} {
-		// The topic in use, and one never used before (its queue, stream
-		// or exchange is looked up or declared first).
-		err := within("Publish to "+to, func(ctx context.Context) error {
+	publish := func(to string, d time.Duration) {
+		t.Helper()
+		err := within("Publish to "+to, d, func(ctx context.Context) error {
 			return c.Publish(ctx, to, &sdk.Message{Payload: []byte("during")})
 		})
 		switch {
@@ -103,13 +102,27 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 			t.Logf("Publish to %s while the broker is silent: %v", to, err)
 		}
 	}
-	err = within("Subscribe", func(ctx context.Context) error {
+	// A publish with a later deadline to a topic never used before, which
+	// waits for its queue, stream or exchange to be looked up or declared:
+	// the publishes below, with earlier deadlines, must not wait for it.
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		publish("ct-silent-slow-"+uuid.NewString()[:8], 3*callDeadline)
+	}()
+	time.Sleep(100 * time.Millisecond) // lets it start first; nothing signals that it has
+	for _, to := range []string{"ct-silent-new-" + uuid.NewString()[:8], topic} {
+		// Another topic never used before, and the topic in use.
+		publish(to, callDeadline)
+	}
+	err = within("Subscribe", callDeadline, func(ctx context.Context) error {
 		_, err := c.Subscribe(ctx, "ct-silent-sub-"+uuid.NewString()[:8], group, func(context.Context, *sdk.Message) error { return nil })
 		return err
 	})
 	t.Logf("Subscribe while the broker is silent: %v", err)
-	err = within("Subscription.Close", other.Close)
+	err = within("Subscription.Close", callDeadline, other.Close)
 	t.Logf("Subscription.Close while the broker is silent: %v", err)
+	<-slow
 	time.Sleep(time.Until(silenced.Add(For))) // the silence itself: there is nothing to wait for
 	s.Resume()
 

@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/msgkit/msgkit/internal/lock"
 )
 
 // Queue is an SQS queue the drivers use.
@@ -29,14 +30,16 @@ type Queues struct {
 	S     Settings
 	Where string
 
-	mu    sync.Mutex
+	mu    lock.Mutex // held while a queue is looked up or created
 	known map[string]Queue
 }
 
 // Ensure returns the queue called name, creating it (and its dead-letter
 // queue when max_receive_count is set) when create is on.
 func (q *Queues) Ensure(ctx context.Context, name string) (Queue, error) {
-	q.mu.Lock()
+	if err := q.mu.Lock(ctx); err != nil {
+		return Queue{}, fmt.Errorf("%s: queue %q: waiting for another call looking up or creating a queue: %w", q.Where, name, err)
+	}
 	defer q.mu.Unlock()
 	if qu, ok := q.known[name]; ok {
 		return qu, nil
@@ -132,7 +135,9 @@ func (q *Queues) describe(ctx context.Context, name, url string) (Queue, error) 
 
 // Delete removes a queue the driver created for itself (a reply queue).
 func (q *Queues) Delete(ctx context.Context, qu Queue) error {
-	q.mu.Lock()
+	if err := q.mu.Lock(ctx); err != nil {
+		return fmt.Errorf("%s: delete queue %q: waiting for another call looking up or creating a queue: %w", q.Where, qu.Name, err)
+	}
 	delete(q.known, qu.Name)
 	q.mu.Unlock()
 	if _, err := q.SQS.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(qu.URL)}); err != nil {
