@@ -22,22 +22,25 @@ func echo(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if _, err := c.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
+			go serveEcho(c)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// serveEcho answers each line on c with itself until c ends.
+func serveEcho(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if _, err := c.Write([]byte(line)); err != nil {
+			return
+		}
+	}
 }
 
 // roundTrip sends line and returns the answer, or "" if none came within d.
@@ -99,20 +102,8 @@ func TestProxyHoldsEverythingWhileSilentAndCarriesItOnResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-			r := bufio.NewReader(c)
-			for {
-				line, err := r.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if _, err := c.Write([]byte(line)); err != nil {
-					return
-				}
+			if c, err := ln.Accept(); err == nil {
+				serveEcho(c)
 			}
 		}()
 		c, err := net.Dial("tcp", ln.Addr().String())
