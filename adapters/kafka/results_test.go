@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -90,7 +91,7 @@ func TestPartlyRefusedBatchFailsExactlyTheRefusedMessages(t *testing.T) {
 	for len(stored) < len(sent) && ctx.Err() == nil {
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			for _, h := range r.Headers {
-				if h.Key == "_watermill_message_uuid" {
+				if h.Key == wkafka.UUIDHeaderKey {
 					stored[string(h.Value)] = true
 				}
 			}

@@ -43,56 +43,73 @@ func serveEcho(c net.Conn) {
 	}
 }
 
-// roundTrip sends line and returns the answer, or "" if none came within d.
-func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader, line string, d time.Duration) string {
+// client is one connection to an echo server, through the Switch.
+type client struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
 	t.Helper()
-	if _, err := c.Write([]byte(line + "\n")); err != nil {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(d))
-	got, err := r.ReadString('\n')
+	t.Cleanup(func() { _ = c.Close() })
+	return &client{c, bufio.NewReader(c)}
+}
+
+// ask sends line and returns the answer, or "" if none came within d.
+func (k *client) ask(t *testing.T, line string, d time.Duration) string {
+	t.Helper()
+	if _, err := k.c.Write([]byte(line + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	return k.next(d)
+}
+
+// next returns the next answer, or "" if none came within d.
+func (k *client) next(d time.Duration) string {
+	_ = k.c.SetReadDeadline(time.Now().Add(d))
+	got, err := k.r.ReadString('\n')
 	if err != nil {
 		return ""
 	}
 	return got[:len(got)-1]
 }
 
-// Through the proxy, bytes go both ways; while silent none does, and what
-// was sent meanwhile arrives on Resume, on the same connection.
-func TestProxyHoldsEverythingWhileSilentAndCarriesItOnResume(t *testing.T) {
+// silenceHolds checks that k is answered, then that once s is silent it
+// is not; it leaves s silent, holding "two".
+func silenceHolds(t *testing.T, s *Switch, k *client) {
+	t.Helper()
+	if got := k.ask(t, "one", 5*time.Second); got != "one" {
+		t.Fatalf("before Silence: got %q, want one", got)
+	}
+	s.Silence()
+	if got := k.ask(t, "two", 300*time.Millisecond); got != "" {
+		t.Fatalf("while silent an answer came through: %q", got)
+	}
+}
+
+// Through the proxy or the listener, bytes go both ways; while silent none
+// does, and what was sent meanwhile arrives on Resume, on the same
+// connection.
+func TestSwitchHoldsEverythingWhileSilentAndCarriesItOnResume(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	t.Run("proxy", func(t *testing.T) {
 		s := New(t)
-		c, err := net.Dial("tcp", s.Proxy(t, echo(t)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		if got := roundTrip(t, c, r, "one", 5*time.Second); got != "one" {
-			t.Fatalf("before Silence: got %q, want one", got)
-		}
-		s.Silence()
-		if got := roundTrip(t, c, r, "two", 300*time.Millisecond); got != "" {
-			t.Fatalf("while silent an answer came through: %q", got)
-		}
-		late, err := net.Dial("tcp", s.Proxy(t, echo(t)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer late.Close()
-		lr := bufio.NewReader(late)
-		if got := roundTrip(t, late, lr, "new", 300*time.Millisecond); got != "" {
+		k := dial(t, s.Proxy(t, echo(t)))
+		silenceHolds(t, s, k)
+		late := dial(t, s.Proxy(t, echo(t)))
+		if got := late.ask(t, "new", 300*time.Millisecond); got != "" {
 			t.Fatalf("a connection made while silent was answered: %q", got)
 		}
 		s.Resume()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if got, err := r.ReadString('\n'); got != "two\n" {
-			t.Fatalf("after Resume: got %q (%v), want what was held (two)", got, err)
+		if got := k.next(5 * time.Second); got != "two" {
+			t.Fatalf("after Resume: got %q, want what was held (two)", got)
 		}
-		_ = late.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if got, err := lr.ReadString('\n'); got != "new\n" {
-			t.Fatalf("after Resume, the connection made while silent: got %q (%v), want new", got, err)
+		if got := late.next(5 * time.Second); got != "new" {
+			t.Fatalf("after Resume, the connection made while silent: got %q, want new", got)
 		}
 	})
 	t.Run("listener", func(t *testing.T) {
@@ -106,23 +123,11 @@ func TestProxyHoldsEverythingWhileSilentAndCarriesItOnResume(t *testing.T) {
 				serveEcho(c)
 			}
 		}()
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		r := bufio.NewReader(c)
-		if got := roundTrip(t, c, r, "one", 5*time.Second); got != "one" {
-			t.Fatalf("before Silence: got %q, want one", got)
-		}
-		s.Silence()
-		if got := roundTrip(t, c, r, "two", 300*time.Millisecond); got != "" {
-			t.Fatalf("while silent the server answered: %q", got)
-		}
+		k := dial(t, ln.Addr().String())
+		silenceHolds(t, s, k)
 		s.Resume()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if got, err := r.ReadString('\n'); got != "two\n" {
-			t.Fatalf("after Resume: got %q (%v), want two", got, err)
+		if got := k.next(5 * time.Second); got != "two" {
+			t.Fatalf("after Resume: got %q, want what was held (two)", got)
 		}
 	})
 }
