@@ -19,3 +19,12 @@ func TestBrokerThatGoesSilentMidSession(t *testing.T) {
 		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
 	})
 }
+
+// The conformance suite's TestLongSilenceLosesNothing, on kfake silenced at
+// its listener as above.
+func TestLongSilenceLosesNothing(t *testing.T) {
+	silence.CheckOutage(t, silence.Outage, func(ctx context.Context, s *silence.Switch) (*sdk.Client, error) {
+		c := startCluster(t, kfake.ListenFn(s.Listen))
+		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	})
+}

@@ -394,6 +394,26 @@ func (c *connection) open(ctx context.Context, conn *amqp.Connection, setup func
 	}
 }
 
+// drop closes ch, a channel given up on, without waiting for the broker's
+// answer, which a broker that has stopped answering never sends: the close
+// runs on a goroutine that ends when the broker answers or the connection
+// is declared dead. Once the connection is closing there is nothing to do:
+// closing it closes its channels.
+func (c *connection) drop(ch *amqp.Channel) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = ch.Close()
+	}()
+}
+
 // markLost makes callers of channel wait for the next install. Whoever
 // notices the loss first (watch, or a caller whose Channel call failed)
 // swaps in a fresh ready channel; the others find it open and leave it, so
@@ -412,7 +432,12 @@ func (c *connection) markLost() {
 
 func (c *connection) close() error {
 	first := false
-	c.closeOnce.Do(func() { close(c.done); first = true })
+	c.closeOnce.Do(func() {
+		c.mu.Lock() // drop adds to wg under mu, before done is closed or not at all
+		close(c.done)
+		c.mu.Unlock()
+		first = true
+	})
 	if !first {
 		return nil
 	}

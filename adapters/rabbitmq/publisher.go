@@ -294,6 +294,8 @@ func (p *publisher) publishOnce(ctx context.Context, n names, msgs []*driver.Mes
 }
 
 // discard drops a broken pooled channel so the next use opens a new one.
+// It returns at once: the publish that found the channel broken is
+// bounded by its deadline, and closing a channel waits for the broker.
 func (p *publisher) discard(pc *pubChannel, ch *amqp.Channel) {
 	_ = pc.mu.Lock(context.Background()) // a holder opening the channel gives up by its deadline
 	mine := pc.ch == ch
@@ -302,7 +304,7 @@ func (p *publisher) discard(pc *pubChannel, ch *amqp.Channel) {
 	}
 	pc.mu.Unlock()
 	if mine {
-		_ = ch.Close()
+		p.conn.drop(ch)
 	}
 }
 

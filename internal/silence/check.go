@@ -40,20 +40,9 @@ const recovery = 30 * time.Second
 // says "guarantee broken" and which of these did not hold.
 func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
 	t.Helper()
-	s := New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), recovery)
 	defer cancel()
-	c, err := open(ctx, s)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
-	closed := false
-	defer func() {
-		if !closed {
-			s.Resume()
-			_ = c.Close(context.Background())
-		}
-	}()
+	s, c, closeClient := start(t, ctx, open)
 	topic, group := "ct-silent-"+uuid.NewString()[:8], "g"
 	got := make(chan string, 16)
 	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error {
@@ -76,21 +65,9 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 
 	s.Silence()
 	silenced := time.Now()
-	within := func(what string, d time.Duration, call func(ctx context.Context) error) error {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		start := time.Now()
-		err := call(ctx)
-		if took := time.Since(start); took > d+slack {
-			t.Errorf("guarantee broken: %s must return by its deadline while the broker is silent: it took %v with a %v deadline",
-				what, took.Round(time.Millisecond), d)
-		}
-		return err
-	}
 	publish := func(to string, d time.Duration) {
 		t.Helper()
-		err := within("Publish to "+to, d, func(ctx context.Context) error {
+		err := within(t, "Publish to "+to, d, func(ctx context.Context) error {
 			return c.Publish(ctx, to, &sdk.Message{Payload: []byte("during")})
 		})
 		switch {
@@ -115,12 +92,12 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		// Another topic never used before, and the topic in use.
 		publish(to, callDeadline)
 	}
-	err = within("Subscribe", callDeadline, func(ctx context.Context) error {
+	err = within(t, "Subscribe", callDeadline, func(ctx context.Context) error {
 		_, err := c.Subscribe(ctx, "ct-silent-sub-"+uuid.NewString()[:8], group, func(context.Context, *sdk.Message) error { return nil })
 		return err
 	})
 	t.Logf("Subscribe while the broker is silent: %v", err)
-	err = within("Subscription.Close", callDeadline, other.Close)
+	err = within(t, "Subscription.Close", callDeadline, other.Close)
 	t.Logf("Subscription.Close while the broker is silent: %v", err)
 	<-slow
 	time.Sleep(time.Until(silenced.Add(For))) // the silence itself: there is nothing to wait for
@@ -142,12 +119,50 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		published = append(published, p)
 	}
 	waitFor(t, got, published...)
-	closed = true
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer ccancel()
-	if err := c.Close(cctx); err != nil {
-		t.Fatalf("guarantee broken: Close once the broker answers again must return nil, got %v", err)
+	closeClient()
+}
+
+// start opens the client the check runs on. The client is closed when the
+// test ends, the broker made to answer first, unless the check has closed
+// it with closeClient, which fails the test unless Close returns nil.
+func start(t testing.TB, ctx context.Context, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) (s *Switch, c *sdk.Client, closeClient func()) {
+	t.Helper()
+	s = New(t)
+	c, err := open(ctx, s)
+	if err != nil {
+		t.Fatalf("open: %v", err)
 	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			s.Resume()
+			_ = c.Close(context.Background())
+		}
+	})
+	return s, c, func() {
+		t.Helper()
+		closed = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			t.Fatalf("guarantee broken: Close once the broker answers again must return nil, got %v", err)
+		}
+	}
+}
+
+// within runs call with a context whose deadline is d away, and fails the
+// test if it returns more than slack after that deadline.
+func within(t testing.TB, what string, d time.Duration, call func(ctx context.Context) error) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	start := time.Now()
+	err := call(ctx)
+	if took := time.Since(start); took > d+slack {
+		t.Errorf("guarantee broken: %s must return by its deadline while the broker is silent: it took %v with a %v deadline",
+			what, took.Round(time.Millisecond), d)
+	}
+	return err
 }
 
 // waitFor waits until got has delivered each of want, in any order.

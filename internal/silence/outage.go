@@ -1,0 +1,123 @@
+package silence
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/msgkit/msgkit/sdk"
+)
+
+// Outage is how long the broker stays silent in CheckOutage: longer than
+// a client takes to give a connection up whose heartbeats go unanswered
+// (RabbitMQ's driver, heartbeat 10 s) and than a broker takes to give up a
+// client's (a Kafka group member's session, 10 s), so that both sides may
+// have dropped the session by the time it answers again.
+const Outage = 25 * time.Second
+
+// CheckOutage checks a client against a broker that is silent for d.
+// Messages are in the handlers' hands, taken but not acknowledged, when
+// the silence starts, and the application keeps publishing through it.
+// While the broker is silent, each Publish returns by its deadline with an
+// error. Once it answers again, the client publishes and its subscription
+// consumes with no call from the application, every message whose Publish
+// returned nil is handled at least once, and Close returns nil. A failure
+// says "guarantee broken" and which of these did not hold.
+func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), recovery)
+	defer cancel()
+	s, c, closeClient := start(t, ctx, open)
+	topic, group := "ct-outage-"+uuid.NewString()[:8], "g"
+	var mu sync.Mutex
+	handled := map[string]bool{}
+	changed := make(chan struct{}, 1)
+	if _, err := c.Subscribe(ctx, topic, group, func(ctx context.Context, m *sdk.Message) error {
+		// Slow enough that most of the messages published just before the
+		// silence are still being handled, or waiting, when it starts.
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		mu.Lock()
+		handled[string(m.Payload)] = true
+		mu.Unlock()
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+		return nil
+	}, sdk.WithConcurrency(4)); err != nil {
+		t.Fatal(err)
+	}
+
+	var published []string // every payload whose Publish returned nil
+	publish := func(ctx context.Context, p string) error {
+		err := c.Publish(ctx, topic, &sdk.Message{Payload: []byte(p)})
+		if err == nil {
+			published = append(published, p)
+		}
+		return err
+	}
+	for i := range 100 {
+		pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := publish(pctx, fmt.Sprintf("before-%d", i))
+		cancel()
+		if err != nil {
+			t.Fatalf("publish before the broker went silent: %v", err)
+		}
+	}
+
+	s.Silence()
+	silenced := time.Now()
+	for i := 0; time.Since(silenced) < d; i++ {
+		p := fmt.Sprintf("during-%d", i)
+		err := within(t, fmt.Sprintf("Publish %v into the silence", time.Since(silenced).Round(time.Second)), callDeadline,
+			func(ctx context.Context) error { return publish(ctx, p) })
+		if err == nil {
+			t.Logf("Publish of %s returned nil while the broker was silent", p) // then it must be handled, below
+		}
+		time.Sleep(time.Until(silenced.Add(time.Duration(i+1) * 2 * callDeadline))) // paces the publishes; nothing to wait for
+	}
+	s.Resume()
+	resumed := time.Now()
+
+	for i := 0; i < 3; {
+		pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := publish(pctx, fmt.Sprintf("after-%d", i))
+		cancel()
+		switch {
+		case err == nil:
+			i++
+		case time.Since(resumed) > recovery:
+			t.Fatalf("guarantee broken: Publish must work again once the broker answers; still failing %v after: %v", recovery, err)
+		}
+	}
+	timeout := time.After(recovery)
+	for {
+		mu.Lock()
+		var missing []string
+		for _, p := range published {
+			if !handled[p] {
+				missing = append(missing, p)
+			}
+		}
+		mu.Unlock()
+		if len(missing) == 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			t.Fatalf("guarantee broken: every message whose Publish returned nil must be handled once the broker answers again; %d of %d were not, %v after: %v",
+				len(missing), len(published), recovery, missing)
+		}
+	}
+	t.Logf("all %d published messages handled %v after the broker answered", len(published), time.Since(resumed).Round(time.Millisecond))
+	closeClient()
+}
