@@ -213,7 +213,7 @@ func ExampleStore_SetAside() {
 	n, err := relay.RunOnce(ctx)
 	fmt.Println("relayed or set aside:", n, err)
 	lag, _ := store.Lag(ctx)
-	fmt.Println("waiting:", lag.Unsent)
+	fmt.Println("waiting:", lag.Unsent, "set aside:", lag.SetAside)
 	aside, err := store.SetAside(ctx, 10)
 	if err != nil {
 		log.Fatal(err)
@@ -223,6 +223,6 @@ func ExampleStore_SetAside() {
 	}
 	// Output:
 	// relayed or set aside: 2 <nil>
-	// waiting: 0
+	// waiting: 0 set aside: 1
 	// set aside: m-1 reports true
 }

@@ -719,6 +719,9 @@ func setAsideAndGoOn(t *testing.T, retention time.Duration) {
 			aside[2].ID != misnamed.ID || aside[2].Topic != "refused.topic" || !strings.Contains(aside[2].Reason, "not one this broker takes") {
 			t.Fatalf("want the poison, the unreadable message and the one to a refused topic set aside with their reasons, got %+v", aside)
 		}
+		if lag, err := e.store.Lag(ctx); err != nil || lag.Unsent != 0 || lag.SetAside != 3 {
+			t.Fatalf("Lag must count the 3 messages set aside apart from the unsent: got %+v, %v", lag, err)
+		}
 		if n, err := r.RunOnce(ctx); n != 0 || err != nil {
 			t.Fatalf("a set-aside message is not relayed again: %d, %v", n, err)
 		}

@@ -388,22 +388,29 @@ func appendJSONString(b []byte, s string) []byte {
 
 // Lag is the outbox backlog: what has been committed but not yet published.
 type Lag struct {
-	// Unsent is the number of messages not yet published.
+	// Unsent is the number of messages not yet published, not counting
+	// those set aside.
 	Unsent int64
 	// OldestAge is how long the oldest unsent message has waited; zero when
 	// Unsent is zero.
 	OldestAge time.Duration
+	// SetAside is the number of messages the relay set aside (the
+	// publisher refused them for good, or their rows could not be read),
+	// which wait in <Table>_failed for an operator (Store.SetAside). They
+	// are never published unless moved back, so anything above zero is
+	// worth an alert.
+	SetAside int64
 }
 
 // Lag reports the backlog, for metrics and alerts.
 func (s *Store) Lag(ctx context.Context) (Lag, error) {
-	var n int64
+	var n, aside int64
 	var oldest sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_ms) FROM `+s.table+` WHERE sent_ms IS NULL`).Scan(&n, &oldest)
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*), MIN(created_ms), (SELECT COUNT(*) FROM `+s.failedTable()+`) FROM `+s.table+` WHERE sent_ms IS NULL`).Scan(&n, &oldest, &aside)
 	if err != nil {
-		return Lag{}, fmt.Errorf("outbox: read lag of %s: %w", s.table, err)
+		return Lag{}, fmt.Errorf("outbox: read lag of %s and %s: %w", s.table, s.failedTable(), err)
 	}
-	l := Lag{Unsent: n}
+	l := Lag{Unsent: n, SetAside: aside}
 	if oldest.Valid {
 		l.OldestAge = max(0, s.now().Sub(time.UnixMilli(oldest.Int64)))
 	}
