@@ -97,6 +97,10 @@ var standardKeys = []string{KeyEventType, KeySource, KeyTime, KeyContentType, Ke
 
 // ToWatermill converts m to a Watermill message, writing the standard
 // attributes into metadata. It does not modify m. now fills an unset Time.
+// It does not validate m as Publish does: a Time outside the years 0000 to
+// 9999 is written as text that RFC 3339 readers refuse (a msgkit consumer
+// then sees a zero Time), so check it with CheckTime first when m comes
+// from outside.
 func (m *Message) ToWatermill(now time.Time) *message.Message {
 	id := m.ID
 	if id == "" {
