@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/msgkit/msgkit/internal/lock"
 	"github.com/msgkit/msgkit/sdk/driver"
 	"github.com/msgkit/msgkit/sdk/internal/engine"
 )
@@ -56,7 +57,7 @@ func (e *RemoteError) Error() string {
 // replies routes replies arriving on the client's reply topic to the
 // Request calls waiting for them.
 type replies struct {
-	setup   sync.Mutex // held while the reply subscription opens
+	setup   lock.Mutex // held while the reply subscription opens; a request with an earlier deadline gives up waiting for it
 	topic   string
 	recv    *engine.Receiver
 	mu      sync.Mutex
@@ -67,7 +68,9 @@ type replies struct {
 // failed attempt is tried again by the next Request.
 func (c *Client) startReplies(ctx context.Context) error {
 	r := &c.replies
-	r.setup.Lock()
+	if err := r.setup.Lock(ctx); err != nil {
+		return fmt.Errorf("messaging: waiting for another request to open the reply topic: %w", err)
+	}
 	defer r.setup.Unlock()
 	if r.recv != nil {
 		return nil
@@ -103,7 +106,9 @@ func (r *replies) dispatch(dm *driver.Message) bool {
 }
 
 func (r *replies) close(ctx context.Context) error {
-	r.setup.Lock()
+	if err := r.setup.Lock(ctx); err != nil {
+		return fmt.Errorf("waiting for a request to finish opening the reply topic: %w", err)
+	}
 	defer r.setup.Unlock()
 	if r.recv == nil {
 		return nil

@@ -2,6 +2,8 @@ package sdk_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +58,45 @@ func TestPublishDoesNotWaitForASlowSubscribe(t *testing.T) {
 	if err := testenv.Await(t, subscribed, "Subscribe to return"); err == nil {
 		t.Fatal("a Subscribe whose setup outlives its context must fail")
 	}
+}
+
+// slowReplies is a memory transport whose OpenReplySubscription waits for
+// its context, as a broker that stopped answering would.
+type slowReplies struct {
+	*memory.Transport
+	entered chan struct{}
+}
+
+func (s slowReplies) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	close(s.entered)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A Request gives up at its own deadline while another, with a later one,
+// is opening the reply topic.
+func TestRequestDoesNotWaitPastItsDeadlineForAnotherOpeningTheReplyTopic(t *testing.T) {
+	tr := slowReplies{Transport: memory.New(), entered: make(chan struct{})}
+	c := sdk.NewClient(tr, quiet)
+	defer c.Close(context.Background())
+	slowCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	slow := make(chan error, 1)
+	go func() {
+		_, err := c.Request(slowCtx, "rpc", sdk.NewMessage(nil))
+		slow <- err
+	}()
+	testenv.Await(t, tr.entered, "the first Request to open the reply topic")
+	ctx, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	_, err := c.Request(ctx, "rpc", sdk.NewMessage(nil))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("a Request with a 100ms deadline waited %v for another opening the reply topic", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for another request to open the reply topic") {
+		t.Fatalf("want an error wrapping DeadlineExceeded that says what it waited for, got %v", err)
+	}
+	cancel()
+	testenv.Await(t, slow, "the first Request to return")
 }

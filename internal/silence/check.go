@@ -34,9 +34,11 @@ const recovery = 30 * time.Second
 // broker that s silences (reached through s.Proxy, or listening with
 // s.Listen). While the broker is silent, Publish (to the topic in use and
 // to a new one), Subscribe and a Subscription's Close return by their
-// deadlines, Publish with an error wrapping context.DeadlineExceeded. Once
-// it answers again, the client publishes and its subscription consumes
-// with no call from the application, and Close returns nil. A failure
+// deadlines, Publish with an error wrapping context.DeadlineExceeded, and
+// so does Request where the driver declares RequestReply, the first one
+// included (it opens the client's reply topic). Once it answers again, the
+// client publishes, its subscription consumes and its requests get their
+// replies with no call from the application, and Close returns nil. A failure
 // says "guarantee broken" and which of these did not hold.
 func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
 	t.Helper()
@@ -58,6 +60,17 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Requests go to a responder on this client. None is made before the
+	// silence, so the first opens the client's reply topic.
+	requests := c.Capabilities().RequestReply
+	rpc := "ct-silent-rpc-" + uuid.NewString()[:8]
+	if requests {
+		if _, err := c.Respond(ctx, rpc, group, func(_ context.Context, req *sdk.Message) (*sdk.Message, error) {
+			return &sdk.Message{Payload: req.Payload}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := c.Publish(ctx, topic, &sdk.Message{Payload: []byte("before")}); err != nil {
 		t.Fatalf("publish before the broker went silent: %v", err)
 	}
@@ -67,17 +80,9 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 	silenced := time.Now()
 	publish := func(to string, d time.Duration) {
 		t.Helper()
-		err := within(t, "Publish to "+to, d, func(ctx context.Context) error {
+		timesOut(t, "Publish to "+to, d, func(ctx context.Context) error {
 			return c.Publish(ctx, to, &sdk.Message{Payload: []byte("during")})
 		})
-		switch {
-		case err == nil:
-			t.Errorf("guarantee broken: Publish to %s returned nil while the broker was silent: nothing confirmed the message", to)
-		case !errors.Is(err, context.DeadlineExceeded):
-			t.Errorf("guarantee broken: Publish to %s while the broker is silent must fail with an error wrapping context.DeadlineExceeded, got %v", to, err)
-		default:
-			t.Logf("Publish to %s while the broker is silent: %v", to, err)
-		}
 	}
 	// A publish with a later deadline to a topic never used before, which
 	// waits for its queue, stream or exchange to be looked up or declared:
@@ -87,7 +92,26 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		defer close(slow)
 		publish("ct-silent-slow-"+uuid.NewString()[:8], 3*callDeadline)
 	}()
-	time.Sleep(100 * time.Millisecond) // lets it start first; nothing signals that it has
+	// Likewise a request with a later deadline, which opens the reply
+	// topic: a request with an earlier one must not wait for it.
+	request := func(d time.Duration) {
+		t.Helper()
+		timesOut(t, "Request to "+rpc, d, func(ctx context.Context) error {
+			_, err := c.Request(ctx, rpc, &sdk.Message{Payload: []byte("during")})
+			return err
+		})
+	}
+	slowRequest := make(chan struct{})
+	go func() {
+		defer close(slowRequest)
+		if requests {
+			request(3 * callDeadline)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // lets them start first; nothing signals that they have
+	if requests {
+		request(callDeadline)
+	}
 	for _, to := range []string{"ct-silent-new-" + uuid.NewString()[:8], topic} {
 		// Another topic never used before, and the topic in use.
 		publish(to, callDeadline)
@@ -100,6 +124,7 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 	err = within(t, "Subscription.Close", callDeadline, other.Close)
 	t.Logf("Subscription.Close while the broker is silent: %v", err)
 	<-slow
+	<-slowRequest
 	time.Sleep(time.Until(silenced.Add(For))) // the silence itself: there is nothing to wait for
 	s.Resume()
 
@@ -119,6 +144,20 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		published = append(published, p)
 	}
 	waitFor(t, got, published...)
+	for requests {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		reply, err := c.Request(rctx, rpc, &sdk.Message{Payload: []byte("after")})
+		cancel()
+		if err == nil {
+			if string(reply.Payload) != "after" {
+				t.Fatalf("guarantee broken: the reply to a request after the silence must be its own, got %q", reply.Payload)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guarantee broken: Request must work again once the broker answers; still failing after %v: %v", recovery, err)
+		}
+	}
 	closeClient()
 }
 
@@ -163,6 +202,22 @@ func within(t testing.TB, what string, d time.Duration, call func(ctx context.Co
 			what, took.Round(time.Millisecond), d)
 	}
 	return err
+}
+
+// timesOut runs call within d, as within does, and fails the test unless
+// it fails with an error wrapping context.DeadlineExceeded: while the
+// broker is silent nothing can have confirmed or answered it.
+func timesOut(t testing.TB, what string, d time.Duration, call func(ctx context.Context) error) {
+	t.Helper()
+	err := within(t, what, d, call)
+	switch {
+	case err == nil:
+		t.Errorf("guarantee broken: %s returned nil while the broker was silent: nothing confirmed or answered it", what)
+	case !errors.Is(err, context.DeadlineExceeded):
+		t.Errorf("guarantee broken: %s while the broker is silent must fail with an error wrapping context.DeadlineExceeded, got %v", what, err)
+	default:
+		t.Logf("%s while the broker is silent: %v", what, err)
+	}
 }
 
 // waitFor waits until got has delivered each of want, in any order.
