@@ -32,14 +32,15 @@ const recovery = 30 * time.Second
 // Check checks a client against a broker that stops answering in the
 // middle of a session and then answers again. open opens a Client on a
 // broker that s silences (reached through s.Proxy, or listening with
-// s.Listen). While the broker is silent, Publish (to the topic in use and
-// to a new one), Subscribe and a Subscription's Close return by their
-// deadlines, Publish with an error wrapping context.DeadlineExceeded, and
-// so does Request where the driver declares RequestReply, the first one
-// included (it opens the client's reply topic). Once it answers again, the
-// client publishes, its subscription consumes and its requests get their
-// replies with no call from the application, and Close returns nil. A failure
-// says "guarantee broken" and which of these did not hold.
+// s.Listen). While the broker is silent, every call returns by its
+// deadline: Publish (to the topic in use and to a new one), Request where
+// the driver declares RequestReply (the first one included, which opens
+// the client's reply topic), EnsureGroup and RemoveGroup with an error
+// wrapping context.DeadlineExceeded; Subscribe and a Subscription's Close
+// with whatever they say. Once it answers again, the client publishes, its
+// subscription consumes and its requests get their replies with no call
+// from the application, and Close returns nil. A failure says "guarantee
+// broken" and which of these did not hold.
 func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), recovery)
@@ -121,6 +122,16 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		return err
 	})
 	t.Logf("Subscribe while the broker is silent: %v", err)
+	// The calls that manage a group without consuming: RemoveGroup on the
+	// group in use stops at its deadline, whatever it got done.
+	timesOut(t, "EnsureGroup", callDeadline, func(ctx context.Context) error {
+		return c.EnsureGroup(ctx, "ct-silent-ensure-"+uuid.NewString()[:8], group)
+	})
+	if c.Capabilities().RemovesGroups {
+		timesOut(t, "RemoveGroup", callDeadline, func(ctx context.Context) error {
+			return c.RemoveGroup(ctx, "ct-silent-ensure-"+uuid.NewString()[:8], group)
+		})
+	}
 	err = within(t, "Subscription.Close", callDeadline, other.Close)
 	t.Logf("Subscription.Close while the broker is silent: %v", err)
 	<-slow
