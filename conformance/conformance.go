@@ -67,12 +67,13 @@ type Harness struct {
 	Secret string
 
 	// Proxied, when set with OpenConfig, enables
-	// TestBrokerThatGoesSilentMidSession and TestLongSilenceLosesNothing.
-	// It returns a working config for the broker under test reached
-	// through proxy: proxy takes the host:port the broker listens on and
-	// returns the address of a TCP proxy to it, which the suite makes stop
-	// carrying bytes for a while (4 s, then 25 s), as a stopped server or
-	// a network dropping packets would.
+	// TestBrokerThatGoesSilentMidSession, TestLongSilenceLosesNothing and
+	// TestCutConnectionsLoseNothing. It returns a working config for the
+	// broker under test reached through proxy: proxy takes the host:port
+	// the broker listens on and returns the address of a TCP proxy to it,
+	// which the suite makes stop carrying bytes for a while (4 s, then
+	// 25 s), as a stopped server or a network dropping packets would, and
+	// whose connections it cuts, as a restart would.
 	// Leave it unset for a broker whose clients connect to addresses it
 	// announces (Kafka's metadata), which a proxy cannot stand in front of.
 	Proxied func(proxy func(addr string) string) sdk.Config
@@ -254,6 +255,7 @@ var suite = []guaranteeTest{
 	{"TestSilentBrokerFailsByTheDeadline", always, testSilentBrokerFailsByTheDeadline, true},
 	{"TestBrokerThatGoesSilentMidSession", always, testBrokerThatGoesSilentMidSession, false},
 	{"TestLongSilenceLosesNothing", always, testLongSilenceLosesNothing, false},
+	{"TestCutConnectionsLoseNothing", always, testCutConnectionsLoseNothing, false},
 }
 
 // Run runs the whole suite against the harness, one subtest per guarantee.

@@ -23,6 +23,13 @@ func testLongSilenceLosesNothing(e *env) {
 	silence.CheckOutage(e.t, silence.Outage, proxiedClient(e))
 }
 
+// testCutConnectionsLoseNothing: the broker's connections are cut again
+// and again while messages are published and handled; every message
+// published is handled (silence.CheckCuts).
+func testCutConnectionsLoseNothing(e *env) {
+	silence.CheckCuts(e.t, proxiedClient(e))
+}
+
 // proxiedClient opens a Client on the broker through the Switch's proxy,
 // or skips the test when the harness cannot.
 func proxiedClient(e *env) func(ctx context.Context, s *silence.Switch) (*sdk.Client, error) {

@@ -28,3 +28,12 @@ func TestLongSilenceLosesNothing(t *testing.T) {
 		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
 	})
 }
+
+// The conformance suite's TestCutConnectionsLoseNothing, with kfake's
+// connections cut at its listener.
+func TestCutConnectionsLoseNothing(t *testing.T) {
+	silence.CheckCuts(t, func(ctx context.Context, s *silence.Switch) (*sdk.Client, error) {
+		c := startCluster(t, kfake.ListenFn(s.Listen))
+		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	})
+}

@@ -22,12 +22,47 @@ const Outage = 25 * time.Second
 // CheckOutage checks a client against a broker that is silent for d.
 // Messages are in the handlers' hands, taken but not acknowledged, when
 // the silence starts, and the application keeps publishing through it.
-// While the broker is silent, each Publish returns by its deadline with an
-// error. Once it answers again, the client publishes and its subscription
-// consumes with no call from the application, every message whose Publish
-// returned nil is handled at least once, and Close returns nil. A failure
-// says "guarantee broken" and which of these did not hold.
+// While the broker is silent, each Publish returns by its deadline. Once
+// it answers again, the client publishes and its subscription consumes
+// with no call from the application, every message whose Publish returned
+// nil is handled at least once, and Close returns nil. A failure says
+// "guarantee broken" and which of these did not hold.
 func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
+	t.Helper()
+	loseNothing(t, "silent", open, func(s *Switch, publish func(string)) {
+		s.Silence()
+		defer s.Resume()
+		silenced := time.Now()
+		for i := 0; time.Since(silenced) < d; i++ {
+			publish(fmt.Sprintf("during-%d", i))
+			time.Sleep(time.Until(silenced.Add(time.Duration(i+1) * 2 * callDeadline))) // paces the publishes; nothing to wait for
+		}
+	})
+}
+
+// CheckCuts is CheckOutage with the broker's connections cut, as a
+// restart or a reset network does, five times a second apart, instead of
+// a silence: every Publish returns by its deadline, and every message
+// whose Publish returned nil is handled at least once.
+func CheckCuts(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
+	t.Helper()
+	loseNothing(t, "cut off", open, func(s *Switch, publish func(string)) {
+		for i := range 5 {
+			s.Cut()
+			cut := time.Now()
+			for j := 0; time.Since(cut) < callDeadline; j++ {
+				publish(fmt.Sprintf("cut-%d-%d", i, j))
+				time.Sleep(time.Until(cut.Add(time.Duration(j+1) * callDeadline / 20))) // paces the publishes; nothing to wait for
+			}
+		}
+	})
+}
+
+// loseNothing runs fault on a client whose subscription is handling
+// messages, with publish to publish one more message (which must return
+// by callDeadline), then checks that the client publishes again and that
+// every message whose Publish returned nil is handled.
+func loseNothing(t testing.TB, fault string, open func(ctx context.Context, s *Switch) (*sdk.Client, error), run func(s *Switch, publish func(string))) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), recovery)
 	defer cancel()
@@ -69,22 +104,16 @@ func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s
 		err := publish(pctx, fmt.Sprintf("before-%d", i))
 		cancel()
 		if err != nil {
-			t.Fatalf("publish before the broker went silent: %v", err)
+			t.Fatalf("publish before the broker was %s: %v", fault, err)
 		}
 	}
 
-	s.Silence()
-	silenced := time.Now()
-	for i := 0; time.Since(silenced) < d; i++ {
-		p := fmt.Sprintf("during-%d", i)
-		err := within(t, fmt.Sprintf("Publish %v into the silence", time.Since(silenced).Round(time.Second)), callDeadline,
-			func(ctx context.Context) error { return publish(ctx, p) })
-		if err == nil {
+	run(s, func(p string) {
+		err := within(t, "Publish while the broker is "+fault, callDeadline, func(ctx context.Context) error { return publish(ctx, p) })
+		if err == nil && fault == "silent" {
 			t.Logf("Publish of %s returned nil while the broker was silent", p) // then it must be handled, below
 		}
-		time.Sleep(time.Until(silenced.Add(time.Duration(i+1) * 2 * callDeadline))) // paces the publishes; nothing to wait for
-	}
-	s.Resume()
+	})
 	resumed := time.Now()
 
 	for i := 0; i < 3; {
@@ -95,7 +124,7 @@ func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s
 		case err == nil:
 			i++
 		case time.Since(resumed) > recovery:
-			t.Fatalf("guarantee broken: Publish must work again once the broker answers; still failing %v after: %v", recovery, err)
+			t.Fatalf("guarantee broken: Publish must work again once the broker is no longer %s; still failing %v after: %v", fault, recovery, err)
 		}
 	}
 	timeout := time.After(recovery)
@@ -114,10 +143,10 @@ func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s
 		select {
 		case <-changed:
 		case <-timeout:
-			t.Fatalf("guarantee broken: every message whose Publish returned nil must be handled once the broker answers again; %d of %d were not, %v after: %v",
-				len(missing), len(published), recovery, missing)
+			t.Fatalf("guarantee broken: every message whose Publish returned nil must be handled once the broker is no longer %s; %d of %d were not, %v after: %v",
+				fault, len(missing), len(published), recovery, missing)
 		}
 	}
-	t.Logf("all %d published messages handled %v after the broker answered", len(published), time.Since(resumed).Round(time.Millisecond))
+	t.Logf("all %d published messages handled %v after the broker was no longer %s", len(published), time.Since(resumed).Round(time.Millisecond), fault)
 	closeClient()
 }

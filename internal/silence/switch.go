@@ -57,6 +57,19 @@ func (s *Switch) Resume() {
 	}
 }
 
+// Cut closes every connection made so far, at both ends, as a broker
+// restart or a reset network does; new connections are accepted as
+// before.
+func (s *Switch) Cut() {
+	s.mu.Lock()
+	conns := s.conns
+	s.conns = map[net.Conn]struct{}{}
+	s.mu.Unlock()
+	for c := range conns {
+		_ = c.Close()
+	}
+}
+
 // wait returns once the server may be heard, false if the test is ending.
 func (s *Switch) wait() bool {
 	s.mu.Lock()

@@ -2,7 +2,9 @@ package silence
 
 import (
 	"bufio"
+	"errors"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -128,6 +130,27 @@ func TestSwitchHoldsEverythingWhileSilentAndCarriesItOnResume(t *testing.T) {
 		s.Resume()
 		if got := k.next(5 * time.Second); got != "two" {
 			t.Fatalf("after Resume: got %q, want what was held (two)", got)
+		}
+	})
+}
+
+// Cut ends every connection made so far, and the next one is carried.
+func TestSwitchCutEndsConnectionsAndTakesNewOnes(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	t.Run("proxy", func(t *testing.T) { // its cleanups run before the leak check
+		s := New(t)
+		addr := s.Proxy(t, echo(t))
+		k := dial(t, addr)
+		if got := k.ask(t, "one", 5*time.Second); got != "one" {
+			t.Fatalf("before Cut: got %q, want one", got)
+		}
+		s.Cut()
+		_ = k.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := k.r.ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("after Cut the connection must end at once, got %v", err)
+		}
+		if got := dial(t, addr).ask(t, "two", 5*time.Second); got != "two" {
+			t.Fatalf("a connection made after Cut: got %q, want two", got)
 		}
 	})
 }
