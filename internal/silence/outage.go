@@ -25,8 +25,10 @@ const Outage = 25 * time.Second
 // While the broker is silent, each Publish returns by its deadline. Once
 // it answers again, the client publishes and its subscription consumes
 // with no call from the application, every message whose Publish returned
-// nil is handled at least once, and Close returns nil. A failure says
-// "guarantee broken" and which of these did not hold.
+// nil is handled at least once, Request (made once before the silence, so
+// that the client's reply topic exists) gets its reply where the driver
+// declares RequestReply, and Close returns nil. A failure says "guarantee
+// broken" and which of these did not hold.
 func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
 	t.Helper()
 	loseNothing(t, "silent", open, func(s *Switch, publish func(string)) {
@@ -42,8 +44,9 @@ func CheckOutage(t testing.TB, d time.Duration, open func(ctx context.Context, s
 
 // CheckCuts is CheckOutage with the broker's connections cut, as a
 // restart or a reset network does, five times a second apart, instead of
-// a silence: every Publish returns by its deadline, and every message
-// whose Publish returned nil is handled at least once.
+// a silence: every Publish returns by its deadline, every message whose
+// Publish returned nil is handled at least once, and requests get their
+// replies again.
 func CheckCuts(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
 	t.Helper()
 	loseNothing(t, "cut off", open, func(s *Switch, publish func(string)) {
@@ -99,6 +102,21 @@ func loseNothing(t testing.TB, fault string, open func(ctx context.Context, s *S
 		}
 		return err
 	}
+	// A request before the fault opens the client's reply topic, which
+	// must work again after it (a reply queue the broker deleted with the
+	// connection, a subscription the server forgot).
+	requests := c.Capabilities().RequestReply
+	rpc := "ct-outage-rpc-" + uuid.NewString()[:8]
+	if requests {
+		if _, err := c.Respond(ctx, rpc, group, func(_ context.Context, req *sdk.Message) (*sdk.Message, error) {
+			return &sdk.Message{Payload: req.Payload}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Request(ctx, rpc, &sdk.Message{Payload: []byte("before")}); err != nil {
+			t.Fatalf("request before the broker was %s: %v", fault, err)
+		}
+	}
 	for i := range 100 {
 		pctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := publish(pctx, fmt.Sprintf("before-%d", i))
@@ -148,5 +166,20 @@ func loseNothing(t testing.TB, fault string, open func(ctx context.Context, s *S
 		}
 	}
 	t.Logf("all %d published messages handled %v after the broker was no longer %s", len(published), time.Since(resumed).Round(time.Millisecond), fault)
+	for requests {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		reply, err := c.Request(rctx, rpc, &sdk.Message{Payload: []byte("after")})
+		cancel()
+		if err == nil {
+			if string(reply.Payload) != "after" {
+				t.Fatalf("guarantee broken: the reply to a request after the fault must be its own, got %q", reply.Payload)
+			}
+			break
+		}
+		if time.Since(resumed) > 2*recovery {
+			t.Fatalf("guarantee broken: Request must work again once the broker is no longer %s; still failing %v after: %v", fault, 2*recovery, err)
+		}
+		t.Logf("Request after the broker was %s: %v", fault, err)
+	}
 	closeClient()
 }
