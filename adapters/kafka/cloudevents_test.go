@@ -25,23 +25,7 @@ func TestCloudEventsKafkaBindingIsRead(t *testing.T) {
 	topic, group := names("cloudevents")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: url, Options: fastGroups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	got := make(chan *sdk.Message, 1)
-	if err := c.EnsureGroup(ctx, topic, group); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := kgo.NewClient(kgo.SeedBrokers(strings.TrimPrefix(url, "kafka://")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	got, raw := consumeRaw(t, ctx, url, topic, group)
 	rec := &kgo.Record{Topic: topic, Value: []byte(`{"order":1}`), Headers: []kgo.RecordHeader{
 		{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_type", Value: []byte("com.example.order.created")},
 		{Key: "ce_source", Value: []byte("/shop")}, {Key: "ce_id", Value: []byte("evt-1")},
@@ -65,12 +49,29 @@ func TestPlainRecordKeyIsTheOrderingKey(t *testing.T) {
 	topic, group := names("plainkey")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	got, raw := consumeRaw(t, ctx, url, topic, group)
+	rec := &kgo.Record{Topic: topic, Key: []byte("customer-7"), Value: []byte("plain")}
+	if err := raw.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	m := testenv.Await(t, got, "the plain record")
+	wantID := fmt.Sprintf("%s-%d-%d", topic, rec.Partition, rec.Offset)
+	if m.OrderingKey != "customer-7" || m.ID != wantID || string(m.Payload) != "plain" {
+		t.Fatalf("got ordering key %q id %q payload %q; want customer-7, %s, plain", m.OrderingKey, m.ID, m.Payload, wantID)
+	}
+}
+
+// consumeRaw subscribes a msgkit client to topic in group and returns what
+// its handler gets, with a plain franz-go client to produce records with.
+// Both close when the test ends.
+func consumeRaw(t *testing.T, ctx context.Context, url, topic, group string) (<-chan *sdk.Message, *kgo.Client) {
+	t.Helper()
 	c, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: url, Options: fastGroups})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
-	got := make(chan *sdk.Message, 1)
+	t.Cleanup(func() { c.Close(context.Background()) })
+	got := make(chan *sdk.Message, 16)
 	if err := c.EnsureGroup(ctx, topic, group); err != nil {
 		t.Fatal(err)
 	}
@@ -81,16 +82,8 @@ func TestPlainRecordKeyIsTheOrderingKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer raw.Close()
-	rec := &kgo.Record{Topic: topic, Key: []byte("customer-7"), Value: []byte("plain")}
-	if err := raw.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	m := testenv.Await(t, got, "the plain record")
-	wantID := fmt.Sprintf("%s-%d-%d", topic, rec.Partition, rec.Offset)
-	if m.OrderingKey != "customer-7" || m.ID != wantID || string(m.Payload) != "plain" {
-		t.Fatalf("got ordering key %q id %q payload %q; want customer-7, %s, plain", m.OrderingKey, m.ID, m.Payload, wantID)
-	}
+	t.Cleanup(raw.Close)
+	return got, raw
 }
 
 // The CloudEvents SDK for Go, on its Kafka binding (kafka_sarama), sends

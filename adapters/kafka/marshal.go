@@ -117,7 +117,9 @@ func toCloudEvents(topic string, msgs []*driver.Message) (out []*kgo.Record, ref
 // which each message's id and metadata values are cut from: one allocation
 // a batch instead of one a header. A value kept keeps the batch's text
 // alive, as the payload keeps the fetch's buffer.
-func fromRecords(msgs []driver.Message, records []*kgo.Record) {
+// It returns whether any record carries a header more than once (see
+// repeatedHeaders).
+func fromRecords(msgs []driver.Message, records []*kgo.Record) (repeated bool) {
 	size := 0
 	for _, r := range records {
 		for _, h := range r.Headers {
@@ -133,8 +135,29 @@ func fromRecords(msgs []driver.Message, records []*kgo.Record) {
 	}
 	text := b.String()
 	for i, r := range records {
-		fromRecord(&msgs[i], r, &text)
+		if fromRecord(&msgs[i], r, &text) {
+			repeated = true
+		}
 	}
+	return repeated
+}
+
+// repeatedHeaders returns how many times r carries each header it carries
+// more than once, or nil.
+func repeatedHeaders(r *kgo.Record) map[string]int {
+	var counts map[string]int
+	for i, h := range r.Headers {
+		for _, earlier := range r.Headers[:i] {
+			if earlier.Key == h.Key {
+				if counts == nil {
+					counts = map[string]int{}
+				}
+				counts[h.Key] = max(counts[h.Key], 1) + 1
+				break
+			}
+		}
+	}
+	return counts
 }
 
 // fromRecord decodes a record into m, taking its header values from the
@@ -142,18 +165,24 @@ func fromRecords(msgs []driver.Message, records []*kgo.Record) {
 // follows no part of the format is delivered as it is. A record without an
 // id gets one derived from its position, stable across redeliveries (so an
 // inbox still deduplicates it); a record key without an ordering-key
-// header becomes the ordering key.
-func fromRecord(m *driver.Message, r *kgo.Record, text *string) {
+// header becomes the ordering key. A header the record carries more than
+// once keeps its last value, as watermill-kafka and Kafka's lastHeader
+// read it; fromRecord then returns true, for the subscription to log it.
+func fromRecord(m *driver.Message, r *kgo.Record, text *string) (repeated bool) {
 	*m = driver.Message{Metadata: make(map[string]string, len(r.Headers)), Payload: r.Value}
+	ids := 0
 	for _, h := range r.Headers {
 		v := (*text)[:len(h.Value)]
 		*text = (*text)[len(h.Value):]
 		if h.Key == wkafka.UUIDHeaderKey {
 			m.ID = v
+			ids++
 			continue
 		}
 		m.Metadata[h.Key] = v
 	}
+	// Without a repeat every header made an id or an entry of its own.
+	repeated = ids > 1 || len(m.Metadata)+ids < len(r.Headers)
 	if m.ID == "" {
 		// A CloudEvents producer's event id (binary mode) identifies it.
 		m.ID = m.Metadata["ce_id"]
@@ -167,4 +196,5 @@ func fromRecord(m *driver.Message, r *kgo.Record, text *string) {
 	if m.Payload == nil {
 		m.Payload = []byte{}
 	}
+	return repeated
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/msgkit/msgkit/adapters/internal/repeated"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -25,6 +26,8 @@ type subscription struct {
 	topic  string
 	group  string // "" for a reply topic
 	client *kgo.Client
+	// repeated logs records that carry a header more than once.
+	repeated *repeated.Reporter
 
 	mu          sync.Mutex
 	outstanding map[int32]int // partition -> records received and not acked
@@ -33,7 +36,8 @@ type subscription struct {
 }
 
 func (t *Transport) subscribe(topic, group string, oldest bool) (driver.Subscription, error) {
-	s := &subscription{t: t, topic: topic, group: group, outstanding: map[int32]int{}, settled: make(chan struct{})}
+	s := &subscription{t: t, topic: topic, group: group, outstanding: map[int32]int{}, settled: make(chan struct{}),
+		repeated: repeated.New(t.logger, "kafka", "the last value, as watermill-kafka and Kafka's lastHeader read it")}
 	var opts []kgo.Opt
 	if group != "" {
 		opts = append(t.s.consumerOptions(topic, group, oldest), kgo.OnPartitionsRevoked(s.revoked))
@@ -75,7 +79,13 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	// one for the text of their headers.
 	out := make([]*driver.Message, len(records))
 	msgs := make([]driver.Message, len(records))
-	fromRecords(msgs, records)
+	if fromRecords(msgs, records) {
+		for i, r := range records {
+			if counts := repeatedHeaders(r); counts != nil {
+				s.repeated.Report(r.Topic, s.group, msgs[i].ID, counts)
+			}
+		}
+	}
 	s.mu.Lock()
 	for i, r := range records {
 		s.outstanding[r.Partition]++

@@ -60,12 +60,18 @@ func cloudEvent(nm *nats.Msg, m *driver.Message) error {
 
 // decode rebuilds a received message. One from another producer without an
 // id header takes its Nats-Msg-Id, or else stream-sequence: the same on
-// every redelivery.
-func decode(stream string, seq uint64, h nats.Header, data []byte) *driver.Message {
-	m := &driver.Message{Payload: data, Metadata: make(map[string]string, len(h))}
+// every redelivery. A header the message carries more than once (a client
+// that appended to it) becomes one metadata entry, its values joined with
+// commas as HTTP reads a repeated field; decode then reports repeated, for
+// the subscription to log it (repeatedHeaders).
+func decode(stream string, seq uint64, h nats.Header, data []byte) (m *driver.Message, repeated bool) {
+	m = &driver.Message{Payload: data, Metadata: make(map[string]string, len(h))}
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
+		}
+		if len(vs) > 1 && !hasNatsPrefix(k) {
+			repeated = true
 		}
 		if k == headerID {
 			m.ID = decodeValue(vs[0])
@@ -88,7 +94,22 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) *driver.Messa
 	if m.Payload == nil {
 		m.Payload = []byte{}
 	}
-	return m
+	return m, repeated
+}
+
+// repeatedHeaders returns how many times h carries each header (other
+// than the server's own) it carries more than once, or nil.
+func repeatedHeaders(h nats.Header) map[string]int {
+	var counts map[string]int
+	for k, vs := range h {
+		if len(vs) > 1 && !hasNatsPrefix(k) {
+			if counts == nil {
+				counts = map[string]int{}
+			}
+			counts[decodeKey(k)] = len(vs)
+		}
+	}
+	return counts
 }
 
 func encodeKey(k string) string {

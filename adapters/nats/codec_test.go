@@ -47,7 +47,7 @@ func FuzzMetadataRoundTrips(f *testing.F) {
 	f.Fuzz(func(t *testing.T, k, v string) {
 		sent := &driver.Message{ID: "id-1", Payload: []byte("p"), Metadata: map[string]string{k: v, "ce-type": "t"}}
 		m := encode("topic", sent)
-		got := decode("s", 1, wire(t, m.Header), m.Data)
+		got, _ := decode("s", 1, wire(t, m.Header), m.Data)
 		if got.ID != "id-1" {
 			t.Fatalf("id: sent id-1, got %q (metadata %q)", got.ID, k)
 		}

@@ -341,7 +341,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	if err != nil {
 		return nil, fmt.Errorf("nats: subscribe to reply subject %s on %s: %w", sdk.QuoteName(topic), t.s.where(), err)
 	}
-	return t.track(&replySubscription{t: t, sub: sub})
+	return t.track(&replySubscription{t: t, sub: sub, repeated: newRepeated()})
 }
 
 func (t *Transport) track(s driver.Subscription) (driver.Subscription, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/msgkit/msgkit/adapters/internal/repeated"
 	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
@@ -32,6 +33,7 @@ type subscription struct {
 	topic, group string
 	inbox        string // pulls are answered on inbox.<pull number>
 	sub          *nats.Subscription
+	repeated     *repeated.Reporter // logs messages that carry a header more than once
 
 	mu     sync.Mutex
 	next   string // the consumer's next-message API subject
@@ -105,7 +107,7 @@ func (p *pulls) until() time.Time {
 }
 
 func newSubscription(t *Transport, topic, group string, c jetstream.Consumer) (*subscription, error) {
-	s := &subscription{t: t, topic: topic, group: group, inbox: t.nc.NewInbox(), held: map[*nats.Msg]struct{}{}}
+	s := &subscription{t: t, topic: topic, group: group, inbox: t.nc.NewInbox(), held: map[*nats.Msg]struct{}{}, repeated: newRepeated()}
 	s.setConsumer(c)
 	var err error
 	if s.sub, err = t.nc.SubscribeSync(s.inbox + ".*"); err != nil {
@@ -203,7 +205,10 @@ func (s *subscription) take(ctx context.Context, m *nats.Msg) (*driver.Message, 
 		if err != nil {
 			return nil, nil // not a stream message: nothing to deliver or ack
 		}
-		dm := decode(md.Stream, md.Sequence.Stream, m.Header, m.Data)
+		dm, repeated := decode(md.Stream, md.Sequence.Stream, m.Header, m.Data)
+		if repeated {
+			s.repeated.Report(m.Subject, s.group, dm.ID, repeatedHeaders(m.Header))
+		}
 		dm.AckID, dm.Attempt = m, int(md.NumDelivered)
 		s.mu.Lock()
 		s.held[m] = struct{}{}
@@ -349,9 +354,10 @@ func (s *subscription) Close() error {
 // replySubscription reads a private reply subject on core NATS: no stream,
 // nothing to ack, nothing redelivered by the server.
 type replySubscription struct {
-	t   *Transport
-	sub *nats.Subscription
-	n   atomic.Uint64 // numbers replies that arrive without an id
+	t        *Transport
+	sub      *nats.Subscription
+	n        atomic.Uint64 // numbers replies that arrive without an id
+	repeated *repeated.Reporter
 }
 
 func (r *replySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
@@ -380,9 +386,18 @@ func (r *replySubscription) ReceiveBatch(ctx context.Context, max int) ([]*drive
 	return out, nil
 }
 
+// newRepeated is the Reporter of a subscription's messages that carry a
+// header more than once.
+func newRepeated() *repeated.Reporter {
+	return repeated.New(slog.Default(), "nats", "every value, joined with commas as HTTP reads a repeated field")
+}
+
 func (r *replySubscription) decode(m *nats.Msg) *driver.Message {
 	n := r.n.Add(1)
-	dm := decode(m.Subject, n, m.Header, m.Data)
+	dm, repeated := decode(m.Subject, n, m.Header, m.Data)
+	if repeated {
+		r.repeated.Report(m.Subject, "", dm.ID, repeatedHeaders(m.Header))
+	}
 	dm.AckID = strconv.FormatUint(n, 10)
 	return dm
 }
