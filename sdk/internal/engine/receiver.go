@@ -629,38 +629,47 @@ func (r *Receiver) Stop(ctx context.Context) error {
 			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: subscription %s: handlers still running at the shutdown deadline; their messages will be redelivered: %w",
 				r.cfg.Where, ctx.Err()))
 		}
+		// What is left (stopping the flusher and lease extension, handing
+		// back what was not handled, the last acks, then the driver's
+		// Close, in that order: acks on a closed subscription fail) runs on
+		// a goroutine. Against a broker that does not answer, a flush or a
+		// lease extension in progress waits for its own timeout: Stop
+		// returns at ctx's end, and the rest finishes when the broker
+		// answers or those timeouts end.
 		close(r.helpersStop)
-		r.helpers.Wait()
-
-		r.mu.Lock()
-		waiting := r.waiting.all()
-		var ids []driver.AckID
-		for d := range r.pending { // held nacks go back now, not after their delay
-			if d.timer.Stop() {
-				r.deferredWG.Done()
-			}
-			ids = append(ids, d.ids...)
-		}
-		clear(r.pending)
-		clear(r.deferred)
-		r.mu.Unlock()
-		deferredDone := make(chan struct{})
-		go func() { r.deferredWG.Wait(); close(deferredDone) }()
-		waitUntil(ctx, deferredDone) // a held nack being sent finishes before Close
-		if r.canNak {
-			for _, it := range waiting {
-				ids = append(ids, it.m.AckID)
-			}
-		}
-		if len(ids) > 0 {
-			r.nack(ids, 0)
-		}
-		r.flush()
 		closed := make(chan struct{})
 		var closeErr error
-		go func() { closeErr = r.sub.Close(); close(closed) }()
+		go func() {
+			defer close(closed)
+			r.helpers.Wait()
+			r.mu.Lock()
+			waiting := r.waiting.all()
+			var ids []driver.AckID
+			for d := range r.pending { // held nacks go back now, not after their delay
+				if d.timer.Stop() {
+					r.deferredWG.Done()
+				}
+				ids = append(ids, d.ids...)
+			}
+			clear(r.pending)
+			clear(r.deferred)
+			r.mu.Unlock()
+			deferredDone := make(chan struct{})
+			go func() { r.deferredWG.Wait(); close(deferredDone) }()
+			waitUntil(ctx, deferredDone) // a held nack being sent finishes before Close
+			if r.canNak {
+				for _, it := range waiting {
+					ids = append(ids, it.m.AckID)
+				}
+			}
+			if len(ids) > 0 {
+				r.nack(ids, 0)
+			}
+			r.flush()
+			closeErr = r.sub.Close()
+		}()
 		if !waitUntil(ctx, closed) {
-			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: subscription %s: the driver's Close did not return before the deadline: %w", r.cfg.Where, ctx.Err()))
+			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: subscription %s: settling what it held and the driver's Close did not finish before the deadline (what was not settled is delivered again): %w", r.cfg.Where, ctx.Err()))
 		} else if closeErr != nil {
 			r.stopErr = errors.Join(r.stopErr, fmt.Errorf("messaging: close subscription %s: %w", r.cfg.Where, closeErr))
 		}
