@@ -203,8 +203,9 @@ func (c credentials) checkRole(cfg sdk.Config) error {
 
 // AWSConfig builds the SDK configuration: static credentials when given,
 // else the default chain (environment, shared files, SSO, instance role).
-// The HTTP transport is the transport's own, so that Close can drop its
-// idle connections (and their goroutines) with closeIdle.
+// The HTTP transport is the transport's own, so that Close can end its
+// connections (and their goroutines) with closeIdle: at once where idle,
+// and once no request is in flight for the others.
 func (s Settings) AWSConfig(ctx context.Context) (c aws.Config, closeIdle func(), err error) {
 	var opts []func(*awsconfig.LoadOptions) error
 	if s.creds.Region != "" {
@@ -242,10 +243,16 @@ func (s Settings) AWSConfig(ctx context.Context) (c aws.Config, closeIdle func()
 		tr.TLSClientConfig = s.tls.Clone()
 	}
 	tr.MaxIdleConnsPerHost = 64 // concurrent long polls, batch sends and deletes to one endpoint
+	conns := new(connections)
+	dial := tr.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	tr.DialContext = conns.dialer(dial)
 	// DetachedBody: without it about one receive in a hundred is retried and
 	// its first attempt's messages stay invisible for a visibility timeout.
-	c.HTTPClient = &http.Client{Transport: bodyfix.DetachedBody(tr)}
-	return c, tr.CloseIdleConnections, nil
+	c.HTTPClient = &http.Client{Transport: conns.roundTripper(bodyfix.DetachedBody(tr))}
+	return c, func() { tr.CloseIdleConnections(); conns.close() }, nil
 }
 
 // Where names the endpoint and region for errors and logs, never a secret.
