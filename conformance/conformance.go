@@ -67,8 +67,9 @@ type Harness struct {
 	Secret string
 
 	// Proxied, when set with OpenConfig, enables
-	// TestBrokerThatGoesSilentMidSession, TestLongSilenceLosesNothing and
-	// TestCutConnectionsLoseNothing. It returns a working config for the
+	// TestBrokerThatGoesSilentMidSession, TestLongSilenceLosesNothing,
+	// TestCutConnectionsLoseNothing and TestCloseWhileSilentLeaksNothing
+	// (with LeakOptions). It returns a working config for the
 	// broker under test reached through proxy: proxy takes the host:port
 	// the broker listens on and returns the address of a TCP proxy to it,
 	// which the suite makes stop carrying bytes for a while (4 s, then
@@ -161,7 +162,7 @@ type guaranteeTest struct {
 
 // serial are the guarantees that never run beside others: the leak check
 // counts every goroutine of the process.
-var serial = map[string]bool{"TestCloseLeaksNoGoroutines": true}
+var serial = map[string]bool{"TestCloseLeaksNoGoroutines": true, "TestCloseWhileSilentLeaksNothing": true}
 
 func always(sdk.Capabilities) string { return "" }
 
@@ -256,6 +257,7 @@ var suite = []guaranteeTest{
 	{"TestBrokerThatGoesSilentMidSession", always, testBrokerThatGoesSilentMidSession, false},
 	{"TestLongSilenceLosesNothing", always, testLongSilenceLosesNothing, false},
 	{"TestCutConnectionsLoseNothing", always, testCutConnectionsLoseNothing, false},
+	{"TestCloseWhileSilentLeaksNothing", always, testCloseWhileSilentLeaksNothing, false},
 }
 
 // Run runs the whole suite against the harness, one subtest per guarantee.

@@ -30,6 +30,13 @@ func testCutConnectionsLoseNothing(e *env) {
 	silence.CheckCuts(e.t, proxiedClient(e))
 }
 
+// testCloseWhileSilentLeaksNothing: a client closed while the broker is
+// silent returns by its deadline and, once the broker answers, leaves no
+// goroutine behind (silence.CheckCloseWhileSilent).
+func testCloseWhileSilentLeaksNothing(e *env) {
+	silence.CheckCloseWhileSilent(e.t, proxiedClient(e), e.h.LeakOptions...)
+}
+
 // proxiedClient opens a Client on the broker through the Switch's proxy,
 // or skips the test when the harness cannot.
 func proxiedClient(e *env) func(ctx context.Context, s *silence.Switch) (*sdk.Client, error) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/goleak"
 
 	"github.com/msgkit/msgkit/internal/silence"
 	"github.com/msgkit/msgkit/sdk"
@@ -36,4 +37,15 @@ func TestCutConnectionsLoseNothing(t *testing.T) {
 		c := startCluster(t, kfake.ListenFn(s.Listen))
 		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
 	})
+}
+
+// The conformance suite's TestCloseWhileSilentLeaksNothing, on kfake
+// silenced at its listener.
+func TestCloseWhileSilentLeaksNothing(t *testing.T) {
+	silence.CheckCloseWhileSilent(t, func(ctx context.Context, s *silence.Switch) (*sdk.Client, error) {
+		c := startCluster(t, kfake.ListenFn(s.Listen))
+		return sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	}, // the cluster's own, which run until the test ends
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*Cluster).run"),
+		goleak.IgnoreAnyFunction("github.com/twmb/franz-go/pkg/kfake.(*broker).listen"))
 }

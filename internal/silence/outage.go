@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.uber.org/goleak"
 
 	"github.com/msgkit/msgkit/sdk"
 )
@@ -182,4 +183,61 @@ func loseNothing(t testing.TB, fault string, open func(ctx context.Context, s *S
 		t.Logf("Request after the broker was %s: %v", fault, err)
 	}
 	closeClient()
+}
+
+// CheckCloseWhileSilent checks that a Client closed while the broker is
+// silent returns by its deadline (with an error saying what did not
+// finish), and that once the broker answers again every goroutine the
+// client started ends. ignore are more goroutines to leave out (the
+// driver's process-wide ones).
+func CheckCloseWhileSilent(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error), ignore ...goleak.Option) {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithTimeout(context.Background(), recovery)
+	defer cancel()
+	s := New(t)
+	c, err := open(ctx, s)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	topic, group := "ct-close-"+uuid.NewString()[:8], "g"
+	got := make(chan string, 1)
+	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error {
+		select {
+		case got <- string(m.Payload):
+		default:
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Capabilities().RequestReply { // opens the reply topic, with its own subscription
+		rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, _ = c.Request(rctx, "ct-close-nobody-"+uuid.NewString()[:8], &sdk.Message{})
+		cancel()
+	}
+	if err := c.Publish(ctx, topic, &sdk.Message{Payload: []byte("before")}); err != nil {
+		t.Fatalf("publish before the broker went silent: %v", err)
+	}
+	waitFor(t, got, "before")
+	s.Silence()
+	err = within(t, "Client.Close", callDeadline, c.Close)
+	t.Logf("Client.Close while the broker is silent: %v", err)
+	s.Resume()
+	resumed := time.Now()
+	opts := append([]goleak.Option{before,
+		// The Switch's own, which live until the test ends.
+		goleak.IgnoreAnyFunction("github.com/msgkit/msgkit/internal/silence.(*Switch).Proxy.func1"),
+		goleak.IgnoreAnyFunction("github.com/msgkit/msgkit/internal/silence.(*Switch).copy"),
+	}, ignore...)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil {
+			return
+		}
+		if time.Since(resumed) > recovery {
+			t.Fatalf("guarantee broken: a client closed while the broker was silent must leave no goroutine running once the broker answers; %v after:\n%v", recovery, err)
+		}
+		time.Sleep(200 * time.Millisecond) // goroutines ending give no signal
+	}
 }
