@@ -536,3 +536,47 @@ func TestReceiversKeepThatManyReceivesInFlightWhileMessagesCome(t *testing.T) {
 		t.Fatalf("%d acks sent, want 21", len(acks))
 	}
 }
+
+// silentAcksSub is a fakeSub whose SendAcks waits for unblock, ignoring
+// its context, as acks to a broker that stopped answering may.
+type silentAcksSub struct {
+	*fakeSub
+	unblock chan struct{}
+	sending chan struct{} // closed when the first SendAcks starts
+	once    sync.Once
+}
+
+func (s *silentAcksSub) SendAcks(ctx context.Context, a []driver.AckID) error {
+	s.once.Do(func() { close(s.sending) })
+	<-s.unblock
+	return s.fakeSub.SendAcks(ctx, a)
+}
+
+// Stop returns by its deadline while a flush of acks is stuck on the
+// broker, and the acks and the driver's Close still happen once it
+// answers.
+func TestStopReturnsAtTheDeadlineWhileAcksWaitForTheBroker(t *testing.T) {
+	sub := &silentAcksSub{fakeSub: newFakeSub(true, msg("a", "")), unblock: make(chan struct{}), sending: make(chan struct{})}
+	r := Start(sub, func(*driver.Message) bool { return true }, Config{})
+	<-sub.sending // the flusher is sending the ack
+	answers := time.AfterFunc(3*time.Second, func() { close(sub.unblock) }) // the broker answers, late
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := r.Stop(ctx)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("Stop with a 50ms deadline took %v while acks waited for the broker", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "did not finish before the deadline") {
+		t.Fatalf("Stop must say what did not finish, got %v", err)
+	}
+	if answers.Stop() {
+		close(sub.unblock)
+	}
+	waitFor(t, "the ack and the driver's Close after the broker answers", func() bool {
+		acks, _ := sub.settled()
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(acks) == 1 && sub.closed
+	})
+}
