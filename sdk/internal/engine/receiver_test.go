@@ -558,8 +558,9 @@ func (s *silentAcksSub) SendAcks(ctx context.Context, a []driver.AckID) error {
 func TestStopReturnsAtTheDeadlineWhileAcksWaitForTheBroker(t *testing.T) {
 	sub := &silentAcksSub{fakeSub: newFakeSub(true, msg("a", "")), unblock: make(chan struct{}), sending: make(chan struct{})}
 	r := Start(sub, func(*driver.Message) bool { return true }, Config{})
-	<-sub.sending                                                           // the flusher is sending the ack
-	answers := time.AfterFunc(3*time.Second, func() { close(sub.unblock) }) // the broker answers, late
+	<-sub.sending // the flusher is sending the ack
+	// The broker answers, late.
+	answers := time.AfterFunc(3*time.Second, func() { close(sub.unblock) })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
