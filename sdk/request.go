@@ -85,6 +85,12 @@ func (c *Client) startReplies(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("messaging: open the reply topic: %w", err)
 	}
+	if c.isClosed() {
+		// Close gave up waiting for this while the broker was slow: it
+		// will not stop what starts now, so nothing starts.
+		_ = ds.Close()
+		return fmt.Errorf("messaging: open the reply topic: %w", ErrClosed)
+	}
 	r.recv = engine.Start(ds, r.dispatch, engine.Config{Logger: c.logger, Where: "reply topic " + r.topic})
 	return nil
 }

@@ -100,3 +100,57 @@ func TestRequestDoesNotWaitPastItsDeadlineForAnotherOpeningTheReplyTopic(t *test
 	cancel()
 	testenv.Await(t, slow, "the first Request to return")
 }
+
+// heldReplies is a memory transport whose OpenReplySubscription waits for
+// release, whatever its context, and records whether the subscription it
+// returned was closed.
+type heldReplies struct {
+	*memory.Transport
+	entered, release chan struct{}
+	closed           chan struct{}
+}
+
+type closeRecorder struct {
+	driver.Subscription
+	closed chan struct{}
+}
+
+func (c closeRecorder) Close() error {
+	close(c.closed)
+	return c.Subscription.Close()
+}
+
+func (h heldReplies) OpenReplySubscription(ctx context.Context, topic string) (driver.Subscription, error) {
+	ds, err := h.Transport.OpenReplySubscription(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	close(h.entered)
+	<-h.release // the broker's answer, late
+	return closeRecorder{ds, h.closed}, nil
+}
+
+// A reply topic that finishes opening after Close gave up waiting for it
+// is closed at once, not left consuming.
+func TestReplyTopicOpenedAfterCloseGaveUpIsClosed(t *testing.T) {
+	tr := heldReplies{Transport: memory.New(), entered: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	c := sdk.NewClient(tr, quiet)
+	requested := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Request(ctx, "rpc", sdk.NewMessage(nil))
+		requested <- err
+	}()
+	testenv.Await(t, tr.entered, "the Request to open the reply topic")
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Close(ctx); err == nil {
+		t.Fatal("Close that gave up waiting for the reply topic to open must say so")
+	}
+	close(tr.release)
+	if err := testenv.Await(t, requested, "the Request to return"); !errors.Is(err, sdk.ErrClosed) {
+		t.Fatalf("want the Request to fail with ErrClosed, got %v", err)
+	}
+	testenv.Await(t, tr.closed, "the reply subscription opened after Close to be closed")
+}
