@@ -62,10 +62,12 @@ func CheckCuts(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Cli
 	})
 }
 
-// loseNothing runs fault on a client whose subscription is handling
-// messages, with publish to publish one more message (which must return
-// by callDeadline), then checks that the client publishes again and that
-// every message whose Publish returned nil is handled.
+// loseNothing runs run, the fault (the broker is then fault: "silent",
+// "cut off"), on a client whose subscription is handling messages; run
+// publishes with publish, which checks that each Publish returns by
+// callDeadline. Then it checks that the client publishes again, that
+// every message whose Publish returned nil is handled, and that requests
+// get their replies.
 func loseNothing(t testing.TB, fault string, open func(ctx context.Context, s *Switch) (*sdk.Client, error), run func(s *Switch, publish func(string))) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), recovery)

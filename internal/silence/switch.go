@@ -1,6 +1,8 @@
 // Package silence makes a broker go silent in the middle of a session, as
-// a stopped process or a network dropping every packet does, and checks
-// what a client does meanwhile and after (Check).
+// a stopped process or a network dropping every packet does, or cuts its
+// connections, as a restart does, and checks what a client does meanwhile
+// and after: Check (a short silence), CheckOutage (one past heartbeats and
+// sessions), CheckCuts and CheckCloseWhileSilent.
 package silence
 
 import (
