@@ -205,8 +205,8 @@ func (s *subscription) take(ctx context.Context, m *nats.Msg) (*driver.Message, 
 		if err != nil {
 			return nil, nil // not a stream message: nothing to deliver or ack
 		}
-		dm, repeated := decode(md.Stream, md.Sequence.Stream, m.Header, m.Data)
-		if repeated {
+		dm, repeats := decode(md.Stream, md.Sequence.Stream, m.Header, m.Data)
+		if repeats {
 			s.repeated.Report(m.Subject, s.group, dm.ID, repeatedHeaders(m.Header))
 		}
 		dm.AckID, dm.Attempt = m, int(md.NumDelivered)
@@ -394,8 +394,8 @@ func newRepeated() *repeated.Reporter {
 
 func (r *replySubscription) decode(m *nats.Msg) *driver.Message {
 	n := r.n.Add(1)
-	dm, repeated := decode(m.Subject, n, m.Header, m.Data)
-	if repeated {
+	dm, repeats := decode(m.Subject, n, m.Header, m.Data)
+	if repeats {
 		r.repeated.Report(m.Subject, "", dm.ID, repeatedHeaders(m.Header))
 	}
 	dm.AckID = strconv.FormatUint(n, 10)
