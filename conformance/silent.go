@@ -10,8 +10,9 @@ import (
 )
 
 // testBrokerThatGoesSilentMidSession: while the broker stops answering,
-// Publish, Subscribe and Close return by their deadlines; once it answers
-// again, the client carries on by itself (silence.Check).
+// every call (Publish, Request, Subscribe, EnsureGroup, RemoveGroup,
+// Subscription.Close) returns by its deadline; once it answers again, the
+// client carries on by itself (silence.Check).
 func testBrokerThatGoesSilentMidSession(e *env) {
 	silence.Check(e.t, proxiedClient(e))
 }
