@@ -66,11 +66,7 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 	requests := c.Capabilities().RequestReply
 	rpc := "ct-silent-rpc-" + uuid.NewString()[:8]
 	if requests {
-		if _, err := c.Respond(ctx, rpc, group, func(_ context.Context, req *sdk.Message) (*sdk.Message, error) {
-			return &sdk.Message{Payload: req.Payload}, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		answer(t, ctx, c, rpc, group)
 	}
 	if err := c.Publish(ctx, topic, &sdk.Message{Payload: []byte("before")}); err != nil {
 		t.Fatalf("publish before the broker went silent: %v", err)
@@ -155,21 +151,42 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		published = append(published, p)
 	}
 	waitFor(t, got, published...)
-	for requests {
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		reply, err := c.Request(rctx, rpc, &sdk.Message{Payload: []byte("after")})
+	if requests {
+		requestAgain(t, c, rpc, "silent", deadline)
+	}
+	closeClient()
+}
+
+// answer makes c answer the requests sent to rpc with their own payload.
+func answer(t testing.TB, ctx context.Context, c *sdk.Client, rpc, group string) {
+	t.Helper()
+	if _, err := c.Respond(ctx, rpc, group, func(_ context.Context, req *sdk.Message) (*sdk.Message, error) {
+		return &sdk.Message{Payload: req.Payload}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// requestAgain makes requests to rpc, answered by answer, until one gets its
+// own reply, and fails the test if none has by deadline: requests must
+// work again once the broker is no longer fault ("silent", "cut off").
+func requestAgain(t testing.TB, c *sdk.Client, rpc, fault string, deadline time.Time) {
+	t.Helper()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		reply, err := c.Request(ctx, rpc, &sdk.Message{Payload: []byte("after")})
 		cancel()
 		if err == nil {
 			if string(reply.Payload) != "after" {
-				t.Fatalf("guarantee broken: the reply to a request after the silence must be its own, got %q", reply.Payload)
+				t.Fatalf("guarantee broken: the reply to a request once the broker is no longer %s must be its own, got %q", fault, reply.Payload)
 			}
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("guarantee broken: Request must work again once the broker answers; still failing after %v: %v", recovery, err)
+			t.Fatalf("guarantee broken: Request must work again once the broker is no longer %s; still failing: %v", fault, err)
 		}
+		t.Logf("Request once the broker was no longer %s: %v", fault, err)
 	}
-	closeClient()
 }
 
 // start opens the client the check runs on. The client is closed when the
