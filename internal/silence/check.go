@@ -169,7 +169,7 @@ func answer(t testing.TB, ctx context.Context, c *sdk.Client, rpc, group string)
 
 // requestAgain makes requests to rpc, answered by answer, until one gets its
 // own reply, and fails the test if none has by deadline: requests must
-// work again once the broker is no longer fault ("silent", "cut off").
+// work again after the fault ("silent", "cut off") has ended.
 func requestAgain(t testing.TB, c *sdk.Client, rpc, fault string, deadline time.Time) {
 	t.Helper()
 	for {
