@@ -30,7 +30,9 @@ const jsonContentType = "application/x-amz-json-1.0"
 func fix(goaws http.Handler) http.Handler { return fixWith(goaws, &arrivals{}) }
 
 func fixWith(goaws http.Handler, arrivals *arrivals) http.Handler {
-	f := &fifoReceiver{arrivals: arrivals}
+	cat := &catalog{}
+	goaws = cat.guard(goaws)
+	f := &fifoReceiver{arrivals: arrivals, catalog: cat}
 	tags := &queueTags{byURL: map[string]map[string]string{}}
 	topics := &topicTags{byARN: map[string]map[string]string{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -54,7 +56,7 @@ func fixWith(goaws http.Handler, arrivals *arrivals) http.Handler {
 		case "AmazonSQS.ReceiveMessage":
 			f.serve(goaws, w, r)
 		case "AmazonSQS.ChangeMessageVisibilityBatch":
-			changeVisibilityBatch(w, r)
+			changeVisibilityBatch(cat, w, r)
 		case "AmazonSQS.SetQueueAttributes", "AmazonSQS.CreateQueue":
 			fixQueueAttributes(goaws, w, r)
 		case "AmazonSQS.TagQueue", "AmazonSQS.UntagQueue", "AmazonSQS.ListQueueTags":
@@ -203,6 +205,7 @@ func keepCurrentAttributes(rawURL json.RawMessage, attrs map[string]json.RawMess
 type fifoReceiver struct {
 	mu       sync.Mutex
 	arrivals *arrivals
+	catalog  *catalog
 }
 
 type receiveRequest struct {
@@ -224,7 +227,7 @@ func (f *fifoReceiver) serve(goaws http.Handler, w http.ResponseWriter, r *http.
 		return
 	}
 	if !strings.HasSuffix(req.QueueURL, ".fifo") {
-		f.arrivals.longPoll(w, r, body, req)
+		f.arrivals.longPoll(f.catalog, w, r, body, req)
 		return
 	}
 	queue := req.QueueURL[strings.LastIndex(req.QueueURL, "/")+1:]
@@ -269,6 +272,7 @@ func (f *fifoReceiver) receiveOne(r *http.Request, body []byte, queue string) (i
 	sub := r.Clone(r.Context())
 	sub.Body = io.NopCloser(bytes.NewReader(body))
 	sub.ContentLength = int64(len(body))
+	defer f.catalog.hold("ReceiveMessage")()
 	return gosqs.ReceiveMessageV1(sub)
 }
 
@@ -276,7 +280,7 @@ func (f *fifoReceiver) receiveOne(r *http.Request, body []byte, queue string) (i
 // does not implement, as SQS does: each entry is a ChangeMessageVisibility
 // of its own, and the reply says which entries succeeded and why the others
 // failed.
-func changeVisibilityBatch(w http.ResponseWriter, r *http.Request) {
+func changeVisibilityBatch(cat *catalog, w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		QueueUrl string
 		Entries  []struct {
@@ -302,7 +306,9 @@ func changeVisibilityBatch(w http.ResponseWriter, r *http.Request) {
 		sub := r.Clone(r.Context())
 		sub.Body = io.NopCloser(bytes.NewReader(one))
 		sub.ContentLength = int64(len(one))
+		release := cat.hold("ChangeMessageVisibility")
 		code, resp := gosqs.ChangeMessageVisibilityV1(sub)
+		release()
 		if code == http.StatusOK {
 			reply.Successful = append(reply.Successful, entryOK{e.Id})
 			continue
@@ -378,7 +384,7 @@ func (a *arrivals) sleep(ctx context.Context, arrived <-chan struct{}, deadline 
 // longPoll answers a standard queue's ReceiveMessage: goaws is asked
 // without a wait, again whenever something may have arrived, until it
 // returns messages or the request's wait is over.
-func (a *arrivals) longPoll(w http.ResponseWriter, r *http.Request, body []byte, req receiveRequest) {
+func (a *arrivals) longPoll(cat *catalog, w http.ResponseWriter, r *http.Request, body []byte, req receiveRequest) {
 	var fields map[string]json.RawMessage
 	_ = json.Unmarshal(body, &fields)
 	fields["WaitTimeSeconds"] = json.RawMessage("0") // goaws then uses the queue's default: 0, no wait
@@ -389,7 +395,9 @@ func (a *arrivals) longPoll(w http.ResponseWriter, r *http.Request, body []byte,
 		sub := r.Clone(r.Context())
 		sub.Body = io.NopCloser(bytes.NewReader(now))
 		sub.ContentLength = int64(len(now))
+		release := cat.hold("ReceiveMessage")
 		code, resp := gosqs.ReceiveMessageV1(sub)
+		release()
 		if code != http.StatusOK {
 			writeJSON(w, code, resp)
 			return

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -162,5 +163,87 @@ func TestTopicTags(t *testing.T) {
 	topic = again
 	if got := tags(); len(got) != 0 {
 		t.Fatalf("a topic made again after its deletion has the old one's tags %v", got)
+	}
+}
+
+// Queues, topics and subscriptions made and removed while other calls look
+// them up do not bring the emulator down. goaws reads its maps of queues
+// and topics without a lock, and a map read during a write ends the
+// process; under -race the detector reports it first. Each call is checked
+// to succeed, so a call answered wrongly fails the test as well.
+func TestCatalogChangesDuringOtherCalls(t *testing.T) {
+	c, q, ctx := emulatorQueue(t, &arrivals{}, "busy")
+	snsc := sns.New(sns.Options{Region: "us-east-1", BaseEndpoint: c.Options().BaseEndpoint,
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
+	topic, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("busy")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snsc.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
+		Endpoint: q.QueueUrl, Attributes: map[string]string{"RawMessageDelivery": "true"}}); err != nil {
+		t.Fatal(err)
+	}
+	const rounds = 100
+	errs := make(chan error, 4)
+	run := func(name string, call func(i int) error) {
+		go func() {
+			for i := range rounds {
+				if err := call(i); err != nil {
+					errs <- fmt.Errorf("%s, round %d: %w", name, i, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	run("making and removing queues, topics and subscriptions", func(i int) error {
+		name := fmt.Sprintf("churn-%d", i)
+		made, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+		if err != nil {
+			return err
+		}
+		tp, err := snsc.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(name)})
+		if err != nil {
+			return err
+		}
+		sub, err := snsc.Subscribe(ctx, &sns.SubscribeInput{TopicArn: tp.TopicArn, Protocol: aws.String("sqs"), Endpoint: made.QueueUrl})
+		if err != nil {
+			return err
+		}
+		if _, err := snsc.Unsubscribe(ctx, &sns.UnsubscribeInput{SubscriptionArn: sub.SubscriptionArn}); err != nil {
+			return err
+		}
+		if _, err := snsc.DeleteTopic(ctx, &sns.DeleteTopicInput{TopicArn: tp.TopicArn}); err != nil {
+			return err
+		}
+		_, err = c.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: made.QueueUrl})
+		return err
+	})
+	run("sending and publishing", func(i int) error {
+		if _, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: q.QueueUrl, Entries: []types.SendMessageBatchRequestEntry{
+			{Id: aws.String("a"), MessageBody: aws.String("sent")}}}); err != nil {
+			return err
+		}
+		_, err := snsc.Publish(ctx, &sns.PublishInput{TopicArn: topic.TopicArn, Message: aws.String("published")})
+		return err
+	})
+	run("receiving and settling", func(i int) error {
+		got, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10})
+		if err != nil || len(got.Messages) == 0 {
+			return err
+		}
+		m := got.Messages[0]
+		if _, err := c.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: q.QueueUrl,
+			Entries: []types.ChangeMessageVisibilityBatchRequestEntry{{Id: aws.String("a"), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 30}}}); err != nil {
+			return err
+		}
+		_, err = c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: q.QueueUrl,
+			Entries: []types.DeleteMessageBatchRequestEntry{{Id: aws.String("a"), ReceiptHandle: m.ReceiptHandle}}})
+		return err
+	})
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
