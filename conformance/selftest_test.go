@@ -44,12 +44,7 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 	if os.Getenv(faultEnv) != "" {
 		t.Fatalf("%s is set: this test runs the fixture in a child process and must not run inside one", faultEnv)
 	}
-	cases := []struct {
-		fault    string
-		mustFail []string
-		mustPass []string
-		message  string
-	}{
+	checkFaultsAreCaught(t, "TestFaultyDriverFixture", []faultCase{
 		{"drop-metadata",
 			[]string{"TestMetadataRoundTrips", "TestStandardAttributesRoundTrip"},
 			[]string{"TestPublishSubscribeRoundTrip", "TestBinaryPayloadRoundTrips"},
@@ -116,34 +111,57 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			[]string{"TestSubscriberCloseClosesChannels"},
 			[]string{"TestPublishSubscribeRoundTrip"},
 			"guarantee broken: Subscriber.Close must return"},
-	}
+	})
+}
+
+// faultCase is one fault a fixture injects: the guarantees it must fail,
+// some it must leave passing, and what the failure must say.
+type faultCase struct {
+	fault    string
+	mustFail []string
+	mustPass []string
+	message  string
+}
+
+// checkFaultsAreCaught runs each case in parallel, as a subtest named
+// after its fault (checkFaultIsCaught).
+func checkFaultsAreCaught(t *testing.T, fixture string, cases []faultCase) {
 	for _, c := range cases {
 		t.Run(c.fault, func(t *testing.T) {
 			t.Parallel()
-			names := append(append([]string{}, c.mustFail...), c.mustPass...)
-			run := "^TestFaultyDriverFixture$/^(" + strings.Join(names, "|") + ")$"
-			cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1")
-			cmd.Env = append(os.Environ(), faultEnv+"="+c.fault)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			if err == nil {
-				t.Fatalf("the suite passed a driver with fault %q; it must fail. Output:\n%s", c.fault, out.String())
-			}
-			for _, name := range c.mustFail {
-				if !regexp.MustCompile(`--- FAIL: TestFaultyDriverFixture/` + name + ` `).Match(out.Bytes()) {
-					t.Errorf("fault %q: %s should fail and did not. Output:\n%s", c.fault, name, out.String())
-				}
-			}
-			for _, name := range c.mustPass {
-				if !regexp.MustCompile(`--- PASS: TestFaultyDriverFixture/` + name + ` `).Match(out.Bytes()) {
-					t.Errorf("fault %q: %s is untouched by the fault and should pass. Output:\n%s", c.fault, name, out.String())
-				}
-			}
-			if !strings.Contains(out.String(), c.message) {
-				t.Errorf("fault %q: the failure should say %q. Output:\n%s", c.fault, c.message, out.String())
-			}
+			checkFaultIsCaught(t, fixture, c)
 		})
+	}
+}
+
+// checkFaultIsCaught runs fixture in a child process with c's fault
+// injected and checks that the guarantees in mustFail fail, those in
+// mustPass pass, and the output says message.
+func checkFaultIsCaught(t *testing.T, fixture string, c faultCase) {
+	t.Helper()
+	fault, mustFail, mustPass, message := c.fault, c.mustFail, c.mustPass, c.message
+	names := append(append([]string{}, mustFail...), mustPass...)
+	run := "^" + fixture + "$/^(" + strings.Join(names, "|") + ")$"
+	cmd := exec.Command(os.Args[0], "-test.run="+run, "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), faultEnv+"="+fault)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err == nil {
+		t.Fatalf("the suite passed a driver with fault %q; it must fail. Output:\n%s", fault, out.String())
+	}
+	for _, name := range mustFail {
+		if !regexp.MustCompile(`--- FAIL: ` + fixture + `/` + name + ` `).Match(out.Bytes()) {
+			t.Errorf("fault %q: %s should fail and did not. Output:\n%s", fault, name, out.String())
+		}
+	}
+	for _, name := range mustPass {
+		if !regexp.MustCompile(`--- PASS: ` + fixture + `/` + name + ` `).Match(out.Bytes()) {
+			t.Errorf("fault %q: %s is untouched by the fault and should pass. Output:\n%s", fault, name, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), message) {
+		t.Errorf("fault %q: the failure should say %q. Output:\n%s", fault, message, out.String())
 	}
 }
 
