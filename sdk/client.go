@@ -174,7 +174,11 @@ func (c *Client) Subscriber(group string) (message.Subscriber, error) {
 // fails with a clear error and nothing partial reaches the broker. Messages
 // without an ID get one, and without a Time get the current time. It
 // returns by ctx's deadline, or the driver's publish timeout when ctx has
-// none.
+// none, and when ctx is cancelled. A Publish that failed because ctx ended
+// may still have its messages reach the broker afterwards (a call the
+// broker had not answered goes on in the background), and a driver may
+// read a payload until then: do not change a payload once it is passed to
+// Publish; publish a copy instead.
 func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) error {
 	if c.isClosed() {
 		return fmt.Errorf("messaging: publish to %s: %w", QuoteName(topic), ErrClosed)

@@ -250,11 +250,12 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	}
 	var added int
 	var err error
-	if t.pipe != nil {
-		added, err = t.addPiped(ctx, topic, msgs)
-	} else {
-		added, err = t.add(ctx, topic, msgs)
-	}
+	added, err = untilDone(ctx, func() (int, error) {
+		if t.pipe != nil {
+			return t.addPiped(ctx, topic, msgs)
+		}
+		return t.add(ctx, topic, msgs)
+	})
 	if err == nil {
 		return nil
 	}

@@ -37,7 +37,9 @@ const recovery = 30 * time.Second
 // the driver declares RequestReply (the first one included, which opens
 // the client's reply topic), EnsureGroup and RemoveGroup with an error
 // wrapping context.DeadlineExceeded; Subscribe and a Subscription's Close
-// with whatever they say. Once it answers again, the client publishes, its
+// with whatever they say. A Publish whose context is cancelled long before
+// its deadline returns at the cancellation, with an error wrapping
+// context.Canceled. Once it answers again, the client publishes, its
 // subscription consumes and its requests get their replies with no call
 // from the application, and Close returns nil. A failure says "guarantee
 // broken" and which of these did not hold.
@@ -113,6 +115,11 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		// Another topic never used before, and the topic in use.
 		publish(to, callDeadline)
 	}
+	// A publish whose context is cancelled long before its deadline, as a
+	// service shutting down cancels: it ends at the cancellation.
+	cancelled(t, "Publish to "+topic, func(ctx context.Context) error {
+		return c.Publish(ctx, topic, &sdk.Message{Payload: []byte("during")})
+	})
 	err = within(t, "Subscribe", callDeadline, func(ctx context.Context) error {
 		_, err := c.Subscribe(ctx, "ct-silent-sub-"+uuid.NewString()[:8], group, func(context.Context, *sdk.Message) error { return nil })
 		return err
@@ -245,6 +252,29 @@ func timesOut(t testing.TB, what string, d time.Duration, call func(ctx context.
 		t.Errorf("guarantee broken: %s while the broker is silent must fail with an error wrapping context.DeadlineExceeded, got %v", what, err)
 	default:
 		t.Logf("%s while the broker is silent: %v", what, err)
+	}
+}
+
+// cancelled runs call with a context whose deadline is far off and which
+// is cancelled after callDeadline, and fails the test unless call returns
+// within slack of the cancellation with an error wrapping
+// context.Canceled.
+func cancelled(t testing.TB, what string, call func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), recovery)
+	defer cancel()
+	time.AfterFunc(callDeadline, cancel)
+	start := time.Now()
+	err := call(ctx)
+	took := time.Since(start)
+	switch {
+	case took > callDeadline+slack:
+		t.Errorf("guarantee broken: %s must return when its context is cancelled while the broker is silent: it took %v, cancelled after %v",
+			what, took.Round(time.Millisecond), callDeadline)
+	case !errors.Is(err, context.Canceled):
+		t.Errorf("guarantee broken: %s cancelled while the broker is silent must fail with an error wrapping context.Canceled, got %v", what, err)
+	default:
+		t.Logf("%s cancelled while the broker is silent: %v", what, err)
 	}
 }
 
