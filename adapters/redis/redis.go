@@ -439,7 +439,7 @@ func (t *Transport) RemoveGroup(ctx context.Context, topic, group string) error 
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.s.PublishTimeout)
 	defer cancel()
-	err := t.client.XGroupDestroy(ctx, topic, group).Err()
+	err := errUntilDone(ctx, func() error { return t.client.XGroupDestroy(ctx, topic, group).Err() })
 	if err != nil && strings.Contains(err.Error(), "requires the key to exist") {
 		return nil // no stream, so no group
 	}

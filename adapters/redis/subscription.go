@@ -25,7 +25,7 @@ func (t *Transport) createGroup(ctx context.Context, topic, group string) error 
 	if driver.GroupStartOldest(ctx, t.s.startOldest) {
 		start = "0"
 	}
-	err := t.client.XGroupCreateMkStream(ctx, topic, group, start).Err()
+	err := errUntilDone(ctx, func() error { return t.client.XGroupCreateMkStream(ctx, topic, group, start).Err() })
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return fmt.Errorf("redis: create consumer group %s on stream %s at %s: %w", sdk.QuoteName(group), sdk.QuoteName(topic), t.s.where(), explainRefusal(err))
 	}

@@ -37,9 +37,9 @@ const recovery = 30 * time.Second
 // the driver declares RequestReply (the first one included, which opens
 // the client's reply topic), EnsureGroup and RemoveGroup with an error
 // wrapping context.DeadlineExceeded; Subscribe and a Subscription's Close
-// with whatever they say. A Publish whose context is cancelled long before
-// its deadline returns at the cancellation, with an error wrapping
-// context.Canceled. Once it answers again, the client publishes, its
+// with whatever they say. A Publish, EnsureGroup, RemoveGroup or Request
+// whose context is cancelled long before its deadline returns at the
+// cancellation, with an error wrapping context.Canceled. Once it answers again, the client publishes, its
 // subscription consumes and its requests get their replies with no call
 // from the application, and Close returns nil. A failure says "guarantee
 // broken" and which of these did not hold.
@@ -115,11 +115,25 @@ func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client,
 		// Another topic never used before, and the topic in use.
 		publish(to, callDeadline)
 	}
-	// A publish whose context is cancelled long before its deadline, as a
-	// service shutting down cancels: it ends at the cancellation.
+	// Calls whose context is cancelled long before their deadline, as a
+	// service shutting down cancels: they end at the cancellation.
 	cancelled(t, "Publish to "+topic, func(ctx context.Context) error {
 		return c.Publish(ctx, topic, &sdk.Message{Payload: []byte("during")})
 	})
+	cancelled(t, "EnsureGroup", func(ctx context.Context) error {
+		return c.EnsureGroup(ctx, "ct-silent-ensure-"+uuid.NewString()[:8], group)
+	})
+	if c.Capabilities().RemovesGroups {
+		cancelled(t, "RemoveGroup", func(ctx context.Context) error {
+			return c.RemoveGroup(ctx, "ct-silent-ensure-"+uuid.NewString()[:8], group)
+		})
+	}
+	if requests {
+		cancelled(t, "Request to "+rpc, func(ctx context.Context) error {
+			_, err := c.Request(ctx, rpc, &sdk.Message{Payload: []byte("during")})
+			return err
+		})
+	}
 	err = within(t, "Subscribe", callDeadline, func(ctx context.Context) error {
 		_, err := c.Subscribe(ctx, "ct-silent-sub-"+uuid.NewString()[:8], group, func(context.Context, *sdk.Message) error { return nil })
 		return err
