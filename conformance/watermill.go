@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -28,11 +27,6 @@ import (
 // expects every subscriber made without a group to read the whole topic on
 // its own (watermill-kafka's subscribers without a consumer group), does
 // not apply: every msgkit subscriber is a member of a group.
-//
-// The suite's messages carry no deadline, and a Publish retries a broker
-// that does not answer until its message's context ends; each Publish
-// here gets watermillPublishWait, so that a broker gone mid-suite fails
-// the test that publishes rather than holding it until go test's timeout.
 func RunWatermillSuite(t *testing.T, features tests.Features, cfg func(t *testing.T) sdk.Config) {
 	t.Helper()
 	var mu sync.Mutex
@@ -49,7 +43,7 @@ func RunWatermillSuite(t *testing.T, features tests.Features, cfg func(t *testin
 		if err != nil {
 			t.Fatalf("subscriber: %v", err)
 		}
-		pub := boundedPublisher{client.Publisher()}
+		pub := client.Publisher()
 		mu.Lock()
 		defer mu.Unlock()
 		t.Cleanup(func() {
@@ -66,32 +60,4 @@ func RunWatermillSuite(t *testing.T, features tests.Features, cfg func(t *testin
 			return constructor(t, "wm-"+uuid.NewSHA1(uuid.NameSpaceURL, []byte(t.Name())).String()[:8])
 		},
 		constructor)
-}
-
-// watermillPublishWait bounds each Publish of the Watermill suite whose
-// first message has no deadline of its own (a variable for this package's
-// test).
-var watermillPublishWait = time.Minute
-
-// boundedPublisher gives a Publish whose messages carry no deadline one of
-// watermillPublishWait. It publishes a copy of the first message (whose
-// context bounds the call) so the suite's own messages stay as they are.
-type boundedPublisher struct{ message.Publisher }
-
-func (p boundedPublisher) Publish(topic string, msgs ...*message.Message) error {
-	if len(msgs) == 0 {
-		return p.Publisher.Publish(topic)
-	}
-	if _, ok := msgs[0].Context().Deadline(); ok {
-		return p.Publisher.Publish(topic, msgs...)
-	}
-	ctx, cancel := context.WithTimeout(msgs[0].Context(), watermillPublishWait)
-	defer cancel()
-	first := msgs[0].Copy()
-	first.SetContext(ctx)
-	bounded := append([]*message.Message{first}, msgs[1:]...)
-	if err := p.Publisher.Publish(topic, bounded...); err != nil {
-		return fmt.Errorf("within the %v the conformance suite gives a Watermill Publish: %w", watermillPublishWait, err)
-	}
-	return nil
 }
