@@ -248,9 +248,7 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if t.subs.Closed() {
 		return fmt.Errorf("redis: publish to %s: transport %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
-	var added int
-	var err error
-	added, err = untilDone(ctx, func() (int, error) {
+	added, err := untilDone(ctx, func() (int, error) {
 		if t.pipe != nil {
 			return t.addPiped(ctx, topic, msgs)
 		}

@@ -39,10 +39,10 @@ const recovery = 30 * time.Second
 // wrapping context.DeadlineExceeded; Subscribe and a Subscription's Close
 // with whatever they say. A Publish, EnsureGroup, RemoveGroup or Request
 // whose context is cancelled long before its deadline returns at the
-// cancellation, with an error wrapping context.Canceled. Once it answers again, the client publishes, its
-// subscription consumes and its requests get their replies with no call
-// from the application, and Close returns nil. A failure says "guarantee
-// broken" and which of these did not hold.
+// cancellation, with an error wrapping context.Canceled. Once it answers
+// again, the client publishes, its subscription consumes and its requests
+// get their replies with no call from the application, and Close returns
+// nil. A failure says "guarantee broken" and which of these did not hold.
 func Check(t testing.TB, open func(ctx context.Context, s *Switch) (*sdk.Client, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), recovery)
