@@ -172,9 +172,15 @@ func (s *subscription) Options() driver.Options {
 }
 
 // Close commits the marked offsets and leaves the group, so the others
-// rebalance at once; a reply subscription deletes its topic.
+// rebalance at once; a reply subscription deletes its topic. Only the
+// first call does: the engine's Stop and the transport's Close may both
+// call it, at once, and franz-go's Client.Close must run once.
 func (s *subscription) Close() error {
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closing = true
 	s.mu.Unlock()
 	defer s.t.subs.Remove(s)
