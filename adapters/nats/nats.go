@@ -164,6 +164,8 @@ type Transport struct {
 	// Closed subscriptions hand back what they held once their last pull
 	// ends; closing tells them to do it at once, and Close waits for them.
 	lingering sync.WaitGroup
+	lingerMu  sync.Mutex // orders linger's Add before Close's Wait
+	waiting   bool       // Close waits for lingering; linger adds no more
 	closing   context.Context
 	closed    context.CancelFunc
 
@@ -374,6 +376,9 @@ func (t *Transport) Close() error {
 	if first, _ := t.subs.Close(); !first {
 		return nil
 	}
+	t.lingerMu.Lock()
+	t.waiting = true
+	t.lingerMu.Unlock()
 	t.lingering.Wait()
 	if t.owned {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -382,6 +387,26 @@ func (t *Transport) Close() error {
 		t.nc.Close()
 	}
 	return nil
+}
+
+// linger runs handBack on a goroutine Close waits for, or on the caller's
+// once Close is waiting: a subscription's Close may run beside the
+// transport's (the client's Close gives up on a subscription that does not
+// stop by its deadline and closes the transport), and a WaitGroup must not
+// grow from zero while it is waited on.
+func (t *Transport) linger(handBack func()) {
+	t.lingerMu.Lock()
+	if t.waiting {
+		t.lingerMu.Unlock()
+		handBack()
+		return
+	}
+	t.lingering.Add(1)
+	t.lingerMu.Unlock()
+	go func() {
+		defer t.lingering.Done()
+		handBack()
+	}()
 }
 
 var _ driver.Transport = (*Transport)(nil)

@@ -323,9 +323,7 @@ func (s *subscription) Close() error {
 	until := s.pulls.newest.Add(time.Second)
 	s.mu.Unlock()
 	s.t.subs.Remove(s)
-	s.t.lingering.Add(1)
-	go func() {
-		defer s.t.lingering.Done()
+	s.t.linger(func() {
 		defer s.sub.Unsubscribe()
 		for {
 			ctx, cancel := context.WithDeadline(context.Background(), until)
@@ -347,7 +345,7 @@ func (s *subscription) Close() error {
 				slog.Default().Warn("nats: handing back unsettled messages on close failed; they come back after ack_wait", "topic", s.topic, "error", err)
 			}
 		}
-	}()
+	})
 	return nil
 }
 
