@@ -249,6 +249,7 @@ var suite = []guaranteeTest{
 	{"TestPublishAfterCloseFails", always, testPublishAfterCloseFails, false},
 	{"TestCloseLeaksNoGoroutines", always, testCloseLeaksNoGoroutines, false},
 	{"TestTransportCloseClosesSubscriptions", always, testTransportCloseClosesSubscriptions, false},
+	{"TestSubscriptionClosedTwiceAtOnce", always, testSubscriptionClosedTwiceAtOnce, false},
 	{"TestClientCloseDrainsInFlightHandler", always, testClientCloseDrains, false},
 	// Hygiene: bad config and brokers that cannot be used.
 	{"TestUnknownOptionIsAConfigError", always, testUnknownOptionIsAConfigError, true},

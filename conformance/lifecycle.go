@@ -209,3 +209,26 @@ func testTransportCloseClosesSubscriptions(e *env) {
 	}
 	_ = e.within("Subscription.Close after its transport closed", sub.Close)
 }
+
+// testSubscriptionClosedTwiceAtOnce: a subscription's Close may run twice
+// at once, and beside its transport's Close, as when the client's Close
+// gives up waiting for a subscription to stop and closes the transport
+// while the subscription's own Close still runs. Every call returns; run
+// with -race, the detector reports a driver whose Close is not safe so.
+func testSubscriptionClosedTwiceAtOnce(e *env) {
+	tr := e.open()
+	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	sub, err := tr.OpenSubscription(ctx, e.topic, uniqueName("g"))
+	if err != nil {
+		e.t.Fatalf("OpenSubscription failed: %v", err)
+	}
+	closes := []func() error{sub.Close, sub.Close, tr.Close}
+	done := make(chan error, len(closes))
+	for _, c := range closes {
+		go func() { done <- c() }()
+	}
+	for range closes {
+		_ = e.within("Subscription.Close twice at once and Transport.Close beside them", func() error { return <-done })
+	}
+}
