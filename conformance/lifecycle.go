@@ -186,13 +186,9 @@ func testClientCloseDrains(e *env) {
 // does: the subscription must then say it is closed, so that the engine
 // stops instead of retrying it forever.
 func testTransportCloseClosesSubscriptions(e *env) {
-	tr := e.open()
 	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
 	defer cancel()
-	sub, err := tr.OpenSubscription(ctx, e.topic, uniqueName("g"))
-	if err != nil {
-		e.t.Fatalf("OpenSubscription failed: %v", err)
-	}
+	tr, sub := e.openSubscribed(ctx)
 	if err := e.within("Transport.Close with a subscription open", tr.Close); err != nil {
 		e.t.Fatalf("Transport.Close failed: %v", err)
 	}
@@ -216,13 +212,9 @@ func testTransportCloseClosesSubscriptions(e *env) {
 // while the subscription's own Close still runs. Every call returns; run
 // with -race, the detector reports a driver whose Close is not safe so.
 func testSubscriptionClosedTwiceAtOnce(e *env) {
-	tr := e.open()
 	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
 	defer cancel()
-	sub, err := tr.OpenSubscription(ctx, e.topic, uniqueName("g"))
-	if err != nil {
-		e.t.Fatalf("OpenSubscription failed: %v", err)
-	}
+	tr, sub := e.openSubscribed(ctx)
 	closes := []func() error{sub.Close, sub.Close, tr.Close}
 	done := make(chan error, len(closes))
 	for _, c := range closes {
@@ -231,4 +223,16 @@ func testSubscriptionClosedTwiceAtOnce(e *env) {
 	for range closes {
 		_ = e.within("Subscription.Close twice at once and Transport.Close beside them", func() error { return <-done })
 	}
+}
+
+// openSubscribed opens a transport and one subscription on it, to the
+// test's topic in a group of its own.
+func (e *env) openSubscribed(ctx context.Context) (driver.Transport, driver.Subscription) {
+	e.t.Helper()
+	tr := e.open()
+	sub, err := tr.OpenSubscription(ctx, e.topic, uniqueName("g"))
+	if err != nil {
+		e.t.Fatalf("OpenSubscription failed: %v", err)
+	}
+	return tr, sub
 }

@@ -142,7 +142,10 @@ type Subscription interface {
 	// Close stops consuming. Every message it returned and that was
 	// neither acked nor nacked goes back to the group, at once where the
 	// broker allows. After Close, settling calls may fail; that means
-	// redelivery, never loss.
+	// redelivery, never loss. Close may be called again, and at the same
+	// time as another Close or the transport's Close (the client's Close
+	// closes the transport when a subscription's own Close does not end by
+	// its deadline): only the first call does the work; the others return.
 	Close() error
 }
 
