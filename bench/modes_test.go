@@ -29,13 +29,13 @@ var (
 	modesRounds  = flag.Int("modes.rounds", 5, "rounds of the modes benchmark; every system runs every mode once per round")
 	modesDur     = flag.Duration("modes.dur", time.Second, "how long each timed publishing run lasts")
 	modesDrain   = flag.Int("modes.drain", 10000, "messages in the backlog the drain mode consumes")
-	modesOnly    = flag.String("modes.only", "", "run only the modes whose name contains this, and only the systems named in -modes.systems")
+	modesOnly    = flag.String("modes.only", "", "run only the modes whose name contains one of these |-separated strings, and only the systems named in -modes.systems")
 	modesSystems = flag.String("modes.systems", "", "comma-separated systems to run (the first broker system, raw, always runs)")
 )
 
 // selected reports whether the flags ask for mode m and system s.
 func selected(m mode, s *system, raw bool) bool {
-	if *modesOnly != "" && !strings.Contains(m.name, *modesOnly) {
+	if *modesOnly != "" && !slices.ContainsFunc(strings.Split(*modesOnly, "|"), func(part string) bool { return strings.Contains(m.name, part) }) {
 		return false
 	}
 	return raw || *modesSystems == "" || slices.Contains(strings.Split(*modesSystems, ","), s.name)

@@ -639,44 +639,18 @@ func TestSustainedConcurrentPublishesFillBatches(t *testing.T) {
 	// goroutine is done; the run-up and the tail, with fewer publishers,
 	// are held to a lower bound over the whole run.
 	type snapshot struct{ calls, entries int }
-	var started, finished atomic.Int32
-	var steadyFrom, steadyTo atomic.Pointer[snapshot]
-	take := func() *snapshot {
-		return &snapshot{proxy.Calls("SendMessageBatch"), proxy.BatchEntries("SendMessageBatch")}
-	}
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for range goroutines {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i, m := range textMessages(each) {
-				if err := tr.Publisher().Publish(topic, m); err != nil {
-					errs <- err
-					return
-				}
-				if i == 0 && started.Add(1) == goroutines {
-					steadyFrom.Store(take())
-				}
-			}
-			if finished.Add(1) == 1 {
-				steadyTo.Store(take())
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	from, to := testenv.SteadyPublishing(t, goroutines, each,
+		func() error { return tr.Publisher().Publish(topic, textMessages(1)...) },
+		func() snapshot {
+			return snapshot{proxy.Calls("SendMessageBatch"), proxy.BatchEntries("SendMessageBatch")}
+		})
 	calls := proxy.Calls("SendMessageBatch") - calls0
 	entries := proxy.BatchEntries("SendMessageBatch") - entries0
 	if entries != goroutines*each {
 		t.Fatalf("%d messages published, %d sent", goroutines*each, entries)
 	}
 	overall := float64(entries) / float64(calls)
-	from, to := steadyFrom.Load(), steadyTo.Load()
-	if from == nil || to == nil || to.calls-from.calls < 20 {
+	if to.calls-from.calls < 20 {
 		t.Fatalf("the 64 goroutines never published together for 20 calls (from %+v to %+v): the run is too short to measure", from, to)
 	}
 	perCall := float64(to.entries-from.entries) / float64(to.calls-from.calls)

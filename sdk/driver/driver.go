@@ -203,7 +203,8 @@ type SendOptions struct {
 	// when coalescing. Default 4.
 	MaxInFlight int
 	// FillCalls, with Coalesce, trades a little latency for fuller calls,
-	// for brokers that charge per call: the next call waits up to a tenth
+	// for brokers that charge per call or whose calls cost far more than
+	// their messages (SQS, Kafka): the next call waits up to a tenth
 	// of the last one's duration (at most 2 ms) for as many publishers as
 	// the last one carried, who mostly publish again at once.
 	FillCalls bool
