@@ -165,11 +165,11 @@ func (b *broker) topicLocked(name string) *topic {
 // at a time, in order, however many members compete.
 type group struct {
 	mu       sync.Mutex
-	queue    []envelope      // queue[head:] is waiting, in seq order
-	head     int             // taking from the front moves head instead of copying the queue
+	queue    fifo            // waiting, in seq order
 	bytes    int             // payload bytes waiting
 	inFlight map[string]bool // ordering keys being handled
-	changed  chan struct{}   // closed and replaced whenever a message may have become available
+	changed  chan struct{}   // closed and replaced whenever a message may have become available, if watched
+	watched  bool            // a member waits on changed
 	room     chan struct{}   // not nil while a publisher waits for room; closed when there is some
 	limits   Options
 }
@@ -177,7 +177,7 @@ type group struct {
 func (g *group) enqueue(envs []envelope, size int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.queue = append(g.queue, envs...)
+	g.queue.push(envs)
 	g.bytes += size
 	g.signalLocked()
 }
@@ -197,7 +197,7 @@ func (g *group) roomLocked() <-chan struct{} {
 }
 
 func (g *group) fullLocked() bool {
-	return len(g.queue)-g.head >= g.limits.MaxQueued || g.bytes >= g.limits.MaxQueuedBytes
+	return g.queue.len() >= g.limits.MaxQueued || g.bytes >= g.limits.MaxQueuedBytes
 }
 
 // tookLocked wakes waiting publishers once the group is below its limits.
@@ -219,8 +219,12 @@ func (g *group) release() {
 }
 
 func (g *group) signalLocked() {
+	if !g.watched {
+		return // nobody holds the channel: a member looks at the queue first
+	}
 	close(g.changed)
 	g.changed = make(chan struct{})
+	g.watched = false
 }
 
 // take blocks until a message can be delivered, or stop or ctx ends, and
@@ -244,6 +248,7 @@ func (g *group) take(ctx context.Context, closing, brokerDone <-chan struct{}, m
 			return out
 		}
 		changed := g.changed
+		g.watched = true
 		g.mu.Unlock()
 		select {
 		case <-changed:
@@ -267,32 +272,28 @@ func (g *group) settle(e envelope, acked bool) {
 	}
 	if !acked {
 		g.bytes += len(e.payload)
-		waiting := g.queue[g.head:]
-		i := g.head + sort.Search(len(waiting), func(i int) bool { return waiting[i].seq > e.seq })
-		if i == g.head && g.head > 0 { // the usual case: back to the front
-			g.head--
-			g.queue[g.head] = e
+		i := sort.Search(g.queue.len(), func(i int) bool { return g.queue.at(i).seq > e.seq })
+		if i == 0 { // the usual case: back to the front
+			g.queue.pushFront(e)
 		} else {
-			g.queue = append(g.queue, envelope{})
-			copy(g.queue[i+1:], g.queue[i:])
-			g.queue[i] = e
+			g.queue.insert(i, e)
 		}
 	}
 	g.signalLocked()
 }
 
 // takeLocked takes up to max waiting messages whose ordering key is not in
-// flight, marking their keys in flight. Taking from the front, by far the
-// most common, only moves head; the space before head is reclaimed once it
-// is half the queue.
+// flight, marking their keys in flight. Taking from the front is by far the
+// most common; a message taken from further back leaves a gap that is
+// closed at once.
 func (g *group) takeLocked(max int) []envelope {
-	if g.head == len(g.queue) {
+	if g.queue.len() == 0 {
 		return nil
 	}
-	out := make([]envelope, 0, min(max, len(g.queue)-g.head))
+	out := make([]envelope, 0, min(max, g.queue.len()))
 	prefix := true // every message taken so far was at the front
-	for i := g.head; i < len(g.queue) && len(out) < max; i++ {
-		e := g.queue[i]
+	for i := 0; i < g.queue.len() && len(out) < max; i++ {
+		e := g.queue.at(i)
 		if e.key != "" {
 			if g.inFlight[e.key] {
 				prefix = false
@@ -300,8 +301,8 @@ func (g *group) takeLocked(max int) []envelope {
 			}
 			g.inFlight[e.key] = true
 		}
-		out = append(out, e)
-		g.queue[i].seq = 0 // marks it taken, for the general case below
+		out = append(out, *e)
+		e.seq = 0 // marks it taken, for the general case below
 	}
 	if len(out) == 0 {
 		return nil
@@ -311,24 +312,9 @@ func (g *group) takeLocked(max int) []envelope {
 	}
 	defer g.tookLocked()
 	if prefix {
-		clear(g.queue[g.head : g.head+len(out)])
-		g.head += len(out)
+		g.queue.popFront(len(out))
 	} else {
-		kept := g.queue[:g.head]
-		for _, e := range g.queue[g.head:] {
-			if e.seq != 0 {
-				kept = append(kept, e)
-			}
-		}
-		clear(g.queue[len(kept):])
-		g.queue = kept
-	}
-	if g.head == len(g.queue) {
-		g.queue, g.head = g.queue[:0], 0
-	} else if g.head > 1024 && g.head > len(g.queue)/2 {
-		n := copy(g.queue, g.queue[g.head:])
-		clear(g.queue[n:])
-		g.queue, g.head = g.queue[:n], 0
+		g.queue.keep(func(e *envelope) bool { return e.seq != 0 })
 	}
 	return out
 }
