@@ -192,8 +192,8 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 // too, but each call costs a wait and a goroutine of its own, and records
 // from one-message calls reach the broker in small requests: 64
 // goroutines publishing one message at a time sent 8 records a produce
-// request behind a 20 ms round trip, and 64 sharing calls, at 1.4 times
-// the rate (TestConcurrentPublishesShareProduceRequests,
+// request behind a 20 ms round trip, and 64 when they share calls, at
+// 1.4 times the rate (TestConcurrentPublishesShareProduceRequests,
 // docs/benchmarks.md). Without the wait, the publishers a call released
 // came back one by one behind the next call and split into a call of one
 // and a call of the rest; with two calls at a time they settled into two

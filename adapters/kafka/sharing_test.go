@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,4 +132,66 @@ func (c *delayedConn) deliver() {
 func (c *delayedConn) Close() error {
 	c.once.Do(func() { close(c.closed) })
 	return c.Conn.Close()
+}
+
+// A message the driver refuses fails alone when it shares a producer call
+// with other publishes: the others are sent, and only its publish returns
+// the error.
+func TestRefusedMessageInASharedCallFailsAlone(t *testing.T) {
+	c := startCluster(t, kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		return delayedListener{ln, 20 * time.Millisecond}, err
+	}), kfake.SeedTopics(1, "shared-refusal"))
+	var produces, records atomic.Int64
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				var b kmsg.RecordBatch
+				if err := b.ReadFrom(p.Records); err == nil {
+					records.Add(int64(b.NumRecords))
+				}
+			}
+		}
+		produces.Add(1)
+		return nil, nil, false
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(context.Background())
+	// The first publish takes the call slot for a round trip; the rest
+	// queue behind it and go in one call.
+	const publishes, bad = 21, 10
+	errs := make([]error, publishes)
+	var wg sync.WaitGroup
+	for i := range publishes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := &sdk.Message{Payload: []byte("x")}
+			if i == bad {
+				m.Metadata = map[string]string{"_watermill_message_uuid": "another-id"}
+			}
+			errs[i] = client.Publish(ctx, "shared-refusal", m)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		switch {
+		case i == bad && (err == nil || !strings.Contains(err.Error(), "_watermill_message_uuid")):
+			t.Errorf("the publish with a reserved header returned %v; want its refusal, naming the header", err)
+		case i != bad && err != nil:
+			t.Errorf("publish %d, sharing a call with a refused message, failed: %v", i, err)
+		}
+	}
+	if got := records.Load(); got != publishes-1 {
+		t.Errorf("%d records produced; want the %d not refused", got, publishes-1)
+	}
+	if n := produces.Load(); n > 3 {
+		t.Errorf("%d produce requests for %d concurrent publishes: they did not share requests, so this test did not test what it says", n, publishes)
+	}
 }
