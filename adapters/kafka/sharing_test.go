@@ -22,32 +22,9 @@ import (
 // without sharing; 32 when the publishers that come back one by one split
 // into a call of one and a call of the rest).
 func TestConcurrentPublishesShareProduceRequests(t *testing.T) {
-	c := startCluster(t, kfake.ListenFn(func(network, address string) (net.Listener, error) {
-		ln, err := net.Listen(network, address)
-		return delayedListener{ln, 20 * time.Millisecond}, err
-	}), kfake.SeedTopics(3, "sharing"))
-	var produces, records atomic.Int64
-	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				var b kmsg.RecordBatch
-				if err := b.ReadFrom(p.Records); err == nil {
-					records.Add(int64(b.NumRecords))
-				}
-			}
-		}
-		produces.Add(1)
-		return nil, nil, false // kfake answers as usual
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(context.Background())
-
+	client, produces, records := openBehindRoundTrip(t, ctx, "sharing", 3)
 	const goroutines, each = 64, 40
 	// Measured from when every goroutine's first publish has returned until
 	// the first goroutine is done: the run-up and the tail have fewer
@@ -69,6 +46,36 @@ func TestConcurrentPublishesShareProduceRequests(t *testing.T) {
 		t.Fatalf("%.1f records per produce request while all 64 goroutines publish; want at least 48 (%d requests for %d records)",
 			perRequest, b.produces-a.produces, b.records-a.records)
 	}
+}
+
+// openBehindRoundTrip starts a kfake cluster whose answers come 20 ms
+// late, with topic made with partitions, and opens a client on it. It
+// counts the cluster's produce requests and the records they carry.
+func openBehindRoundTrip(t *testing.T, ctx context.Context, topic string, partitions int32) (client *sdk.Client, produces, records *atomic.Int64) {
+	c := startCluster(t, kfake.ListenFn(func(network, address string) (net.Listener, error) {
+		ln, err := net.Listen(network, address)
+		return delayedListener{ln, 20 * time.Millisecond}, err
+	}), kfake.SeedTopics(partitions, topic))
+	produces, records = new(atomic.Int64), new(atomic.Int64)
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				var b kmsg.RecordBatch
+				if err := b.ReadFrom(p.Records); err == nil {
+					records.Add(int64(b.NumRecords))
+				}
+			}
+		}
+		produces.Add(1)
+		return nil, nil, false // kfake answers as usual
+	})
+	client, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(context.Background()) })
+	return client, produces, records
 }
 
 // delayedListener delays everything its connections write by d, in order
@@ -138,31 +145,9 @@ func (c *delayedConn) Close() error {
 // with other publishes: the others are sent, and only its publish returns
 // the error.
 func TestRefusedMessageInASharedCallFailsAlone(t *testing.T) {
-	c := startCluster(t, kfake.ListenFn(func(network, address string) (net.Listener, error) {
-		ln, err := net.Listen(network, address)
-		return delayedListener{ln, 20 * time.Millisecond}, err
-	}), kfake.SeedTopics(1, "shared-refusal"))
-	var produces, records atomic.Int64
-	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				var b kmsg.RecordBatch
-				if err := b.ReadFrom(p.Records); err == nil {
-					records.Add(int64(b.NumRecords))
-				}
-			}
-		}
-		produces.Add(1)
-		return nil, nil, false
-	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := sdk.Open(ctx, sdk.Config{Driver: "kafka", URL: "kafka://" + c.ListenAddrs()[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close(context.Background())
+	client, produces, records := openBehindRoundTrip(t, ctx, "shared-refusal", 1)
 	// The first publish takes the call slot for a round trip; the rest
 	// queue behind it and go in one call.
 	const publishes, bad = 21, 10

@@ -82,9 +82,6 @@ func (q *fifo) dropFirstBlock() {
 	q.blocks[n] = nil
 	q.blocks = q.blocks[:n]
 	q.head = 0
-	if q.n == 0 {
-		q.blocks = q.blocks[:0]
-	}
 }
 
 // insert puts e at index i, moving the envelopes from i on back by one.
