@@ -196,9 +196,9 @@ func (t *Transport) Capabilities() sdk.Capabilities {
 // 1.4 times the rate (TestConcurrentPublishesShareProduceRequests,
 // docs/benchmarks.md). Without the wait, the publishers a call released
 // came back one by one behind the next call and split into a call of one
-// and a call of the rest; with two calls at a time they settled into two
-// calls of half each, at the same rate as one. A publish is never split,
-// so its messages keep their order.
+// and a call of the rest. Two calls at a time were no faster: the
+// publishers settled into two calls of half each. A publish is never
+// split, so its messages keep their order.
 func (t *Transport) SendOptions() driver.SendOptions {
 	return driver.SendOptions{Timeout: t.s.PublishTimeout, Coalesce: true, MaxInFlight: 1, FillCalls: true}
 }

@@ -107,7 +107,7 @@ func (q *fifo) keep(keep func(*envelope) bool) {
 		*q.at(i) = envelope{}
 	}
 	q.n = kept
-	for len(q.blocks) > 0 && len(q.blocks) > (q.head+q.n+blockSize-1)/blockSize {
+	for len(q.blocks) > (q.head+q.n+blockSize-1)/blockSize {
 		last := len(q.blocks) - 1
 		q.spare = q.blocks[last]
 		q.blocks[last] = nil
