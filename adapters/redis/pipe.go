@@ -103,16 +103,16 @@ func openPipe(ctx context.Context, s settings, client goredis.UniversalClient) (
 	if !ok {
 		return nil, nil
 	}
-	p := &pipe{opts: ro}
+	p := &pipe{}
 	dial := ro.DialCtxFn
-	p.opts.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
+	ro.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
 		conn, err := dial(ctx, addr, d, tc)
 		if err != nil {
 			return nil, err
 		}
 		return &watchedConn{Conn: conn, p: p}, nil
 	}
-	ro = p.opts
+	p.opts = ro
 	type opened struct {
 		c   rueidis.Client
 		err error
