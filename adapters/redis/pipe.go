@@ -103,16 +103,16 @@ func openPipe(ctx context.Context, s settings, client goredis.UniversalClient) (
 	if !ok {
 		return nil, nil
 	}
-	p := &pipe{}
+	p := &pipe{opts: ro}
 	dial := ro.DialCtxFn
-	ro.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
+	p.opts.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
 		conn, err := dial(ctx, addr, d, tc)
 		if err != nil {
 			return nil, err
 		}
 		return &watchedConn{Conn: conn, p: p}, nil
 	}
-	p.opts = ro
+	ro = p.opts
 	type opened struct {
 		c   rueidis.Client
 		err error
