@@ -4,15 +4,14 @@ import "context"
 
 // untilDone runs call and returns its outcome, or ctx's error as soon as
 // ctx ends, leaving the call to end by its connection's deadline (a
-// publish whose call is left so counts nothing as added). go-redis times a
-// call by its context's deadline alone, set on the connection, and so does
-// rueidis for the dial and login of a new connection and for a call it
-// does not queue: a context cancelled before that deadline (a service
-// shutting down, a relay stopping, a caller gone) would leave the call
-// waiting on a silent server until the deadline or rueidis's 10-second
-// ConnWriteTimeout. A call rueidis queues gives up when its context ends;
-// pipe.call runs such calls without untilDone while it can tell that no
-// dial is due.
+// publish whose call is left so counts nothing as added). Both Redis
+// clients time a call by its context's deadline alone, set on the
+// connection, and a context cancelled before it (a service shutting down,
+// a relay stopping, a caller gone) would leave the call waiting on a
+// silent server until that deadline or rueidis's 10-second
+// ConnWriteTimeout. rueidis waits on the context of a call without a
+// deadline, but then bounds its dial and handshake by its own timeouts
+// only, past the caller's deadline.
 func untilDone[T any](ctx context.Context, call func() (T, error)) (T, error) {
 	if ctx.Done() == nil {
 		return call()

@@ -47,7 +47,6 @@ func pipeOptions(o *goredis.Options) (rueidis.ClientOption, bool) {
 		PipelineMultiplex: -1,   // one connection
 		DisableCache:      true, // no CLIENT TRACKING: the pipe only writes
 		DisableRetry:      true, // the engine retries, knowing what may repeat
-		AlwaysPipelining:  true, // every call queued, so that it gives up when its context ends (see pipe.call)
 		AlwaysRESP2:       o.Protocol == 2,
 		ClientSetInfo:     rueidis.DisableClientSetInfo, // one command fewer for the user's ACL to allow
 		DialCtxFn: func(ctx context.Context, _ string, _ *net.Dialer, _ *tls.Config) (net.Conn, error) {
@@ -78,13 +77,6 @@ type pipe struct {
 	opts    rueidis.ClientOption
 	current atomic.Pointer[rueidis.Client]
 
-	// What decides whether a call may run on its caller's goroutine (see
-	// call): whether the pipe is trusted, how many of its connections have
-	// failed or closed, and how many direct calls are running.
-	trusted  atomic.Bool
-	failures atomic.Uint64
-	direct   atomic.Int32
-
 	mu       sync.Mutex
 	closed   bool
 	renewing bool
@@ -103,16 +95,6 @@ func openPipe(ctx context.Context, s settings, client goredis.UniversalClient) (
 	if !ok {
 		return nil, nil
 	}
-	p := &pipe{opts: ro}
-	dial := ro.DialCtxFn
-	p.opts.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, tc *tls.Config) (net.Conn, error) {
-		conn, err := dial(ctx, addr, d, tc)
-		if err != nil {
-			return nil, err
-		}
-		return &watchedConn{Conn: conn, p: p}, nil
-	}
-	ro = p.opts
 	type opened struct {
 		c   rueidis.Client
 		err error
@@ -127,8 +109,8 @@ func openPipe(ctx context.Context, s settings, client goredis.UniversalClient) (
 		if o.err != nil {
 			return nil, o.err
 		}
+		p := &pipe{opts: ro}
 		p.current.Store(&o.c)
-		p.trusted.Store(true) // rueidis.NewClient has connected
 		return p, nil
 	case <-ctx.Done():
 		go func() { // the dial is bounded by the client's dial timeout
@@ -173,91 +155,6 @@ func (p *pipe) failed(c rueidis.Client, err error) {
 		p.current.Store(&n)
 		c.Close()
 	}()
-}
-
-// maxDirect bounds the calls running on their callers' goroutines at once,
-// well below the 1024 slots of rueidis's queue (its default ring scale):
-// a call that finds the queue full waits for a slot without looking at
-// its context.
-const maxDirect = 256
-
-// call runs fn, one call on the pipe, and returns by ctx's end. While the
-// pipe is trusted it runs on the caller's goroutine: rueidis then queues
-// the call (AlwaysPipelining) and gives up waiting for its reply when ctx
-// ends, at a cancellation as at the deadline. Otherwise it runs through
-// untilDone, on a goroutine of its own, which costs a goroutine, a
-// channel and a hand-off a call (three allocations a message, end to end).
-// The two cases in which rueidis does not look at the context are what
-// makes the pipe untrusted:
-//   - a dial, which happens in the call that finds the connection gone,
-//     and whose login waits until the deadline however early the context
-//     is cancelled: a connection that failed or closed untrusts the pipe;
-//   - a full queue: a call that failed (its context ended, the server
-//     refused it or went away) untrusts the pipe, for the calls given up
-//     on keep their slots until the server answers, and direct calls are
-//     at most maxDirect.
-//
-// A call that succeeds through untilDone trusts the pipe again, unless a
-// connection failed meanwhile: the server answered it, so it answered
-// every call queued before it.
-func (p *pipe) call(ctx context.Context, fn func() (int, error)) (int, error) {
-	if p.trusted.Load() {
-		if p.direct.Add(1) <= maxDirect {
-			n, err := fn()
-			p.direct.Add(-1)
-			if err != nil {
-				p.trusted.Store(false)
-			}
-			return n, err
-		}
-		p.direct.Add(-1)
-	}
-	failures := p.failures.Load()
-	n, err := untilDone(ctx, fn)
-	switch {
-	case err != nil:
-		p.trusted.Store(false)
-	case p.failures.Load() == failures:
-		p.trusted.Store(true)
-	}
-	return n, err
-}
-
-// watchedConn is a pipe's connection: it untrusts the pipe (see call) when
-// it fails or closes.
-type watchedConn struct {
-	net.Conn
-	p    *pipe
-	done atomic.Bool
-}
-
-func (c *watchedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if err != nil {
-		c.lost()
-	}
-	return n, err
-}
-
-func (c *watchedConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
-	if err != nil {
-		c.lost()
-	}
-	return n, err
-}
-
-func (c *watchedConn) Close() error {
-	c.lost()
-	return c.Conn.Close()
-}
-
-// lost counts the connection's end, once.
-func (c *watchedConn) lost() {
-	if c.done.CompareAndSwap(false, true) {
-		c.p.failures.Add(1)
-		c.p.trusted.Store(false)
-	}
 }
 
 // close closes the connection, after any renewal in progress.

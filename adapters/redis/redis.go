@@ -248,13 +248,12 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	if t.subs.Closed() {
 		return fmt.Errorf("redis: publish to %s: transport %w", sdk.QuoteName(topic), sdk.ErrClosed)
 	}
-	var added int
-	var err error
-	if t.pipe != nil {
-		added, err = t.pipe.call(ctx, func() (int, error) { return t.addPiped(ctx, topic, msgs) })
-	} else {
-		added, err = untilDone(ctx, func() (int, error) { return t.add(ctx, topic, msgs) })
-	}
+	added, err := untilDone(ctx, func() (int, error) {
+		if t.pipe != nil {
+			return t.addPiped(ctx, topic, msgs)
+		}
+		return t.add(ctx, topic, msgs)
+	})
 	if err == nil {
 		return nil
 	}
