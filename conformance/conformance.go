@@ -194,6 +194,7 @@ var suite = []guaranteeTest{
 	{"TestMetadataRoundTrips", always, testMetadataRoundTrips, false},
 	{"TestMetadataNamedLikeTheIDHeaderLeavesTheIDAlone", always, testMetadataNamedLikeTheIDHeader, false},
 	{"TestStandardAttributesRoundTrip", always, testStandardAttributes, false},
+	{"TestAlikeMessagesPublishedTogetherEachArriveWhole", always, testAlikeMessagesPublishedTogether, false},
 	{"TestCloudEventsStructuredModeIsRead", always, testCloudEventsStructuredMode, false},
 	{"TestClientPublishWritesWhatWatermillPublishWrites", always, testClientPublishMatchesWatermill, false},
 	// Groups, ordering, persistence.

@@ -74,6 +74,14 @@ func (f *faultyTransport) SendBatch(ctx context.Context, topic string, msgs []*d
 			for k, v := range m.Metadata {
 				c.Metadata[strings.ToLower(k)] = v
 			}
+		case "move-metadata-out":
+			// As a driver that takes the entries it sends out of the map
+			// it was given, which messages of one batch may share.
+			c.Metadata = map[string]string{}
+			for k, v := range m.Metadata {
+				c.Metadata[k] = v
+				delete(m.Metadata, k)
+			}
 		case "mangle-binary":
 			c.Payload = []byte(strings.ToValidUTF8(string(m.Payload), "\uFFFD"))
 		case "truncate-large":

@@ -2,9 +2,11 @@ package conformance
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,6 +161,47 @@ func testStandardAttributes(e *env) {
 	check("OrderingKey", sent.OrderingKey, got.OrderingKey)
 	if !got.Time.Equal(sent.Time) {
 		e.t.Errorf("guarantee broken: standard attribute Time must round-trip to the nanosecond: want %v, got %v", sent.Time, got.Time)
+	}
+}
+
+// testAlikeMessagesPublishedTogether: the messages of one Publish that
+// carry the same attributes reach the driver sharing one metadata map,
+// which a driver reads and never changes; each must arrive with every
+// attribute.
+func testAlikeMessagesPublishedTogether(e *env) {
+	const guarantee = "messages published together with the same attributes must each arrive with all of them"
+	c := e.client()
+	got := make(chan *sdk.Message, 20)
+	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
+		got <- m
+		return nil
+	}); err != nil {
+		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
+	}
+	sent := make([]*sdk.Message, 10)
+	for i := range sent {
+		sent[i] = &sdk.Message{Payload: []byte(strconv.Itoa(i)), EventType: "order.created", Source: "conformance",
+			ContentType: "text/plain", CorrelationID: "corr-together"}
+	}
+	if err := c.Publish(e.ctx, e.topic, sent...); err != nil {
+		e.t.Fatalf("setup: Client.Publish of %d messages failed: %v", len(sent), err)
+	}
+	ids := map[string]bool{}
+	var at time.Time
+	deadline := time.After(e.h.Timeout)
+	for len(ids) < len(sent) {
+		select {
+		case m := <-got:
+			if m.EventType != "order.created" || m.Source != "conformance" || m.ContentType != "text/plain" ||
+				m.CorrelationID != "corr-together" || m.Time.IsZero() || !at.IsZero() && !m.Time.Equal(at) {
+				e.t.Fatalf("guarantee broken: %s: message %s (payload %q) arrived with event type %q, source %q, content type %q, correlation id %q, time %v (another had %v)",
+					guarantee, m.ID, preview(m.Payload), m.EventType, m.Source, m.ContentType, m.CorrelationID, m.Time, at)
+			}
+			at = m.Time
+			ids[m.ID] = true
+		case <-deadline:
+			e.t.Fatalf("guarantee broken: %s: %d of %d messages arrived within %v", guarantee, len(ids), len(sent), e.h.Timeout)
+		}
 	}
 }
 

@@ -198,6 +198,8 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 	}
 	l := c.limits()
 	dms := slab.New[driver.Message](len(msgs))
+	var before Outgoing      // the message before, as it goes out
+	var prev *driver.Message // and as the driver gets it
 	for i, m := range msgs {
 		if m == nil {
 			return fmt.Errorf("messaging: publish to %s: message %d is nil", QuoteName(topic), i)
@@ -214,7 +216,9 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 				"driver", c.driver, "topic", topic)
 		}
 		dm := dms[i]
-		call.outgoing(m, now).fill(dm)
+		o := call.outgoing(m, now)
+		o.fill(dm, before, prev)
+		before, prev = o, dm
 		if err := l.check(dm); err != nil {
 			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, QuoteName(dm.ID), err)
 		}

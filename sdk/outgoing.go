@@ -119,9 +119,27 @@ func (o Outgoing) overridden(k string) bool {
 	return false
 }
 
-// fill makes dm the driver message of o, with a metadata map of its own.
-func (o Outgoing) fill(dm *driver.Message) {
+// fill makes dm the driver message of o. Its metadata map is that of
+// prev, the driver message of the Outgoing before o in the same Publish,
+// when both carry the same metadata (drivers only read it on send);
+// otherwise a map of its own. A batch of one kind of event, published at
+// once, then makes one map instead of one a message.
+func (o Outgoing) fill(dm *driver.Message, before Outgoing, prev *driver.Message) {
+	*dm = driver.Message{ID: o.id, Payload: o.m.Payload, OrderingKey: o.OrderingKey()}
+	if prev != nil && o.sameMetadata(before) {
+		dm.Metadata = prev.Metadata
+		return
+	}
 	md := make(map[string]string, len(o.m.Metadata)+2)
 	o.Metadata(func(k, v string) bool { md[k] = v; return true })
-	*dm = driver.Message{ID: o.id, Payload: o.m.Payload, Metadata: md, OrderingKey: o.OrderingKey()}
+	dm.Metadata = md
+}
+
+// sameMetadata reports whether o and p yield the same metadata because
+// neither has entries of its own and their standard attributes are equal.
+func (o Outgoing) sameMetadata(p Outgoing) bool {
+	a, b := o.m, p.m
+	return len(a.Metadata) == 0 && len(b.Metadata) == 0 && o.time == p.time &&
+		a.EventType == b.EventType && a.Source == b.Source && a.ContentType == b.ContentType &&
+		a.CorrelationID == b.CorrelationID && a.CausationID == b.CausationID && a.OrderingKey == b.OrderingKey
 }

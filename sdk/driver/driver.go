@@ -36,8 +36,9 @@ type Message struct {
 	// does not. The engine's nack backoff grows with it.
 	Attempt int
 	// Metadata holds every attribute, standard ones included, as strings.
-	// On send the adapter may keep the map; on receive the engine takes
-	// ownership of it.
+	// On send the adapter may keep the map but must not change it: the
+	// messages of one SendBatch that carry the same metadata share one
+	// map. On receive the engine takes ownership of it.
 	Metadata map[string]string
 	// OrderingKey is, on send, the message's ordering key (the same value
 	// as Metadata["ordering-key"], or empty). On receive the adapter sets
