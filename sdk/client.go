@@ -217,9 +217,13 @@ func (c *Client) Publish(ctx context.Context, topic string, msgs ...*Message) er
 		}
 		dm := dms[i]
 		o := call.outgoing(m, now)
-		o.fill(dm, before, prev)
+		shared := o.fill(dm, before, prev)
 		before, prev = o, dm
-		if err := l.check(dm); err != nil {
+		err := l.checkPayload(dm)
+		if err == nil && !shared { // a shared map was checked with the message before
+			err = l.checkMetadata(dm)
+		}
+		if err != nil {
 			return fmt.Errorf("messaging: publish to %s: message %d (id %s): %w", QuoteName(topic), i, QuoteName(dm.ID), err)
 		}
 	}
@@ -250,15 +254,30 @@ type limits struct {
 }
 
 func (l limits) check(m *driver.Message) error {
+	if err := l.checkPayload(m); err != nil {
+		return err
+	}
+	return l.checkMetadata(m)
+}
+
+func (l limits) name() string {
 	if l.driver == "" {
-		l.driver = "of this transport"
+		return "of this transport"
 	}
+	return l.driver
+}
+
+func (l limits) checkPayload(m *driver.Message) error {
 	if max := l.caps.MaxPayloadBytes; max > 0 && len(m.Payload) > max {
-		return fmt.Errorf("%w: %d bytes, driver %s carries at most %d", ErrPayloadTooLarge, len(m.Payload), l.driver, max)
+		return fmt.Errorf("%w: %d bytes, driver %s carries at most %d", ErrPayloadTooLarge, len(m.Payload), l.name(), max)
 	}
+	return nil
+}
+
+func (l limits) checkMetadata(m *driver.Message) error {
 	if max := l.caps.MaxMetadataEntries; max > 0 && len(m.Metadata) > max {
 		return fmt.Errorf("%w: %d entries (standard attributes included), driver %s carries at most %d",
-			ErrTooManyMetadataEntries, len(m.Metadata), l.driver, max)
+			ErrTooManyMetadataEntries, len(m.Metadata), l.name(), max)
 	}
 	n := 0
 	for k, v := range m.Metadata {
@@ -268,7 +287,7 @@ func (l limits) check(m *driver.Message) error {
 		n += len(k) + len(v)
 	}
 	if max := l.caps.MaxMetadataBytes; max > 0 && n > max {
-		return fmt.Errorf("%w: %d bytes of keys and values, driver %s carries at most %d", ErrMetadataTooLarge, n, l.driver, max)
+		return fmt.Errorf("%w: %d bytes of keys and values, driver %s carries at most %d", ErrMetadataTooLarge, n, l.name(), max)
 	}
 	return nil
 }

@@ -123,16 +123,18 @@ func (o Outgoing) overridden(k string) bool {
 // prev, the driver message of the Outgoing before o in the same Publish,
 // when both carry the same metadata (drivers only read it on send);
 // otherwise a map of its own. A batch of one kind of event, published at
-// once, then makes one map instead of one a message.
-func (o Outgoing) fill(dm *driver.Message, before Outgoing, prev *driver.Message) {
+// once, then makes one map instead of one a message. It reports whether
+// dm shares prev's map.
+func (o Outgoing) fill(dm *driver.Message, before Outgoing, prev *driver.Message) (shared bool) {
 	*dm = driver.Message{ID: o.id, Payload: o.m.Payload, OrderingKey: o.OrderingKey()}
 	if prev != nil && o.sameMetadata(before) {
 		dm.Metadata = prev.Metadata
-		return
+		return true
 	}
 	md := make(map[string]string, len(o.m.Metadata)+2)
 	o.Metadata(func(k, v string) bool { md[k] = v; return true })
 	dm.Metadata = md
+	return false
 }
 
 // sameMetadata reports whether o and p yield the same metadata because

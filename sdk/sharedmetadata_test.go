@@ -2,8 +2,10 @@ package sdk_test
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +83,22 @@ func TestPublishSharesOneMetadataMapBetweenMessagesThatCarryTheSame(t *testing.T
 	}
 	if sent[0].Metadata[sdk.KeyTime] == "" || sent[0].Metadata[sdk.KeyTime] != sent[5].Metadata[sdk.KeyTime] {
 		t.Errorf("messages without a time must carry the Publish's: %q and %q", sent[0].Metadata[sdk.KeyTime], sent[5].Metadata[sdk.KeyTime])
+	}
+}
+
+// Messages that share a map are checked against the driver's limits as
+// every other: a refusal names the first message that carries what is
+// refused.
+func TestPublishChecksEveryMessageOfABatchThatSharesMetadata(t *testing.T) {
+	c := open(t, sdk.Config{URL: "memory://shared-metadata-checked"})
+	alike := func() *sdk.Message { return &sdk.Message{EventType: "order.created"} }
+	bad := &sdk.Message{EventType: "order.created", Source: "\xff"}
+	err := c.Publish(context.Background(), "t", alike(), alike(), bad, alike())
+	if !errors.Is(err, sdk.ErrInvalidMetadata) || !strings.Contains(err.Error(), "message 2 ") {
+		t.Fatalf("a batch whose third message has a source that is not UTF-8 must be refused naming message 2: %v", err)
+	}
+	err = c.Publish(context.Background(), "t", bad, &sdk.Message{EventType: "order.created", Source: "\xff"})
+	if !errors.Is(err, sdk.ErrInvalidMetadata) || !strings.Contains(err.Error(), "message 0 ") {
+		t.Fatalf("a batch whose first message has a source that is not UTF-8 must be refused naming message 0: %v", err)
 	}
 }
