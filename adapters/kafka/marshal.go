@@ -43,12 +43,15 @@ func reservedIDs(topic string, msgs []*driver.Message) driver.BatchError {
 // path is what sets it apart from a raw producer.
 func toRecords(topic string, msgs []*driver.Message) []*kgo.Record {
 	size, count := 0, 0
-	for _, m := range msgs {
+	for i, m := range msgs {
 		size += len(m.ID)
+		count += len(m.Metadata) + 1
+		if i > 0 && driver.SameMetadata(m, msgs[i-1]) {
+			continue // its headers are the message before's
+		}
 		for _, v := range m.Metadata {
 			size += len(v)
 		}
-		count += len(m.Metadata) + 1
 	}
 	buf := make([]byte, 0, size)
 	cut := func(s string) []byte {
@@ -58,12 +61,18 @@ func toRecords(topic string, msgs []*driver.Message) []*kgo.Record {
 	}
 	headers := make([]kgo.RecordHeader, 0, count)
 	out := slab.New[kgo.Record](len(msgs))
+	var before []kgo.RecordHeader // the metadata headers of the message before
 	for i, m := range msgs {
 		first := len(headers)
 		headers = append(headers, kgo.RecordHeader{Key: wkafka.UUIDHeaderKey, Value: cut(m.ID)})
-		for k, v := range m.Metadata {
-			headers = append(headers, kgo.RecordHeader{Key: k, Value: cut(v)})
+		if i > 0 && driver.SameMetadata(m, msgs[i-1]) {
+			headers = append(headers, before...) // within count: before stays where it is
+		} else {
+			for k, v := range m.Metadata {
+				headers = append(headers, kgo.RecordHeader{Key: k, Value: cut(v)})
+			}
 		}
+		before = headers[first+1:]
 		r := out[i]
 		*r = kgo.Record{Topic: topic, Value: m.Payload, Headers: headers[first:len(headers):len(headers)]}
 		if m.OrderingKey != "" {

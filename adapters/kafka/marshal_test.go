@@ -43,3 +43,44 @@ func TestFromRecordsCutsEachMessagesOwnValues(t *testing.T) {
 		}
 	}
 }
+
+// Messages that share a metadata map share its encoded headers; each
+// record still carries its own id first and exactly the metadata of its
+// message.
+func TestToRecordsEncodesASharedMetadataMapOnce(t *testing.T) {
+	shared := map[string]string{sdk.KeyTime: "2026-12-07T12:00:00Z", sdk.KeyEventType: "order.created"}
+	own := map[string]string{sdk.KeyTime: "2026-12-07T12:00:00Z", "tenant": "acme"}
+	msgs := []*driver.Message{
+		{ID: "m1", Payload: []byte("1"), Metadata: shared},
+		{ID: "m2", Payload: []byte("2"), Metadata: shared},
+		{ID: "m3", Payload: []byte("3"), Metadata: own},
+		{ID: "m4", Payload: []byte("4"), Metadata: shared, OrderingKey: "k"},
+		{ID: "m5", Payload: []byte("5"), Metadata: shared},
+		{ID: "m6", Payload: []byte("6"), Metadata: map[string]string{}},
+		{ID: "m7", Payload: []byte("7"), Metadata: nil},
+	}
+	records := toRecords("t", msgs)
+	for i, r := range records {
+		m := msgs[i]
+		if len(r.Headers) == 0 || r.Headers[0].Key != wkafka.UUIDHeaderKey || string(r.Headers[0].Value) != m.ID {
+			t.Fatalf("record %d: the first header must be the id %q: %v", i, m.ID, r.Headers)
+		}
+		got := map[string]string{}
+		for _, h := range r.Headers[1:] {
+			got[h.Key] = string(h.Value)
+		}
+		if len(got) != len(r.Headers)-1 || !maps.Equal(got, m.Metadata) && len(m.Metadata)+len(got) > 0 {
+			t.Errorf("record %d: headers %v, want the id and %v", i, r.Headers, m.Metadata)
+		}
+		if string(r.Value) != string(m.Payload) || string(r.Key) != m.OrderingKey {
+			t.Errorf("record %d: value %q key %q, want %q and %q", i, r.Value, r.Key, m.Payload, m.OrderingKey)
+		}
+	}
+	// The records' headers do not overlap: one record's headers grown by
+	// franz-go or a hook never reach another's.
+	for i := 1; i < len(records); i++ {
+		if prev := records[i-1].Headers; cap(prev) != len(prev) {
+			t.Errorf("record %d: its headers have room past their end (%d of %d): an append would write over the next record's", i-1, len(prev), cap(prev))
+		}
+	}
+}

@@ -20,6 +20,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -59,6 +60,13 @@ type Message struct {
 
 // AckID is an adapter's handle on a received message.
 type AckID any
+
+// SameMetadata reports whether a and b hold one metadata map, as messages
+// of one SendBatch that carry the same metadata do: an adapter may encode
+// it once for both.
+func SameMetadata(a, b *Message) bool {
+	return a.Metadata != nil && reflect.ValueOf(a.Metadata).UnsafePointer() == reflect.ValueOf(b.Metadata).UnsafePointer()
+}
 
 // Transport is an open connection to a broker.
 type Transport interface {
