@@ -35,6 +35,46 @@ const (
 	fieldWatermillMetadata = "metadata"
 )
 
+// entryFields writes the field and value arguments of a batch's XADDs, in
+// one layout. The metadata of a message that shares its map with the
+// message before (driver.SameMetadata) is not encoded again: its fields
+// are the ones written for that message.
+type entryFields struct {
+	watermill bool
+	prev      *driver.Message
+	values    []string // prev's fields and values
+}
+
+// Where encode and encodeWatermill put the metadata among the fields and
+// values they return.
+const (
+	metadataFrom      = 4 // msgkit's layout: every pair after the id and payload
+	watermillMetadata = 3 // watermill's: the value of the metadata field
+)
+
+// of returns m's fields and values.
+func (f *entryFields) of(m *driver.Message) ([]string, error) {
+	shared := f.prev != nil && driver.SameMetadata(m, f.prev)
+	var values []string
+	switch {
+	case f.watermill && shared:
+		values = []string{fieldWatermillID, m.ID, fieldWatermillMetadata, f.values[watermillMetadata], fieldPayload, bytesString(m.Payload)}
+	case f.watermill:
+		var err error
+		if values, err = encodeWatermill(m); err != nil {
+			return nil, err
+		}
+	case shared:
+		values = make([]string, 0, len(f.values))
+		values = append(values, fieldID, m.ID, fieldPayload, bytesString(m.Payload))
+		values = append(values, f.values[metadataFrom:]...)
+	default:
+		values = encode(m)
+	}
+	f.prev, f.values = m, values
+	return values, nil
+}
+
 // encodeWatermill writes m in watermill-redisstream's layout, as XADD's
 // field and value arguments.
 func encodeWatermill(m *driver.Message) ([]string, error) {

@@ -51,3 +51,34 @@ func TestWatermillLayoutWithForeignMetadataIsKept(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+// In both layouts, each entry of a batch whose messages share metadata
+// maps reads back as its own message: its id, its payload, the metadata
+// of its map.
+func TestEntryFieldsOfABatchThatSharesMetadata(t *testing.T) {
+	shared := map[string]string{"ce-time": "2026-12-07T12:00:00Z", "ce-type": "order.created"}
+	msgs := []*driver.Message{
+		{ID: "m1", Payload: []byte("1"), Metadata: shared},
+		{ID: "m2", Payload: []byte("2"), Metadata: shared},
+		{ID: "m3", Payload: []byte("3"), Metadata: map[string]string{"ce-time": "2026-12-07T12:00:00Z", "tenant": "acme"}},
+		{ID: "m4", Payload: []byte("4"), Metadata: shared},
+		{ID: "m5", Payload: []byte{}, Metadata: shared},
+		{ID: "m6", Payload: []byte("6"), Metadata: map[string]string{}},
+		{ID: "m7", Payload: []byte("7"), Metadata: map[string]string{}},
+	}
+	for _, watermill := range []bool{false, true} {
+		fields := entryFields{watermill: watermill}
+		for i, m := range msgs {
+			values, err := fields.of(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got driver.Message
+			decode(&got, "1-1", asRead(values))
+			if got.ID != m.ID || !bytes.Equal(got.Payload, m.Payload) || !maps.Equal(got.Metadata, m.Metadata) {
+				t.Errorf("watermill layout %v, message %d: sent %q %q %v, read back %q %q %v",
+					watermill, i, m.ID, m.Payload, m.Metadata, got.ID, got.Payload, got.Metadata)
+			}
+		}
+	}
+}

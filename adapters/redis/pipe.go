@@ -166,9 +166,10 @@ func (p *pipe) close() {
 	p.client().Close()
 }
 
-// xadd is the XADD of m to topic, trimmed as configured.
-func (t *Transport) xadd(c rueidis.Client, topic string, m *driver.Message) (rueidis.Completed, error) {
-	values, err := t.fields(m)
+// xadd is the XADD of m to topic, trimmed as configured, with m's fields
+// as fields writes them.
+func (t *Transport) xadd(c rueidis.Client, topic string, m *driver.Message, fields *entryFields) (rueidis.Completed, error) {
+	values, err := fields.of(m)
 	if err != nil {
 		return rueidis.Completed{}, err
 	}
@@ -208,8 +209,9 @@ func (t *Transport) addPiped(ctx context.Context, topic string, msgs []*driver.M
 
 // addOn sends msgs on c, one XADD with Do or many with DoMulti.
 func (t *Transport) addOn(ctx context.Context, c rueidis.Client, topic string, msgs []*driver.Message) (int, error) {
+	fields := t.entries()
 	if len(msgs) == 1 {
-		cmd, err := t.xadd(c, topic, msgs[0])
+		cmd, err := t.xadd(c, topic, msgs[0], &fields)
 		if err != nil {
 			return 0, err
 		}
@@ -221,7 +223,7 @@ func (t *Transport) addOn(ctx context.Context, c rueidis.Client, topic string, m
 	cmds := make(rueidis.Commands, len(msgs))
 	for i, m := range msgs {
 		var err error
-		if cmds[i], err = t.xadd(c, topic, m); err != nil {
+		if cmds[i], err = t.xadd(c, topic, m, &fields); err != nil {
 			return 0, err
 		}
 	}

@@ -268,12 +268,10 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	return errs
 }
 
-// fields are m's stream entry fields and values, in the configured layout.
-func (t *Transport) fields(m *driver.Message) ([]string, error) {
-	if t.s.WireFormat == "watermill" {
-		return encodeWatermill(m)
-	}
-	return encode(m), nil
+// entries returns the writer of the fields of a batch's entries in the
+// configured layout.
+func (t *Transport) entries() entryFields {
+	return entryFields{watermill: t.s.WireFormat == "watermill"}
 }
 
 // minID is the oldest entry id retention keeps.
@@ -285,8 +283,9 @@ func (t *Transport) minID() string {
 // leading entries were added.
 func (t *Transport) add(ctx context.Context, topic string, msgs []*driver.Message) (int, error) {
 	args := make([]goredis.XAddArgs, len(msgs))
+	fields := t.entries()
 	for i, m := range msgs {
-		values, err := t.fields(m)
+		values, err := fields.of(m)
 		if err != nil {
 			return 0, err
 		}
