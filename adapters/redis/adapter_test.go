@@ -160,13 +160,42 @@ func (r *privateRedis) start() {
 	})
 }
 
-// stop shuts the server down (SIGTERM: it flushes the append-only file).
+// stop shuts the server down with SIGTERM, which flushes the append-only
+// file. A server refuses SIGTERM while it writes its first append-only
+// file ("Writing initial AOF, can't exit": after it became a replica, for
+// one), and does not try again, so SIGTERM is sent every second; after
+// 15 s it is killed (with appendfsync always, no acknowledged write is
+// lost).
 func (r *privateRedis) stop() {
 	if r.cmd.Process == nil || r.cmd.ProcessState != nil {
 		return
 	}
-	_ = r.cmd.Process.Signal(syscall.SIGTERM)
-	_ = r.cmd.Wait()
+	exited := make(chan struct{})
+	go func() {
+		_ = r.cmd.Wait()
+		close(exited)
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	giveUp := time.After(15 * time.Second)
+	for {
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+			return
+		case <-tick.C:
+			continue
+		case <-giveUp:
+		}
+		break
+	}
+	r.t.Logf("the private redis-server on %s did not exit within 15s of SIGTERM; killing it", r.addr())
+	_ = r.cmd.Process.Kill()
+	select {
+	case <-exited:
+	case <-time.After(15 * time.Second):
+		r.t.Errorf("the private redis-server on %s did not exit within 15s of SIGKILL", r.addr())
+	}
 }
 
 func (r *privateRedis) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
