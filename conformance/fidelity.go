@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -170,14 +169,7 @@ func testStandardAttributes(e *env) {
 // attribute.
 func testAlikeMessagesPublishedTogether(e *env) {
 	const guarantee = "messages published together with the same attributes must each arrive with all of them"
-	c := e.client()
-	got := make(chan *sdk.Message, 20)
-	if _, err := c.Subscribe(e.ctx, e.topic, uniqueName("g"), func(_ context.Context, m *sdk.Message) error {
-		got <- m
-		return nil
-	}); err != nil {
-		e.t.Fatalf("setup: Client.Subscribe failed: %v", err)
-	}
+	c, got := e.clientInbox()
 	sent := make([]*sdk.Message, 10)
 	for i := range sent {
 		sent[i] = &sdk.Message{Payload: []byte(strconv.Itoa(i)), EventType: "order.created", Source: "conformance",

@@ -178,16 +178,15 @@ func (r *privateRedis) stop() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	giveUp := time.After(15 * time.Second)
-	for {
+	for waiting := true; waiting; {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
 			return
 		case <-tick.C:
-			continue
 		case <-giveUp:
+			waiting = false
 		}
-		break
 	}
 	r.t.Logf("the private redis-server on %s did not exit within 15s of SIGTERM; killing it", r.addr())
 	_ = r.cmd.Process.Kill()
