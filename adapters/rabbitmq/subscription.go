@@ -71,12 +71,16 @@ func (s *subscription) open(ctx context.Context) error {
 }
 
 // drop forgets a broken channel; its unacked deliveries go back to the queue.
+// The channel is closed after s.mu is released: closing one whose consumer
+// the broker cancelled waits for the broker's close-ok, and acks of the
+// next channel must not wait behind it.
 func (s *subscription) drop() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ch != nil {
-		_ = s.ch.Close()
-		s.ch, s.deliveries, s.lost = nil, nil, nil
+	ch := s.ch
+	s.ch, s.deliveries, s.lost = nil, nil, nil
+	s.mu.Unlock()
+	if ch != nil {
+		_ = ch.Close()
 	}
 }
 
