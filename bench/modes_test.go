@@ -94,6 +94,7 @@ type result struct {
 	rate    float64 // messages per second
 	allocs  float64 // allocations per message (this process)
 	bytes   float64 // bytes allocated per message (this process)
+	cpu     float64 // CPU time per message in µs (this process, all its goroutines)
 	p50     time.Duration
 	p99     time.Duration
 	p999    time.Duration
@@ -124,12 +125,14 @@ func allocCount() (uint64, uint64) {
 	return ms.Mallocs, ms.TotalAlloc
 }
 
-// measure runs f, which handles n() messages, and returns its rate and
-// allocations per message.
+// measure runs f, which handles n() messages, and returns its rate, and
+// its allocations and CPU time per message.
 func measure(f func() (n int, elapsed time.Duration, err error)) result {
 	runtime.GC()
 	m0, b0 := allocCount()
+	c0 := processCPU()
 	n, elapsed, err := f()
+	c1 := processCPU()
 	m1, b1 := allocCount()
 	if err != nil {
 		return result{failure: err.Error()}
@@ -137,7 +140,11 @@ func measure(f func() (n int, elapsed time.Duration, err error)) result {
 	if n == 0 || elapsed <= 0 {
 		return result{failure: "no message handled"}
 	}
-	return result{rate: float64(n) / elapsed.Seconds(), allocs: float64(m1-m0) / float64(n), bytes: float64(b1-b0) / float64(n)}
+	cpu := math.NaN()
+	if c0 > 0 {
+		cpu = float64(c1-c0) / float64(time.Microsecond) / float64(n)
+	}
+	return result{rate: float64(n) / elapsed.Seconds(), allocs: float64(m1-m0) / float64(n), bytes: float64(b1-b0) / float64(n), cpu: cpu}
 }
 
 func prepare(ctx context.Context, s *system, topic, group string) error {
@@ -611,6 +618,19 @@ func printTable(br *broker, results map[string]map[string][]result, offered, cei
 		for _, s := range br.systems {
 			x := median(field(e2e[s.name], what.f))
 			row += fmt.Sprintf(" %.0f", x) + ratioNote(s.name != raw && !br.absolute, x, base) + " |"
+		}
+		fmt.Fprintln(w, row)
+	}
+	// CPU time of this process per message drained: steadier than the
+	// drain's rate on a shared machine, though it leaves out the broker's
+	// own CPU (another process, but for the in-process broker).
+	if rs := results["drain a backlog"]; rs != nil {
+		cpu := func(r result) float64 { return r.cpu }
+		row := "| CPU µs / message in this process, drain |"
+		base := median(field(rs[raw], cpu))
+		for _, s := range br.systems {
+			xs := field(rs[s.name], cpu)
+			row += " " + spread(xs, func(x float64) string { return fmt.Sprintf("%.2f", x) }) + ratioNote(s.name != raw && !br.absolute, median(xs), base) + " |"
 		}
 		fmt.Fprintln(w, row)
 	}
