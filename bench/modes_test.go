@@ -621,9 +621,9 @@ func printTable(br *broker, results map[string]map[string][]result, offered, cei
 		}
 		fmt.Fprintln(w, row)
 	}
-	// CPU time of this process per message drained: steadier than the
-	// drain's rate on a shared machine, though it leaves out the broker's
-	// own CPU (another process, but for the in-process broker).
+	// CPU time of this process per message drained: the consumer's own
+	// cost, which the drain's rate mixes with the broker's and the
+	// machine's (the broker's CPU counts only for the in-process broker).
 	if rs := results["drain a backlog"]; rs != nil {
 		cpu := func(r result) float64 { return r.cpu }
 		row := "| CPU µs / message in this process, drain |"
