@@ -85,6 +85,14 @@ type Harness struct {
 	// It enables TestForeignMessageGetsAStableID.
 	InjectRaw func(ctx context.Context, topic string, payload []byte) error
 
+	// InjectEvent, when set, publishes event, a CloudEvents event in JSON,
+	// to topic as a CloudEvents producer's structured mode does on the
+	// broker: the event as the body, content type
+	// application/cloudevents+json (the broker's content-type property,
+	// header or attribute) and no id of msgkit's. It enables
+	// TestForeignEventIsHandledUnderItsEventID.
+	InjectEvent func(ctx context.Context, topic string, event []byte) error
+
 	// KilledConsumer, when set, enables TestConsumerKilledBeforeAckHandsOver:
 	// the suite starts the test binary again as a consumer, which the
 	// package's TestMain turns into one by calling KilledConsumerMain
@@ -241,6 +249,7 @@ var suite = []guaranteeTest{
 	{"TestOddMetadataIsCarriedOrRefused", always, testOddMetadata, false},
 	{"TestOddIDsAreCarriedOrRefused", always, testOddIDs, false},
 	{"TestForeignMessageGetsAStableID", always, testForeignMessageGetsStableID, false},
+	{"TestForeignEventIsHandledUnderItsEventID", always, testForeignEventHandledUnderItsEventID, false},
 	// Load.
 	{"TestConcurrentPublishersLoseNothing", always, testConcurrentPublishers, false},
 	// Lifecycle.

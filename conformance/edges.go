@@ -240,3 +240,33 @@ func testForeignMessageGetsStableID(e *env) {
 		e.t.Fatalf("guarantee broken: a message without an id must get one that is not empty and stays the same on redelivery: got %q then %q", got[0], got[1])
 	}
 }
+
+// testForeignEventHandledUnderItsEventID: a CloudEvents event in structured mode
+// from a producer that is not msgkit, sent twice (a resend after a lost
+// acknowledgement), reaches the handler unpacked, both times under the
+// event's id: an inbox then takes the second for a duplicate, as it would
+// the same event in binary mode.
+func testForeignEventHandledUnderItsEventID(e *env) {
+	if e.h.InjectEvent == nil {
+		e.t.Skip("not run: Harness.InjectEvent is not set")
+	}
+	const guarantee = "an event from a CloudEvents producer must be handled under its event id, also when it is sent again"
+	_, got := e.clientInbox()
+	id := "evt-" + uniqueName("e")
+	event := []byte(`{"specversion":"1.0","id":"` + id + `","type":"com.example.order.created","source":"/shop",` +
+		`"datacontenttype":"application/json","data":{"order":7}}`)
+	ctx, cancel := context.WithTimeout(e.ctx, e.h.Timeout)
+	defer cancel()
+	for i := range 2 {
+		if err := e.h.InjectEvent(ctx, e.topic, event); err != nil {
+			e.t.Fatalf("setup: Harness.InjectEvent (send %d of 2) failed: %v", i+1, err)
+		}
+	}
+	for i := range 2 {
+		m := e.awaitClient(got, fmt.Sprintf("delivery %d of 2 of an event from a CloudEvents producer", i+1))
+		if m.ID != id || string(m.Payload) != `{"order":7}` || m.EventType != "com.example.order.created" || m.Source != "/shop" {
+			e.t.Fatalf("guarantee broken: %s: delivery %d of 2 arrived with id %q (want %q), payload %q, type %q, source %q",
+				guarantee, i+1, m.ID, id, preview(m.Payload), m.EventType, m.Source)
+		}
+	}
+}

@@ -258,8 +258,7 @@ func cloudEventsNames(md map[string]string) {
 // content type is content-type), as binary mode would have carried them.
 // A payload that is not such an event is returned as it is.
 func cloudEventsStructured(payload []byte, md map[string]string) []byte {
-	ct := md[KeyContentType]
-	if !strings.HasPrefix(strings.ToLower(ct), "application/cloudevents+json") {
+	if !structuredMode(md) {
 		return payload
 	}
 	var ev map[string]json.RawMessage
@@ -306,6 +305,12 @@ func cloudEventsStructured(payload []byte, md map[string]string) []byte {
 		}
 	}
 	return data
+}
+
+// structuredMode reports whether md's content type says the payload is a
+// CloudEvents event in structured mode (JSON format).
+func structuredMode(md map[string]string) bool {
+	return strings.HasPrefix(strings.ToLower(md[KeyContentType]), "application/cloudevents+json")
 }
 
 // isJSONType reports whether a datacontenttype attribute says JSON (or is

@@ -99,7 +99,7 @@ func (c *Client) startReplies(ctx context.Context) error {
 // any more (its request timed out) is dropped.
 func (r *replies) dispatch(dm *driver.Message) bool {
 	reply := new(Message)
-	fillReceived(reply, dm.ID, dm.Payload, dm.Metadata)
+	fillReceived(reply, receivedID(dm), dm.Payload, dm.Metadata)
 	id := reply.Get(KeyInReplyTo)
 	r.mu.Lock()
 	w, ok := r.waiting[id]

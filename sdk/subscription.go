@@ -284,7 +284,7 @@ func (s *Subscription) handle(dm *driver.Message) bool {
 		msg Message
 		ctx handlerContext
 	})
-	fillReceived(&r.msg, dm.ID, dm.Payload, dm.Metadata)
+	fillReceived(&r.msg, receivedID(dm), dm.Payload, dm.Metadata)
 	r.msg.topic = dm.Topic
 	return s.process(&r.msg, &r.ctx)
 }

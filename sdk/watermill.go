@@ -151,7 +151,7 @@ func (s *watermillSubscriber) Subscribe(ctx context.Context, topic string) (<-ch
 // for its ack or nack: the one hand-off between a driver and Watermill
 // code. The message's context ends with the verdict.
 func handOff(ctx context.Context, out chan<- *message.Message, stop <-chan struct{}, dm *driver.Message) bool {
-	wm := message.NewMessage(dm.ID, dm.Payload)
+	wm := message.NewMessage(receivedID(dm), dm.Payload)
 	wm.Metadata = dm.Metadata
 	if wm.Metadata == nil {
 		wm.Metadata = message.Metadata{}

@@ -37,16 +37,24 @@ func TestConformance(t *testing.T) {
 		ConfigAt: func(addr string) sdk.Config {
 			return sdk.Config{Driver: "kafka", URL: "kafka://alice:s3cret-in-the-url@" + addr, Options: map[string]string{"sasl_allow_plaintext": "true"}}
 		},
-		Secret: "s3cret-in-the-url",
-		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a record with no key and no headers
-			cl, err := kgo.NewClient(kgo.SeedBrokers(strings.TrimPrefix(url, "kafka://")))
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: payload}).FirstErr()
-		},
+		Secret:    "s3cret-in-the-url",
+		InjectRaw: injectRecord(url), // a record with no key and no headers
+		// A structured-mode event, as the CloudEvents Kafka binding writes it.
+		InjectEvent: injectRecord(url, kgo.RecordHeader{Key: "content-type", Value: []byte("application/cloudevents+json; charset=UTF-8")}),
 	})
+}
+
+// injectRecord produces payload to a topic with franz-go, with no key and
+// only the given headers, as a producer that is not msgkit would.
+func injectRecord(url string, headers ...kgo.RecordHeader) func(ctx context.Context, topic string, payload []byte) error {
+	return func(ctx context.Context, topic string, payload []byte) error {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(strings.TrimPrefix(url, "kafka://")))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: payload, Headers: headers}).FirstErr()
+	}
 }
 
 // With initial_offset newest a new group starts where the topic ends when

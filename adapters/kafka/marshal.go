@@ -197,7 +197,7 @@ func fromRecord(m *driver.Message, r *kgo.Record, text *string) (repeated bool) 
 		m.ID = m.Metadata["ce_id"]
 	}
 	if m.ID == "" {
-		m.ID = r.Topic + "-" + strconv.Itoa(int(r.Partition)) + "-" + strconv.FormatInt(r.Offset, 10)
+		m.ID, m.DerivedID = r.Topic+"-"+strconv.Itoa(int(r.Partition))+"-"+strconv.FormatInt(r.Offset, 10), true
 	}
 	if _, ok := m.Metadata[sdk.KeyOrderingKey]; !ok && len(r.Key) > 0 {
 		m.Metadata[sdk.KeyOrderingKey] = string(r.Key)

@@ -29,7 +29,7 @@ func TestFromRecordsCutsEachMessagesOwnValues(t *testing.T) {
 	}
 	want := []driver.Message{
 		{ID: "id-1", Payload: []byte("a"), Metadata: map[string]string{"x": "one", "empty": ""}},
-		{ID: "t-2-9", Payload: []byte{}, Metadata: map[string]string{}},
+		{ID: "t-2-9", DerivedID: true, Payload: []byte{}, Metadata: map[string]string{}},
 		{ID: "ev-3", Payload: []byte("c"), Metadata: map[string]string{"ce_id": "ev-3", "x": "three\x00bytes", sdk.KeyOrderingKey: "k"}},
 		{ID: "id-4", Payload: []byte("d"), Metadata: map[string]string{"y": "four"}},
 	}
@@ -37,9 +37,9 @@ func TestFromRecordsCutsEachMessagesOwnValues(t *testing.T) {
 	fromRecords(got, records)
 	for i := range want {
 		g, w := got[i], want[i]
-		if g.ID != w.ID || string(g.Payload) != string(w.Payload) || g.Payload == nil || !maps.Equal(g.Metadata, w.Metadata) {
-			t.Errorf("record %d: got id %q payload %q metadata %q, want id %q payload %q metadata %q",
-				i, g.ID, g.Payload, g.Metadata, w.ID, w.Payload, w.Metadata)
+		if g.ID != w.ID || g.DerivedID != w.DerivedID || string(g.Payload) != string(w.Payload) || g.Payload == nil || !maps.Equal(g.Metadata, w.Metadata) {
+			t.Errorf("record %d: got id %q (derived %v) payload %q metadata %q, want id %q (derived %v) payload %q metadata %q",
+				i, g.ID, g.DerivedID, g.Payload, g.Metadata, w.ID, w.DerivedID, w.Payload, w.Metadata)
 		}
 	}
 }

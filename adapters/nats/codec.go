@@ -89,7 +89,7 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) (m *driver.Me
 		m.ID = m.Metadata["ce-id"] // a CloudEvents producer's event id identifies it
 	}
 	if m.ID == "" {
-		m.ID = stream + idSeparator + strconv.FormatUint(seq, 10)
+		m.ID, m.DerivedID = stream+idSeparator+strconv.FormatUint(seq, 10), true
 	}
 	if m.Payload == nil {
 		m.Payload = []byte{}

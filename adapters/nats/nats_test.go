@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	msgnats "github.com/msgkit/msgkit/adapters/nats"
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -44,7 +46,10 @@ func TestConformance(t *testing.T) {
 		Proxied: func(proxy func(string) string) sdk.Config {
 			return sdk.Config{Driver: msgnats.DriverName, URL: testenv.ProxiedURL(url, proxy)}
 		},
-		InjectRaw: testenv.PublishJetStream(url), // a JetStream publish with no headers
+		InjectRaw: testenv.PublishJetStream(url, nil), // a JetStream publish with no headers
+		// A structured-mode event, as the CloudEvents NATS binding sends it
+		// with headers.
+		InjectEvent: testenv.PublishJetStream(url, nats.Header{"content-type": {"application/cloudevents+json"}}),
 	})
 }
 

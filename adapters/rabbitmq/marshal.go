@@ -147,7 +147,7 @@ func fromDelivery(m *driver.Message, d *amqp.Delivery) {
 		m.ID = cmp.Or(md["cloudEvents:id"], md["cloudEvents_id"])
 	}
 	if m.ID == "" {
-		m.ID = contentID(d)
+		m.ID, m.DerivedID = contentID(d), true
 	}
 	// has: the attribute is there already, in msgkit's name or the AMQP
 	// binding's (cloudEvents:time). A property never replaces it: the

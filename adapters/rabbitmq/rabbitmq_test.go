@@ -69,18 +69,9 @@ func TestConformanceClassicQueues(t *testing.T) {
 	h.KilledConsumer = true // the broker requeues what a dead connection held, at once
 	h.OpenConfig, h.Secret = rabbitmq.Driver{}.Open, hygieneSecret
 	url := testenv.RabbitMQ(t)
-	h.InjectRaw = func(ctx context.Context, topic string, payload []byte) error { // a plain AMQP publish: no message-id, no headers
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return err
-		}
-		return ch.PublishWithContext(ctx, topic, "", false, false, amqp.Publishing{Body: payload})
-	}
+	h.InjectRaw = injectAMQP(url, "") // a plain AMQP publish: no message-id, no headers
+	// A structured-mode event, as the CloudEvents AMQP binding sends it.
+	h.InjectEvent = injectAMQP(url, "application/cloudevents+json; charset=utf-8")
 	h.ConfigAt = func(addr string) sdk.Config {
 		return sdk.Config{Driver: "rabbitmq", URL: "amqp://guest:" + hygieneSecret + "@" + addr + "/"}
 	}
@@ -99,4 +90,22 @@ func TestConformanceQuorumQueues(t *testing.T) {
 
 func TestConformanceSharedTopicExchange(t *testing.T) {
 	conformance.Run(t, harness(testenv.RabbitMQ(t), map[string]string{"exchange": "ct-platform.events"}))
+}
+
+// injectAMQP publishes payload to a topic's exchange with no message-id and
+// no headers, only the given content type, as a producer that is not
+// msgkit would.
+func injectAMQP(url, contentType string) func(ctx context.Context, topic string, payload []byte) error {
+	return func(ctx context.Context, topic string, payload []byte) error {
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		return ch.PublishWithContext(ctx, topic, "", false, false, amqp.Publishing{Body: payload, ContentType: contentType})
+	}
 }

@@ -146,7 +146,7 @@ func decode(m *driver.Message, entryID string, values map[string]any) {
 		}
 	}
 	if m.ID == "" {
-		m.ID = entryID
+		m.ID, m.DerivedID = entryID, true
 	}
 	if m.Payload == nil {
 		m.Payload = []byte{}
@@ -181,7 +181,7 @@ func decodeWatermill(m *driver.Message, entryID, id string, values map[string]an
 		}
 	}
 	if m.ID == "" {
-		m.ID = entryID
+		m.ID, m.DerivedID = entryID, true
 	}
 	if m.Payload == nil {
 		m.Payload = []byte{}

@@ -60,16 +60,24 @@ func TestConformance(t *testing.T) {
 		Proxied: func(proxy func(string) string) sdk.Config {
 			return sdk.Config{Driver: "redis", URL: testenv.ProxiedURL(url, proxy)}
 		},
-		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // an XADD with only a payload field
-			opts, err := goredis.ParseURL(url)
-			if err != nil {
-				return err
-			}
-			c := goredis.NewClient(opts)
-			defer c.Close()
-			return c.XAdd(ctx, &goredis.XAddArgs{Stream: topic, Values: []any{"payload", payload}}).Err()
-		},
+		InjectRaw: injectEntry(url), // an XADD with only a payload field
+		// A structured-mode event beside its content type.
+		InjectEvent: injectEntry(url, "content-type", "application/cloudevents+json"),
 	})
+}
+
+// injectEntry XADDs an entry of a payload field and the given fields, as a
+// producer that is not msgkit would.
+func injectEntry(url string, fields ...any) func(ctx context.Context, topic string, payload []byte) error {
+	return func(ctx context.Context, topic string, payload []byte) error {
+		opts, err := goredis.ParseURL(url)
+		if err != nil {
+			return err
+		}
+		c := goredis.NewClient(opts)
+		defer c.Close()
+		return c.XAdd(ctx, &goredis.XAddArgs{Stream: topic, Values: append([]any{"payload", payload}, fields...)}).Err()
+	}
 }
 
 func TestConformanceNewGroupsFromLatest(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/msgkit/msgkit/adapters/internal/awsq"
 	"github.com/msgkit/msgkit/adapters/sqs"
@@ -32,16 +33,25 @@ func TestConformance(t *testing.T) {
 		Proxied: func(proxy func(string) string) sdk.Config {
 			return sdk.Config{Driver: "sqs", URL: testenv.ProxiedURL(endpoint, proxy), Options: testenv.AWSOptions(nil)}
 		},
-		InjectRaw: func(ctx context.Context, topic string, payload []byte) error { // a SendMessage with no attributes
-			c := rawSQS(endpoint)
-			out, err := c.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(awsq.QueueName("ct-"+topic, "", false))})
-			if err != nil {
-				return err
-			}
-			_, err = c.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: out.QueueUrl, MessageBody: aws.String(string(payload))})
-			return err
-		},
+		InjectRaw: injectSQS(endpoint, nil), // a SendMessage with no attributes
+		// A structured-mode event beside its content type.
+		InjectEvent: injectSQS(endpoint, map[string]types.MessageAttributeValue{
+			"content-type": {DataType: aws.String("String"), StringValue: aws.String("application/cloudevents+json")}}),
 	})
+}
+
+// injectSQS sends payload to a topic's queue with the given attributes, as
+// a producer that is not msgkit would.
+func injectSQS(endpoint string, attrs map[string]types.MessageAttributeValue) func(ctx context.Context, topic string, payload []byte) error {
+	return func(ctx context.Context, topic string, payload []byte) error {
+		c := rawSQS(endpoint)
+		out, err := c.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(awsq.QueueName("ct-"+topic, "", false))})
+		if err != nil {
+			return err
+		}
+		_, err = c.SendMessage(ctx, &awssqs.SendMessageInput{QueueUrl: out.QueueUrl, MessageBody: aws.String(string(payload)), MessageAttributes: attrs})
+		return err
+	}
 }
 
 func TestConformanceFIFO(t *testing.T) {

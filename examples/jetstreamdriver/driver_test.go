@@ -28,6 +28,6 @@ func TestConformance(t *testing.T) {
 		Proxied: func(proxy func(string) string) sdk.Config {
 			return sdk.Config{Driver: jetstreamdriver.DriverName, URL: testenv.ProxiedURL(url, proxy)}
 		},
-		InjectRaw: testenv.PublishJetStream(url), // a message from a producer that is not msgkit
+		InjectRaw: testenv.PublishJetStream(url, nil), // a message from a producer that is not msgkit
 	})
 }

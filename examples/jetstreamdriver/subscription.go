@@ -68,7 +68,8 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 }
 
 // decode rebuilds a message; one from another producer, without an id,
-// gets stream-sequence, the same on every redelivery.
+// gets stream-sequence, the same on every redelivery, marked DerivedID
+// (the SDK takes a CloudEvents event id the message holds instead).
 func (s *subscription) decode(m jetstream.Msg) *driver.Message {
 	dm := &driver.Message{ID: m.Headers().Get(idHeader), Payload: m.Data(), Metadata: map[string]string{}, AckID: m}
 	_ = json.Unmarshal([]byte(dm.ID), &dm.ID)                           // quoted by SendBatch; another producer's id is used as it is
@@ -76,7 +77,7 @@ func (s *subscription) decode(m jetstream.Msg) *driver.Message {
 	if meta, err := m.Metadata(); err == nil {
 		dm.Attempt = int(meta.NumDelivered)
 		if dm.ID == "" {
-			dm.ID = s.stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+			dm.ID, dm.DerivedID = s.stream+"-"+strconv.FormatUint(meta.Sequence.Stream, 10), true
 		}
 	}
 	if dm.Payload == nil {

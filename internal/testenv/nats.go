@@ -18,9 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PublishJetStream publishes payload to topic with no headers, as a NATS
-// producer that is not msgkit would: a conformance.Harness InjectRaw.
-func PublishJetStream(url string) func(ctx context.Context, topic string, payload []byte) error {
+// PublishJetStream publishes payload to topic with only the given headers
+// (none: nil), as a NATS producer that is not msgkit would: a
+// conformance.Harness InjectRaw or InjectEvent.
+func PublishJetStream(url string, header nats.Header) func(ctx context.Context, topic string, payload []byte) error {
 	return func(ctx context.Context, topic string, payload []byte) error {
 		nc, err := nats.Connect(url)
 		if err != nil {
@@ -31,7 +32,7 @@ func PublishJetStream(url string) func(ctx context.Context, topic string, payloa
 		if err != nil {
 			return err
 		}
-		_, err = js.Publish(ctx, topic, payload)
+		_, err = js.PublishMsg(ctx, &nats.Msg{Subject: topic, Data: payload, Header: header})
 		return err
 	}
 }

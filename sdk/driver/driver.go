@@ -30,6 +30,13 @@ type Message struct {
 	// adapter sets it from the wire; a message that arrives without one
 	// must get an id that is the same on every redelivery of it.
 	ID string
+	// DerivedID is set on receive when the message carried no id of its
+	// own and the adapter made ID from the broker's record of it (a Kafka
+	// offset, a stream entry id, SQS's message id) or from its content.
+	// Such an id differs between a producer's resends of one event, so
+	// the SDK then takes the CloudEvents event id the message carries, in
+	// binary or structured mode, where it has one.
+	DerivedID bool
 	// Payload is the body, any bytes.
 	Payload []byte
 	// Attempt is, on receive, how many times the broker has delivered the

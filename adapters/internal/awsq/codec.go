@@ -141,9 +141,9 @@ func Decode(body string, attrs map[string]string, fallbackID string) *driver.Mes
 			return Decode(env.Message, env.attributes(), env.MessageID)
 		}
 	}
-	id := attrs[AttrID]
+	id, derived := attrs[AttrID], false
 	if id == "" {
-		id = fallbackID
+		id, derived = fallbackID, true
 	}
 	payload := []byte(body)
 	switch attrs[AttrEncoding] {
@@ -154,7 +154,7 @@ func Decode(body string, attrs map[string]string, fallbackID string) *driver.Mes
 			payload = b
 		}
 	}
-	m := &driver.Message{ID: id, Payload: payload, Metadata: make(map[string]string, len(attrs))}
+	m := &driver.Message{ID: id, DerivedID: derived, Payload: payload, Metadata: make(map[string]string, len(attrs))}
 	for k, v := range attrs {
 		switch k {
 		case AttrID, AttrEncoding:

@@ -82,8 +82,11 @@ func TestStandardAttributesStayNativeWhenMetadataOverflows(t *testing.T) {
 
 func TestForeignMessagesDecodeAsIs(t *testing.T) {
 	got := Decode("aGVsbG8=", map[string]string{"ce-type": "ping"}, "sqs-id")
-	if string(got.Payload) != "aGVsbG8=" || got.ID != "sqs-id" || got.Metadata["ce-type"] != "ping" {
-		t.Fatalf("a message without msgkit attributes must be taken as is, with SQS's id: %q %s %v", got.Payload, got.ID, got.Metadata)
+	if string(got.Payload) != "aGVsbG8=" || got.ID != "sqs-id" || !got.DerivedID || got.Metadata["ce-type"] != "ping" {
+		t.Fatalf("a message without msgkit attributes must be taken as is, with SQS's id marked derived: %q %s (derived %v) %v", got.Payload, got.ID, got.DerivedID, got.Metadata)
+	}
+	if got := Decode("x", map[string]string{AttrID: "m-1"}, "sqs-id"); got.ID != "m-1" || got.DerivedID {
+		t.Fatalf("a message with its own id must keep it, not derived: %s (derived %v)", got.ID, got.DerivedID)
 	}
 	got = Decode("x", map[string]string{AttrPacked: "not json"}, "sqs-id")
 	if got.Metadata[AttrPacked] != "not json" {
