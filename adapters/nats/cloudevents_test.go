@@ -108,3 +108,62 @@ func TestCloudEventsSDKBothWays(t *testing.T) {
 		t.Fatalf("metadata ce-id other than the message id must be refused naming it, got %v", err)
 	}
 }
+
+// The CloudEvents SDK for Go sends an event in structured mode as the bare
+// payload, with no header at all (its NATS binding's readers take a message
+// without ce-specversion for one): msgkit unpacks it and handles it under
+// the event's id. A header-less payload that is not an event (JSON without
+// the attributes every event has) arrives as it was sent.
+func TestCloudEventsSDKStructuredModeWithoutHeaders(t *testing.T) {
+	url := testenv.NATS(t)
+	topic, group := names("cestruct")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := sdk.Open(ctx, sdk.Config{Driver: "nats", URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	got := make(chan *sdk.Message, 2)
+	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sender, err := cejs.NewSenderFromConn(nc, topic, topic, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ceClient, err := cloudevents.NewClient(sender, cloudevents.WithTimeNow())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := cloudevents.NewEvent()
+	ev.SetID("evt-" + topic)
+	ev.SetType("com.example.invoice.paid")
+	ev.SetSource("/billing")
+	if err := ev.SetData(cloudevents.ApplicationJSON, map[string]int{"invoice": 9}); err != nil {
+		t.Fatal(err)
+	}
+	if res := ceClient.Send(binding.WithForceStructured(ctx), ev); cloudevents.IsUndelivered(res) {
+		t.Fatalf("the CloudEvents SDK could not send: %v", res)
+	}
+	m := testenv.Await(t, got, "the CloudEvents SDK's structured event")
+	if m.ID != ev.ID() || m.EventType != ev.Type() || m.Source != ev.Source() || m.ContentType != "application/json" ||
+		string(m.Payload) != `{"invoice":9}` || m.Time.IsZero() {
+		t.Fatalf("msgkit got id %q type %q source %q content type %q payload %q time %v; want the event %v",
+			m.ID, m.EventType, m.Source, m.ContentType, m.Payload, m.Time, ev)
+	}
+
+	plain := `{"specversion":"1.0","id":"not-all-attributes"}`
+	if err := nc.Publish(topic, []byte(plain)); err != nil {
+		t.Fatal(err)
+	}
+	m = testenv.Await(t, got, "a header-less JSON payload that is not an event")
+	if string(m.Payload) != plain || m.ContentType != "" || m.ID == "not-all-attributes" {
+		t.Fatalf("a payload that is not an event must arrive as it was sent: id %q payload %q content type %q", m.ID, m.Payload, m.ContentType)
+	}
+}

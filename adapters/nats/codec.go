@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/msgkit/msgkit/adapters/internal/cloudevents"
+	"github.com/msgkit/msgkit/sdk"
 	"github.com/msgkit/msgkit/sdk/driver"
 )
 
@@ -31,6 +32,9 @@ const (
 	wordSuffix  = "?="
 	natsPrefix  = "Nats-" // the server's own headers (Nats-Msg-Id, Nats-Expected-*)
 	idSeparator = "-"
+	// structuredContentType marks a header-less message that holds a
+	// CloudEvents event in structured mode (see decode).
+	structuredContentType = "application/cloudevents+json"
 )
 
 func encode(topic string, m *driver.Message) *nats.Msg {
@@ -84,6 +88,14 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) (m *driver.Me
 			continue
 		}
 		m.Metadata[decodeKey(k)] = decodeValue(strings.Join(vs, ","))
+	}
+	if _, ours := h[headerID]; !ours && m.Metadata["ce-specversion"] == "" && m.Metadata[sdk.KeyContentType] == "" &&
+		cloudevents.StructuredJSON(data) {
+		// The CloudEvents NATS binding sends an event in structured mode as
+		// the bare payload, with no header to say so; its readers take a
+		// message without a ce-specversion header for one. The content type
+		// says it to the SDK, which unpacks the event.
+		m.Metadata[sdk.KeyContentType] = structuredContentType
 	}
 	if m.ID == "" {
 		m.ID = m.Metadata["ce-id"] // a CloudEvents producer's event id identifies it

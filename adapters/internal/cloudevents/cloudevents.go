@@ -1,9 +1,12 @@
-// Package cloudevents holds what every driver's CloudEvents wire format
-// (wire_format: cloudevents) checks of a message before writing it as an
-// event in its broker's binding.
+// Package cloudevents holds the CloudEvents rules drivers share: what
+// every driver's CloudEvents wire format (wire_format: cloudevents) checks
+// of a message before writing it as an event in its broker's binding, and
+// how to recognise a structured-mode event that arrives without a content
+// type.
 package cloudevents
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -51,4 +54,29 @@ func Check(m *driver.Message, prefix string) error {
 		}
 	}
 	return nil
+}
+
+// StructuredJSON reports whether payload is a CloudEvents event in the
+// JSON format: an object holding, as strings, the attributes every event
+// has (specversion, id, type and source). A binding whose structured mode
+// sends no content type (NATS) is read by this.
+func StructuredJSON(payload []byte) bool {
+	i := 0
+	for i < len(payload) && (payload[i] == ' ' || payload[i] == '\t' || payload[i] == '\r' || payload[i] == '\n') {
+		i++
+	}
+	if i == len(payload) || payload[i] != '{' {
+		return false // not an object: no need to parse it
+	}
+	var ev map[string]json.RawMessage
+	if json.Unmarshal(payload, &ev) != nil {
+		return false
+	}
+	for _, attr := range []string{"specversion", "id", "type", "source"} {
+		var s string
+		if json.Unmarshal(ev[attr], &s) != nil || s == "" {
+			return false
+		}
+	}
+	return true
 }

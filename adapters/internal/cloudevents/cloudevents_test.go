@@ -45,3 +45,24 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// StructuredJSON takes a JSON object holding specversion, id, type and
+// source as strings for an event, and nothing else.
+func TestStructuredJSONNeedsEveryRequiredAttribute(t *testing.T) {
+	for payload, want := range map[string]bool{
+		`{"specversion":"1.0","id":"e","type":"t","source":"/s","data":{"a":1}}`:       true,
+		" \n\t{\"specversion\":\"1.0\",\"id\":\"e\",\"type\":\"t\",\"source\":\"/s\"}": true,
+		`{"specversion":"1.0","id":"e","type":"t"}`:                                    false,
+		`{"specversion":"1.0","id":7,"type":"t","source":"/s"}`:                        false,
+		`{"specversion":"1.0","id":"","type":"t","source":"/s"}`:                       false,
+		`{"id":"e","type":"t","source":"/s"}`:                                          false,
+		`[{"specversion":"1.0","id":"e","type":"t","source":"/s"}]`:                    false,
+		`{"specversion":"1.0","id":"e","type":"t","source":"/s"`:                       false,
+		`plain text`: false,
+		``:           false,
+	} {
+		if got := StructuredJSON([]byte(payload)); got != want {
+			t.Errorf("StructuredJSON(%q) = %v, want %v", payload, got, want)
+		}
+	}
+}
