@@ -15,38 +15,47 @@ import (
 	"github.com/msgkit/msgkit/sdk"
 )
 
-// The CloudEvents SDK for Go, on its NATS JetStream binding, sends an
-// event msgkit reads whole, and reads as a valid event what msgkit writes
-// with wire_format: cloudevents.
-func TestCloudEventsSDKBothWays(t *testing.T) {
+// ceSession opens a Client with options, subscribes it to a new topic
+// (its handled messages go to got), and returns a NATS connection and a
+// CloudEvents SDK client that sends to the stream msgkit made for the
+// topic. Everything is closed when the test ends.
+func ceSession(ctx context.Context, t *testing.T, prefix string, options map[string]string) (
+	c *sdk.Client, got chan *sdk.Message, nc *nats.Conn, ceClient cloudevents.Client, topic string) {
+	t.Helper()
 	url := testenv.NATS(t)
-	topic, group := names("cesdk")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := sdk.Open(ctx, sdk.Config{Driver: "nats", URL: url, Options: map[string]string{"wire_format": "cloudevents"}})
+	topic, group := names(prefix)
+	c, err := sdk.Open(ctx, sdk.Config{Driver: "nats", URL: url, Options: options})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(context.Background())
-	got := make(chan *sdk.Message, 2)
+	t.Cleanup(func() { c.Close(context.Background()) })
+	got = make(chan *sdk.Message, 2)
 	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
+	if nc, err = nats.Connect(url); err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-
-	// CloudEvents SDK -> msgkit
+	t.Cleanup(nc.Close)
 	sender, err := cejs.NewSenderFromConn(nc, topic, topic, nil) // the stream msgkit made for the topic
 	if err != nil {
 		t.Fatal(err)
 	}
-	ceClient, err := cloudevents.NewClient(sender, cloudevents.WithTimeNow())
-	if err != nil {
+	if ceClient, err = cloudevents.NewClient(sender, cloudevents.WithTimeNow()); err != nil {
 		t.Fatal(err)
 	}
+	return c, got, nc, ceClient, topic
+}
+
+// The CloudEvents SDK for Go, on its NATS JetStream binding, sends an
+// event msgkit reads whole, and reads as a valid event what msgkit writes
+// with wire_format: cloudevents.
+func TestCloudEventsSDKBothWays(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, got, nc, ceClient, topic := ceSession(ctx, t, "cesdk", map[string]string{"wire_format": "cloudevents"})
+
+	// CloudEvents SDK -> msgkit
 	ev := cloudevents.NewEvent()
 	ev.SetID("evt-" + topic)
 	ev.SetType("com.example.invoice.paid")
@@ -115,32 +124,9 @@ func TestCloudEventsSDKBothWays(t *testing.T) {
 // the event's id. A header-less payload that is not an event (JSON without
 // the attributes every event has) arrives as it was sent.
 func TestCloudEventsSDKStructuredModeWithoutHeaders(t *testing.T) {
-	url := testenv.NATS(t)
-	topic, group := names("cestruct")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := sdk.Open(ctx, sdk.Config{Driver: "nats", URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	got := make(chan *sdk.Message, 2)
-	if _, err := c.Subscribe(ctx, topic, group, func(_ context.Context, m *sdk.Message) error { got <- m; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sender, err := cejs.NewSenderFromConn(nc, topic, topic, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ceClient, err := cloudevents.NewClient(sender, cloudevents.WithTimeNow())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, got, nc, ceClient, topic := ceSession(ctx, t, "cestruct", nil)
 	ev := cloudevents.NewEvent()
 	ev.SetID("evt-" + topic)
 	ev.SetType("com.example.invoice.paid")
