@@ -241,11 +241,11 @@ func testForeignMessageGetsStableID(e *env) {
 	}
 }
 
-// testForeignEventHandledUnderItsEventID: a CloudEvents event in structured mode
-// from a producer that is not msgkit, sent twice (a resend after a lost
-// acknowledgement), reaches the handler unpacked, both times under the
-// event's id: an inbox then takes the second for a duplicate, as it would
-// the same event in binary mode.
+// testForeignEventHandledUnderItsEventID: a CloudEvents event in
+// structured mode from a producer that is not msgkit, sent twice (a resend
+// after a lost acknowledgement), reaches the handler unpacked, both times
+// under the event's id: an inbox then takes the second for a duplicate, as
+// it would the same event in binary mode.
 func testForeignEventHandledUnderItsEventID(e *env) {
 	if e.h.InjectEvent == nil {
 		e.t.Skip("not run: Harness.InjectEvent is not set")
