@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/msgkit/msgkit/adapters/memory"
 	"github.com/msgkit/msgkit/sdk"
@@ -142,7 +145,29 @@ func (f *faultyTransport) OpenSubscription(ctx context.Context, topic, group str
 	if err != nil {
 		return nil, err
 	}
+	subscribedTopics.Store(topic, f)
 	return &faultySubscription{Subscription: inner, fault: f.fault}, nil
+}
+
+// subscribedTopics maps each topic subscribed to the transport that
+// subscribed, for injectEvent.
+var subscribedTopics sync.Map
+
+// foreignKey marks a message injectEvent sent: the fixture's subscriptions
+// deliver it as a foreign producer's, without the key and with an id of
+// their own making.
+const foreignKey = "x-fixture-foreign"
+
+// injectEvent is the fixture's Harness.InjectEvent: it sends event, as a
+// CloudEvents structured-mode message, through the transport subscribed to
+// topic.
+func injectEvent(ctx context.Context, topic string, event []byte) error {
+	f, ok := subscribedTopics.Load(topic)
+	if !ok {
+		return fmt.Errorf("fixture: no transport has subscribed to %q", topic)
+	}
+	return f.(*faultyTransport).Transport.SendBatch(ctx, topic, []*driver.Message{{ID: uuid.NewString(), Payload: event,
+		Metadata: map[string]string{sdk.KeyContentType: "application/cloudevents+json", foreignKey: "1"}}})
 }
 
 type faultySubscription struct {
@@ -164,6 +189,14 @@ func (s *faultySubscription) ReceiveBatch(ctx context.Context, max int) ([]*driv
 		}
 	}
 	msgs, err := s.Subscription.ReceiveBatch(ctx, max)
+	for _, m := range msgs {
+		if _, foreign := m.Metadata[foreignKey]; foreign {
+			// An id made from the message's place on the broker, marked as
+			// such; with "unmarked-derived-id" the driver forgets the mark.
+			delete(m.Metadata, foreignKey)
+			m.ID, m.DerivedID = "offset-"+m.ID, s.fault != "unmarked-derived-id"
+		}
+	}
 	if s.fault == "restart-loses-messages" && restarted.Load() {
 		// What was stored before the "restart" is gone, as on a broker
 		// that claims Persistent and keeps messages in memory.

@@ -24,7 +24,8 @@ const faultEnv = "CONFORMANCE_FAULT"
 func TestFaultyDriverFixture(t *testing.T) {
 	fault := os.Getenv(faultEnv)
 	h := conformance.Harness{
-		Open: func(_ context.Context, t *testing.T) (driver.Transport, error) { return openFaulty(t, fault) },
+		Open:        func(_ context.Context, t *testing.T) (driver.Transport, error) { return openFaulty(t, fault) },
+		InjectEvent: injectEvent,
 	}
 	if fault != "" {
 		// The guarantees a fault breaks fail by timing out; on the in-process
@@ -111,6 +112,10 @@ func TestSuiteCatchesBrokenDrivers(t *testing.T) {
 			"guarantee broken: ReceiveBatch on a subscription whose transport was closed must"}, // return, or fail with ErrClosed: which one shows depends on which deadline fires first
 		// Only where the driver's ReceiveBatch is already waiting when the
 		// subscription stops: a cancel right after Subscribe may come first.
+		{"unmarked-derived-id",
+			[]string{"TestForeignEventIsHandledUnderItsEventID"},
+			[]string{"TestPublishSubscribeRoundTrip", "TestCloudEventsStructuredModeIsRead"},
+			"guarantee broken: an event from a CloudEvents producer must be handled under its event id"},
 		{"receive-ignores-context",
 			[]string{"TestSubscriberCloseClosesChannels"},
 			[]string{"TestPublishSubscribeRoundTrip"},
