@@ -4,6 +4,10 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sns/types"
+
 	"github.com/msgkit/msgkit/adapters/sns"
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -28,5 +32,23 @@ func TestConformance(t *testing.T) {
 		Proxied: func(proxy func(string) string) sdk.Config {
 			return sdk.Config{Driver: "sns", URL: testenv.ProxiedURL(endpoint, proxy), Options: testenv.AWSOptions(nil)}
 		},
+		InjectRaw: injectSNS(endpoint, nil), // a Publish with no attributes
+		// A structured-mode event beside its content type.
+		InjectEvent: injectSNS(endpoint, map[string]types.MessageAttributeValue{
+			"content-type": {DataType: aws.String("String"), StringValue: aws.String("application/cloudevents+json")}}),
 	})
+}
+
+// injectSNS publishes payload to a topic's SNS topic with the given
+// attributes, as a producer that is not msgkit would.
+func injectSNS(endpoint string, attrs map[string]types.MessageAttributeValue) func(ctx context.Context, topic string, payload []byte) error {
+	return func(ctx context.Context, topic string, payload []byte) error {
+		c := rawSNS(endpoint)
+		out, err := c.CreateTopic(ctx, &awssns.CreateTopicInput{Name: aws.String(sns.TopicName("ct-", topic))}) // the topic's ARN
+		if err != nil {
+			return err
+		}
+		_, err = c.Publish(ctx, &awssns.PublishInput{TopicArn: out.TopicArn, Message: aws.String(string(payload)), MessageAttributes: attrs})
+		return err
+	}
 }
