@@ -173,7 +173,8 @@ func repeatedHeaders(r *kgo.Record) map[string]int {
 // start of *text, which it then moves past. It never fails: a record that
 // follows no part of the format is delivered as it is. A record without an
 // id gets one derived from its position, stable across redeliveries (so an
-// inbox still deduplicates it); a record key without an ordering-key
+// inbox still deduplicates it) and marked DerivedID (so that a CloudEvents
+// producer's event id takes its place); a record key without an ordering-key
 // header becomes the ordering key. A header the record carries more than
 // once keeps its last value, as watermill-kafka and Kafka's lastHeader
 // read it; fromRecord then returns true, for the subscription to log it.
@@ -192,10 +193,6 @@ func fromRecord(m *driver.Message, r *kgo.Record, text *string) (repeated bool) 
 	}
 	// Without a repeat every header made an id or an entry of its own.
 	repeated = ids > 1 || len(m.Metadata)+ids < len(r.Headers)
-	if m.ID == "" {
-		// A CloudEvents producer's event id (binary mode) identifies it.
-		m.ID = m.Metadata["ce_id"]
-	}
 	if m.ID == "" {
 		m.ID, m.DerivedID = r.Topic+"-"+strconv.Itoa(int(r.Partition))+"-"+strconv.FormatInt(r.Offset, 10), true
 	}

@@ -30,7 +30,7 @@ func TestFromRecordsCutsEachMessagesOwnValues(t *testing.T) {
 	want := []driver.Message{
 		{ID: "id-1", Payload: []byte("a"), Metadata: map[string]string{"x": "one", "empty": ""}},
 		{ID: "t-2-9", DerivedID: true, Payload: []byte{}, Metadata: map[string]string{}},
-		{ID: "ev-3", Payload: []byte("c"), Metadata: map[string]string{"ce_id": "ev-3", "x": "three\x00bytes", sdk.KeyOrderingKey: "k"}},
+		{ID: "t-0-3", DerivedID: true, Payload: []byte("c"), Metadata: map[string]string{"ce_id": "ev-3", "x": "three\x00bytes", sdk.KeyOrderingKey: "k"}},
 		{ID: "id-4", Payload: []byte("d"), Metadata: map[string]string{"y": "four"}},
 	}
 	got := make([]driver.Message, len(records))

@@ -64,12 +64,14 @@ func cloudEvent(nm *nats.Msg, m *driver.Message) error {
 
 // decode rebuilds a received message. One from another producer without an
 // id header takes its Nats-Msg-Id, or else stream-sequence: the same on
-// every redelivery. A header the message carries more than once (a client
-// that appended to it) becomes one metadata entry, its values joined with
-// commas as HTTP reads a repeated field; decode then reports repeated, for
-// the subscription to log it (repeatedHeaders).
+// every redelivery, and marked DerivedID (so that a CloudEvents producer's
+// event id takes its place). A header the message carries more than once
+// (a client that appended to it) becomes one metadata entry, its values
+// joined with commas as HTTP reads a repeated field; decode then reports
+// repeated, for the subscription to log it (repeatedHeaders).
 func decode(stream string, seq uint64, h nats.Header, data []byte) (m *driver.Message, repeated bool) {
 	m = &driver.Message{Payload: data, Metadata: make(map[string]string, len(h))}
+	ours := false // msgkit's or Watermill's: it has the id header
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
@@ -78,7 +80,7 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) (m *driver.Me
 			repeated = true
 		}
 		if k == headerID {
-			m.ID = decodeValue(vs[0])
+			m.ID, ours = decodeValue(vs[0]), true
 			continue
 		}
 		if hasNatsPrefix(k) {
@@ -89,16 +91,13 @@ func decode(stream string, seq uint64, h nats.Header, data []byte) (m *driver.Me
 		}
 		m.Metadata[decodeKey(k)] = decodeValue(strings.Join(vs, ","))
 	}
-	if _, ours := h[headerID]; !ours && m.Metadata["ce-specversion"] == "" && m.Metadata[sdk.KeyContentType] == "" &&
+	if !ours && m.Metadata["ce-specversion"] == "" && m.Metadata[sdk.KeyContentType] == "" &&
 		cloudevents.StructuredJSON(data) {
 		// The CloudEvents NATS binding sends an event in structured mode as
 		// the bare payload, with no header to say so; its readers take a
 		// message without a ce-specversion header for one. The content type
 		// says it to the SDK, which unpacks the event.
 		m.Metadata[sdk.KeyContentType] = structuredContentType
-	}
-	if m.ID == "" {
-		m.ID = m.Metadata["ce-id"] // a CloudEvents producer's event id identifies it
 	}
 	if m.ID == "" {
 		m.ID, m.DerivedID = stream+idSeparator+strconv.FormatUint(seq, 10), true

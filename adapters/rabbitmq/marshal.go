@@ -1,7 +1,6 @@
 package rabbitmq
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -141,10 +140,6 @@ func fromDelivery(m *driver.Message, d *amqp.Delivery) {
 			m.ID = id
 		}
 		delete(md, watermillUUIDHeader)
-	}
-	if m.ID == "" {
-		// A CloudEvents producer's event id identifies it (AMQP binding).
-		m.ID = cmp.Or(md["cloudEvents:id"], md["cloudEvents_id"])
 	}
 	if m.ID == "" {
 		m.ID, m.DerivedID = contentID(d), true
