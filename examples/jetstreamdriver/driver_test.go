@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/msgkit/msgkit/conformance"
 	"github.com/msgkit/msgkit/examples/jetstreamdriver"
 	"github.com/msgkit/msgkit/internal/testenv"
@@ -28,6 +30,7 @@ func TestConformance(t *testing.T) {
 		Proxied: func(proxy func(string) string) sdk.Config {
 			return sdk.Config{Driver: jetstreamdriver.DriverName, URL: testenv.ProxiedURL(url, proxy)}
 		},
-		InjectRaw: testenv.PublishJetStream(url, nil), // a message from a producer that is not msgkit
+		InjectRaw:   testenv.PublishJetStream(url, nil), // a message from a producer that is not msgkit
+		InjectEvent: testenv.PublishJetStream(url, nats.Header{"content-type": {"application/cloudevents+json"}}),
 	})
 }

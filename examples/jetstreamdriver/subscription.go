@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,13 +68,25 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	return out, nil
 }
 
-// decode rebuilds a message; one from another producer, without an id,
-// gets stream-sequence, the same on every redelivery, marked DerivedID
-// (the SDK takes a CloudEvents event id the message holds instead).
+// decode rebuilds a message. One from another producer has no metadata
+// header: its own headers (but the server's, Nats-*) are its metadata,
+// so that its content type and CloudEvents attributes arrive; without an
+// id it gets stream-sequence, the same on every redelivery, marked
+// DerivedID (the SDK takes a CloudEvents event id the message holds
+// instead).
 func (s *subscription) decode(m jetstream.Msg) *driver.Message {
-	dm := &driver.Message{ID: m.Headers().Get(idHeader), Payload: m.Data(), Metadata: map[string]string{}, AckID: m}
-	_ = json.Unmarshal([]byte(dm.ID), &dm.ID)                           // quoted by SendBatch; another producer's id is used as it is
-	_ = json.Unmarshal([]byte(m.Headers().Get(mdHeader)), &dm.Metadata) // absent: no metadata
+	h := m.Headers()
+	dm := &driver.Message{ID: h.Get(idHeader), Payload: m.Data(), Metadata: map[string]string{}, AckID: m}
+	_ = json.Unmarshal([]byte(dm.ID), &dm.ID) // quoted by SendBatch; another producer's id is used as it is
+	if md := h[mdHeader]; len(md) > 0 {
+		_ = json.Unmarshal([]byte(md[0]), &dm.Metadata)
+	} else {
+		for k, vs := range h {
+			if k != idHeader && len(vs) > 0 && !strings.HasPrefix(strings.ToLower(k), "nats-") {
+				dm.Metadata[k] = strings.Join(vs, ",")
+			}
+		}
+	}
 	if meta, err := m.Metadata(); err == nil {
 		dm.Attempt = int(meta.NumDelivered)
 		if dm.ID == "" {
