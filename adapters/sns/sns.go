@@ -101,7 +101,7 @@ func newTransport(ac aws.Config, s awsq.Settings, closeIdle func()) *Transport {
 		subscribed: map[string]string{}}
 	t.queues = &awsq.Queues{SQS: sqsClient, S: s, Where: where}
 	t.claims = &awsq.PublishClaims{Logger: t.logger, Grant: "sns:ListTagsForResource and sns:TagResource"}
-	t.sender = &awsq.Sender{S: s, Resolve: t.topicARN, Send: t.publishBatch}
+	t.sender = &awsq.Sender{S: s, Resolve: t.topicARN, Send: t.publishBatch, Forget: t.forgetTopic}
 	return t
 }
 
@@ -165,7 +165,44 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if err != nil {
 		return nil, err
 	}
-	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
+	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q,
+		Recover: t.recoverGroup(topic, group, q)}, nil)
+}
+
+// forgetTopic drops what the transport knows of topic's SNS topic, found
+// gone.
+func (t *Transport) forgetTopic(ctx context.Context, topic string) error {
+	name := TopicName(t.s.Prefix, topic)
+	if err := t.topicsMu.Lock(ctx); err != nil {
+		return fmt.Errorf("%s: topic %q: waiting for another call creating a topic or subscribing a queue: %w", t.where, name, err)
+	}
+	delete(t.topics, name)
+	t.topicsMu.Unlock()
+	t.claims.Forget(topic)
+	return nil
+}
+
+// recoverGroup returns the Recover of a subscription to the group queue
+// gone of topic: it forgets the topic, the queue and its subscription to
+// the topic, then sets them up as subscribing did. A queue deleted under
+// a running subscription (or an emulator that restarted empty) is so
+// created and subscribed again; what was published meanwhile had no queue
+// to go to.
+func (t *Transport) recoverGroup(topic, group string, gone awsq.Queue) func(context.Context) (awsq.Queue, error) {
+	return func(ctx context.Context) (awsq.Queue, error) {
+		if err := t.forgetTopic(ctx, topic); err != nil {
+			return awsq.Queue{}, err
+		}
+		if err := t.queues.Forget(ctx, gone.Name); err != nil {
+			return awsq.Queue{}, err
+		}
+		if err := t.topicsMu.Lock(ctx); err != nil {
+			return awsq.Queue{}, fmt.Errorf("%s: queue %q: waiting for another call creating a topic or subscribing a queue: %w", t.where, gone.Name, err)
+		}
+		delete(t.subscribed, gone.ARN)
+		t.topicsMu.Unlock()
+		return t.groupQueue(ctx, topic, group)
+	}
 }
 
 // OpenReplySubscription reads the client's reply topic through a queue of
@@ -175,8 +212,9 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	if err != nil {
 		return nil, err
 	}
-	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
-		return t.deleteReplyTopic(topic, q)
+	sub := &awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q, Recover: t.recoverGroup(topic, "", q)}
+	return t.subs.Track(sub, func() error {
+		return t.deleteReplyTopic(topic, sub.Queue())
 	})
 }
 

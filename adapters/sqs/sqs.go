@@ -94,8 +94,14 @@ func newTransport(ac aws.Config, s awsq.Settings, closeIdle func()) *Transport {
 	t := &Transport{s: s, sqs: client, closeIdle: closeIdle, logger: slog.Default().With("driver", DriverName)}
 	t.claims = &awsq.PublishClaims{Logger: t.logger, Grant: "sqs:ListQueueTags and sqs:TagQueue"}
 	t.queues = &awsq.Queues{SQS: client, S: s, Where: where}
-	t.sender = &awsq.Sender{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where)}
+	t.sender = &awsq.Sender{S: s, Resolve: t.queueURL, Send: SendBatch(client, s.FIFO, where), Forget: t.forget}
 	return t
+}
+
+// forget drops what the transport knows of topic's queue, found gone.
+func (t *Transport) forget(ctx context.Context, topic string) error {
+	t.claims.Forget(topic)
+	return t.queues.Forget(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
 }
 
 // NewClient builds the SQS client for s (the endpoint, when set, replaces
@@ -230,14 +236,30 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 	if t.subs.Closed() {
 		return nil, fmt.Errorf("sqs: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
-	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
+	q, err := t.subscriptionQueue(ctx, topic, group)
 	if err != nil {
 		return nil, err
 	}
-	if err := t.claimQueue(ctx, q, topic, group); err != nil {
-		return nil, err
+	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q,
+		Recover: func(ctx context.Context) (awsq.Queue, error) {
+			if err := t.forget(ctx, topic); err != nil {
+				return awsq.Queue{}, err
+			}
+			return t.subscriptionQueue(ctx, topic, group)
+		}}, nil)
+}
+
+// subscriptionQueue returns topic's queue, created unless create is false,
+// claimed for topic and group.
+func (t *Transport) subscriptionQueue(ctx context.Context, topic, group string) (awsq.Queue, error) {
+	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
+	if err != nil {
+		return awsq.Queue{}, err
 	}
-	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, nil)
+	if err := t.claimQueue(ctx, q, topic, group); err != nil {
+		return awsq.Queue{}, err
+	}
+	return q, nil
 }
 
 // claimQueue records the topic and group that consume the topic's queue
@@ -275,14 +297,22 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 	if t.subs.Closed() {
 		return nil, fmt.Errorf("sqs: subscribe to %s: transport %w", sdk.QuoteName(topic), driver.ErrClosed)
 	}
-	q, err := t.queues.Ensure(ctx, awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO))
+	name := awsq.QueueName(t.s.Prefix+topic, "", t.s.FIFO)
+	q, err := t.queues.Ensure(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q}, func() error {
+	sub := &awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q,
+		Recover: func(ctx context.Context) (awsq.Queue, error) {
+			if err := t.forget(ctx, topic); err != nil {
+				return awsq.Queue{}, err
+			}
+			return t.queues.Ensure(ctx, name)
+		}}
+	return t.subs.Track(sub, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
 		defer cancel()
-		return t.queues.Delete(ctx, q)
+		return t.queues.Delete(ctx, sub.Queue())
 	})
 }
 

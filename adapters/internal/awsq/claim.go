@@ -183,3 +183,12 @@ func (p *PublishClaims) Check(ctx context.Context, topic string, store TagStore)
 	}
 	return nil
 }
+
+// Forget drops topic's claim, so that the next publish to it claims the
+// tag again: its queue or SNS topic was found gone, and one created again
+// has no tags.
+func (p *PublishClaims) Forget(topic string) {
+	p.mu.Lock()
+	delete(p.claimed, topic)
+	p.mu.Unlock()
+}

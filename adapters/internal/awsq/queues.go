@@ -82,6 +82,17 @@ func (q *Queues) Ensure(ctx context.Context, name string) (Queue, error) {
 	return qu, nil
 }
 
+// Forget drops what q knows of the queue called name, so that the next
+// Ensure looks it up, or creates it, again: it was found gone.
+func (q *Queues) Forget(ctx context.Context, name string) error {
+	if err := q.mu.Lock(ctx); err != nil {
+		return fmt.Errorf("%s: queue %q: waiting for another call looking up or creating a queue: %w", q.Where, name, err)
+	}
+	delete(q.known, name)
+	q.mu.Unlock()
+	return nil
+}
+
 // SetPolicy sets the queue's access policy (SNS needs one to deliver).
 func (q *Queues) SetPolicy(ctx context.Context, qu Queue, policy string) error {
 	if _, err := q.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(qu.URL),

@@ -26,6 +26,10 @@ type Sender struct {
 	S       Settings
 	Resolve func(ctx context.Context, topic string) (target string, err error)
 	Send    SendFunc
+	// Forget, when set, drops what Resolve knows of topic's target, which
+	// a call found gone (deleted under the transport): the messages it
+	// refused are then resolved, and sent, once more.
+	Forget func(ctx context.Context, topic string) error
 }
 
 // SendOptions: batches of ten, coalesced and filled (SQS and SNS bill per
@@ -38,47 +42,74 @@ func (p *Sender) SendOptions() driver.SendOptions {
 }
 
 // SendBatch encodes every message (one that exceeds SQS's limits fails
-// alone, before any network call), then sends the rest.
+// alone, before any network call), then sends the rest. Messages refused
+// because the queue or topic is gone are sent once more after Forget, to
+// the target Resolve then finds or creates.
 func (p *Sender) SendBatch(ctx context.Context, topic string, msgs []*driver.Message) error {
 	errs := make(driver.BatchError, len(msgs))
-	failed := false
-	fail := func(i int, err error) {
-		errs[i] = fmt.Errorf("%s: publish to %s: %w", p.S.Driver, sdk.QuoteName(topic), err)
-		failed = true
-	}
 	var entries []Encoded
 	var index []int // entries[j] is msgs[index[j]]
 	for i, m := range msgs {
 		e, err := Encode(m)
 		if err != nil {
-			fail(i, err)
+			errs[i] = fmt.Errorf("%s: publish to %s: %w", p.S.Driver, sdk.QuoteName(topic), err)
 			continue
 		}
 		entries = append(entries, e)
 		index = append(index, i)
 	}
-	if len(entries) > 0 {
-		target, err := p.Resolve(ctx, topic)
-		if err != nil {
-			for _, i := range index {
-				errs[i] = err
+	if gone := p.send(ctx, topic, entries, index, errs); len(gone) > 0 && p.Forget != nil {
+		if err := p.Forget(ctx, topic); err != nil {
+			for _, j := range gone {
+				errs[index[j]] = err
 			}
+		} else {
+			again := make([]Encoded, len(gone))
+			againIndex := make([]int, len(gone))
+			for k, j := range gone {
+				again[k], againIndex[k] = entries[j], index[j]
+			}
+			p.send(ctx, topic, again, againIndex, errs)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
 			return errs
 		}
-		off := 0
-		for _, c := range split(entries) {
-			for j, err := range p.Send(ctx, target, c.entries) {
-				if err != nil {
-					fail(index[off+j], err)
-				}
-			}
-			off += len(c.entries)
-		}
 	}
-	if !failed {
+	return nil
+}
+
+// send resolves topic's target and sends entries to it, entries[j] being
+// message index[j], setting errs[index[j]] to its outcome. It returns the
+// positions in entries of those refused because the target is gone.
+func (p *Sender) send(ctx context.Context, topic string, entries []Encoded, index []int, errs []error) (gone []int) {
+	if len(entries) == 0 {
 		return nil
 	}
-	return errs
+	target, err := p.Resolve(ctx, topic)
+	if err != nil {
+		for _, i := range index {
+			errs[i] = err
+		}
+		return nil
+	}
+	off := 0
+	for _, c := range split(entries) {
+		for j := range c.entries {
+			errs[index[off+j]] = nil // sent, unless the answer says otherwise
+		}
+		for j, err := range p.Send(ctx, target, c.entries) {
+			if err != nil {
+				errs[index[off+j]] = fmt.Errorf("%s: publish to %s: %w", p.S.Driver, sdk.QuoteName(topic), err)
+				if Gone(err) {
+					gone = append(gone, off+j)
+				}
+			}
+		}
+		off += len(c.entries)
+	}
+	return gone
 }
 
 // chunk is a batch SQS and SNS accept.

@@ -29,6 +29,11 @@ type Subscription struct {
 	// OnClose runs after the subscription stopped (a reply queue deletes
 	// itself, the transport forgets it).
 	OnClose func() error
+	// Recover, when set, finds or creates the queue again (as subscribing
+	// did) when a receive finds it gone, and returns it: the subscription
+	// then reads the new queue instead of failing on the old URL for as
+	// long as it runs.
+	Recover func(ctx context.Context) (Queue, error)
 
 	mu     sync.Mutex
 	held   map[string]struct{} // receipt handles not yet settled
@@ -39,10 +44,10 @@ type Subscription struct {
 // is safe to call concurrently.
 func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Message, error) {
 	s.mu.Lock()
-	closed := s.closed
+	closed, q := s.closed, s.Q
 	s.mu.Unlock()
 	if closed {
-		return nil, fmt.Errorf("%s: subscription to %q %w", s.S.Driver, s.Q.Name, driver.ErrClosed)
+		return nil, fmt.Errorf("%s: subscription to %q %w", s.S.Driver, q.Name, driver.ErrClosed)
 	}
 	// The call is not cancelled with ctx at once: SQS takes the messages
 	// it answers with, and an answer dropped with a cancelled request
@@ -56,7 +61,7 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(receiveGrace, cancel) })
 	defer stop()
 	resp, err := s.SQS.ReceiveMessage(callCtx, &sqs.ReceiveMessageInput{
-		QueueUrl:              aws.String(s.Q.URL),
+		QueueUrl:              aws.String(q.URL),
 		MaxNumberOfMessages:   int32(min(max, MaxBatch)),
 		WaitTimeSeconds:       int32(s.S.WaitTime / time.Second),
 		MessageAttributeNames: []string{"All"},
@@ -67,7 +72,10 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%s: receive from queue %q: %w", s.S.Driver, s.Q.Name, err)
+		if Gone(err) && s.Recover != nil {
+			return nil, s.recover(ctx, q, err)
+		}
+		return nil, fmt.Errorf("%s: receive from queue %q: %w", s.S.Driver, q.Name, err)
 	}
 	// Messages answered after ctx ended are returned all the same: the
 	// engine hands them back when it stops.
@@ -91,6 +99,28 @@ func (s *Subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	return out, nil
 }
 
+// recover finds or creates the queue again after a receive from gone
+// failed with err, saying so in the log, and reads the new one from then on.
+func (s *Subscription) recover(ctx context.Context, gone Queue, err error) error {
+	s.Logger.Warn(s.S.Driver+": the queue is gone (deleted, or an emulator restarted); finding or creating it again",
+		"queue", gone.Name, "error", err)
+	q, rerr := s.Recover(ctx)
+	if rerr != nil {
+		return fmt.Errorf("%s: queue %q is gone (%v), and finding or creating it again failed: %w", s.S.Driver, gone.Name, err, rerr)
+	}
+	s.mu.Lock()
+	s.Q = q
+	s.mu.Unlock()
+	return nil
+}
+
+// Queue is the queue the subscription reads: Q, or the one Recover found.
+func (s *Subscription) Queue() Queue {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Q
+}
+
 func (s *Subscription) settled(ids []driver.AckID) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -104,12 +134,13 @@ func (s *Subscription) settled(ids []driver.AckID) []string {
 
 // SendAcks deletes the messages, ten per call.
 func (s *Subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
+	q := s.Queue()
 	errs := inBatches(s.settled(ids), func(batch []string) (ok []string, failed map[string]string, err error) {
 		entries := make([]types.DeleteMessageBatchRequestEntry, len(batch))
 		for i, r := range batch {
 			entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(BatchIDs[i]), ReceiptHandle: aws.String(r)}
 		}
-		out, err := s.SQS.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(s.Q.URL), Entries: entries})
+		out, err := s.SQS.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.URL), Entries: entries})
 		if out == nil {
 			return nil, nil, err
 		}
@@ -119,7 +150,7 @@ func (s *Subscription) SendAcks(ctx context.Context, ids []driver.AckID) error {
 		return ok, failures(out.Failed), err
 	})
 	for i, e := range errs {
-		errs[i] = fmt.Errorf("%s: delete an acked message from %q (it comes back after its visibility timeout): %w", s.S.Driver, s.Q.Name, e)
+		errs[i] = fmt.Errorf("%s: delete an acked message from %q (it comes back after its visibility timeout): %w", s.S.Driver, q.Name, e)
 	}
 	return errors.Join(errs...)
 }
@@ -175,12 +206,13 @@ func (s *Subscription) ExtendAcks(ctx context.Context, ids []driver.AckID) error
 // ten per ChangeMessageVisibilityBatch call.
 func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, d time.Duration) error {
 	secs := int32((d + time.Second - 1) / time.Second)
+	q := s.Queue()
 	errs := inBatches(receipts, func(batch []string) (ok []string, failed map[string]string, err error) {
 		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
 		for i, r := range batch {
 			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(BatchIDs[i]), ReceiptHandle: aws.String(r), VisibilityTimeout: secs}
 		}
-		out, err := s.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(s.Q.URL), Entries: entries})
+		out, err := s.SQS.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.URL), Entries: entries})
 		if out == nil {
 			return nil, nil, err
 		}
@@ -190,7 +222,7 @@ func (s *Subscription) changeVisibility(ctx context.Context, receipts []string, 
 		return ok, failures(out.Failed), err
 	})
 	if len(errs) > 0 {
-		return fmt.Errorf("%s: change the visibility of %d message(s) in %q: %w", s.S.Driver, len(errs), s.Q.Name, errors.Join(errs...))
+		return fmt.Errorf("%s: change the visibility of %d message(s) in %q: %w", s.S.Driver, len(errs), q.Name, errors.Join(errs...))
 	}
 	return nil
 }
@@ -223,7 +255,7 @@ func (s *Subscription) Close() error {
 	defer cancel()
 	var errs []error
 	if err := s.changeVisibility(ctx, held, 0); err != nil {
-		s.Logger.Warn(s.S.Driver+": could not hand back held messages on close; the visibility timeout will", "queue", s.Q.Name, "error", err)
+		s.Logger.Warn(s.S.Driver+": could not hand back held messages on close; the visibility timeout will", "queue", s.Queue().Name, "error", err)
 	}
 	if s.OnClose != nil {
 		errs = append(errs, s.OnClose())

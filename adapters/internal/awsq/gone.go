@@ -1,0 +1,27 @@
+package awsq
+
+import (
+	"errors"
+
+	"github.com/aws/smithy-go"
+)
+
+// goneCodes are the errors by which SQS and SNS say that the queue or
+// topic a call names does not exist: deleted under a running transport (by
+// an administrator, another service's RemoveGroup, or an emulator that
+// restarted empty), while the transport still has its URL or ARN. The
+// AWS.* codes are the query protocol's, which goaws and older endpoints
+// send.
+var goneCodes = map[string]bool{
+	"QueueDoesNotExist": true, "AWS.SimpleQueueService.NonExistentQueue": true, // SQS
+	"NotFound": true, "NotFoundException": true, "AWS.SimpleNotificationService.NonExistentTopic": true, // SNS
+}
+
+// Gone reports whether err is SQS or SNS saying the queue or topic the
+// call named does not exist. The transports then forget what they knew of
+// it and look it up (or create it) again, instead of failing on a stale
+// URL or ARN until they are reopened.
+func Gone(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && goneCodes[api.ErrorCode()]
+}
