@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,7 @@ func New(ctx context.Context, nc *nats.Conn, o Options) (*Transport, error) {
 // connect dials by ctx's deadline: nats.go bounds its handshake by its own
 // timeout, so a server that accepts and never answers is left behind here.
 func connect(ctx context.Context, s settings) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("msgkit"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	opts := []nats.Option{nats.Name("msgkit"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second), nats.ErrorHandler(logAsyncError)}
 	if d, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(max(time.Until(d), time.Millisecond)))
 	}
@@ -106,6 +107,18 @@ func connect(ctx context.Context, s settings) (*nats.Conn, error) {
 		}()
 		return nil, fmt.Errorf("nats: connect to %s: no answer from the server (is it NATS, and is TLS configured as the server expects?): %w", s.where(), ctx.Err())
 	}
+}
+
+// logAsyncError logs what nats.go reports outside any call (a write that
+// failed as the server went away, a subscription that fell behind), where
+// its default handler would print it to stderr, past the application's
+// logger.
+func logAsyncError(nc *nats.Conn, sub *nats.Subscription, err error) {
+	args := []any{"server", nc.ConnectedUrlRedacted(), "error", err}
+	if sub != nil {
+		args = append(args, "subject", sub.Subject)
+	}
+	slog.Default().Warn("nats: asynchronous error on the connection", args...)
 }
 
 // explain adds to a connection error what to change: the credentials, the
