@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/msgkit/msgkit/adapters/internal/repeated"
@@ -67,7 +68,15 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	}
 	var fetchErr error
 	fetches.EachError(func(topic string, partition int32, err error) {
-		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, kerr.UnknownTopicID):
+			// franz-go never follows a topic deleted and created again under
+			// a running member: offsets and commits of the old topic would
+			// be taken for the new one's.
+			fetchErr = errors.Join(fetchErr, fmt.Errorf("kafka: fetch %s[%d] on %s: the topic was deleted and created again while this subscription read it, and it does not read the new one; close and subscribe again (or restart the service): %w",
+				topic, partition, s.t.s.where(), err))
+		default:
 			fetchErr = errors.Join(fetchErr, fmt.Errorf("kafka: fetch %s[%d] on %s: %w", topic, partition, s.t.s.where(), err))
 		}
 	})
