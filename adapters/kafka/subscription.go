@@ -34,6 +34,21 @@ type subscription struct {
 	outstanding map[int32]int // partition -> records received and not acked
 	settled     chan struct{} // closed and replaced when outstanding drops
 	closing     bool
+	// incarnation counts the times the topic was found deleted and created
+	// again: a record of an earlier one is not marked for commit, as its
+	// offset means nothing in the topic read now.
+	incarnation uint64
+	// marking is held for reading while acks are marked, and for writing
+	// while the topic is read anew, so that no mark of the old topic
+	// lands on the new one.
+	marking sync.RWMutex
+}
+
+// ackID is a record's ack id, with the incarnation of the topic it was
+// read from; a batch's come from one allocation.
+type ackID struct {
+	r           *kgo.Record
+	incarnation uint64
 }
 
 func (t *Transport) subscribe(topic, group string, oldest bool) (driver.Subscription, error) {
@@ -67,27 +82,28 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 		return nil, ctx.Err()
 	}
 	var fetchErr error
+	recreated := false
 	fetches.EachError(func(topic string, partition int32, err error) {
 		switch {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		case errors.Is(err, kerr.UnknownTopicID):
-			// franz-go never follows a topic deleted and created again under
-			// a running member: offsets and commits of the old topic would
-			// be taken for the new one's.
-			fetchErr = errors.Join(fetchErr, fmt.Errorf("kafka: fetch %s[%d] on %s: the topic was deleted and created again while this subscription read it, and it does not read the new one; close and subscribe again (or restart the service): %w",
-				topic, partition, s.t.s.where(), err))
+		case errors.Is(err, kerr.UnknownTopicID) && topic == s.topic:
+			recreated = true
 		default:
 			fetchErr = errors.Join(fetchErr, fmt.Errorf("kafka: fetch %s[%d] on %s: %w", topic, partition, s.t.s.where(), err))
 		}
 	})
+	if recreated {
+		s.readRecreated()
+	}
 	records := fetches.Records()
 	if len(records) == 0 {
 		return nil, fetchErr
 	}
-	// One allocation a batch for the messages, one for their pointers and
-	// one for the text of their headers.
+	// One allocation a batch for the messages, one for their pointers, one
+	// for their ack ids and one for the text of their headers.
 	out := make([]*driver.Message, len(records))
 	msgs := make([]driver.Message, len(records))
+	ids := make([]ackID, len(records))
 	if fromRecords(msgs, records) {
 		for i, r := range records {
 			if counts := repeatedHeaders(r); counts != nil {
@@ -98,8 +114,9 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	s.mu.Lock()
 	for i, r := range records {
 		s.outstanding[r.Partition]++
+		ids[i] = ackID{r: r, incarnation: s.incarnation}
 		m := &msgs[i]
-		m.AckID = r
+		m.AckID = &ids[i]
 		m.OrderingKey = strconv.Itoa(int(r.Partition))
 		out[i] = m
 	}
@@ -110,19 +127,57 @@ func (s *subscription) ReceiveBatch(ctx context.Context, max int) ([]*driver.Mes
 	return out, nil
 }
 
-// SendAcks marks the records' offsets for commit (sent every second, on a
-// rebalance and on close).
-func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
-	records := make([]*kgo.Record, len(ids))
-	for i, id := range ids {
-		records[i] = id.(*kgo.Record)
+// readRecreated makes the subscription read its topic again after the
+// cluster answered that the topic it reads is not the one it knows
+// (UNKNOWN_TOPIC_ID): the topic was deleted and created again (or the
+// cluster, say kfake, restarted without its data). franz-go never
+// follows such a topic by itself; purged and added again it reads the new
+// one, from the group's committed offsets or, without them, where a new
+// group starts, and drops the old one's uncommitted offsets. Records of
+// the old topic still held are handled, but their acks mark nothing.
+func (s *subscription) readRecreated() {
+	s.marking.Lock()
+	defer s.marking.Unlock()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
 	}
-	if s.group != "" {
+	s.incarnation++
+	clear(s.outstanding)
+	close(s.settled)
+	s.settled = make(chan struct{})
+	s.mu.Unlock()
+	s.t.logger.Warn("kafka: the topic was deleted and created again while this subscription read it; reading the new one",
+		"topic", s.topic, "group", s.group, "server", s.t.s.where())
+	s.client.PurgeTopicsFromConsuming(s.topic)
+	s.client.AddConsumeTopics(s.topic)
+}
+
+// SendAcks marks the records' offsets for commit (sent every second, on a
+// rebalance and on close), but those of a topic since created again.
+func (s *subscription) SendAcks(_ context.Context, ids []driver.AckID) error {
+	s.marking.RLock()
+	defer s.marking.RUnlock()
+	records := make([]*kgo.Record, 0, len(ids))
+	s.mu.Lock()
+	incarnation := s.incarnation
+	for _, id := range ids {
+		if a := id.(*ackID); a.incarnation == incarnation {
+			records = append(records, a.r)
+		}
+	}
+	s.mu.Unlock()
+	// Marked before they count as settled: a rebalance waiting for them
+	// commits what is marked once they are.
+	if s.group != "" && len(records) > 0 {
 		s.client.MarkCommitRecords(records...)
 	}
 	s.mu.Lock()
-	for _, r := range records {
-		s.outstanding[r.Partition]--
+	if s.incarnation == incarnation {
+		for _, r := range records {
+			s.outstanding[r.Partition]--
+		}
 	}
 	close(s.settled)
 	s.settled = make(chan struct{})
