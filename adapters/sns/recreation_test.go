@@ -85,3 +85,14 @@ func TestDeletedTopicAndQueueAreCreatedAgain(t *testing.T) {
 		FirstPublishArrives: false,
 	})
 }
+
+// A publish made while the endpoint restarts waits for it, until its
+// deadline, as on the other brokers, instead of failing once the AWS SDK's
+// own three attempts are spent.
+func TestPublishWaitsForARestartingEndpoint(t *testing.T) {
+	endpoint := testenv.AWSEndpoint(t)
+	r := testenv.NewRestartable(t, strings.TrimPrefix(endpoint, "http://"))
+	c := sdk.NewClient(mustOpen(t, "http://"+r.Addr(), nil))
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	testenv.PublishWaitsForRestart(t, r, c, topicName("restart"))
+}

@@ -3,6 +3,7 @@ package sqs_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,4 +39,14 @@ func TestDeletedQueueIsCreatedAgain(t *testing.T) {
 		},
 		FirstPublishArrives: true, // the publish creates the queue the subscription reads
 	})
+}
+
+// A publish made while the endpoint restarts waits for it, until its
+// deadline, as on the other brokers, instead of failing once the AWS SDK's
+// own three attempts are spent.
+func TestPublishWaitsForARestartingEndpoint(t *testing.T) {
+	endpoint := testenv.AWSEndpoint(t)
+	r := testenv.NewRestartable(t, strings.TrimPrefix(endpoint, "http://"))
+	c := mustClient(t, "http://"+r.Addr(), nil)
+	testenv.PublishWaitsForRestart(t, r, c, "restart-"+uuid.NewString()[:8])
 }

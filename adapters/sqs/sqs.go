@@ -222,10 +222,11 @@ func (t *Transport) SendBatch(ctx context.Context, topic string, msgs []*driver.
 	return t.sender.SendBatch(ctx, topic, msgs)
 }
 
-// IsRetryable is false: the AWS SDK already retries throttling, refused
-// connections and other transient failures, with backoff, before it
-// returns an error.
-func (t *Transport) IsRetryable(error) bool { return false }
+// IsRetryable is true for a call that got no answer (awsq.Transient), so
+// that a publish waits for an endpoint that is down for a while until its
+// deadline; the AWS SDK has already retried the answers worth retrying
+// (throttling, server errors) before it returns one.
+func (t *Transport) IsRetryable(err error) bool { return awsq.Transient(err) }
 
 // OpenSubscription reads the topic's queue (created on first use unless
 // create is false). SQS has no groups: group only names the subscriber.

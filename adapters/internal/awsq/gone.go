@@ -3,7 +3,9 @@ package awsq
 import (
 	"errors"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // goneCodes are the errors by which SQS and SNS say that the queue or
@@ -24,4 +26,17 @@ var goneCodes = map[string]bool{
 func Gone(err error) bool {
 	var api smithy.APIError
 	return errors.As(err, &api) && goneCodes[api.ErrorCode()]
+}
+
+// Transient reports whether err is a call that got no answer from SQS or
+// SNS (the connection refused, reset or cut before a response), after the
+// AWS SDK's own retries, or the SDK's client-side retry quota, which runs
+// out after many such failures in a row. A publish is then sent again
+// until its deadline, as on every broker that is unreachable for a while:
+// the endpoint may be back by then. Any answer the service gave is not
+// transient here: the SDK has retried those it should.
+func Transient(err error) bool {
+	var send *smithyhttp.RequestSendError
+	var quota ratelimit.QuotaExceededError
+	return errors.As(err, &send) || errors.As(err, &quota)
 }
