@@ -242,12 +242,19 @@ func (t *Transport) OpenSubscription(ctx context.Context, topic, group string) (
 		return nil, err
 	}
 	return t.subs.Track(&awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q,
-		Recover: func(ctx context.Context) (awsq.Queue, error) {
-			if err := t.forget(ctx, topic); err != nil {
-				return awsq.Queue{}, err
-			}
-			return t.subscriptionQueue(ctx, topic, group)
-		}}, nil)
+		Recover: t.recoverQueue(topic, func(ctx context.Context) (awsq.Queue, error) { return t.subscriptionQueue(ctx, topic, group) })}, nil)
+}
+
+// recoverQueue is the Recover of a subscription to topic's queue: it
+// forgets the queue, then finds (or creates) it with find, as subscribing
+// did.
+func (t *Transport) recoverQueue(topic string, find func(context.Context) (awsq.Queue, error)) func(context.Context) (awsq.Queue, error) {
+	return func(ctx context.Context) (awsq.Queue, error) {
+		if err := t.forget(ctx, topic); err != nil {
+			return awsq.Queue{}, err
+		}
+		return find(ctx)
+	}
 }
 
 // subscriptionQueue returns topic's queue, created unless create is false,
@@ -304,12 +311,7 @@ func (t *Transport) OpenReplySubscription(ctx context.Context, topic string) (dr
 		return nil, err
 	}
 	sub := &awsq.Subscription{SQS: t.sqs, S: t.s, Logger: t.logger, Q: q,
-		Recover: func(ctx context.Context) (awsq.Queue, error) {
-			if err := t.forget(ctx, topic); err != nil {
-				return awsq.Queue{}, err
-			}
-			return t.queues.Ensure(ctx, name)
-		}}
+		Recover: t.recoverQueue(topic, func(ctx context.Context) (awsq.Queue, error) { return t.queues.Ensure(ctx, name) })}
 	return t.subs.Track(sub, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), t.s.PublishTimeout)
 		defer cancel()

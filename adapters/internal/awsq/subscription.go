@@ -25,7 +25,7 @@ type Subscription struct {
 	SQS    *sqs.Client
 	S      Settings
 	Logger *slog.Logger
-	Q      Queue
+	Q      Queue // the queue read at first; Queue() gives the one read now (Recover may replace it)
 	// OnClose runs after the subscription stopped (a reply queue deletes
 	// itself, the transport forgets it).
 	OnClose func() error
